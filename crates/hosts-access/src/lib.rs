@@ -1,0 +1,4 @@
+//! hosts_access(5) files exactly as Debian's libwrap 7.6.q reads them: parse with byte
+//! positions, render back byte for byte, validate, evaluate a request, and edit managed lines.
+//!
+//! Pure: bytes in, values out. No files, network, DNS or clock.

@@ -1,0 +1,1 @@
+//! Locked, atomic, validated replacement of hosts.allow, and the durable lease journal.

@@ -1,0 +1,56 @@
+//! The knock event: what the capture layer hands the matcher for each packet it keeps.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Transport protocol of a knock step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// TCP header flag bits as they appear on the wire (byte 13 of the TCP header).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// A connection-opening SYN: SYN set, ACK, RST and FIN clear.
+    pub fn is_pure_syn(self) -> bool {
+        self.has(Self::SYN) && !self.has(Self::ACK) && !self.has(Self::RST) && !self.has(Self::FIN)
+    }
+}
+
+/// One packet that may be a knock. `time_ms` is wall-clock milliseconds since the Unix epoch
+/// at capture; the matcher never reads a clock itself. `flags` is zero for UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnockEvent {
+    pub time_ms: u64,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: Proto,
+    pub dport: u16,
+    pub flags: TcpFlags,
+}

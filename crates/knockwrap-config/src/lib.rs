@@ -1,0 +1,1 @@
+//! The knockwrap TOML configuration: daemon settings and doors, with file:line diagnostics.

@@ -1,0 +1,20 @@
+//! knockwrap: the thin binary. Parses the command line and hands each subcommand to its module.
+
+mod cli;
+mod cmd;
+mod failure;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cmd::dispatch(cli.command) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("knockwrap: {failure}");
+            failure.exit_code()
+        }
+    }
+}
