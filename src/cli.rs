@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const DEFAULT_CONFIG: &str = "/etc/knockwrap/knockwrap.toml";
 
 #[derive(Parser, Debug)]
-#[command(name = "knockwrap", version, about = "TCP Wrappers access manager with a port-knock trigger")]
+#[command(
+    name = "knockwrap",
+    version,
+    about = "TCP Wrappers access manager with a port-knock trigger"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

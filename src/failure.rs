@@ -16,10 +16,16 @@ pub struct Failure {
 
 impl Failure {
     pub fn failed(message: impl Into<String>) -> Self {
-        Failure { code: FAILED, message: message.into() }
+        Failure {
+            code: FAILED,
+            message: message.into(),
+        }
     }
     pub fn usage(message: impl Into<String>) -> Self {
-        Failure { code: USAGE, message: message.into() }
+        Failure {
+            code: USAGE,
+            message: message.into(),
+        }
     }
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code)

@@ -1,5 +1,13 @@
 //! One module per subcommand; each turns parsed arguments into an exit code.
 
+pub mod allow;
+pub mod check;
+pub mod knock;
+pub mod list;
+pub mod matching;
+pub mod revoke;
+pub mod run;
+
 use std::process::ExitCode;
 
 use clap::CommandFactory;
@@ -20,23 +28,12 @@ pub fn dispatch(command: Command) -> CliResult {
                 .map_err(|e| Failure::failed(format!("writing the man page: {e}")))?;
             Ok(ExitCode::SUCCESS)
         }
-        other => Err(Failure::usage(format!(
-            "`{}` is not built yet in this version",
-            subcommand_name(&other)
-        ))),
-    }
-}
-
-fn subcommand_name(command: &Command) -> &'static str {
-    match command {
-        Command::Run(_) => "run",
-        Command::Check(_) => "check",
-        Command::Match(_) => "match",
-        Command::Allow(_) => "allow",
-        Command::Revoke(_) => "revoke",
-        Command::List(_) => "list",
-        Command::Knock(_) => "knock",
-        Command::Completions(_) => "completions",
-        Command::Man => "man",
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Match(args) => matching::run(args),
+        Command::Allow(args) => allow::run(args),
+        Command::Revoke(args) => revoke::run(args),
+        Command::List(args) => list::run(args),
+        Command::Knock(args) => knock::run(args),
     }
 }
