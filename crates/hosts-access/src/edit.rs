@@ -1,0 +1,367 @@
+//! Managed lines: the one kind of line knockwrap writes (`SERVICE: ADDRESS`), and byte-exact
+//! add / remove / contains on a file's bytes that leave every other byte as it was.
+//!
+//! A managed line is built from a parsed `IpAddr` and a checked service name, never from text.
+//! Comparison is exact bytes on the physical line's content (its `\n` or `\r\n` removed).
+//!
+//! A physical line that continues a previous line ending in backslash-newline is part of that
+//! earlier rule, not a rule of its own: it is never counted as present, never removed.
+
+use std::net::IpAddr;
+
+/// Why a managed line cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("service name is empty")]
+    EmptyService,
+    #[error("service name {service:?} contains {found}, which hosts_access would read as syntax")]
+    ForbiddenInService { service: String, found: String },
+    #[error("service name {0:?} is the EXCEPT operator, not a daemon name")]
+    ExceptService(String),
+    #[error("service name is {0} bytes long; at most {MAX_SERVICE_LEN} allowed")]
+    ServiceTooLong(usize),
+}
+
+/// Longest accepted service name; keeps a managed line far below libwrap's 2046-byte limit.
+pub const MAX_SERVICE_LEN: usize = 255;
+
+/// `SERVICE: ADDRESS`, the line knockwrap adds to and removes from hosts.allow.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ManagedLine {
+    service: String,
+    addr: IpAddr,
+}
+
+impl ManagedLine {
+    /// Checks `service` (one daemon name: printable ASCII without blank, `,`, `:`, `#`, `@`,
+    /// `[`, `]`, `\`, and not `EXCEPT`) and keeps `addr`. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`) becomes plain IPv4: libwrap's IPv4 rules match both forms of client,
+    /// a bracketed mapped rule matches only the mapped one.
+    pub fn new(service: &str, addr: IpAddr) -> Result<ManagedLine, EditError> {
+        check_service(service)?;
+        let addr = match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            },
+            v4 => v4,
+        };
+        Ok(ManagedLine {
+            service: service.to_owned(),
+            addr,
+        })
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The address as written (IPv4-mapped addresses already turned into IPv4).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// `SSHD: 203.0.113.7` or `SSHD: [2001:db8::7]`, without a line terminator.
+    pub fn text(&self) -> String {
+        match self.addr {
+            IpAddr::V4(a) => format!("{}: {}", self.service, a),
+            IpAddr::V6(a) => format!("{}: [{}]", self.service, a),
+        }
+    }
+}
+
+fn check_service(service: &str) -> Result<(), EditError> {
+    if service.is_empty() {
+        return Err(EditError::EmptyService);
+    }
+    if service.len() > MAX_SERVICE_LEN {
+        return Err(EditError::ServiceTooLong(service.len()));
+    }
+    for c in service.chars() {
+        let bad = match c {
+            ' ' => Some("a blank".to_owned()),
+            ',' | ':' | '#' | '@' | '[' | ']' | '\\' => Some(format!("{c:?}")),
+            c if !c.is_ascii() || c.is_ascii_control() => Some(format!("{:?}", c)),
+            _ => None,
+        };
+        if let Some(found) = bad {
+            return Err(EditError::ForbiddenInService {
+                service: service.to_owned(),
+                found,
+            });
+        }
+    }
+    if service.eq_ignore_ascii_case("EXCEPT") {
+        return Err(EditError::ExceptService(service.to_owned()));
+    }
+    Ok(())
+}
+
+/// One physical line of a file.
+struct Physical {
+    /// Start of the line.
+    start: usize,
+    /// End of the content (terminator excluded).
+    content_end: usize,
+    /// End of the line, terminator included.
+    end: usize,
+    /// This line continues the previous one (which ended in backslash-newline).
+    continuation: bool,
+}
+
+fn physical_lines(bytes: &[u8]) -> impl Iterator<Item = Physical> + '_ {
+    let mut pos = 0;
+    let mut continues = false;
+    std::iter::from_fn(move || {
+        if pos >= bytes.len() {
+            return None;
+        }
+        let start = pos;
+        let (content_end, end) = match memchr_nl(&bytes[start..]) {
+            Some(i) => {
+                let nl = start + i;
+                let ce = if nl > start && bytes[nl - 1] == b'\r' {
+                    nl - 1
+                } else {
+                    nl
+                };
+                (ce, nl + 1)
+            }
+            None => (bytes.len(), bytes.len()),
+        };
+        let line = Physical {
+            start,
+            content_end,
+            end,
+            continuation: continues,
+        };
+        // libwrap joins only an exact backslash-newline (not backslash-CR-LF).
+        continues = end > start + 1 && bytes[end - 1] == b'\n' && bytes[end - 2] == b'\\';
+        pos = end;
+        Some(line)
+    })
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+fn is_managed(bytes: &[u8], p: &Physical, text: &[u8]) -> bool {
+    !p.continuation && &bytes[p.start..p.content_end] == text
+}
+
+/// True when the file holds the managed line as a complete (newline-terminated) rule of its
+/// own. An unterminated last line does not count: Debian's libwrap ignores it.
+pub fn contains(bytes: &[u8], line: &ManagedLine) -> bool {
+    let text = line.text();
+    physical_lines(bytes).any(|p| p.end > p.content_end && is_managed(bytes, &p, text.as_bytes()))
+}
+
+/// The file's line terminator: `\r\n` when its first line ends that way, else `\n`.
+fn line_ending(bytes: &[u8]) -> &'static [u8] {
+    match memchr_nl(bytes) {
+        Some(i) if i > 0 && bytes[i - 1] == b'\r' => b"\r\n",
+        _ => b"\n",
+    }
+}
+
+/// The file with the managed line appended, or `None` when it is already there.
+///
+/// Only bytes are appended: a missing final newline is supplied first (in the file's style);
+/// when the file's last line is exactly the managed text without a terminator, the terminator
+/// alone is added; when the last line ends in backslash-newline, an empty line is put first so
+/// the managed line is not swallowed into that rule.
+pub fn add(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
+    if contains(bytes, line) {
+        return None;
+    }
+    let text = line.text();
+    let ending = line_ending(bytes);
+    let mut out = Vec::with_capacity(bytes.len() + text.len() + 4);
+    out.extend_from_slice(bytes);
+    if let Some(last) = physical_lines(bytes).last() {
+        if last.end == last.content_end {
+            // Unterminated last line.
+            out.extend_from_slice(ending);
+            if is_managed(bytes, &last, text.as_bytes()) {
+                return Some(out);
+            }
+        }
+    }
+    if out.ends_with(b"\\\n") {
+        out.extend_from_slice(ending);
+    }
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(ending);
+    Some(out)
+}
+
+/// The file without any physical line that is exactly the managed text (with its terminator),
+/// or `None` when there is none. Lines that merely start with the text are kept, and so are
+/// continuation lines (they belong to the rule above them).
+pub fn remove(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
+    let text = line.text();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut removed = false;
+    for p in physical_lines(bytes) {
+        if is_managed(bytes, &p, text.as_bytes()) {
+            removed = true;
+        } else {
+            out.extend_from_slice(&bytes[p.start..p.end]);
+        }
+    }
+    removed.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ml(s: &str, a: &str) -> ManagedLine {
+        ManagedLine::new(s, a.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn text_forms() {
+        assert_eq!(ml("SSHD", "203.0.113.7").text(), "SSHD: 203.0.113.7");
+        assert_eq!(ml("SSHD", "2001:DB8:0:0::7").text(), "SSHD: [2001:db8::7]");
+        assert_eq!(ml("sshd", "::ffff:192.0.2.1").text(), "sshd: 192.0.2.1");
+        assert_eq!(ml("sshd", "::1").text(), "sshd: [::1]");
+    }
+
+    #[test]
+    fn service_names_checked() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(ManagedLine::new("", a), Err(EditError::EmptyService));
+        for bad in [
+            "ss hd",
+            "a,b",
+            "a:b",
+            "#sshd",
+            "sshd@host",
+            "a[b",
+            "a]",
+            "a\\",
+            "a\tb",
+            "a\nb",
+            "sshé",
+            "a\u{7f}",
+        ] {
+            assert!(
+                matches!(
+                    ManagedLine::new(bad, a),
+                    Err(EditError::ForbiddenInService { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            ManagedLine::new("except", a),
+            Err(EditError::ExceptService(_))
+        ));
+        assert!(matches!(
+            ManagedLine::new(&"x".repeat(256), a),
+            Err(EditError::ServiceTooLong(256))
+        ));
+        assert!(ManagedLine::new("in.telnetd", a).is_ok());
+        assert!(ManagedLine::new("ALL", a).is_ok());
+    }
+
+    #[test]
+    fn add_to_empty_and_terminated() {
+        let l = ml("SSHD", "203.0.113.7");
+        assert_eq!(add(b"", &l).unwrap(), b"SSHD: 203.0.113.7\n");
+        assert_eq!(
+            add(b"# c\nsshd: 10.0.0.1\n", &l).unwrap(),
+            b"# c\nsshd: 10.0.0.1\nSSHD: 203.0.113.7\n"
+        );
+    }
+
+    #[test]
+    fn add_twice_is_none() {
+        let l = ml("SSHD", "203.0.113.7");
+        let once = add(b"x: y\n", &l).unwrap();
+        assert_eq!(add(&once, &l), None);
+        assert!(contains(&once, &l));
+    }
+
+    #[test]
+    fn add_missing_final_newline_and_crlf() {
+        let l = ml("SSHD", "203.0.113.7");
+        assert_eq!(add(b"a: b", &l).unwrap(), b"a: b\nSSHD: 203.0.113.7\n");
+        assert_eq!(
+            add(b"a: b\r\nc: d", &l).unwrap(),
+            b"a: b\r\nc: d\r\nSSHD: 203.0.113.7\r\n"
+        );
+        assert_eq!(
+            add(b"a: b\r\n", &l).unwrap(),
+            b"a: b\r\nSSHD: 203.0.113.7\r\n"
+        );
+    }
+
+    #[test]
+    fn add_terminates_unterminated_managed_line() {
+        let l = ml("SSHD", "203.0.113.7");
+        assert!(!contains(b"a: b\nSSHD: 203.0.113.7", &l));
+        assert_eq!(
+            add(b"a: b\nSSHD: 203.0.113.7", &l).unwrap(),
+            b"a: b\nSSHD: 203.0.113.7\n"
+        );
+    }
+
+    #[test]
+    fn add_after_continuation_is_not_swallowed() {
+        let l = ml("SSHD", "203.0.113.7");
+        assert_eq!(
+            add(b"sshd: 10.0.0.1 \\\n", &l).unwrap(),
+            b"sshd: 10.0.0.1 \\\n\nSSHD: 203.0.113.7\n"
+        );
+        assert_eq!(
+            add(b"sshd: 10.0.0.1 \\", &l).unwrap(),
+            b"sshd: 10.0.0.1 \\\n\nSSHD: 203.0.113.7\n"
+        );
+    }
+
+    #[test]
+    fn continuation_target_is_not_managed() {
+        let l = ml("SSHD", "203.0.113.7");
+        let f = b"sshd: 10.0.0.1 \\\nSSHD: 203.0.113.7\n";
+        assert!(!contains(f, &l));
+        assert_eq!(remove(f, &l), None);
+        // Backslash-CR-LF is no continuation: the line is a rule of its own.
+        let f = b"sshd: 10.0.0.1 \\\r\nSSHD: 203.0.113.7\r\n";
+        assert!(contains(f, &l));
+        assert_eq!(remove(f, &l).unwrap(), b"sshd: 10.0.0.1 \\\r\n");
+    }
+
+    #[test]
+    fn remove_exact_only() {
+        let l = ml("SSHD", "203.0.113.4");
+        let f = b"SSHD: 203.0.113.45\nSSHD: 203.0.113.4\nSSHD: 203.0.113.4.example\n\
+SSHD: 203.0.113.4 \nsshd: 203.0.113.4\nSSHD: 203.0.113.4\r\n# SSHD: 203.0.113.4\n";
+        assert_eq!(
+            remove(f, &l).unwrap(),
+            b"SSHD: 203.0.113.45\nSSHD: 203.0.113.4.example\nSSHD: 203.0.113.4 \n\
+sshd: 203.0.113.4\n# SSHD: 203.0.113.4\n"
+                .to_vec()
+        );
+        assert_eq!(remove(b"SSHD: 203.0.113.45\n", &l), None);
+    }
+
+    #[test]
+    fn remove_unterminated_last_line() {
+        let l = ml("SSHD", "203.0.113.4");
+        assert_eq!(remove(b"a: b\nSSHD: 203.0.113.4", &l).unwrap(), b"a: b\n");
+        assert_eq!(remove(b"SSHD: 203.0.113.4", &l).unwrap(), b"");
+    }
+
+    #[test]
+    fn add_then_remove_restores() {
+        let l = ml("SSHD", "2001:db8::7");
+        for f in [&b""[..], b"a: b\n", b"a: b\r\n# x\r\n", b"x: y\n\n"] {
+            let added = add(f, &l).unwrap();
+            assert!(contains(&added, &l));
+            assert_eq!(remove(&added, &l).unwrap(), f);
+        }
+    }
+}
