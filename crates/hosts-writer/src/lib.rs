@@ -1,1 +1,21 @@
 //! Locked, atomic, validated replacement of hosts.allow, and the durable lease journal.
+//!
+//! - [`atomic`]: the generic locked atomic update of any file (lock, read, edit, temp, backup,
+//!   re-check, rename, fsync).
+//! - [`journal`]: leases in `state_dir`.
+//! - [`diff`]: unified diffs for `--dry-run`.
+//! - [`duration`], [`time`]: `--for` durations and RFC 3339 output.
+
+pub mod atomic;
+pub mod diff;
+pub mod duration;
+pub mod error;
+mod fsmeta;
+pub mod journal;
+mod lock;
+pub mod time;
+
+pub use atomic::{preview, resolve_target, update, Options, Outcome};
+pub use error::{UpdateError, WriteError};
+pub use journal::{Journal, JournalError, Lease};
+pub use lock::lock_path;

@@ -1,0 +1,382 @@
+//! The atomic update: lock the sidecar, read, edit, write a same-directory temp file carrying the
+//! original's mode/owner/xattrs, fsync, keep `<file>.bak`, re-check nobody changed the file,
+//! rename over it, fsync the directory. On any error the original is untouched and no temp file
+//! is left behind.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{UpdateError, WriteError};
+use crate::fsmeta::{self, Snapshot, Xattr};
+use crate::lock;
+
+/// How an update behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Keep the previous version as `<file>.bak`.
+    pub backup: bool,
+    /// How long to wait for another writer's lock.
+    pub lock_timeout: Duration,
+    /// fsync the temp file and the directory. Only benchmarks turn this off.
+    pub durable: bool,
+    /// How many times to redo the edit when someone else changes the file meanwhile.
+    pub max_attempts: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            backup: false,
+            lock_timeout: Duration::from_secs(10),
+            durable: true,
+            max_attempts: 20,
+        }
+    }
+}
+
+/// What an update did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The file actually read and replaced (symlinks resolved).
+    pub path: PathBuf,
+    /// Whether the file existed before.
+    pub existed: bool,
+    /// Content before (as finally read, under the lock).
+    pub before: Vec<u8>,
+    /// Content after; equal to `before` when nothing changed.
+    pub after: Vec<u8>,
+    /// Whether a new version was written.
+    pub written: bool,
+    /// Reads done: 1, plus one for each time a foreign edit forced a redo.
+    pub attempts: u32,
+}
+
+/// Follow a symlink chain to the file that must be replaced. A missing final target is fine
+/// (it will be created); the symlink itself is never replaced.
+pub fn resolve_target(path: &Path) -> Result<PathBuf, WriteError> {
+    let mut cur = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link =
+                    fs::read_link(&cur).map_err(|e| WriteError::io(&cur, "read symlink", e))?;
+                cur = if link.is_absolute() {
+                    link
+                } else {
+                    cur.parent().unwrap_or_else(|| Path::new(".")).join(link)
+                };
+            }
+            Ok(m) if m.is_dir() => {
+                return Err(WriteError::io(
+                    &cur,
+                    "edit",
+                    io::Error::from_raw_os_error(libc::EISDIR),
+                ))
+            }
+            Ok(_) => return Ok(cur),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(cur),
+            Err(e) => return Err(WriteError::io(&cur, "stat", e)),
+        }
+    }
+    Err(WriteError::Symlink {
+        path: path.to_path_buf(),
+        why: "too many levels of symbolic links".into(),
+    })
+}
+
+fn split(target: &Path) -> Result<(PathBuf, OsString), WriteError> {
+    let name = target.file_name().ok_or_else(|| WriteError::Symlink {
+        path: target.to_path_buf(),
+        why: "the path has no file name".into(),
+    })?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name.to_os_string()))
+}
+
+/// The file as read: its bytes, identity and attributes (None when it does not exist).
+struct Current {
+    bytes: Vec<u8>,
+    snap: Option<Snapshot>,
+    xattrs: Vec<Xattr>,
+}
+
+fn read_current(target: &Path) -> Result<Current, WriteError> {
+    let mut file = match File::open(target) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Current {
+                bytes: Vec::new(),
+                snap: None,
+                xattrs: Vec::new(),
+            })
+        }
+        Err(e) => return Err(WriteError::io(target, "open", e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| WriteError::io(target, "stat", e))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| WriteError::io(target, "read", e))?;
+    let xattrs =
+        fsmeta::security_xattrs(&file).map_err(|e| WriteError::io(target, "read xattrs", e))?;
+    Ok(Current {
+        bytes,
+        snap: Some(Snapshot::of(&meta)),
+        xattrs,
+    })
+}
+
+/// Did the file stay exactly as we read it? Metadata first (cheap), then the bytes, because
+/// timestamps can be too coarse to see a same-size rewrite.
+fn unchanged_since(target: &Path, read: &Current) -> Result<bool, WriteError> {
+    match (&read.snap, fs::metadata(target)) {
+        (None, Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        (None, Ok(_)) => Ok(false),
+        (Some(_), Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        (_, Err(e)) => Err(WriteError::io(target, "stat", e)),
+        (Some(snap), Ok(meta)) => {
+            let now = Snapshot::of(&meta);
+            if now.dev != snap.dev
+                || now.ino != snap.ino
+                || now.size != snap.size
+                || now.mtime_ns != snap.mtime_ns
+            {
+                return Ok(false);
+            }
+            let again = read_current(target)?;
+            Ok(again.bytes == read.bytes)
+        }
+    }
+}
+
+/// Test hook: `KNOCKWRAP_TEST_PAUSE=<step>:<ms>` sleeps at a named step, so tests can widen a
+/// race window on purpose. Unset in production; costs one env lookup per step.
+fn pause_at(step: &str) {
+    if let Ok(spec) = std::env::var("KNOCKWRAP_TEST_PAUSE") {
+        if let Some((s, ms)) = spec.split_once(':') {
+            if s == step {
+                if let Ok(ms) = ms.parse::<u64>() {
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+            }
+        }
+    }
+}
+
+/// A temp file that unlinks itself unless it was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn sibling(dir: &Path, name: &OsStr, kind: &str) -> PathBuf {
+    let mut n = OsString::from(".");
+    n.push(name);
+    n.push(format!(".knockwrap.{kind}.{}", std::process::id()));
+    dir.join(n)
+}
+
+/// Remove temp files a killed writer left behind. Safe because we hold the lock and temp files
+/// are only ever created under it.
+fn sweep_stale_temps(dir: &Path, name: &OsStr) {
+    let mut prefix = OsString::from(".");
+    prefix.push(name);
+    prefix.push(".knockwrap.");
+    let prefix = prefix.as_encoded_bytes().to_vec();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let n = entry.file_name();
+        let b = n.as_encoded_bytes();
+        if let Some(rest) = b.strip_prefix(prefix.as_slice()) {
+            if rest.starts_with(b"tmp.") || rest.starts_with(b"baktmp.") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Write `bytes` to a fresh temp file beside `target` with the given attributes.
+fn write_temp(
+    temp_path: PathBuf,
+    target: &Path,
+    bytes: &[u8],
+    read: &Current,
+    durable: bool,
+) -> Result<TempFile, WriteError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp_path)
+        .map_err(|e| WriteError::io(target, "create temporary file", e))?;
+    let temp = TempFile {
+        path: temp_path,
+        armed: true,
+    };
+    file.write_all(bytes)
+        .map_err(|e| WriteError::io(target, "write temporary file", e))?;
+    let (owner, mode) = match &read.snap {
+        Some(s) => (Some((s.uid, s.gid)), s.mode),
+        // A new hosts file: world-readable like the distribution's, owned by us (root).
+        None => (None, 0o644),
+    };
+    fsmeta::set_owner_and_mode(&file, owner, mode)
+        .map_err(|e| WriteError::io(target, "set owner and mode of temporary file", e))?;
+    fsmeta::set_xattrs(&file, &read.xattrs)
+        .map_err(|e| WriteError::io(target, "copy security xattrs", e))?;
+    if durable {
+        file.sync_all()
+            .map_err(|e| WriteError::io(target, "fsync temporary file", e))?;
+    }
+    Ok(temp)
+}
+
+/// Make `<file>.bak` the version about to be replaced, atomically: hard-link the current file
+/// to a temp name and rename that over the old .bak, so .bak is always one whole version. Where
+/// hard links are refused, copy the bytes we read instead (also temp + fsync + rename).
+fn keep_backup(
+    dir: &Path,
+    name: &OsStr,
+    target: &Path,
+    read: &Current,
+    durable: bool,
+) -> Result<(), WriteError> {
+    let mut bak_name = name.to_os_string();
+    bak_name.push(".bak");
+    let bak = dir.join(&bak_name);
+    let tmp = sibling(dir, name, "baktmp");
+    let _ = fs::remove_file(&tmp);
+    let staged = match fs::hard_link(target, &tmp) {
+        Ok(()) => TempFile {
+            path: tmp,
+            armed: true,
+        },
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::EMLINK) | Some(libc::ENOTSUP)
+            ) =>
+        {
+            write_temp(tmp, &bak, &read.bytes, read, durable)?
+        }
+        Err(e) => return Err(WriteError::io(&bak, "create backup", e)),
+    };
+    fs::rename(&staged.path, &bak).map_err(|e| WriteError::io(&bak, "replace backup", e))?;
+    let mut staged = staged;
+    staged.armed = false;
+    Ok(())
+}
+
+/// Apply `edit` to the file at `path` atomically (see the module doc). `edit` gets the current
+/// bytes and returns the new ones, or None for "no change". It may run more than once: when
+/// someone else changed the file between our read and our rename, the edit is redone on their
+/// version.
+pub fn update<E, F>(path: &Path, opts: &Options, mut edit: F) -> Result<Outcome, UpdateError<E>>
+where
+    F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+{
+    let target = resolve_target(path)?;
+    let (dir, name) = split(&target)?;
+    let _lock = lock::acquire(&lock::lock_path(&dir, &name), opts.lock_timeout)?;
+    pause_at("locked");
+    sweep_stale_temps(&dir, &name);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let read = read_current(&target)?;
+        let after = match edit(&read.bytes).map_err(UpdateError::Edit)? {
+            Some(a) if a != read.bytes => a,
+            _ => {
+                return Ok(Outcome {
+                    path: target,
+                    existed: read.snap.is_some(),
+                    after: read.bytes.clone(),
+                    before: read.bytes,
+                    written: false,
+                    attempts,
+                })
+            }
+        };
+        let temp = write_temp(
+            sibling(&dir, &name, "tmp"),
+            &target,
+            &after,
+            &read,
+            opts.durable,
+        )?;
+        pause_at("temp-written");
+        if !unchanged_since(&target, &read)? {
+            drop(temp);
+            if attempts >= opts.max_attempts {
+                return Err(WriteError::Unstable {
+                    path: target,
+                    attempts,
+                }
+                .into());
+            }
+            continue;
+        }
+        if opts.backup && read.snap.is_some() {
+            keep_backup(&dir, &name, &target, &read, opts.durable)?;
+            pause_at("backup-kept");
+        }
+        fs::rename(&temp.path, &target).map_err(|e| WriteError::io(&target, "rename", e))?;
+        let mut temp = temp;
+        temp.armed = false;
+        if opts.durable {
+            fsmeta::sync_dir(&dir).map_err(|e| WriteError::io(&dir, "fsync directory", e))?;
+        }
+        return Ok(Outcome {
+            path: target,
+            existed: read.snap.is_some(),
+            before: read.bytes,
+            after,
+            written: true,
+            attempts,
+        });
+    }
+}
+
+/// What `update` would do, without locking or writing anything (for `--dry-run`).
+pub fn preview<E, F>(path: &Path, mut edit: F) -> Result<Outcome, UpdateError<E>>
+where
+    F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+{
+    let target = resolve_target(path)?;
+    let read = read_current(&target)?;
+    let after = edit(&read.bytes)
+        .map_err(UpdateError::Edit)?
+        .unwrap_or_else(|| read.bytes.clone());
+    Ok(Outcome {
+        path: target,
+        existed: read.snap.is_some(),
+        written: false,
+        attempts: 1,
+        before: read.bytes,
+        after,
+    })
+}
+
+/// Read a file for display (missing = empty), following symlinks.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, WriteError> {
+    let target = resolve_target(path)?;
+    Ok(read_current(&target)?.bytes)
+}

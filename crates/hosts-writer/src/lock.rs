@@ -1,0 +1,102 @@
+//! The sidecar lock: an exclusive `flock` on `<dir>/.<name>.knockwrap.lock`, taken with a deadline.
+//!
+//! The lock lives on a file that is never renamed over, so every writer locks the same inode;
+//! locking the managed file itself would be useless once a rename gives it a new inode.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::WriteError;
+
+/// Path of the sidecar lock for a file named `name` in `dir`.
+pub fn lock_path(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
+    let mut lock_name = std::ffi::OsString::from(".");
+    lock_name.push(name);
+    lock_name.push(".knockwrap.lock");
+    dir.join(lock_name)
+}
+
+/// An exclusive lock, released when dropped (closing the descriptor releases the flock).
+#[derive(Debug)]
+pub struct SidecarLock {
+    _file: File,
+}
+
+/// Take the exclusive lock, polling until `timeout` has passed.
+pub fn acquire(path: &Path, timeout: Duration) -> Result<SidecarLock, WriteError> {
+    let file = open_lock_file(path)?;
+    let deadline = Instant::now() + timeout;
+    // Start with short sleeps so an uncontended or briefly held lock is cheap, then back off.
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(SidecarLock { _file: file }),
+            Err(TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return Err(WriteError::LockTimeout {
+                        path: path.to_path_buf(),
+                        waited: timeout,
+                    });
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            Err(TryLockError::Error(e)) => return Err(WriteError::io(path, "lock", e)),
+        }
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, WriteError> {
+    let created = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(f) => Ok(f),
+        // On a read-only file system an existing lock file can still be flocked read-only; the
+        // write that follows then fails with the real reason (EROFS) naming the managed file.
+        Err(e) if is_readonly_like(&e) => match File::open(path) {
+            Ok(f) => Ok(f),
+            Err(_) => Err(WriteError::io(path, "create lock file", e)),
+        },
+        Err(e) => Err(WriteError::io(path, "create lock file", e)),
+    }
+}
+
+fn is_readonly_like(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_path_is_a_hidden_sibling() {
+        let p = lock_path(Path::new("/etc"), std::ffi::OsStr::new("hosts.allow"));
+        assert_eq!(p, Path::new("/etc/.hosts.allow.knockwrap.lock"));
+    }
+
+    #[test]
+    fn second_lock_times_out_while_first_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".x.lock");
+        let first = acquire(&p, Duration::from_millis(100)).unwrap();
+        let start = Instant::now();
+        let err = acquire(&p, Duration::from_millis(150)).unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(150));
+        assert!(matches!(err, WriteError::LockTimeout { .. }), "{err}");
+        assert!(err.to_string().contains("lock timeout"), "{err}");
+        drop(first);
+        acquire(&p, Duration::from_millis(100)).unwrap();
+    }
+}
