@@ -93,6 +93,9 @@ pub struct TargetArgs {
     pub hosts_allow: Option<PathBuf>,
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Lease journal directory (instead of the config's `state_dir`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Print the unified diff that would be written and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -123,6 +126,9 @@ pub struct RevokeArgs {
 pub struct ListArgs {
     #[arg(long, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+    /// Lease journal directory (instead of the config's `state_dir`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = SimpleFormat::Human)]
     pub format: SimpleFormat,
 }

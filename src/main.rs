@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod failure;
+mod target;
 
 use std::process::ExitCode;
 

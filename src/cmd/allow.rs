@@ -1,8 +1,89 @@
-//! `knockwrap allow`.
+//! `knockwrap allow`: add the managed line, record the lease, and fail loudly when libwrap would
+//! not honour the grant.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use hosts_writer::{diff, duration, Journal, Lease, PolicyOptions};
 
 use crate::cli::AllowArgs;
+use crate::cmd::revoke::{managed_line, policy_failure, write_options};
 use crate::failure::{CliResult, Failure};
+use crate::target;
 
-pub fn run(_args: AllowArgs) -> CliResult {
-    Err(Failure::usage("`allow` is not built yet in this version"))
+pub fn run(args: AllowArgs) -> CliResult {
+    let line = managed_line(&args.ip, &args.service)?;
+    let lease_for = match &args.duration {
+        Some(text) => Some(
+            duration::parse_duration(text).map_err(|e| Failure::usage(format!("--for: {e}")))?,
+        ),
+        None => None,
+    };
+    let target = target::resolve(&args.target)?;
+    if lease_for.is_some() && target.state_dir.is_none() {
+        return Err(Failure::usage(
+            "--for needs a lease journal: give --state-dir DIR or --config PATH",
+        ));
+    }
+    let opts = PolicyOptions {
+        write: write_options(target.backup),
+        hosts_deny: None,
+        dry_run: args.target.dry_run,
+    };
+    let out =
+        hosts_writer::allow(&target.hosts_allow, &line, &opts).map_err(|e| policy_failure(&e))?;
+
+    if args.target.dry_run {
+        let label = out.file.path.display().to_string();
+        let d = diff::unified(
+            &out.file.before,
+            &out.file.after,
+            &label,
+            &format!("{label} (after allow)"),
+            3,
+        );
+        let _ = std::io::stdout().write_all(&d);
+        if d.is_empty() {
+            println!("{}: already present in {label}; nothing to do", line.text());
+        }
+    } else {
+        if let Some(dir) = &target.state_dir {
+            // Durable before the grant is reported.
+            let journal = Journal::load(dir).map_err(|e| Failure::failed(e.to_string()))?;
+            let expires_at = lease_for.map(|d| target::now_unix().saturating_add(d.as_secs()));
+            journal
+                .record_grant(Lease {
+                    ip: line.addr(),
+                    service: line.service().to_string(),
+                    door: "manual".to_string(),
+                    expires_at,
+                    added_line: out.changed,
+                })
+                .map_err(|e| Failure::failed(e.to_string()))?;
+        }
+        let what = if out.changed {
+            "added to"
+        } else {
+            "already in"
+        };
+        println!("{}: {what} {}", line.text(), out.file.path.display());
+    }
+
+    if !out.grant.granted() {
+        let verb = if args.target.dry_run {
+            "would be added"
+        } else if out.changed {
+            "added"
+        } else {
+            "present"
+        };
+        eprintln!(
+            "knockwrap: error: line {verb} but libwrap would NOT grant {} to {}: {}",
+            line.service(),
+            line.addr(),
+            out.grant
+        );
+        return Ok(ExitCode::from(crate::failure::FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
 }

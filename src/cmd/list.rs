@@ -1,8 +1,63 @@
-//! `knockwrap list`.
+//! `knockwrap list`: the active leases, as a table or as SPEC's JSON array.
 
-use crate::cli::ListArgs;
+use std::process::ExitCode;
+
+use hosts_writer::time::rfc3339_utc;
+use hosts_writer::Journal;
+
+use crate::cli::{ListArgs, SimpleFormat};
 use crate::failure::{CliResult, Failure};
+use crate::target;
 
-pub fn run(_args: ListArgs) -> CliResult {
-    Err(Failure::usage("`list` is not built yet in this version"))
+pub fn run(args: ListArgs) -> CliResult {
+    let dir = target::state_dir_for_list(&args.config, args.state_dir.as_deref())?;
+    let journal = Journal::load(&dir).map_err(|e| Failure::failed(e.to_string()))?;
+    let mut leases = journal
+        .active(target::now_unix())
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    leases.sort_by(|a, b| {
+        (a.expires_at.is_none(), a.expires_at, a.ip).cmp(&(
+            b.expires_at.is_none(),
+            b.expires_at,
+            b.ip,
+        ))
+    });
+    match args.format {
+        SimpleFormat::Json => {
+            let items: Vec<serde_json::Value> = leases
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "ip": l.ip.to_string(),
+                        "service": l.service,
+                        "door": l.door,
+                        "expires_at": l.expires_at.map(rfc3339_utc),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
+            );
+        }
+        SimpleFormat::Human => {
+            if leases.is_empty() {
+                println!("no active leases");
+            } else {
+                println!("{:<40} {:<12} {:<16} EXPIRES", "IP", "SERVICE", "DOOR");
+                for l in &leases {
+                    let exp = l
+                        .expires_at
+                        .map_or_else(|| "never".to_string(), rfc3339_utc);
+                    println!(
+                        "{:<40} {:<12} {:<16} {exp}",
+                        l.ip.to_string(),
+                        l.service,
+                        l.door
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`atomic`]: the generic locked atomic update of any file (lock, read, edit, temp, backup,
 //!   re-check, rename, fsync).
+//! - [`policy`]: add/remove a managed line with validation and the effective-grant check.
 //! - [`journal`]: leases in `state_dir`.
 //! - [`diff`]: unified diffs for `--dry-run`.
 //! - [`duration`], [`time`]: `--for` durations and RFC 3339 output.
@@ -13,9 +14,11 @@ pub mod error;
 mod fsmeta;
 pub mod journal;
 mod lock;
+pub mod policy;
 pub mod time;
 
 pub use atomic::{preview, resolve_target, update, Options, Outcome};
 pub use error::{UpdateError, WriteError};
 pub use journal::{Journal, JournalError, Lease};
 pub use lock::lock_path;
+pub use policy::{allow, revoke, GrantCheck, PolicyError, PolicyOptions, PolicyOutcome};

@@ -1,0 +1,69 @@
+//! Which hosts.allow and which lease journal a CLI edit uses: `--hosts-allow PATH` directly, or
+//! the `hosts_allow` / `state_dir` / `backup` of `--config PATH` (default config path when
+//! neither is given), with `--state-dir` overriding the journal location.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{TargetArgs, DEFAULT_CONFIG};
+use crate::failure::Failure;
+
+/// Where an edit goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub hosts_allow: PathBuf,
+    /// The lease journal's directory; None: no journal (only `--hosts-allow` was given).
+    pub state_dir: Option<PathBuf>,
+    pub backup: bool,
+}
+
+/// The three settings the writer takes from a config file.
+struct FromConfig {
+    hosts_allow: PathBuf,
+    state_dir: PathBuf,
+    backup: bool,
+}
+
+fn load_config(path: &Path) -> Result<FromConfig, Failure> {
+    // knockwrap-config's loader is not published yet; until it is, only --hosts-allow works.
+    Err(Failure::usage(format!(
+        "{}: --config is not supported by this build yet; use --hosts-allow PATH [--state-dir DIR]",
+        path.display()
+    )))
+}
+
+/// Resolve the target of `allow`/`revoke`.
+pub fn resolve(args: &TargetArgs) -> Result<Target, Failure> {
+    if let Some(path) = &args.hosts_allow {
+        return Ok(Target {
+            hosts_allow: path.clone(),
+            state_dir: args.state_dir.clone(),
+            backup: true,
+        });
+    }
+    let config = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let c = load_config(&config)?;
+    Ok(Target {
+        hosts_allow: c.hosts_allow,
+        state_dir: Some(args.state_dir.clone().unwrap_or(c.state_dir)),
+        backup: c.backup,
+    })
+}
+
+/// The journal directory for `list`.
+pub fn state_dir_for_list(config: &Path, state_dir: Option<&Path>) -> Result<PathBuf, Failure> {
+    match state_dir {
+        Some(d) => Ok(d.to_path_buf()),
+        None => Ok(load_config(config)?.state_dir),
+    }
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
