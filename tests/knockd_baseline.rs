@@ -1,0 +1,109 @@
+//! The harness proven against the real knockd: a real `knock` from the client namespace
+//! opens knockd's door (its start_command appends `SSHD: %IP%` to the private
+//! /etc/hosts.allow), tcpdmatch agrees, and the real sshd shows its banner after the knock
+//! and not before. Also measures knockd's knock-to-open latency, the baseline for knockwrap.
+
+mod support;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use support::process::run_ok;
+use support::{
+    require_root_or_skip, serial, ssh_banner, summarize_ms, tcpdmatch_verdict, wait_for_line,
+    Knockd, NetPair, RawV4, ServerRoot, Sshd, Verdict,
+};
+
+const DOOR: &str =
+    "[openSSH]\n  sequence = 7000,8000,9000\n  seq_timeout = 5\n  tcpflags = syn\n  \
+                    start_command = /bin/sh -c 'echo \"SSHD: %IP%\" >> /etc/hosts.allow'\n";
+
+#[test]
+fn knockd_opens_for_real_knock_and_sshd_follows() {
+    if !require_root_or_skip("knockd_opens_for_real_knock_and_sshd_follows") {
+        return;
+    }
+    let _serial = serial();
+    let net = NetPair::new("kdopen");
+    let root = ServerRoot::new(&net);
+    let _sshd = Sshd::start(&root, &net);
+    let _knockd = Knockd::start(&root, DOOR);
+    let client = net.client_v4().to_string();
+    let server = net.server_v4().to_string();
+
+    assert_eq!(
+        root.hosts_allow_inside(),
+        "",
+        "the private /etc is the one inside"
+    );
+    assert_eq!(
+        tcpdmatch_verdict(&root.etc, "sshd", &client),
+        Verdict::Denied
+    );
+    assert!(
+        !ssh_banner(&net, IpAddr::V4(net.server_v4())),
+        "sshd showed a banner before any knock"
+    );
+
+    run_ok(
+        net.client_cmd("knock")
+            .args([&server, "7000", "8000", "9000"]),
+    );
+    let line = format!("SSHD: {client}");
+    assert!(
+        wait_for_line(&root.hosts_allow(), &line, Duration::from_secs(5)).is_some(),
+        "knockd did not append {line:?}; hosts.allow: {:?}",
+        root.read_hosts_allow()
+    );
+    assert_eq!(root.hosts_allow_inside(), format!("{line}\n"));
+    assert_eq!(
+        tcpdmatch_verdict(&root.etc, "sshd", &client),
+        Verdict::Granted
+    );
+    assert!(
+        ssh_banner(&net, IpAddr::V4(net.server_v4())),
+        "no banner after the knock opened the door"
+    );
+    // Only the knocking address was let in: the client's IPv6 address has no line.
+    assert!(!ssh_banner(&net, IpAddr::V6(net.server_v6())));
+    assert_eq!(
+        tcpdmatch_verdict(&root.etc, "sshd", &net.client_v6().to_string()),
+        Verdict::Denied
+    );
+}
+
+#[test]
+fn knockd_knock_to_open_latency() {
+    if !require_root_or_skip("knockd_knock_to_open_latency") {
+        return;
+    }
+    let _serial = serial();
+    let net = NetPair::new("kdlat");
+    let root = ServerRoot::new(&net);
+    let _knockd = Knockd::start(&root, DOOR);
+    net.warm_neighbours();
+    let raw = net.in_client(RawV4::new);
+    let server = net.server_v4();
+
+    let mut samples = Vec::new();
+    for i in 0..20u8 {
+        // A distinct source per knock, so every knock appends a line of its own.
+        let src = net.client_subnet_v4(100 + i);
+        let sport = 40_000 + u16::from(i);
+        for port in [7000, 8000, 9000] {
+            raw.syn(src, server, sport, port);
+        }
+        let sent = Instant::now();
+        let line = format!("SSHD: {src}");
+        let seen = wait_for_line(&root.hosts_allow(), &line, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("knock {i} from {src} did not open"));
+        samples.push(seen - sent);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let (median, p90, max) = summarize_ms(&samples);
+    eprintln!(
+        "LATENCY knockd knock-to-open over {} knocks: median {median:.2} ms, p90 {p90:.2} ms, max {max:.2} ms",
+        samples.len()
+    );
+    assert_eq!(root.read_hosts_allow().lines().count(), 20);
+}

@@ -1,0 +1,236 @@
+//! knockwrap's daemon under test: its TOML config (SPEC shape), started in the server's
+//! private root with NOTIFY_SOCKET pointing at a datagram socket the test owns, so that
+//! readiness is the daemon's own READY=1 and not a guess. Stderr goes to a log file that is
+//! printed when a test fails.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::net::SERVER_IF;
+use super::process::Proc;
+use super::server::ServerRoot;
+
+/// One `[[door]]`.
+#[derive(Clone, Debug)]
+pub struct Door {
+    pub name: String,
+    pub sequence: Vec<String>,
+    pub seq_timeout: String,
+    pub action: String,
+    pub service: String,
+    pub lease: Option<String>,
+    pub tcp_flags: Option<Vec<String>>,
+}
+
+impl Door {
+    /// An allow door for SSHD with a 5 s sequence timeout, SYN-only TCP steps and no lease.
+    pub fn allow(name: &str, sequence: &[&str]) -> Door {
+        Door {
+            name: name.to_owned(),
+            sequence: sequence.iter().map(|s| (*s).to_owned()).collect(),
+            seq_timeout: "5s".to_owned(),
+            action: "allow".to_owned(),
+            service: "SSHD".to_owned(),
+            lease: None,
+            tcp_flags: Some(vec!["syn".to_owned()]),
+        }
+    }
+
+    pub fn revoke(name: &str, sequence: &[&str]) -> Door {
+        Door {
+            action: "revoke".to_owned(),
+            ..Door::allow(name, sequence)
+        }
+    }
+
+    pub fn lease(mut self, lease: &str) -> Door {
+        self.lease = Some(lease.to_owned());
+        self
+    }
+
+    pub fn seq_timeout(mut self, timeout: &str) -> Door {
+        self.seq_timeout = timeout.to_owned();
+        self
+    }
+
+    fn render(&self) -> String {
+        let list = |items: &[String]| {
+            let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let mut s = format!(
+            "[[door]]\nname = {:?}\nsequence = {}\nseq_timeout = {:?}\naction = {:?}\nservice = {:?}\n",
+            self.name,
+            list(&self.sequence),
+            self.seq_timeout,
+            self.action,
+            self.service
+        );
+        if let Some(flags) = &self.tcp_flags {
+            s += &format!("tcp_flags = {}\n", list(flags));
+        }
+        if let Some(lease) = &self.lease {
+            s += &format!("lease = {lease:?}\n");
+        }
+        s
+    }
+}
+
+/// The whole config file. `extra` is appended to the top-level keys verbatim.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub interface: String,
+    pub hosts_allow: String,
+    pub state_dir: PathBuf,
+    pub extra: String,
+    pub doors: Vec<Door>,
+}
+
+impl DaemonConfig {
+    /// Listens on the server veth and manages the private root's /etc/hosts.allow.
+    pub fn new(root: &ServerRoot, doors: Vec<Door>) -> DaemonConfig {
+        let state_dir = root.dir().join("state");
+        std::fs::create_dir_all(&state_dir).expect("creating state_dir");
+        DaemonConfig {
+            interface: SERVER_IF.to_owned(),
+            hosts_allow: "/etc/hosts.allow".to_owned(),
+            state_dir,
+            extra: String::new(),
+            doors,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "interface = {:?}\nhosts_allow = {:?}\nstate_dir = {:?}\nlog = \"stderr\"\nbackup = true\n",
+            self.interface,
+            self.hosts_allow,
+            self.state_dir.display().to_string()
+        );
+        s += &self.extra;
+        for door in &self.doors {
+            s += "\n";
+            s += &door.render();
+        }
+        s
+    }
+
+    /// Writes the config to `<root>/knockwrap.toml` and returns that path.
+    pub fn write(&self, root: &ServerRoot) -> PathBuf {
+        let path = root.dir().join("knockwrap.toml");
+        std::fs::write(&path, self.render()).expect("writing knockwrap.toml");
+        path
+    }
+}
+
+pub fn knockwrap_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_knockwrap")
+}
+
+pub struct Daemon {
+    proc: Proc,
+    notify: UnixDatagram,
+    notify_path: PathBuf,
+    pub config: PathBuf,
+    /// Every sd_notify datagram received so far, in order.
+    pub notices: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `knockwrap run --config CONFIG` without waiting; `label` names the log file
+    /// (`<root>/daemon-<label>.log`) so restarts keep separate logs.
+    pub fn spawn(root: &ServerRoot, config: &Path, label: &str) -> Daemon {
+        let notify_path = root.dir().join(format!("notify-{label}.sock"));
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).expect("binding the notify socket");
+        let mut cmd = root.command(knockwrap_bin());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("RUST_BACKTRACE", "1");
+        let log = root.dir().join(format!("daemon-{label}.log"));
+        let proc = Proc::spawn(&format!("knockwrap daemon ({label})"), &mut cmd, &log);
+        Daemon {
+            proc,
+            notify,
+            notify_path,
+            config: config.to_owned(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// Starts the daemon and waits for READY=1; panics with the daemon's log otherwise.
+    pub fn start(root: &ServerRoot, config: &Path, label: &str) -> Daemon {
+        let mut daemon = Daemon::spawn(root, config, label);
+        if let Err(why) = daemon.wait_notice("READY=1", Duration::from_secs(15)) {
+            panic!("knockwrap daemon not ready: {why}\n{}", daemon.log());
+        }
+        daemon
+    }
+
+    /// Waits until a datagram containing the line `want` arrives; the instant it was read.
+    pub fn wait_notice(&mut self, want: &str, timeout: Duration) -> Result<Instant, String> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(status) = self.proc.exited() {
+                return Err(format!("daemon exited ({status}) before sending {want}"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "no {want} within {timeout:?} (notices so far: {:?})",
+                    self.notices
+                ));
+            }
+            self.notify
+                .set_read_timeout(Some(left.min(Duration::from_millis(50))))
+                .expect("set_read_timeout");
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let hit = text.lines().any(|l| l == want);
+                self.notices.push(text);
+                if hit {
+                    return Ok(Instant::now());
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+
+    pub fn sighup(&self) {
+        self.proc.signal(libc::SIGHUP);
+    }
+
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
+    /// SIGTERM and wait; true when the daemon stopped on its own within `grace`.
+    pub fn stop(&mut self, grace: Duration) -> (std::process::ExitStatus, bool) {
+        self.proc.stop(grace)
+    }
+
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.proc.exited()
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        self.proc.rss_kib()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.notify_path);
+    }
+}

@@ -1,0 +1,157 @@
+//! Crafted IPv4 packets through a raw socket (IP_HDRINCL): TCP SYNs with any source address,
+//! the exact same SYN twice (a retransmission), and floods. Create the socket inside the
+//! client namespace (`net.in_client(RawV4::new)`); it stays there wherever it is used.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+pub struct RawV4 {
+    fd: OwnedFd,
+}
+
+impl RawV4 {
+    pub fn new() -> RawV4 {
+        // SAFETY: socket(2) with constant arguments; the result is checked before use.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        RawV4 {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        }
+    }
+
+    /// Sends one complete IPv4 packet (header included) to its destination address.
+    /// Retries while the socket buffer is full, so floods are paced by the kernel.
+    pub fn send(&self, packet: &[u8]) -> io::Result<()> {
+        let dst = u32::from_ne_bytes([packet[16], packet[17], packet[18], packet[19]]);
+        // SAFETY: sockaddr_in is plain data; all-zero is a valid starting value.
+        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = dst;
+        loop {
+            // SAFETY: buffer and address are valid for the lengths given.
+            let n = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            if n >= 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::EINTR) => {
+                    std::thread::yield_now()
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    pub fn syn(&self, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) {
+        let packet = tcp_syn_v4(src, dst, sport, dport, seq_for(src, sport, dport));
+        self.send(&packet)
+            .unwrap_or_else(|e| panic!("sending SYN {src}:{sport} -> {dst}:{dport}: {e}"));
+    }
+}
+
+impl Default for RawV4 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A deterministic initial sequence number, so that sending the "same SYN" twice really
+/// produces two identical packets, as a TCP retransmission does.
+pub fn seq_for(src: Ipv4Addr, sport: u16, dport: u16) -> u32 {
+    u32::from(src).rotate_left(7) ^ (u32::from(sport) << 16) ^ u32::from(dport) ^ 0x5eed_4b57
+}
+
+/// A 40-byte IPv4+TCP SYN with correct checksums (the kernel would fill the IP one anyway).
+pub fn tcp_syn_v4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> [u8; 40] {
+    let mut p = [0u8; 40];
+    p[0] = 0x45; // version 4, 5-word header
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[4..6].copy_from_slice(&(sport ^ dport).to_be_bytes()); // identification
+    p[6] = 0x40; // don't fragment
+    p[8] = 64; // TTL
+    p[9] = libc::IPPROTO_TCP as u8;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let ip_sum = checksum(&[&p[..20]]);
+    p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+
+    let t = 20;
+    p[t..t + 2].copy_from_slice(&sport.to_be_bytes());
+    p[t + 2..t + 4].copy_from_slice(&dport.to_be_bytes());
+    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+    p[t + 12] = 5 << 4; // data offset: 5 words, no options
+    p[t + 13] = 0x02; // SYN
+    p[t + 14..t + 16].copy_from_slice(&64240u16.to_be_bytes());
+    let mut pseudo = [0u8; 12];
+    pseudo[..4].copy_from_slice(&src.octets());
+    pseudo[4..8].copy_from_slice(&dst.octets());
+    pseudo[9] = libc::IPPROTO_TCP as u8;
+    pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
+    let tcp_sum = checksum(&[&pseudo, &p[t..]]);
+    p[t + 16..t + 18].copy_from_slice(&tcp_sum.to_be_bytes());
+    p
+}
+
+/// The Internet checksum (RFC 1071) over the concatenation of even-length parts.
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    for part in parts {
+        for pair in part.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The i-th address of the spoofing pool 198.18.128.0/17 + 198.19.0.0/16 (98 304 addresses,
+/// all inside 198.18.0.0/15 and outside every test's 198.18.X.0/24 with X < 128). The
+/// server has no route back to them, so its answers die locally instead of flooding ARP.
+pub fn pool_v4(i: u32) -> Ipv4Addr {
+    let i = i % (32_768 + 65_536);
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 128, 0)) + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syn_checksums_verify() {
+        let p = tcp_syn_v4(
+            Ipv4Addr::new(198, 18, 1, 2),
+            Ipv4Addr::new(198, 18, 1, 1),
+            40000,
+            7000,
+            1,
+        );
+        assert_eq!(checksum(&[&p[..20]]), 0);
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&p[12..20]);
+        pseudo[9] = 6;
+        pseudo[11] = 20;
+        assert_eq!(checksum(&[&pseudo, &p[20..]]), 0);
+    }
+
+    #[test]
+    fn pool_stays_in_range() {
+        assert_eq!(pool_v4(0), Ipv4Addr::new(198, 18, 128, 0));
+        assert_eq!(pool_v4(98_303), Ipv4Addr::new(198, 19, 255, 255));
+        assert_eq!(pool_v4(98_304), Ipv4Addr::new(198, 18, 128, 0));
+    }
+}
