@@ -1,0 +1,412 @@
+//! The door model: knock steps, TCP flag rules, actions and the three kinds of door
+//! (a fixed sequence, a list of one-time sequences, a TOTP-derived sequence).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::event::{Proto, TcpFlags};
+
+/// Most steps a sequence may have (knockd's `SEQ_MAX`).
+pub const MAX_STEPS: usize = 32;
+
+/// One knock: a destination port and a protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Step {
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl Step {
+    pub fn tcp(port: u16) -> Step {
+        Step {
+            port,
+            proto: Proto::Tcp,
+        }
+    }
+
+    pub fn udp(port: u16) -> Step {
+        Step {
+            port,
+            proto: Proto::Udp,
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.port, self.proto)
+    }
+}
+
+/// Why a `port[:proto]` step did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum StepError {
+    #[error("empty step (expected port or port:tcp / port:udp)")]
+    Empty,
+    #[error("port `{0}` is not a number from 1 to 65535")]
+    BadPort(String),
+    #[error("unknown protocol `{0}` (expected tcp or udp)")]
+    BadProto(String),
+}
+
+impl FromStr for Step {
+    type Err = StepError;
+
+    /// `7000`, `7000:tcp`, `7000:udp` (protocol case-insensitive, blanks around parts ignored).
+    fn from_str(s: &str) -> Result<Step, StepError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(StepError::Empty);
+        }
+        let (port_text, proto) = match s.split_once(':') {
+            None => (s, Proto::Tcp),
+            Some((p, proto)) => {
+                let proto_text = proto.trim();
+                let proto = if proto_text.eq_ignore_ascii_case("tcp") {
+                    Proto::Tcp
+                } else if proto_text.eq_ignore_ascii_case("udp") {
+                    Proto::Udp
+                } else {
+                    return Err(StepError::BadProto(proto_text.to_string()));
+                };
+                (p.trim(), proto)
+            }
+        };
+        let port = parse_port(port_text).ok_or_else(|| StepError::BadPort(port_text.into()))?;
+        Ok(Step { port, proto })
+    }
+}
+
+/// A port from 1 to 65535, digits only (no sign, no blanks).
+pub fn parse_port(text: &str) -> Option<u16> {
+    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match text.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Some(p as u16),
+        _ => None,
+    }
+}
+
+/// What a door requires of one TCP flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagRule {
+    DontCare,
+    /// The flag must be set (`syn`).
+    Set,
+    /// The flag must be clear (`!ack`).
+    Unset,
+}
+
+/// knockd's `tcpflags`: a tri-state rule per flag; all rules must hold. UDP knocks are
+/// unaffected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlagRules {
+    required: u8,
+    forbidden: u8,
+}
+
+/// Why a `tcp_flags` list did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum FlagError {
+    #[error("unknown TCP flag `{0}` (expected fin, syn, rst, psh, ack, urg, ece, cwr, optionally prefixed by `!`)")]
+    Unknown(String),
+    #[error("TCP flag `{0}` is both required and forbidden")]
+    Conflict(String),
+}
+
+const FLAG_NAMES: [(&str, u8); 8] = [
+    ("fin", TcpFlags::FIN),
+    ("syn", TcpFlags::SYN),
+    ("rst", TcpFlags::RST),
+    ("psh", TcpFlags::PSH),
+    ("ack", TcpFlags::ACK),
+    ("urg", TcpFlags::URG),
+    ("ece", TcpFlags::ECE),
+    ("cwr", TcpFlags::CWR),
+];
+
+impl TcpFlagRules {
+    /// No rule: every TCP packet qualifies (knockd's default).
+    pub fn none() -> TcpFlagRules {
+        TcpFlagRules::default()
+    }
+
+    pub fn with(mut self, bit: u8, rule: FlagRule) -> TcpFlagRules {
+        self.required &= !bit;
+        self.forbidden &= !bit;
+        match rule {
+            FlagRule::DontCare => {}
+            FlagRule::Set => self.required |= bit,
+            FlagRule::Unset => self.forbidden |= bit,
+        }
+        self
+    }
+
+    pub fn rule(&self, bit: u8) -> FlagRule {
+        if self.required & bit != 0 {
+            FlagRule::Set
+        } else if self.forbidden & bit != 0 {
+            FlagRule::Unset
+        } else {
+            FlagRule::DontCare
+        }
+    }
+
+    /// Parses one item of a `tcp_flags` list: `syn`, `!ack` (case-insensitive).
+    pub fn parse_item(item: &str) -> Result<(u8, FlagRule), FlagError> {
+        let t = item.trim();
+        let (name, rule) = match t.strip_prefix('!') {
+            Some(rest) => (rest.trim(), FlagRule::Unset),
+            None => (t, FlagRule::Set),
+        };
+        FLAG_NAMES
+            .iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n))
+            .map(|&(_, bit)| (bit, rule))
+            .ok_or_else(|| FlagError::Unknown(item.to_string()))
+    }
+
+    /// Parses a whole list such as `["syn", "!ack"]`.
+    pub fn parse_list<'a, I: IntoIterator<Item = &'a str>>(
+        items: I,
+    ) -> Result<TcpFlagRules, FlagError> {
+        let mut rules = TcpFlagRules::none();
+        for item in items {
+            let (bit, rule) = Self::parse_item(item)?;
+            let existing = rules.rule(bit);
+            if existing != FlagRule::DontCare && existing != rule {
+                return Err(FlagError::Conflict(
+                    item.trim().trim_start_matches('!').into(),
+                ));
+            }
+            rules = rules.with(bit, rule);
+        }
+        Ok(rules)
+    }
+
+    /// True when the flags satisfy every rule.
+    pub fn matches(&self, flags: TcpFlags) -> bool {
+        flags.0 & self.required == self.required && flags.0 & self.forbidden == 0
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.required == 0 && self.forbidden == 0
+    }
+}
+
+/// What a completed sequence does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Allow,
+    Revoke,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Allow => "allow",
+            Action::Revoke => "revoke",
+        })
+    }
+}
+
+/// Parameters of a TOTP door. Its steps are TCP knocks (see `docs/totp.md`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpParams {
+    pub secret: Vec<u8>,
+    pub length: usize,
+    pub lo: u16,
+    pub hi: u16,
+    pub step: Duration,
+    /// Highest step counter already accepted (from the progress store); counters at or below
+    /// it are refused, which makes each (door, counter) usable once.
+    pub last_used: Option<u64>,
+}
+
+impl fmt::Debug for TotpParams {
+    // Never print the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpParams")
+            .field("secret", &format_args!("<{} bytes>", self.secret.len()))
+            .field("length", &self.length)
+            .field("lo", &self.lo)
+            .field("hi", &self.hi)
+            .field("step", &self.step)
+            .field("last_used", &self.last_used)
+            .finish()
+    }
+}
+
+/// Where a door's sequence comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DoorKind {
+    /// One fixed sequence (`sequence = [...]`).
+    Static { steps: Vec<Step> },
+    /// Sequences used once each, in order; `next` is the index of the first unused one (from
+    /// the progress store). The door is disabled once `next >= sequences.len()`.
+    OneTime {
+        sequences: Vec<Vec<Step>>,
+        next: usize,
+    },
+    /// A sequence derived from a shared secret and the time.
+    Totp(TotpParams),
+}
+
+/// A door: which knocks open (or close) it and what it then does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Door {
+    pub name: String,
+    pub kind: DoorKind,
+    /// The whole sequence must arrive within this, counted from the first knock.
+    pub seq_timeout: Duration,
+    pub tcp_flags: TcpFlagRules,
+    pub action: Action,
+    pub service: String,
+    pub lease: Option<Duration>,
+    /// When set, only knocks sent to this destination address count for this door.
+    pub target: Option<IpAddr>,
+}
+
+/// Why a door cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum DoorError {
+    #[error("door `{door}`: {message}")]
+    Invalid { door: String, message: String },
+}
+
+/// Smallest TOTP secret accepted, in bytes (128 bits).
+pub const MIN_TOTP_SECRET: usize = 16;
+
+fn check_sequence(steps: &[Step]) -> Result<(), String> {
+    if steps.is_empty() {
+        return Err("empty sequence".into());
+    }
+    if steps.len() > MAX_STEPS {
+        return Err(format!(
+            "sequence has {} steps, at most {MAX_STEPS} allowed",
+            steps.len()
+        ));
+    }
+    if steps.iter().any(|s| s.port == 0) {
+        return Err("port 0 in sequence".into());
+    }
+    Ok(())
+}
+
+impl Door {
+    /// Checks every invariant the matcher relies on.
+    pub fn validate(&self) -> Result<(), DoorError> {
+        let fail = |message: String| DoorError::Invalid {
+            door: self.name.clone(),
+            message,
+        };
+        if self.name.is_empty() {
+            return Err(fail("empty door name".into()));
+        }
+        if self.seq_timeout.as_millis() == 0 {
+            return Err(fail("seq_timeout must be positive".into()));
+        }
+        if self.lease == Some(Duration::ZERO) {
+            return Err(fail("lease must be positive".into()));
+        }
+        match &self.kind {
+            DoorKind::Static { steps } => check_sequence(steps).map_err(fail)?,
+            DoorKind::OneTime { sequences, .. } => {
+                for (i, s) in sequences.iter().enumerate() {
+                    check_sequence(s)
+                        .map_err(|m| fail(format!("one-time sequence {}: {m}", i + 1)))?;
+                }
+            }
+            DoorKind::Totp(p) => {
+                if p.secret.len() < MIN_TOTP_SECRET {
+                    return Err(fail(format!(
+                        "TOTP secret has {} bits, at least {} required",
+                        p.secret.len() * 8,
+                        MIN_TOTP_SECRET * 8
+                    )));
+                }
+                if p.length == 0 || p.length > MAX_STEPS {
+                    return Err(fail(format!("totp_length must be 1 to {MAX_STEPS}")));
+                }
+                if p.lo == 0 || p.lo > p.hi {
+                    return Err(fail("totp_ports must be lo-hi with 1 <= lo <= hi".into()));
+                }
+                if usize::from(p.hi - p.lo) + 1 < p.length {
+                    return Err(fail("totp_ports range is smaller than totp_length".into()));
+                }
+                if p.step.as_millis() == 0 {
+                    return Err(fail("totp_step must be positive".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when a TCP packet with these flags satisfies the door's flag rules (UDP always does).
+    pub fn flags_ok(&self, proto: Proto, flags: TcpFlags) -> bool {
+        proto == Proto::Udp || self.tcp_flags.matches(flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_parse() {
+        let cases: &[(&str, Result<Step, StepError>)] = &[
+            ("7000", Ok(Step::tcp(7000))),
+            (" 7000 : UDP ", Ok(Step::udp(7000))),
+            ("8000:tcp", Ok(Step::tcp(8000))),
+            ("1", Ok(Step::tcp(1))),
+            ("65535:udp", Ok(Step::udp(65535))),
+            ("0", Err(StepError::BadPort("0".into()))),
+            ("65536", Err(StepError::BadPort("65536".into()))),
+            ("-1", Err(StepError::BadPort("-1".into()))),
+            ("+80", Err(StepError::BadPort("+80".into()))),
+            ("80:icmp", Err(StepError::BadProto("icmp".into()))),
+            ("", Err(StepError::Empty)),
+            ("abc", Err(StepError::BadPort("abc".into()))),
+        ];
+        for (text, want) in cases {
+            assert_eq!(&text.parse::<Step>(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn flag_rules() {
+        let syn = TcpFlagRules::parse_list(["syn"]).unwrap();
+        let syn_not_ack = TcpFlagRules::parse_list(["SYN", "!ack"]).unwrap();
+        let cases = [
+            (TcpFlags(TcpFlags::SYN), true, true),
+            (TcpFlags(TcpFlags::SYN | TcpFlags::ACK), true, false),
+            (TcpFlags(TcpFlags::ACK), false, false),
+            (
+                TcpFlags(TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR),
+                true,
+                true,
+            ),
+            (TcpFlags(0), false, false),
+        ];
+        for (flags, want_syn, want_syn_not_ack) in cases {
+            assert_eq!(syn.matches(flags), want_syn, "{flags:?}");
+            assert_eq!(syn_not_ack.matches(flags), want_syn_not_ack, "{flags:?}");
+        }
+        assert!(TcpFlagRules::none().matches(TcpFlags(0xff)));
+        assert_eq!(
+            TcpFlagRules::parse_list(["syn", "!syn"]),
+            Err(FlagError::Conflict("syn".into()))
+        );
+        assert_eq!(
+            TcpFlagRules::parse_list(["sin"]),
+            Err(FlagError::Unknown("sin".into()))
+        );
+        assert_eq!(syn_not_ack.rule(TcpFlags::ACK), FlagRule::Unset);
+        assert_eq!(syn_not_ack.rule(TcpFlags::FIN), FlagRule::DontCare);
+    }
+}

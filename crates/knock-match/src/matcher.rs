@@ -1,0 +1,479 @@
+//! The sequence state machine: events in, decisions out, per-source progress held in the
+//! bounded [`Table`](crate::table).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::door::{Action, Door, DoorError, DoorKind, Step};
+use crate::event::{KnockEvent, Proto};
+use crate::table::{Table, Track};
+use crate::totp::{totp_counter, totp_sequence};
+
+/// A repeat of the step just matched, this soon after it, is a retransmission, not a new knock.
+pub const RETRANSMIT_MS: u64 = 1_000;
+
+/// Default capacity of the table of sources in progress.
+pub const DEFAULT_MAX_SOURCES: usize = 65_536;
+
+/// Construction options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatcherOptions {
+    /// Most sources tracked at once; when full, the entry closest to its deadline is evicted.
+    pub max_sources: usize,
+    /// Key of the table's hash. The daemon must pass random bytes (spoofed sources are chosen
+    /// by the attacker); the default is a fixed value fit only for tests.
+    pub hash_seed: [u64; 2],
+}
+
+impl Default for MatcherOptions {
+    fn default() -> Self {
+        MatcherOptions {
+            max_sources: DEFAULT_MAX_SOURCES,
+            hash_seed: [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344],
+        }
+    }
+}
+
+/// Running totals since construction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Sources dropped from a full table.
+    pub evictions: u64,
+    /// Sequences in progress abandoned because a pure SYN or a UDP datagram hit a wrong port.
+    pub resets: u64,
+    /// Sequences in progress that ran out of time (or whose one-time/TOTP sequence stopped
+    /// being valid).
+    pub timeouts: u64,
+    /// Decisions returned.
+    pub grants: u64,
+}
+
+/// Progress the daemon must make durable before it acts on the decision that carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consume {
+    /// One-time sequence `index` is used; the next unused one is `next`. `remaining` is how
+    /// many unused sequences are left (0: the door is now disabled).
+    OneTime {
+        index: usize,
+        next: usize,
+        remaining: usize,
+    },
+    /// TOTP step `counter` is used; it and every earlier counter are refused from now on.
+    Totp { counter: u64 },
+}
+
+/// A completed sequence: apply `action` for `addr` on `service`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Index of the door in the list given to [`Matcher::new`].
+    pub door: usize,
+    pub door_name: String,
+    pub action: Action,
+    pub addr: IpAddr,
+    pub service: String,
+    pub lease: Option<Duration>,
+    /// Time of the knock that completed the sequence.
+    pub time_ms: u64,
+    pub consume: Option<Consume>,
+}
+
+struct DoorState {
+    door: Door,
+    timeout_ms: u64,
+    class: u32,
+    /// Sequences a knock may currently follow, by variant: the static sequence (variant 0),
+    /// the next unused one-time sequence (its index), or the TOTP sequences of the acceptable
+    /// counters.
+    candidates: Vec<(u64, Vec<Step>)>,
+    /// Counter the TOTP candidates were computed for.
+    totp_base: Option<u64>,
+}
+
+impl DoorState {
+    fn candidate(&self, variant: u64) -> Option<&[Step]> {
+        self.candidates
+            .iter()
+            .find(|(v, _)| *v == variant)
+            .map(|(_, s)| s.as_slice())
+    }
+
+    fn target_ok(&self, dst: IpAddr) -> bool {
+        self.door.target.is_none_or(|t| t == dst)
+    }
+
+    /// Recomputes the candidates; for TOTP only when the counter at `now` changed (or `force`).
+    /// Returns whether they changed.
+    fn refresh(&mut self, now: u64, force: bool) -> bool {
+        match &self.door.kind {
+            DoorKind::Static { steps } => {
+                if force || self.candidates.is_empty() {
+                    self.candidates = vec![(0, steps.clone())];
+                    return true;
+                }
+                false
+            }
+            DoorKind::OneTime { sequences, next } => {
+                if !force && self.candidates.first().map(|c| c.0) == Some(*next as u64) {
+                    return false;
+                }
+                self.candidates = sequences
+                    .get(*next)
+                    .map(|s| vec![(*next as u64, s.clone())])
+                    .unwrap_or_default();
+                true
+            }
+            DoorKind::Totp(p) => {
+                let step_ms = p.step.as_millis().min(u128::from(u64::MAX)) as u64;
+                let c = totp_counter(now, step_ms);
+                if !force && self.totp_base == Some(c) {
+                    return false;
+                }
+                let old = std::mem::take(&mut self.candidates);
+                let window = [c.checked_sub(1), Some(c), c.checked_add(1)];
+                for k in window.into_iter().flatten() {
+                    if p.last_used.is_some_and(|u| k <= u) {
+                        continue;
+                    }
+                    let steps = match old.iter().find(|(v, _)| *v == k) {
+                        Some((_, s)) => s.clone(),
+                        None => totp_sequence(&p.secret, k, p.length, p.lo, p.hi)
+                            .into_iter()
+                            .map(Step::tcp)
+                            .collect(),
+                    };
+                    if !steps.is_empty() {
+                        self.candidates.push((k, steps));
+                    }
+                }
+                self.totp_base = Some(c);
+                true
+            }
+        }
+    }
+}
+
+/// The knock matcher. See the crate documentation for the rules and the durability contract.
+pub struct Matcher {
+    doors: Vec<DoorState>,
+    table: Table,
+    /// One bit per (protocol, port) that is the first step of some candidate sequence.
+    first_steps: Vec<u64>,
+    now: u64,
+    counters: Counters,
+}
+
+#[inline]
+fn bit_index(proto: Proto, port: u16) -> usize {
+    (match proto {
+        Proto::Tcp => 0,
+        Proto::Udp => 65_536,
+    }) + usize::from(port)
+}
+
+impl Matcher {
+    /// Builds a matcher for `doors` (each validated). One-time progress comes in
+    /// `DoorKind::OneTime::next`, TOTP progress in `TotpParams::last_used`.
+    pub fn new(doors: Vec<Door>, options: MatcherOptions) -> Result<Matcher, DoorError> {
+        let mut timeouts: Vec<u64> = Vec::new();
+        let mut states = Vec::with_capacity(doors.len());
+        for door in doors {
+            door.validate()?;
+            let timeout_ms = door.seq_timeout.as_millis().min(u128::from(u64::MAX / 2)) as u64;
+            let class = match timeouts.iter().position(|&t| t == timeout_ms) {
+                Some(i) => i,
+                None => {
+                    timeouts.push(timeout_ms);
+                    timeouts.len() - 1
+                }
+            } as u32;
+            states.push(DoorState {
+                door,
+                timeout_ms,
+                class,
+                candidates: Vec::new(),
+                totp_base: None,
+            });
+        }
+        let mut m = Matcher {
+            doors: states,
+            table: Table::new(options.max_sources, timeouts.len(), options.hash_seed),
+            first_steps: vec![0; 2 * 65_536 / 64],
+            now: 0,
+            counters: Counters::default(),
+        };
+        for d in &mut m.doors {
+            d.refresh(0, true);
+        }
+        m.rebuild_first_steps();
+        Ok(m)
+    }
+
+    /// The doors with their current progress (one-time `next`, TOTP `last_used`).
+    pub fn doors(&self) -> impl Iterator<Item = &Door> {
+        self.doors.iter().map(|d| &d.door)
+    }
+
+    /// Names of one-time doors with no unused sequence left (they never open).
+    pub fn exhausted_doors(&self) -> Vec<&str> {
+        self.doors
+            .iter()
+            .filter(|d| matches!(&d.door.kind, DoorKind::OneTime { sequences, next } if *next >= sequences.len()))
+            .map(|d| d.door.name.as_str())
+            .collect()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Sources with a sequence in progress.
+    pub fn in_progress(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// The latest time seen (events and ticks); time never goes back.
+    pub fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    /// When the next source in progress times out: call [`tick`](Self::tick) then.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.table.next_deadline()
+    }
+
+    /// Drops every source whose sequences have all timed out by `now_ms`. Returns how many
+    /// sources were dropped.
+    pub fn tick(&mut self, now_ms: u64) -> usize {
+        let now = self.advance(now_ms);
+        let mut dropped = 0;
+        while let Some(slot) = self.table.earliest() {
+            let e = self.table.entry(slot);
+            if e.deadline > now {
+                break;
+            }
+            self.counters.timeouts += e.tracks.len() as u64;
+            self.table.remove(slot);
+            dropped += 1;
+        }
+        dropped
+    }
+
+    fn advance(&mut self, t: u64) -> u64 {
+        if t > self.now {
+            self.now = t;
+            let mut changed = false;
+            for d in &mut self.doors {
+                if matches!(d.door.kind, DoorKind::Totp(_)) {
+                    changed |= d.refresh(t, false);
+                }
+            }
+            if changed {
+                self.rebuild_first_steps();
+            }
+        }
+        self.now
+    }
+
+    fn rebuild_first_steps(&mut self) {
+        self.first_steps.iter_mut().for_each(|w| *w = 0);
+        for d in &self.doors {
+            for (_, seq) in &d.candidates {
+                if let Some(first) = seq.first() {
+                    let i = bit_index(first.proto, first.port);
+                    self.first_steps[i / 64] |= 1 << (i % 64);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn is_first_step(&self, proto: Proto, port: u16) -> bool {
+        let i = bit_index(proto, port);
+        self.first_steps[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Feeds one packet. Returns the decisions it completes (usually none).
+    #[inline]
+    pub fn observe(&mut self, ev: &KnockEvent) -> Vec<Decision> {
+        let t = self.advance(ev.time_ms);
+        let slot = self.table.get(ev.src);
+        if slot.is_none() && !self.is_first_step(ev.proto, ev.dport) {
+            return Vec::new();
+        }
+        self.observe_slow(ev, t, slot)
+    }
+
+    fn observe_slow(&mut self, ev: &KnockEvent, t: u64, mut slot: Option<u32>) -> Vec<Decision> {
+        let step = Step {
+            port: ev.dport,
+            proto: ev.proto,
+        };
+        let pure = ev.proto == Proto::Udp || ev.flags.is_pure_syn();
+        // (door, variant) pairs completed by this packet; rare, so the Vec seldom allocates.
+        let mut completed: Vec<(u32, u64)> = Vec::new();
+
+        if let Some(s) = slot {
+            let doors = &self.doors;
+            let entry = self.table.entry_mut(s);
+            let mut i = 0;
+            while i < entry.tracks.len() {
+                let tr = entry.tracks[i];
+                let ds = &doors[tr.door as usize];
+                let seq = match ds.candidate(tr.variant) {
+                    Some(seq) if t.saturating_sub(tr.start_ms) < ds.timeout_ms => seq,
+                    _ => {
+                        entry.tracks.swap_remove(i);
+                        self.counters.timeouts += 1;
+                        continue;
+                    }
+                };
+                if !ds.target_ok(ev.dst) {
+                    i += 1;
+                    continue;
+                }
+                let stage = usize::from(tr.stage);
+                if seq.get(stage) == Some(&step) && ds.door.flags_ok(ev.proto, ev.flags) {
+                    if stage + 1 >= seq.len() {
+                        entry.tracks.swap_remove(i);
+                        completed.push((tr.door, tr.variant));
+                        continue;
+                    }
+                    let tr = &mut entry.tracks[i];
+                    tr.stage += 1;
+                    tr.last_ms = t;
+                    i += 1;
+                    continue;
+                }
+                let retransmit = stage > 0
+                    && seq.get(stage - 1) == Some(&step)
+                    && t.saturating_sub(tr.last_ms) <= RETRANSMIT_MS;
+                if pure && !retransmit {
+                    entry.tracks.swap_remove(i);
+                    self.counters.resets += 1;
+                    continue;
+                }
+                i += 1;
+            }
+        }
+
+        // The packet may also begin a sequence (including right after resetting one).
+        let mut singles: Vec<(u32, u64)> = Vec::new();
+        if self.is_first_step(ev.proto, ev.dport) {
+            for (d, ds) in self.doors.iter().enumerate() {
+                if !ds.target_ok(ev.dst) || !ds.door.flags_ok(ev.proto, ev.flags) {
+                    continue;
+                }
+                for (variant, seq) in &ds.candidates {
+                    if seq.first() != Some(&step) || completed.contains(&(d as u32, *variant)) {
+                        continue;
+                    }
+                    if seq.len() == 1 {
+                        singles.push((d as u32, *variant));
+                        continue;
+                    }
+                    let s = match slot {
+                        Some(s) => {
+                            let tracks = &self.table.entry(s).tracks;
+                            if tracks
+                                .iter()
+                                .any(|tr| tr.door == d as u32 && tr.variant == *variant)
+                            {
+                                continue;
+                            }
+                            s
+                        }
+                        None => {
+                            let (s, evicted) =
+                                self.table.insert(ev.src, ds.class, t + ds.timeout_ms);
+                            if evicted.is_some() {
+                                self.counters.evictions += 1;
+                            }
+                            slot = Some(s);
+                            s
+                        }
+                    };
+                    self.table.entry_mut(s).tracks.push(Track {
+                        door: d as u32,
+                        variant: *variant,
+                        stage: 1,
+                        start_ms: t,
+                        last_ms: t,
+                    });
+                    self.table.extend_deadline(s, ds.class, t + ds.timeout_ms);
+                }
+            }
+        }
+
+        if let Some(s) = slot {
+            if self.table.entry(s).tracks.is_empty() {
+                self.table.remove(s);
+            }
+        }
+
+        if completed.is_empty() && singles.is_empty() {
+            return Vec::new();
+        }
+        completed.extend(singles);
+        // One decision per door per packet; for TOTP the highest counter is the one used.
+        completed.sort_unstable();
+        let mut out = Vec::new();
+        let mut k = 0;
+        while k < completed.len() {
+            let door = completed[k].0;
+            let mut variant = completed[k].1;
+            while k < completed.len() && completed[k].0 == door {
+                variant = variant.max(completed[k].1);
+                k += 1;
+            }
+            if let Some(d) = self.grant(door as usize, variant, ev.src, t) {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn grant(&mut self, d: usize, variant: u64, addr: IpAddr, t: u64) -> Option<Decision> {
+        let ds = &mut self.doors[d];
+        let consume = match &mut ds.door.kind {
+            DoorKind::Static { .. } => None,
+            DoorKind::OneTime { sequences, next } => {
+                if variant != *next as u64 {
+                    return None;
+                }
+                *next += 1;
+                Some(Consume::OneTime {
+                    index: variant as usize,
+                    next: *next,
+                    remaining: sequences.len().saturating_sub(*next),
+                })
+            }
+            DoorKind::Totp(p) => {
+                if p.last_used.is_some_and(|u| variant <= u) {
+                    return None;
+                }
+                p.last_used = Some(variant);
+                Some(Consume::Totp { counter: variant })
+            }
+        };
+        if consume.is_some() {
+            ds.refresh(t, true);
+            self.rebuild_first_steps();
+        }
+        let ds = &self.doors[d];
+        self.counters.grants += 1;
+        Some(Decision {
+            door: d,
+            door_name: ds.door.name.clone(),
+            action: ds.door.action,
+            addr,
+            service: ds.door.service.clone(),
+            lease: ds.door.lease,
+            time_ms: t,
+            consume,
+        })
+    }
+}
