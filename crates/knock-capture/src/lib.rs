@@ -1,2 +1,21 @@
 //! AF_PACKET capture with a kernel cBPF filter built from the doors, and frame decoding into
 //! knock events.
+//!
+//! - [`filter`]: what to pass ([`FilterSpec`]) and the cBPF program per [`LinkType`] (pure).
+//! - [`decode`]: frame bytes → [`knock_match::KnockEvent`] (pure, total).
+//! - [`socket`]: the Linux socket: [`Capture`] (open, filter, read, kernel drop counter).
+//! - [`supervisor`]: one thread per interface, reopened with backoff when it vanishes.
+
+pub mod bpf;
+pub mod decode;
+pub mod filter;
+pub mod link;
+
+#[cfg(test)]
+mod testframes;
+#[cfg(test)]
+mod vm;
+
+pub use decode::decode;
+pub use filter::{FilterError, FilterSpec, FlagRule};
+pub use link::LinkType;
