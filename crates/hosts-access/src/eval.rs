@@ -4,6 +4,12 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::lines::LineCounter;
+use crate::options::{fields, outcome, Outcome, Problem};
+use crate::pattern::{host_match, host_pattern, string_match, string_pattern, HostInfo, UNKNOWN};
+use crate::scan::{logical, RawLine, Scanner};
+use crate::syntax::{is_except, shape, split_at, tokens, Shape, Tokens};
+
 /// What the server would be asked: daemon (process) name, optional server address or name
 /// (`daemon@server`), optional remote user (`user@client`, from ident), and the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,13 +132,225 @@ pub struct Decision {
 }
 
 /// libwrap's verdict for `request` given the two files' bytes (a missing file is empty).
+///
+/// hosts.allow is read first: a matching rule grants; else hosts.deny: a matching rule denies;
+/// else access is granted. A matching rule's options can override that (`allow`, `deny`), hand
+/// the connection elsewhere (`twist` → delegated), or fail, which denies (fail closed). A
+/// newline-less chunk (last line without newline, over-long line, ...) makes Debian's libwrap
+/// stop reading that file.
 pub fn evaluate(allow: &[u8], deny: &[u8], request: &Request) -> Decision {
-    let _ = (allow, deny, request);
+    let client_addr = address_string(request.client);
+    let server_addr;
+    let server = match &request.server {
+        Some(s) => match s.parse::<IpAddr>() {
+            Ok(ip) => {
+                server_addr = address_string(ip);
+                HostInfo {
+                    addr: server_addr.as_bytes(),
+                    name: UNKNOWN,
+                }
+            }
+            Err(_) => HostInfo {
+                addr: UNKNOWN,
+                name: s.as_bytes(),
+            },
+        },
+        None => HostInfo {
+            addr: UNKNOWN,
+            name: UNKNOWN,
+        },
+    };
+    let ctx = Ctx {
+        daemon: request.daemon.as_bytes(),
+        user: request.user.as_deref().map_or(UNKNOWN, str::as_bytes),
+        client: HostInfo {
+            addr: client_addr.as_bytes(),
+            name: UNKNOWN,
+        },
+        server,
+    };
+    let mut notes = String::new();
+    for (table, bytes) in [(Table::Allow, allow), (Table::Deny, deny)] {
+        match table_match(bytes, &ctx) {
+            Scan::Matched {
+                line,
+                text,
+                outcome,
+            } => return decide(table, line, &text, outcome, notes),
+            Scan::Stopped(line) => notes.push_str(&format!(
+                "; {} stopped being read at line {line} (missing newline or line too long)",
+                table.file_name()
+            )),
+            Scan::NoMatch => {}
+        }
+    }
     Decision {
         verdict: Verdict::Granted,
         table: None,
         line: None,
-        reason: "no rule matched (evaluator not built yet)".to_owned(),
+        reason: format!("no rule matched: granted by default{notes}"),
+    }
+}
+
+impl Table {
+    /// `hosts.allow` or `hosts.deny`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Table::Allow => "hosts.allow",
+            Table::Deny => "hosts.deny",
+        }
+    }
+}
+
+fn decide(table: Table, line: usize, text: &str, outcome: Outcome, notes: String) -> Decision {
+    let file = table.file_name();
+    let (verdict, why) = match outcome {
+        Outcome::TableVerdict => match table {
+            Table::Allow => (Verdict::Granted, String::new()),
+            Table::Deny => (Verdict::Denied, String::new()),
+        },
+        Outcome::Allow => (Verdict::Granted, " (option `allow`)".to_owned()),
+        Outcome::Deny => (Verdict::Denied, " (option `deny`)".to_owned()),
+        Outcome::Twist => (
+            Verdict::Delegated,
+            " (option `twist` hands the connection to a command)".to_owned(),
+        ),
+        Outcome::Failed(i, p) => (
+            Verdict::Denied,
+            format!(
+                " (option field {} is invalid: {}; libwrap denies)",
+                i + 1,
+                problem_text(p)
+            ),
+        ),
+    };
+    Decision {
+        verdict,
+        table: Some(table),
+        line: Some(line),
+        reason: format!("{file} line {line} matched `{text}`: {verdict}{why}{notes}"),
+    }
+}
+
+pub(crate) fn problem_text(p: Problem) -> &'static str {
+    match p {
+        Problem::MissingName => "missing option name",
+        Problem::Unknown => "unknown option",
+        Problem::NeedsValue => "option requires a value",
+        Problem::TakesNoValue => "option takes no value",
+        Problem::NotLast => "option must be the last one",
+        Problem::BadValue => "bad option value",
+    }
+}
+
+/// The address string libwrap compares with: IPv4-mapped IPv6 as plain IPv4.
+fn address_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+struct Ctx<'a> {
+    daemon: &'a [u8],
+    user: &'a [u8],
+    client: HostInfo<'a>,
+    server: HostInfo<'a>,
+}
+
+enum Scan {
+    Matched {
+        line: usize,
+        text: String,
+        outcome: Outcome,
+    },
+    /// Debian's libwrap stopped reading at this line.
+    Stopped(usize),
+    NoMatch,
+}
+
+fn table_match(src: &[u8], ctx: &Ctx<'_>) -> Scan {
+    let mut scanner = Scanner::new(src);
+    let mut raw = RawLine::default();
+    let mut buf = Vec::new();
+    let mut lines = LineCounter::default();
+    while scanner.next_into(&mut raw) {
+        let line = lines.line_of(src, raw.span.start);
+        if !raw.terminated {
+            return Scan::Stopped(line);
+        }
+        let text = logical(src, &raw, &mut buf);
+        let Shape::Rule {
+            daemons,
+            clients,
+            options,
+        } = shape(text)
+        else {
+            continue;
+        };
+        let hit = list_match(&mut tokens(text, daemons), &|t| server_match(t, ctx))
+            && list_match(&mut tokens(text, clients), &|t| client_match(t, ctx));
+        if hit {
+            let outcome = match options {
+                Some(part) => outcome(&fields(text, part)),
+                None => Outcome::TableVerdict,
+            };
+            let shown = String::from_utf8_lossy(text).trim_end().to_owned();
+            return Scan::Matched {
+                line,
+                text: shown,
+                outcome,
+            };
+        }
+    }
+    Scan::NoMatch
+}
+
+/// `list_match`: first matching pattern wins unless a (right-nested) EXCEPT list matches.
+fn list_match(toks: &mut Tokens<'_>, f: &dyn Fn(&[u8]) -> bool) -> bool {
+    let text = toks.text();
+    while let Some(t) = toks.next() {
+        let tok = &text[t];
+        if is_except(tok) {
+            return false;
+        }
+        if f(tok) {
+            loop {
+                match toks.next() {
+                    None => return true,
+                    Some(t) if is_except(&text[t.clone()]) => return !list_match(toks, f),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    false
+}
+
+/// `server_match`: `daemon` or `daemon@host`, split at the first `@` after position 0.
+fn server_match(tok: &[u8], ctx: &Ctx<'_>) -> bool {
+    match split_at(&tok[1..], b'@') {
+        None => string_match(tok, &string_pattern(tok), ctx.daemon),
+        Some(at) => {
+            let (d, host) = (&tok[..at + 1], &tok[at + 2..]);
+            string_match(d, &string_pattern(d), ctx.daemon)
+                && host_match(host, &host_pattern(host), &ctx.server)
+        }
+    }
+}
+
+/// `client_match`: `host` or `user@host`.
+fn client_match(tok: &[u8], ctx: &Ctx<'_>) -> bool {
+    match split_at(&tok[1..], b'@') {
+        None => host_match(tok, &host_pattern(tok), &ctx.client),
+        Some(at) => {
+            let (u, host) = (&tok[..at + 1], &tok[at + 2..]);
+            host_match(host, &host_pattern(host), &ctx.client)
+                && string_match(u, &string_pattern(u), ctx.user)
+        }
     }
 }
 
@@ -163,5 +381,215 @@ mod tests {
         );
         assert!(Request::parse("sshd@", "192.0.2.1").is_err());
         assert!(Request::parse("sshd", "@192.0.2.1").is_err());
+    }
+
+    fn ev(
+        allow: &str,
+        deny: &str,
+        daemon: &str,
+        client: &str,
+    ) -> (Verdict, Option<Table>, Option<usize>) {
+        let d = evaluate(
+            allow.as_bytes(),
+            deny.as_bytes(),
+            &Request::parse(daemon, client).unwrap(),
+        );
+        (d.verdict, d.table, d.line)
+    }
+
+    use Table::{Allow, Deny};
+    use Verdict::{Delegated, Denied, Granted};
+
+    #[test]
+    fn tables_in_order() {
+        assert_eq!(ev("", "", "sshd", "10.0.0.1"), (Granted, None, None));
+        assert_eq!(
+            ev("", "ALL: ALL\n", "sshd", "10.0.0.1"),
+            (Denied, Some(Deny), Some(1))
+        );
+        assert_eq!(
+            ev("# c\nsshd: 10.0.0.1\n", "ALL: ALL\n", "sshd", "10.0.0.1"),
+            (Granted, Some(Allow), Some(2))
+        );
+        assert_eq!(
+            ev("sshd: 10.0.0.1\n", "ALL: ALL\n", "sshd", "10.0.0.2"),
+            (Denied, Some(Deny), Some(1))
+        );
+        assert_eq!(
+            ev("SSHD: 10.0.0.1\n", "ALL: ALL\n", "sshd", "10.0.0.1").0,
+            Granted,
+            "daemon names are case-insensitive"
+        );
+    }
+
+    #[test]
+    fn except_is_right_nested() {
+        let a = "ALL: 10. EXCEPT 10.0.0. EXCEPT 10.0.0.1\n";
+        assert_eq!(ev(a, "ALL: ALL\n", "sshd", "10.1.1.1").0, Granted);
+        assert_eq!(ev(a, "ALL: ALL\n", "sshd", "10.0.0.2").0, Denied);
+        assert_eq!(ev(a, "ALL: ALL\n", "sshd", "10.0.0.1").0, Granted);
+        let a = "ALL except sshd: ALL\n";
+        assert_eq!(ev(a, "ALL: ALL\n", "sshd", "10.0.0.1").0, Denied);
+        assert_eq!(ev(a, "ALL: ALL\n", "ftpd", "10.0.0.1").0, Granted);
+        assert_eq!(
+            ev("sshd: EXCEPT 10.0.0.1\n", "ALL: ALL\n", "sshd", "10.0.0.2").0,
+            Denied
+        );
+        assert_eq!(ev("sshd:\n", "ALL: ALL\n", "sshd", "10.0.0.2").0, Denied);
+    }
+
+    #[test]
+    fn numeric_client_without_dns() {
+        let deny = "ALL: ALL\n";
+        assert_eq!(ev("sshd: UNKNOWN\n", deny, "sshd", "10.0.0.1").0, Granted);
+        assert_eq!(ev("sshd: KNOWN\n", deny, "sshd", "10.0.0.1").0, Denied);
+        assert_eq!(ev("sshd: PARANOID\n", deny, "sshd", "10.0.0.1").0, Denied);
+        assert_eq!(ev("sshd: LOCAL\n", deny, "sshd", "10.0.0.1").0, Denied);
+        assert_eq!(
+            ev("sshd: .example.com\n", deny, "sshd", "10.0.0.1").0,
+            Denied
+        );
+        assert_eq!(
+            ev("sshd: [2001:db8::]/32\n", deny, "sshd", "2001:db8::7").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd: [2001:db8::7]\n", deny, "sshd", "2001:DB8::7").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd: 10.0.0.0/8\n", deny, "sshd", "::ffff:10.1.2.3").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd: 10.1.\n", deny, "sshd", "::ffff:10.1.2.3").0,
+            Granted
+        );
+    }
+
+    #[test]
+    fn user_and_server_parts() {
+        let deny = "ALL: ALL\n";
+        assert_eq!(
+            ev("sshd: alice@10.0.0.1\n", deny, "sshd", "alice@10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd: alice@10.0.0.1\n", deny, "sshd", "bob@10.0.0.1").0,
+            Denied
+        );
+        assert_eq!(
+            ev("sshd: alice@10.0.0.1\n", deny, "sshd", "10.0.0.1").0,
+            Denied
+        );
+        assert_eq!(
+            ev("sshd: KNOWN@10.0.0.1\n", deny, "sshd", "bob@10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd@192.0.2.1: ALL\n", deny, "sshd@192.0.2.1", "10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd@192.0.2.1: ALL\n", deny, "sshd@192.0.2.2", "10.0.0.1").0,
+            Denied
+        );
+        assert_eq!(
+            ev("sshd@192.0.2.1: ALL\n", deny, "sshd", "10.0.0.1").0,
+            Denied
+        );
+    }
+
+    #[test]
+    fn options_decide() {
+        let n = "";
+        assert_eq!(
+            ev(n, "ALL: 10.0.0.1: allow\n", "sshd", "10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(ev("ALL: 10.0.0.1: deny\n", n, "sshd", "10.0.0.1").0, Denied);
+        assert_eq!(
+            ev("ALL: 10.0.0.1: twist /bin/echo no\n", n, "sshd", "10.0.0.1"),
+            (Delegated, Some(Allow), Some(1))
+        );
+        // Option errors deny even in hosts.allow.
+        assert_eq!(
+            ev("ALL: 10.0.0.1: bogus\n", n, "sshd", "10.0.0.1").0,
+            Denied
+        );
+        assert_eq!(
+            ev("ALL: 10.0.0.1: twist x : allow\n", n, "sshd", "10.0.0.1").0,
+            Denied
+        );
+        assert_eq!(ev("ALL: 10.0.0.1:\n", n, "sshd", "10.0.0.1").0, Denied);
+        assert_eq!(
+            ev("ALL: 10.0.0.1: spawn echo a\\:b\n", n, "sshd", "10.0.0.1").0,
+            Granted
+        );
+    }
+
+    #[test]
+    fn syntax_problems_fail_open_to_next_rule() {
+        let deny = "ALL: ALL\n";
+        assert_eq!(
+            ev("sshd 10.0.0.1\nsshd: 10.0.0.1\n", deny, "sshd", "10.0.0.1"),
+            (Granted, Some(Allow), Some(2))
+        );
+        assert_eq!(ev("sshd: 10.1.2.3/8\n", deny, "sshd", "10.1.2.3").0, Denied);
+        assert_eq!(ev("sshd: 0.0.0.0/0\n", deny, "sshd", "10.1.2.3").0, Denied);
+    }
+
+    #[test]
+    fn comments_and_continuations() {
+        let deny = "ALL: ALL\n";
+        // An indented `#` is no comment: the daemon list is `# sshd`, which names sshd.
+        assert_eq!(
+            ev("  # sshd: 10.0.0.1\n", deny, "sshd", "10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(
+            ev(
+                "sshd: 10.0.0.9 # office 10.0.0.1\n",
+                deny,
+                "sshd",
+                "10.0.0.1"
+            )
+            .0,
+            Granted
+        );
+        assert_eq!(
+            ev("# x \\\nsshd: 10.0.0.1\n", deny, "sshd", "10.0.0.1").0,
+            Denied
+        );
+        assert_eq!(
+            ev("sshd: 10.0.0.9 \\\n# 10.0.0.1\n", deny, "sshd", "10.0.0.1"),
+            (Granted, Some(Allow), Some(1))
+        );
+        assert_eq!(
+            ev("sshd: 10.0.0.1\r\n", deny, "sshd", "10.0.0.1").0,
+            Granted
+        );
+    }
+
+    #[test]
+    fn newline_less_chunk_stops_the_file() {
+        let deny = "ALL: ALL\n";
+        assert_eq!(ev("sshd: 10.0.0.1", deny, "sshd", "10.0.0.1").0, Denied);
+        let long = format!("sshd: {}\nsshd: 10.0.0.1\n", "x".repeat(2100));
+        assert_eq!(ev(&long, deny, "sshd", "10.0.0.1").0, Denied);
+        assert_eq!(
+            ev("sshd: 10.0.0.1\rsshd: 10.0.0.2\r", deny, "sshd", "10.0.0.1").0,
+            Denied
+        );
+        // Rules before the chunk still work.
+        assert_eq!(
+            ev("sshd: 10.0.0.1\nfoo", deny, "sshd", "10.0.0.1").0,
+            Granted
+        );
+        // In hosts.deny, stopping means nothing denies.
+        assert_eq!(
+            ev("", "sshd: 10.0.0.2\nALL: ALL", "sshd", "10.0.0.1").0,
+            Granted
+        );
     }
 }

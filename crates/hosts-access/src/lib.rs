@@ -7,6 +7,11 @@ mod diagnostic;
 mod document;
 pub mod edit;
 pub mod eval;
+mod lines;
+mod options;
+mod pattern;
+mod scan;
+mod syntax;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use document::{parse, Document, LineKind, LogicalLine};

@@ -1,0 +1,432 @@
+//! Host, daemon and user patterns: what each token means to libwrap (`host_match`,
+//! `string_match`, `masked_match`, Debian's `cidr_mask_addr` and glob), and how it matches a
+//! request's strings. Shared by the validator and the evaluator so they cannot disagree.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::syntax::split_at;
+
+/// libwrap's `unknown`: the name of a client whose name could not be looked up.
+pub(crate) const UNKNOWN: &[u8] = b"unknown";
+
+/// Why a `net/mask` pattern never matches.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum NetMaskProblem {
+    /// libwrap logs "bad net/mask pattern" (unparsable net or mask, `/0`, `/33`, ...).
+    Bad,
+    /// Valid, but the net has bits outside the mask: `addr & mask == net` never holds.
+    HostBits,
+    /// `[v6]/len` with a length that is not 0..=128 or a net that is not IPv6.
+    BadV6,
+}
+
+/// What a host pattern (client list entry after `user@`, or server after `daemon@`) is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HostPattern {
+    /// `@netgroup` (needs a known host name).
+    Netgroup,
+    /// `/path`: patterns read from a file at match time.
+    File,
+    /// `KNOWN` in a host position: name and address both known.
+    Known,
+    /// `LOCAL`: name without a dot.
+    Local,
+    /// `n.n.n.n/m.m.m.m` or `n.n.n.n/len`.
+    NetMask4 { net: u32, mask: u32 },
+    /// `[v6]/len`.
+    NetMask6 { net: u128, len: u32 },
+    /// A `/` pattern libwrap rejects or that can never match.
+    BadNetMask(NetMaskProblem),
+    /// Anything else: goes to `string_match` against the address, then (unless it is a
+    /// dotted quad) against the name.
+    String(StringPattern),
+}
+
+/// What `string_match` does with a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StringPattern {
+    /// Contains `*` or `?`.
+    Glob,
+    /// `.domain`: suffix match.
+    Suffix,
+    All,
+    /// `KNOWN` (string is not `unknown`).
+    Known,
+    /// Ends in `.`: prefix match (`10.`, `192.168.`).
+    Prefix,
+    /// `[v6]`, optionally with a `%scope` (which a numeric request never has).
+    V6 {
+        addr: Ipv6Addr,
+        scoped: bool,
+    },
+    /// `[...]` that is not an IPv6 address (`[2001:db8::/32]`, `[10.0.0.1]`).
+    BadV6,
+    /// Exact, case-insensitive.
+    Exact,
+}
+
+/// inet_aton/inet_addr on a string of exactly four dot-separated parts (libwrap's
+/// `dot_quad_addr` counts runs first). Parts may be decimal, octal (`0` prefix) or hex (`0x`).
+pub(crate) fn dot_quad(s: &[u8]) -> Option<u32> {
+    let mut parts = [0u32; 4];
+    let mut n = 0;
+    for part in s.split(|&b| b == b'.') {
+        if n == 4 {
+            return None;
+        }
+        parts[n] = c_number(part).filter(|&v| v <= 255)?;
+        n += 1;
+    }
+    if n != 4 {
+        return None;
+    }
+    Some(parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3])
+}
+
+/// One inet_aton part: `0x` hex, `0` octal, else decimal; at least one digit.
+fn c_number(p: &[u8]) -> Option<u32> {
+    let (digits, radix) = if p.len() > 2 && (p.starts_with(b"0x") || p.starts_with(b"0X")) {
+        (&p[2..], 16)
+    } else if p.len() > 1 && p[0] == b'0' {
+        (&p[1..], 8)
+    } else {
+        (p, 10)
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &d in digits {
+        let x = (d as char).to_digit(radix)?;
+        v = v.checked_mul(radix)?.checked_add(x)?;
+    }
+    Some(v)
+}
+
+/// Plain dotted-decimal IPv4 (no octal, hex or leading zeros): what an operator means.
+pub(crate) fn plain_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// `atoi`: optional blanks, optional sign, leading digits; 0 when there are none.
+pub(crate) fn atoi(s: &[u8]) -> i64 {
+    let mut i = 0;
+    while i < s.len() && crate::syntax::is_space(s[i]) {
+        i += 1;
+    }
+    let neg = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let mut v: i64 = 0;
+    while i < s.len() && s[i].is_ascii_digit() {
+        v = (v * 10 + i64::from(s[i] - b'0')).min(1 << 40);
+        i += 1;
+    }
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+fn parse_v6(s: &[u8]) -> Option<(Ipv6Addr, bool)> {
+    let s = std::str::from_utf8(s).ok()?;
+    let (addr, scoped) = match s.split_once('%') {
+        Some((a, scope)) if !scope.is_empty() => (a, true),
+        Some(_) => return None,
+        None => (s, false),
+    };
+    Some((addr.parse().ok()?, scoped))
+}
+
+/// Classifies what `string_match` will do with `tok`.
+pub(crate) fn string_pattern(tok: &[u8]) -> StringPattern {
+    if tok.iter().any(|&b| b == b'*' || b == b'?') {
+        StringPattern::Glob
+    } else if tok.first() == Some(&b'.') {
+        StringPattern::Suffix
+    } else if tok.eq_ignore_ascii_case(b"ALL") {
+        StringPattern::All
+    } else if tok.eq_ignore_ascii_case(b"KNOWN") {
+        StringPattern::Known
+    } else if tok.last() == Some(&b'.') {
+        StringPattern::Prefix
+    } else if tok.len() >= 2 && tok[0] == b'[' && tok[tok.len() - 1] == b']' {
+        match parse_v6(&tok[1..tok.len() - 1]) {
+            Some((addr, scoped)) => StringPattern::V6 { addr, scoped },
+            None => StringPattern::BadV6,
+        }
+    } else {
+        StringPattern::Exact
+    }
+}
+
+/// Classifies a host pattern the way `host_match` tries it.
+pub(crate) fn host_pattern(tok: &[u8]) -> HostPattern {
+    match tok.first() {
+        Some(b'@') => return HostPattern::Netgroup,
+        Some(b'/') => return HostPattern::File,
+        _ => {}
+    }
+    if tok.eq_ignore_ascii_case(b"KNOWN") {
+        return HostPattern::Known;
+    }
+    if tok.eq_ignore_ascii_case(b"LOCAL") {
+        return HostPattern::Local;
+    }
+    if let Some(slash) = split_at(tok, b'/') {
+        return net_mask(&tok[..slash], &tok[slash + 1..]);
+    }
+    HostPattern::String(string_pattern(tok))
+}
+
+fn net_mask(net: &[u8], mask: &[u8]) -> HostPattern {
+    if net.first() == Some(&b'[') {
+        if net.len() < 2 || net[net.len() - 1] != b']' {
+            return HostPattern::BadNetMask(NetMaskProblem::BadV6);
+        }
+        let Some((addr, _)) = parse_v6(&net[1..net.len() - 1]) else {
+            return HostPattern::BadNetMask(NetMaskProblem::BadV6);
+        };
+        let len = atoi(mask);
+        if !(0..=128).contains(&len) {
+            return HostPattern::BadNetMask(NetMaskProblem::BadV6);
+        }
+        let len = len as u32;
+        let net = u128::from(addr);
+        if net & !v6_mask(len) != 0 {
+            return HostPattern::BadNetMask(NetMaskProblem::HostBits);
+        }
+        return HostPattern::NetMask6 { net, len };
+    }
+    let Some(net) = dot_quad(net) else {
+        return HostPattern::BadNetMask(NetMaskProblem::Bad);
+    };
+    let mask = match dot_quad(mask) {
+        Some(m) => m,
+        None => {
+            // Debian's cidr_mask_addr: atoi, 1..=32.
+            let bits = atoi(mask);
+            if !(1..=32).contains(&bits) {
+                return HostPattern::BadNetMask(NetMaskProblem::Bad);
+            }
+            u32::MAX << (32 - bits)
+        }
+    };
+    if net & !mask != 0 {
+        return HostPattern::BadNetMask(NetMaskProblem::HostBits);
+    }
+    HostPattern::NetMask4 { net, mask }
+}
+
+pub(crate) fn v6_mask(len: u32) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len.min(128))
+    }
+}
+
+/// The Ylönen glob Debian uses: `*` any run, `?` one byte, everything else exact (case
+/// sensitive). Iterative with one backtrack point, so it is linear-ish and cannot recurse deep.
+pub(crate) fn glob(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pat.len() && (pat[p] == b'?' || (pat[p] != b'*' && pat[p] == s[i])) {
+            p += 1;
+            i += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, i));
+            p += 1;
+        } else if let Some((sp, si)) = star {
+            p = sp + 1;
+            i = si + 1;
+            star = Some((sp, si + 1));
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&b| b == b'*')
+}
+
+/// `string_match(tok, string)`. `string` is an address (already un-mapped from
+/// `::ffff:a.b.c.d` by the caller), a name, a daemon or a user.
+pub(crate) fn string_match(tok: &[u8], kind: &StringPattern, string: &[u8]) -> bool {
+    match kind {
+        StringPattern::Glob => glob(tok, string),
+        StringPattern::Suffix => {
+            string.len() > tok.len() && string[string.len() - tok.len()..].eq_ignore_ascii_case(tok)
+        }
+        StringPattern::All => true,
+        StringPattern::Known => !string.eq_ignore_ascii_case(UNKNOWN),
+        StringPattern::Prefix => {
+            string.len() >= tok.len() && string[..tok.len()].eq_ignore_ascii_case(tok)
+        }
+        StringPattern::V6 { addr, scoped } => {
+            !scoped
+                && std::str::from_utf8(string)
+                    .ok()
+                    .and_then(|s| s.parse::<Ipv6Addr>().ok())
+                    == Some(*addr)
+        }
+        StringPattern::BadV6 => false,
+        StringPattern::Exact => tok.eq_ignore_ascii_case(string),
+    }
+}
+
+/// A host as libwrap sees it: its address string and its name (`unknown` without DNS).
+pub(crate) struct HostInfo<'a> {
+    pub addr: &'a [u8],
+    pub name: &'a [u8],
+}
+
+/// `host_match(tok, host)`.
+pub(crate) fn host_match(tok: &[u8], pat: &HostPattern, host: &HostInfo<'_>) -> bool {
+    match pat {
+        HostPattern::Netgroup | HostPattern::File => false,
+        HostPattern::Known => {
+            !host.addr.eq_ignore_ascii_case(UNKNOWN) && !host.name.eq_ignore_ascii_case(UNKNOWN)
+        }
+        HostPattern::Local => {
+            !host.name.contains(&b'.') && !host.name.eq_ignore_ascii_case(UNKNOWN)
+        }
+        HostPattern::NetMask4 { net, mask } => {
+            plain_ipv4(host.addr).is_some_and(|a| u32::from(a) & mask == *net)
+        }
+        HostPattern::NetMask6 { net, len } => std::str::from_utf8(host.addr)
+            .ok()
+            .and_then(|s| s.parse::<Ipv6Addr>().ok())
+            .is_some_and(|a| u128::from(a) & v6_mask(*len) == *net),
+        HostPattern::BadNetMask(_) => false,
+        HostPattern::String(sp) => {
+            string_match(tok, sp, host.addr)
+                || (dot_quad(tok).is_none() && string_match(tok, sp, host.name))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(tok: &str, addr: &str) -> bool {
+        let h = HostInfo {
+            addr: addr.as_bytes(),
+            name: UNKNOWN,
+        };
+        host_match(tok.as_bytes(), &host_pattern(tok.as_bytes()), &h)
+    }
+
+    #[test]
+    fn dot_quad_forms() {
+        assert_eq!(dot_quad(b"10.0.0.1"), Some(0x0a00_0001));
+        assert_eq!(dot_quad(b"010.0.0.1"), Some(0x0800_0001));
+        assert_eq!(dot_quad(b"0x0a.0.0.1"), Some(0x0a00_0001));
+        assert_eq!(dot_quad(b"10.0.0"), None);
+        assert_eq!(dot_quad(b"10.0.0.256"), None);
+        assert_eq!(dot_quad(b"10.0.0.1."), None);
+        assert_eq!(dot_quad(b"1..2.3"), None);
+        assert_eq!(dot_quad(b"08.0.0.1"), None);
+    }
+
+    #[test]
+    fn net_masks() {
+        assert!(hm("10.0.0.0/8", "10.1.2.3"));
+        assert!(hm("10.0.0.0/255.0.0.0", "10.1.2.3"));
+        assert!(!hm("10.0.0.0/8", "11.1.2.3"));
+        assert_eq!(
+            host_pattern(b"10.1.2.3/8"),
+            HostPattern::BadNetMask(NetMaskProblem::HostBits)
+        );
+        assert!(!hm("10.1.2.3/8", "10.1.2.3"));
+        for bad in [
+            "10.0.0.0/0",
+            "0.0.0.0/0",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "10.0.0.0/x",
+        ] {
+            assert_eq!(
+                host_pattern(bad.as_bytes()),
+                HostPattern::BadNetMask(NetMaskProblem::Bad),
+                "{bad}"
+            );
+        }
+        assert!(hm("10.0.0.1/32", "10.0.0.1"));
+        assert!(hm("10.0.0.1/255.255.255.255", "10.0.0.1"));
+        // Non-contiguous masks are accepted.
+        assert!(hm("10.0.0.1/255.0.0.255", "10.9.9.1"));
+        assert!(!hm("10.0.0.0/8", "2001:db8::1"));
+    }
+
+    #[test]
+    fn v6_patterns() {
+        assert!(hm("[2001:db8::1]", "2001:db8::1"));
+        assert!(hm("[2001:DB8:0::1]", "2001:db8::1"));
+        assert!(!hm("[2001:db8::1]", "10.0.0.1"));
+        assert!(hm("[2001:db8::]/32", "2001:db8:1::5"));
+        assert!(!hm("[2001:db8::]/32", "2001:db9::5"));
+        assert!(!hm("[2001:db8::/32]", "2001:db8::"));
+        assert!(!hm("[fe80::1%eth0]", "fe80::1"));
+        assert_eq!(
+            host_pattern(b"[2001:db8::1]/32"),
+            HostPattern::BadNetMask(NetMaskProblem::HostBits)
+        );
+        assert_eq!(
+            host_pattern(b"[2001:db8::]/129"),
+            HostPattern::BadNetMask(NetMaskProblem::BadV6)
+        );
+    }
+
+    #[test]
+    fn string_patterns() {
+        assert!(hm("ALL", "10.0.0.1"));
+        assert!(hm("all", "10.0.0.1"));
+        assert!(hm("10.", "10.0.0.1"));
+        assert!(hm("10.0.", "10.0.0.1"));
+        assert!(!hm("10.0.0.1.", "10.0.0.1"));
+        assert!(!hm("10.0.0.", "10.0.1.1"));
+        assert!(hm("10.*", "10.0.0.1"));
+        assert!(hm("192.168.1.?", "192.168.1.7"));
+        assert!(!hm("192.168.1.?", "192.168.1.17"));
+        assert!(hm("UNKNOWN", "10.0.0.1"));
+        assert!(hm("unknown", "10.0.0.1"));
+        assert!(!hm("KNOWN", "10.0.0.1"));
+        assert!(!hm("LOCAL", "10.0.0.1"));
+        assert!(!hm("PARANOID", "10.0.0.1"));
+        assert!(!hm(".example.com", "10.0.0.1"));
+        assert!(!hm("@admins", "10.0.0.1"));
+        assert!(!hm("/etc/hosts.ok", "10.0.0.1"));
+        assert!(hm("10.0.0.1", "10.0.0.1"));
+        assert!(!hm("10.0.0.1;", "10.0.0.1"));
+        assert!(!hm("10.0.0.10", "10.0.0.1"));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob(b"*", b""));
+        assert!(glob(b"a*b*c", b"aXbYbZc"));
+        assert!(!glob(b"a*b", b"aXc"));
+        assert!(glob(b"??", b"ab"));
+        assert!(!glob(b"?", b""));
+        assert!(!glob(b"A*", b"abc"));
+    }
+
+    #[test]
+    fn atoi_like_c() {
+        assert_eq!(atoi(b"8"), 8);
+        assert_eq!(atoi(b"8abc"), 8);
+        assert_eq!(atoi(b"abc"), 0);
+        assert_eq!(atoi(b"-3"), -3);
+        assert_eq!(atoi(b"99999999999999999999"), 1 << 40);
+    }
+}

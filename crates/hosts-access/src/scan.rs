@@ -1,0 +1,265 @@
+//! Logical lines exactly as libwrap's `xgets` assembles them from `fgets` chunks: 2048-byte
+//! buffer (at most 2047 bytes per line, newline included), backslash-newline joins the next
+//! line, a NUL ends what `strlen` sees of a chunk, and a chunk without its newline is returned
+//! as is (the caller decides what that means).
+
+use std::ops::Range;
+
+/// libwrap's `BUFLEN`: a logical line holds at most `BUFLEN - 1` bytes, newline included.
+pub(crate) const BUFLEN: usize = 2048;
+
+/// One logical line's provenance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RawLine {
+    /// Source bytes this logical line consumed (everything up to the next line's start).
+    pub span: Range<usize>,
+    /// Source ranges whose concatenation is the logical text, in order.
+    pub segs: Vec<Range<usize>>,
+    /// The logical text ends with `\n` (what libwrap requires of every line).
+    pub terminated: bool,
+    /// The 2047-byte buffer filled up before a newline came.
+    pub overlong: bool,
+    /// Source offset of the first NUL byte `strlen` stopped at, if any.
+    pub nul: Option<usize>,
+}
+
+/// Iterates over logical lines. Holds reusable buffers so the hot path does not allocate.
+pub(crate) struct Scanner<'a> {
+    src: &'a [u8],
+    pos: usize,
+    /// After an over-long chunk, skip the rest of its physical line: libwrap's run time stops
+    /// reading the file there anyway, and re-reading the tail as a rule only adds noise.
+    resync_after_overlong: bool,
+}
+
+fn find(hay: &[u8], b: u8) -> Option<usize> {
+    hay.iter().position(|&c| c == b)
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(src: &'a [u8]) -> Self {
+        Scanner {
+            src,
+            pos: 0,
+            resync_after_overlong: true,
+        }
+    }
+
+    /// Reads the next logical line into `out` (cleared first). Returns false at end of input.
+    /// Bytes consumed without producing any logical text (for example `\0\n` at the end) are
+    /// still reported as a line with no segments, so every byte belongs to some line.
+    pub(crate) fn next_into(&mut self, out: &mut RawLine) -> bool {
+        let src = self.src;
+        if self.pos >= src.len() {
+            return false;
+        }
+        out.segs.clear();
+        out.terminated = false;
+        out.overlong = false;
+        out.nul = None;
+        let start = self.pos;
+        // `len` in xgets: room left in the buffer, terminating NUL included.
+        let mut room = BUFLEN;
+        loop {
+            if room <= 1 {
+                out.overlong = true;
+                break;
+            }
+            if self.pos >= src.len() {
+                break;
+            }
+            // fgets: up to room - 1 bytes, stopping after a newline.
+            let max = (src.len() - self.pos).min(room - 1);
+            let window = &src[self.pos..self.pos + max];
+            let chunk_len = find(window, b'\n').map_or(max, |i| i + 1);
+            let chunk_start = self.pos;
+            let chunk = &window[..chunk_len];
+            self.pos += chunk_len;
+            // strlen stops at a NUL.
+            let got = match find(chunk, 0) {
+                Some(i) => {
+                    if out.nul.is_none() {
+                        out.nul = Some(chunk_start + i);
+                    }
+                    i
+                }
+                None => chunk_len,
+            };
+            if got >= 1 && chunk[got - 1] == b'\n' {
+                if got >= 2 && chunk[got - 2] == b'\\' {
+                    push(&mut out.segs, chunk_start..chunk_start + got - 2);
+                    room -= got - 2;
+                    continue;
+                }
+                push(&mut out.segs, chunk_start..chunk_start + got);
+                out.terminated = true;
+                break;
+            }
+            push(&mut out.segs, chunk_start..chunk_start + got);
+            room -= got;
+        }
+        if out.overlong && self.resync_after_overlong {
+            self.pos = match find(&src[self.pos..], b'\n') {
+                Some(i) => self.pos + i + 1,
+                None => src.len(),
+            };
+        }
+        out.span = start..self.pos;
+        true
+    }
+}
+
+/// Appends a segment, merging it with the previous one when contiguous and dropping empties.
+fn push(segs: &mut Vec<Range<usize>>, r: Range<usize>) {
+    if r.is_empty() {
+        return;
+    }
+    if let Some(last) = segs.last_mut() {
+        if last.end == r.start {
+            last.end = r.end;
+            return;
+        }
+    }
+    segs.push(r);
+}
+
+/// The logical text of a line: borrowed when it is one contiguous source range, else copied
+/// into `buf`.
+pub(crate) fn logical<'b>(src: &'b [u8], line: &RawLine, buf: &'b mut Vec<u8>) -> &'b [u8] {
+    match line.segs.as_slice() {
+        [] => &[],
+        [one] => &src[one.clone()],
+        many => {
+            buf.clear();
+            for s in many {
+                buf.extend_from_slice(&src[s.clone()]);
+            }
+            buf
+        }
+    }
+}
+
+/// Maps an offset in the logical text back to its source offset.
+pub(crate) fn to_source(line: &RawLine, logical_off: usize) -> usize {
+    let mut base = 0;
+    for s in &line.segs {
+        let len = s.end - s.start;
+        if logical_off < base + len {
+            return s.start + (logical_off - base);
+        }
+        base += len;
+    }
+    // Past the end (e.g. an empty logical line): point at the end of the last segment.
+    line.segs.last().map_or(line.span.start, |s| s.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(src: &[u8]) -> Vec<(Vec<u8>, bool, bool, Range<usize>)> {
+        let mut s = Scanner::new(src);
+        let mut l = RawLine::default();
+        let mut buf = Vec::new();
+        let mut v = Vec::new();
+        while s.next_into(&mut l) {
+            let text = logical(src, &l, &mut buf).to_vec();
+            v.push((text, l.terminated, l.overlong, l.span.clone()));
+        }
+        v
+    }
+
+    #[test]
+    fn plain_lines() {
+        let v = lines(b"a: b\n\nc: d\n");
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].0, b"a: b\n");
+        assert!(v[0].1);
+        assert_eq!(v[1].0, b"\n");
+        assert_eq!(v[2].3, 6..11);
+    }
+
+    #[test]
+    fn continuation_joins_without_space() {
+        let v = lines(b"ss\\\nhd: a\\\n b\n");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].0, b"sshd: a b\n");
+        assert_eq!(v[0].3, 0..14);
+    }
+
+    #[test]
+    fn backslash_crlf_and_backslash_space_do_not_join() {
+        assert_eq!(lines(b"a \\\r\nb\n").len(), 2);
+        assert_eq!(lines(b"a \\ \nb\n").len(), 2);
+    }
+
+    #[test]
+    fn missing_final_newline() {
+        let v = lines(b"a: b\nc: d");
+        assert_eq!(v[1].0, b"c: d");
+        assert!(!v[1].1 && !v[1].2);
+        let v = lines(b"a: b\\\n");
+        assert_eq!(v[0].0, b"a: b");
+        assert!(!v[0].1);
+    }
+
+    #[test]
+    fn limit_is_2047_bytes_with_newline() {
+        let mut ok = vec![b'x'; 2046];
+        ok.push(b'\n');
+        let v = lines(&ok);
+        assert!(v[0].1 && !v[0].2);
+        let mut long = vec![b'x'; 2047];
+        long.extend_from_slice(b"\nnext: x\n");
+        let v = lines(&long);
+        assert!(!v[0].1 && v[0].2);
+        assert_eq!(v[0].0.len(), 2047);
+        // The tail of the over-long line is skipped with it.
+        assert_eq!(v[0].3, 0..2048);
+        assert_eq!(v[1].0, b"next: x\n");
+    }
+
+    #[test]
+    fn limit_applies_to_joined_line() {
+        let mut src = vec![b'a'; 1500];
+        src.extend_from_slice(b"\\\n");
+        src.extend_from_slice(&[b'b'; 600]);
+        src.push(b'\n');
+        let v = lines(&src);
+        assert!(v[0].2, "1500 + 600 joined bytes overflow the buffer");
+    }
+
+    #[test]
+    fn nul_glues_next_line() {
+        let v = lines(b"ab\0c\nsshd: ALL\n");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].0, b"absshd: ALL\n");
+        assert!(v[0].1);
+        let v = lines(b"\0junk\nsshd: ALL\n");
+        assert_eq!(v[0].0, b"sshd: ALL\n");
+        let v = lines(b"x\0\n");
+        assert_eq!(v[0].0, b"x");
+        assert!(!v[0].1);
+        let v = lines(b"\0\n");
+        assert_eq!(v.len(), 1);
+        assert!(v[0].0.is_empty());
+    }
+
+    #[test]
+    fn cr_only_file_is_one_chunk() {
+        let v = lines(b"a: b\rc: d\r");
+        assert_eq!(v.len(), 1);
+        assert!(!v[0].1);
+    }
+
+    #[test]
+    fn source_mapping() {
+        let src = b"ss\\\nhd: a\n";
+        let mut s = Scanner::new(src);
+        let mut l = RawLine::default();
+        assert!(s.next_into(&mut l));
+        assert_eq!(to_source(&l, 0), 0);
+        assert_eq!(to_source(&l, 2), 4);
+        assert_eq!(to_source(&l, 4), 6);
+    }
+}
