@@ -1,0 +1,195 @@
+//! Property tests: no grant without the door's sequence, in order, within seq_timeout, from
+//! that address; the table never exceeds its capacity.
+
+mod common;
+
+use std::net::IpAddr;
+
+use common::*;
+use knock_match::{
+    Door, DoorKind, KnockEvent, Matcher, MatcherOptions, Proto, Step, TcpFlagRules, TcpFlags,
+};
+use proptest::prelude::*;
+
+const FLAG_CHOICES: [u8; 6] = [
+    TcpFlags::SYN,
+    TcpFlags::SYN | TcpFlags::ACK,
+    TcpFlags::ACK,
+    TcpFlags::PSH | TcpFlags::ACK,
+    TcpFlags::FIN,
+    0,
+];
+
+fn step_strategy() -> impl Strategy<Value = Step> {
+    (1u16..=6, any::<bool>()).prop_map(|(port, udp)| {
+        if udp {
+            Step::udp(port)
+        } else {
+            Step::tcp(port)
+        }
+    })
+}
+
+fn door_strategy(name: &'static str) -> impl Strategy<Value = Door> {
+    (
+        prop::collection::vec(step_strategy(), 1..=4),
+        1u64..=5,
+        0usize..3,
+        any::<bool>(),
+    )
+        .prop_map(move |(steps, timeout, flags, targeted)| {
+            let flags: &[&str] = [&[][..], &["syn"][..], &["syn", "!ack"][..]][flags];
+            let mut d = door(name, "1", timeout, flags);
+            d.kind = DoorKind::Static { steps };
+            d.tcp_flags = TcpFlagRules::parse_list(flags.iter().copied()).unwrap();
+            if targeted {
+                d.target = Some(DST);
+            }
+            d
+        })
+}
+
+fn events_strategy(sources: u32) -> impl Strategy<Value = Vec<KnockEvent>> {
+    prop::collection::vec(
+        (
+            0u64..1500,
+            0..sources,
+            any::<bool>(),
+            any::<bool>(),
+            1u16..=8,
+            0usize..6,
+        ),
+        0..250,
+    )
+    .prop_map(|raw| {
+        let mut t = 1_000_000;
+        raw.into_iter()
+            .map(|(dt, from, udp_pkt, other_dst, port, flags)| {
+                t += dt;
+                let mut ev = if udp_pkt {
+                    udp(t, from, port)
+                } else {
+                    tcp(t, from, port, FLAG_CHOICES[flags])
+                };
+                if other_dst {
+                    ev.dst = "198.18.0.99".parse().unwrap();
+                }
+                ev
+            })
+            .collect()
+    })
+}
+
+fn counts_as(door: &Door, ev: &KnockEvent, step: Step) -> bool {
+    ev.proto == step.proto
+        && ev.dport == step.port
+        && door.target.is_none_or(|t| t == ev.dst)
+        && (ev.proto == Proto::Udp || door.tcp_flags.matches(ev.flags))
+}
+
+/// Whether `addr` sent the door's steps in order, ending with event `end`, within the timeout.
+fn justified(door: &Door, events: &[KnockEvent], end: usize, addr: IpAddr) -> bool {
+    let DoorKind::Static { steps } = &door.kind else {
+        return false;
+    };
+    // Latest-possible matching from the end maximises the first knock's time.
+    let mut k = steps.len();
+    let mut first_time = None;
+    for ev in events[..=end].iter().rev() {
+        if k == 0 {
+            break;
+        }
+        if ev.src == addr && counts_as(door, ev, steps[k - 1]) {
+            if k == steps.len() && !std::ptr::eq(ev, &events[end]) {
+                return false; // the granting packet itself must be the last step
+            }
+            k -= 1;
+            if k == 0 {
+                first_time = Some(ev.time_ms);
+            }
+        } else if k == steps.len() {
+            return false;
+        }
+    }
+    match first_time {
+        Some(t0) => events[end].time_ms - t0 < door.seq_timeout.as_millis() as u64,
+        None => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_grant_without_the_sequence(
+        a in door_strategy("a"),
+        b in door_strategy("b"),
+        events in events_strategy(4),
+    ) {
+        let doors = vec![a, b];
+        let mut m = Matcher::new(doors.clone(), MatcherOptions::default()).unwrap();
+        for (i, ev) in events.iter().enumerate() {
+            for d in m.observe(ev) {
+                prop_assert_eq!(d.addr, ev.src);
+                prop_assert!(
+                    justified(&doors[d.door], &events, i, d.addr),
+                    "door {:?} granted at event {} without its sequence", doors[d.door], i
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn table_never_exceeds_its_capacity(
+        a in door_strategy("a"),
+        cap in 1usize..5,
+        events in events_strategy(12),
+        ticks in prop::collection::vec(0u64..3000, 0..20),
+    ) {
+        let opts = MatcherOptions { max_sources: cap, ..MatcherOptions::default() };
+        let mut m = Matcher::new(vec![a], opts).unwrap();
+        for (i, ev) in events.iter().enumerate() {
+            m.observe(ev);
+            prop_assert!(m.in_progress() <= cap);
+            if let Some(&dt) = ticks.get(i % 37) {
+                if i % 7 == 0 {
+                    m.tick(ev.time_ms + dt);
+                    prop_assert!(m.next_deadline().is_none_or(|d| d > m.now_ms()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn honest_knock_amid_other_sources_is_granted(
+        a in door_strategy("a"),
+        noise in events_strategy(3),
+    ) {
+        // Source 7 knocks the sequence cleanly while sources 0..3 send anything.
+        let DoorKind::Static { steps } = a.kind.clone() else { unreachable!() };
+        let mut m = Matcher::new(vec![a.clone()], MatcherOptions::default()).unwrap();
+        let gap = a.seq_timeout.as_millis() as u64 / (steps.len() as u64 + 1);
+        let mut granted = false;
+        let mut next = 0;
+        let start = noise.first().map_or(1_000_000, |e| e.time_ms);
+        let mut t_knock = start;
+        for ev in &noise {
+            while next < steps.len() && t_knock <= ev.time_ms {
+                let s = steps[next];
+                let k = if s.proto == Proto::Udp { udp(t_knock, 7, s.port) } else { syn(t_knock, 7, s.port) };
+                granted |= !m.observe(&k).is_empty();
+                next += 1;
+                t_knock += gap;
+            }
+            m.observe(ev);
+        }
+        while next < steps.len() {
+            let s = steps[next];
+            let k = if s.proto == Proto::Udp { udp(t_knock, 7, s.port) } else { syn(t_knock, 7, s.port) };
+            granted |= !m.observe(&k).is_empty();
+            next += 1;
+            t_knock += gap;
+        }
+        prop_assert!(granted);
+    }
+}
