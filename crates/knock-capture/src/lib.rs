@@ -10,6 +10,10 @@ pub mod bpf;
 pub mod decode;
 pub mod filter;
 pub mod link;
+pub mod socket;
+pub mod supervisor;
+#[cfg(feature = "testns")]
+pub mod testns;
 
 #[cfg(test)]
 mod testframes;
@@ -19,3 +23,5 @@ mod vm;
 pub use decode::decode;
 pub use filter::{FilterError, FilterSpec, FlagRule};
 pub use link::LinkType;
+pub use socket::{Capture, CaptureError, Stats, READ_TIMEOUT};
+pub use supervisor::{spawn_capture_thread, CaptureThread, SharedFilter};

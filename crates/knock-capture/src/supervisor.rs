@@ -1,0 +1,240 @@
+//! One capture thread per interface: opens the capture, forwards events to the daemon's
+//! bounded channel, installs filter updates, logs the kernel drop counter, and reopens with
+//! exponential backoff when the interface goes down or away. Stops within a read timeout
+//! (plus one backoff slice) of the stop flag being set.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use knock_match::KnockEvent;
+use tracing::{debug, info, warn};
+
+use crate::filter::FilterSpec;
+use crate::socket::{Capture, Stats};
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often the drop counter is read and logged.
+const STATS_EVERY: Duration = Duration::from_secs(60);
+/// Granularity of waits that must notice the stop flag.
+const SLICE: Duration = Duration::from_millis(50);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A filter the daemon can replace at run time (on reload); capture threads pick up the new
+/// one within a read timeout.
+#[derive(Clone, Debug, Default)]
+pub struct SharedFilter(Arc<Mutex<(u64, FilterSpec)>>);
+
+impl SharedFilter {
+    pub fn new(spec: FilterSpec) -> Self {
+        SharedFilter(Arc::new(Mutex::new((0, spec))))
+    }
+
+    pub fn set(&self, spec: FilterSpec) {
+        let mut g = lock(&self.0);
+        g.0 += 1;
+        g.1 = spec;
+    }
+
+    fn snapshot(&self) -> (u64, FilterSpec) {
+        lock(&self.0).clone()
+    }
+
+    fn generation(&self) -> u64 {
+        lock(&self.0).0
+    }
+}
+
+impl From<FilterSpec> for SharedFilter {
+    fn from(spec: FilterSpec) -> Self {
+        SharedFilter::new(spec)
+    }
+}
+
+/// A running capture thread.
+#[derive(Debug)]
+pub struct CaptureThread {
+    pub handle: JoinHandle<()>,
+    opens: Arc<(Mutex<u64>, Condvar)>,
+}
+
+impl CaptureThread {
+    /// How many times the capture has been (re)opened successfully.
+    pub fn opens(&self) -> u64 {
+        *lock(&self.opens.0)
+    }
+
+    /// Wait until the capture has been opened at least `n` times, up to `timeout`. The
+    /// daemon waits for the first open before it reports ready.
+    pub fn wait_opens(&self, n: u64, timeout: Duration) -> bool {
+        let (m, cv) = &*self.opens;
+        let deadline = Instant::now() + timeout;
+        let mut g = lock(m);
+        while *g < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = cv
+                .wait_timeout(g, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// Sleep `d` in slices; false if `stop` was set meanwhile.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        thread::sleep(left.min(SLICE));
+    }
+    false
+}
+
+enum Delivery {
+    Sent,
+    Closed,
+    Stopped,
+}
+
+/// Hand the event over, waiting while the channel is full (the kernel queue and its drop
+/// counter then absorb the overload) but never past `stop`.
+fn deliver(sender: &SyncSender<KnockEvent>, mut ev: KnockEvent, stop: &AtomicBool) -> Delivery {
+    loop {
+        match sender.try_send(ev) {
+            Ok(()) => return Delivery::Sent,
+            Err(TrySendError::Disconnected(_)) => return Delivery::Closed,
+            Err(TrySendError::Full(back)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Delivery::Stopped;
+                }
+                ev = back;
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+fn log_stats(interface: &str, now: Stats, before: &mut Stats) {
+    let dropped = now.dropped - before.dropped;
+    if dropped > 0 {
+        warn!(
+            interface,
+            dropped,
+            dropped_total = now.dropped,
+            received_total = now.received,
+            "kernel dropped packets: the capture queue was full"
+        );
+    } else {
+        debug!(
+            interface,
+            received_total = now.received,
+            dropped_total = now.dropped,
+            "capture statistics"
+        );
+    }
+    *before = now;
+}
+
+/// Spawn the capture thread for `interface` (in the calling thread's network namespace).
+/// Events go to `sender`; the thread ends when `stop` is set or the receiver is dropped.
+pub fn spawn_capture_thread(
+    interface: &str,
+    filter: impl Into<SharedFilter>,
+    sender: SyncSender<KnockEvent>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<CaptureThread> {
+    let filter = filter.into();
+    let name = interface.to_string();
+    let opens = Arc::new((Mutex::new(0u64), Condvar::new()));
+    let opens_t = Arc::clone(&opens);
+    let handle = thread::Builder::new()
+        .name(format!("capture-{interface}"))
+        .spawn(move || run(&name, &filter, &sender, &stop, &opens_t))?;
+    Ok(CaptureThread { handle, opens })
+}
+
+fn run(
+    name: &str,
+    filter: &SharedFilter,
+    sender: &SyncSender<KnockEvent>,
+    stop: &AtomicBool,
+    opens: &(Mutex<u64>, Condvar),
+) {
+    let mut backoff = BACKOFF_FIRST;
+    while !stop.load(Ordering::Relaxed) {
+        let (mut generation, spec) = filter.snapshot();
+        match Capture::open(name, &spec) {
+            Err(e) => {
+                warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot open capture")
+            }
+            Ok(mut cap) => {
+                info!(interface = name, link = ?cap.link(), "capturing");
+                {
+                    let (m, cv) = opens;
+                    *lock(m) += 1;
+                    cv.notify_all();
+                }
+                // Reset the backoff only once a session has read at least once.
+                let mut healthy = false;
+                let mut logged = Stats::default();
+                let mut last_log = Instant::now();
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        log_stats(name, cap.stats(), &mut logged);
+                        return;
+                    }
+                    if filter.generation() != generation {
+                        let (g, spec) = filter.snapshot();
+                        generation = g;
+                        match cap.set_filter(&spec) {
+                            Ok(()) => info!(interface = name, "capture filter updated"),
+                            Err(e) => {
+                                warn!(interface = name, error = %e, "cannot update the capture filter; keeping the previous one")
+                            }
+                        }
+                    }
+                    match cap.next_event() {
+                        Ok(Some(ev)) => {
+                            healthy = true;
+                            match deliver(sender, ev, stop) {
+                                Delivery::Sent => {}
+                                Delivery::Closed | Delivery::Stopped => return,
+                            }
+                        }
+                        Ok(None) => healthy = true,
+                        Err(e) => {
+                            if healthy {
+                                backoff = BACKOFF_FIRST;
+                            }
+                            warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "capture failed; reopening");
+                            log_stats(name, cap.stats(), &mut logged);
+                            break;
+                        }
+                    }
+                    if last_log.elapsed() >= STATS_EVERY {
+                        log_stats(name, cap.stats(), &mut logged);
+                        last_log = Instant::now();
+                    }
+                }
+            }
+        }
+        if !sleep_unless_stopped(backoff, stop) {
+            return;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
