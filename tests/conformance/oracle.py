@@ -313,9 +313,10 @@ def one_case(listener, version, name):
 def sink(argv):
     """`oracle.py --exec CMD...`: run CMD with the /dev/log listener in place (for benchmarks),
     so tcpdchk does all its reporting work; messages are counted, not kept."""
-    listener = Listener(keep=False)
+    listener = Listener()
     self_test(listener)
     listener.drain()
+    listener.keep = False
     status = subprocess.run(argv).returncode
     listener.drain()
     print("oracle: %d syslog messages captured during the run" % listener.dropped, file=sys.stderr)
