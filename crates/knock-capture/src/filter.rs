@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
+use knock_match::door::{Door, DoorKind, FlagRule as DoorFlag, TcpFlagRules};
 use knock_match::{Proto, TcpFlags};
 use thiserror::Error;
 
@@ -95,6 +96,40 @@ impl FilterSpec {
         self
     }
 
+    /// What the doors need: every step's port (TCP with the door's flag rules, UDP), all
+    /// remaining one-time sequences, a TOTP door's whole port range (its steps are TCP).
+    /// A door's `target` is not filtered in the kernel; the matcher checks it.
+    pub fn from_doors<'a>(
+        doors: impl IntoIterator<Item = &'a Door>,
+        pass_pure_syn_any_port: bool,
+    ) -> FilterSpec {
+        let mut spec = FilterSpec::new();
+        spec.pass_pure_syn_any_port = pass_pure_syn_any_port;
+        for door in doors {
+            let rule = flag_rule(&door.tcp_flags);
+            let mut add = |steps: &[knock_match::Step]| {
+                for s in steps {
+                    match s.proto {
+                        Proto::Tcp => spec.tcp(s.port..=s.port, rule),
+                        Proto::Udp => spec.udp(s.port..=s.port),
+                    };
+                }
+            };
+            match &door.kind {
+                DoorKind::Static { steps } => add(steps),
+                DoorKind::OneTime { sequences, next } => {
+                    for seq in sequences.iter().skip(*next) {
+                        add(seq);
+                    }
+                }
+                DoorKind::Totp(t) => {
+                    spec.tcp(t.lo..=t.hi, rule);
+                }
+            }
+        }
+        spec
+    }
+
     /// The reference semantics of the filter for a decoded packet: the kernel program passes
     /// at least every packet for which this is true.
     pub fn wants(&self, proto: Proto, dport: u16, flags: TcpFlags) -> bool {
@@ -142,6 +177,19 @@ impl FilterSpec {
             }
         }
     }
+}
+
+/// A door's tri-state flag rules as a mask/value test.
+fn flag_rule(rules: &TcpFlagRules) -> FlagRule {
+    let (mut set, mut clear) = (0u8, 0u8);
+    for bit in (0..8).map(|i| 1u8 << i) {
+        match rules.rule(bit) {
+            DoorFlag::Set => set |= bit,
+            DoorFlag::Unset => clear |= bit,
+            DoorFlag::DontCare => {}
+        }
+    }
+    FlagRule::new(set, clear)
 }
 
 /// Sorted, with overlapping and adjacent ranges merged.

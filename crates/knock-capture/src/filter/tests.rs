@@ -304,3 +304,68 @@ proptest! {
         prop_assert!(vm::run(&p, &bytes, HOST).is_ok());
     }
 }
+
+fn door(name: &str, kind: DoorKind, flags: &[&str]) -> Door {
+    Door {
+        name: name.into(),
+        kind,
+        seq_timeout: std::time::Duration::from_secs(10),
+        tcp_flags: TcpFlagRules::parse_list(flags.iter().copied()).unwrap(),
+        action: knock_match::Action::Allow,
+        service: "SSHD".into(),
+        lease: None,
+        target: None,
+    }
+}
+
+#[test]
+fn spec_from_doors() {
+    use knock_match::door::TotpParams;
+    use knock_match::Step;
+    let doors = [
+        door(
+            "static",
+            DoorKind::Static {
+                steps: vec![Step::tcp(7000), Step::udp(8000), Step::tcp(9000)],
+            },
+            &["syn", "!ack"],
+        ),
+        door(
+            "otp",
+            DoorKind::OneTime {
+                sequences: vec![vec![Step::tcp(1111)], vec![Step::udp(2222)]],
+                next: 1,
+            },
+            &[],
+        ),
+        door(
+            "totp",
+            DoorKind::Totp(TotpParams {
+                secret: vec![7; 20],
+                length: 4,
+                lo: 20000,
+                hi: 40000,
+                step: std::time::Duration::from_secs(30),
+                last_used: None,
+            }),
+            &[],
+        ),
+    ];
+    let s = FilterSpec::from_doors(&doors, false);
+    assert!(s.wants(Proto::Tcp, 7000, TcpFlags(SYN)));
+    assert!(!s.wants(Proto::Tcp, 7000, TcpFlags(SYN | ACK)));
+    assert!(!s.wants(Proto::Udp, 7000, TcpFlags(0)));
+    assert!(s.wants(Proto::Udp, 8000, TcpFlags(0)));
+    assert!(s.wants(Proto::Tcp, 9000, TcpFlags(SYN)));
+    assert!(
+        !s.wants(Proto::Tcp, 1111, TcpFlags(SYN)),
+        "used one-time sequence"
+    );
+    assert!(s.wants(Proto::Udp, 2222, TcpFlags(0)));
+    assert!(s.wants(Proto::Tcp, 20000, TcpFlags(ACK)) && s.wants(Proto::Tcp, 40000, TcpFlags(0)));
+    assert!(!s.wants(Proto::Tcp, 40001, TcpFlags(SYN)));
+    assert!(!s.wants(Proto::Udp, 30000, TcpFlags(0)));
+    let p = s.compile(LinkType::Ethernet).unwrap();
+    let f = frame(LinkType::Ethernet, &[], &v4_tcp(7000, SYN | ACK));
+    assert!(!passes(&p, &f, HOST));
+}
