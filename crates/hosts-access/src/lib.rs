@@ -12,12 +12,8 @@ mod options;
 mod pattern;
 mod scan;
 mod syntax;
+mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use document::{parse, Document, LineKind, LogicalLine};
-
-/// Every problem libwrap would have with `bytes`, in file order.
-pub fn validate(bytes: &[u8]) -> Vec<Diagnostic> {
-    let _ = bytes;
-    Vec::new()
-}
+pub use validate::validate;

@@ -1,0 +1,890 @@
+//! The validator: one pass over the bytes, reporting with stable kebab-case codes what
+//! libwrap rejects or silently skips (errors) and the traps it accepts (warnings).
+//! docs/hosts_access.md lists every code.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+use std::ops::Range;
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::lines::LineCounter;
+use crate::options::{fields, Problem};
+use crate::pattern::{
+    dot_quad, host_pattern, plain_ipv4, HostPattern, NetMaskProblem, StringPattern,
+};
+use crate::scan::{logical, to_source, RawLine, Scanner, BUFLEN};
+use crate::syntax::{is_except, is_list_sep, shape, split_at, tokens, Shape};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Every problem libwrap would have with `bytes`, sorted by position.
+pub fn validate(bytes: &[u8]) -> Vec<Diagnostic> {
+    let mut v = Validator {
+        src: bytes,
+        out: Vec::new(),
+        counter: LineCounter::default(),
+        seen: HashMap::new(),
+        cover: Cover::default(),
+    };
+    v.run();
+    let mut out = v.out;
+    out.sort_by_key(|d| (d.line, d.column));
+    out
+}
+
+/// Daemons already answered for every client by an earlier `... : ALL` rule.
+#[derive(Default)]
+struct Cover {
+    /// Line of the earliest rule covering all daemons.
+    all: Option<usize>,
+    /// Lower-cased daemon name → line of the rule covering it.
+    names: HashMap<Vec<u8>, usize>,
+}
+
+struct Validator<'s> {
+    src: &'s [u8],
+    out: Vec<Diagnostic>,
+    counter: LineCounter,
+    /// Rule text (trailing blanks removed) → line where it first appeared.
+    seen: HashMap<Cow<'s, [u8]>, usize>,
+    cover: Cover,
+}
+
+impl Validator<'_> {
+    fn push(
+        &mut self,
+        raw: &RawLine,
+        logical_off: usize,
+        sev: Severity,
+        code: &'static str,
+        msg: String,
+    ) {
+        let off = to_source(raw, logical_off);
+        self.push_src(off, sev, code, msg);
+    }
+
+    fn push_src(
+        &mut self,
+        src_off: usize,
+        severity: Severity,
+        code: &'static str,
+        message: String,
+    ) {
+        let (line, column) = self.counter.locate(self.src, src_off);
+        self.out.push(Diagnostic {
+            line,
+            column,
+            severity,
+            code,
+            message,
+        });
+    }
+
+    fn run(&mut self) {
+        let src = self.src;
+        if src.starts_with(BOM) {
+            self.push_src(
+                0,
+                Severity::Warning,
+                "utf8-bom",
+                "the file starts with a UTF-8 byte order mark: libwrap reads it as part of the \
+                 first line (the first daemon name no longer matches, a first-line comment is no \
+                 comment)"
+                    .into(),
+            );
+        }
+        let mut scanner = Scanner::new(src);
+        let mut raw = RawLine::default();
+        let mut buf = Vec::new();
+        while scanner.next_into(&mut raw) {
+            let line = self.counter.line_of(src, raw.span.start);
+            let text = logical(src, &raw, &mut buf);
+            self.line(&raw, line, text);
+        }
+    }
+
+    fn line(&mut self, raw: &RawLine, line: usize, text: &[u8]) {
+        if let Some(nul) = raw.nul {
+            self.push_src(
+                nul,
+                Severity::Error,
+                "nul-byte",
+                "NUL byte: libwrap drops the rest of this physical line and glues the next line \
+                 onto what came before the NUL"
+                    .into(),
+            );
+        }
+        if raw.overlong {
+            self.push_src(
+                raw.span.start,
+                Severity::Error,
+                "line-too-long",
+                format!(
+                    "logical line is longer than {} bytes (newline included, continuations \
+                     joined): Debian's libwrap stops reading the file here, so this rule and every \
+                     later one are ignored",
+                    BUFLEN - 1
+                ),
+            );
+            return;
+        }
+        if !raw.terminated {
+            let at = raw.segs.last().map_or(raw.span.end, |s| s.end);
+            let cr = if text.contains(&b'\r') {
+                " (the file seems to use CR-only line endings: libwrap needs LF)"
+            } else {
+                ""
+            };
+            self.push_src(
+                at.min(self.src.len()),
+                Severity::Error,
+                "missing-final-newline",
+                format!(
+                    "no newline at the end of this line{cr}: Debian's libwrap ignores it and stops \
+                     reading the file"
+                ),
+            );
+        }
+        if let Some(i) = text
+            .iter()
+            .position(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f)
+        {
+            self.push(
+                raw,
+                i,
+                Severity::Error,
+                "control-byte",
+                format!(
+                    "control byte 0x{:02x}: it is part of a pattern that then never matches",
+                    text[i]
+                ),
+            );
+        }
+        if text.ends_with(b"\\\r\n") {
+            self.push(
+                raw,
+                text.len() - 3,
+                Severity::Warning,
+                "crlf-continuation",
+                "`\\` before a CR-LF line end does not continue the line: the next line is a \
+                 rule of its own and the `\\` is a pattern"
+                    .into(),
+            );
+        }
+        match shape(text) {
+            Shape::Blank => {}
+            Shape::Comment => {
+                if raw.segs.len() > 1 || self.src[raw.span.clone()].ends_with(b"\\\n") {
+                    self.push(
+                        raw,
+                        0,
+                        Severity::Warning,
+                        "comment-continuation",
+                        "this comment ends in `\\`: the next line is joined to it and is part of \
+                         the comment"
+                            .into(),
+                    );
+                }
+            }
+            Shape::MissingColon => {
+                let first = text.iter().position(|&b| !is_list_sep(b)).unwrap_or(0);
+                self.push(
+                    raw,
+                    first,
+                    Severity::Error,
+                    "missing-colon",
+                    "no `:` between daemon list and client list (outside `[...]`): libwrap skips \
+                     this line"
+                        .into(),
+                );
+            }
+            Shape::Rule {
+                daemons,
+                clients,
+                options,
+            } => self.rule(raw, line, text, daemons, clients, options),
+        }
+    }
+
+    fn rule(
+        &mut self,
+        raw: &RawLine,
+        line: usize,
+        text: &[u8],
+        daemons: Range<usize>,
+        clients: Range<usize>,
+        options: Option<Range<usize>>,
+    ) {
+        let first = text.iter().position(|&b| !is_list_sep(b)).unwrap_or(0);
+        let mut hash_warned = false;
+        if text[first] == b'#' {
+            hash_warned = true;
+            self.push(
+                raw,
+                first,
+                Severity::Warning,
+                "indented-comment",
+                "`#` starts a comment only in column 1: this indented line is a rule, and `#...` \
+                 is its first daemon pattern"
+                    .into(),
+            );
+        }
+        // Daemon list.
+        let n = self.list(raw, text, daemons.clone(), "daemon", &mut hash_warned);
+        if n == 0 {
+            self.push(
+                raw,
+                daemons.end,
+                Severity::Error,
+                "empty-daemon-list",
+                "the daemon list is empty: this rule never matches".into(),
+            );
+        }
+        for t in tokens(text, daemons.clone()) {
+            let tok = &text[t.clone()];
+            if let Some(at) = split_at(&tok[1..], b'@') {
+                self.host(raw, text, t.start + at + 2..t.end);
+            }
+        }
+        // Client list.
+        let n = self.list(raw, text, clients.clone(), "client", &mut hash_warned);
+        let v6 = options
+            .as_ref()
+            .and_then(|o| unbracketed_v6(text, clients.clone(), o.clone()));
+        if let Some(start) = v6 {
+            self.push(
+                raw,
+                start,
+                Severity::Error,
+                "unbracketed-ipv6",
+                "IPv6 address without brackets: its colons split the rule into fields (the rest \
+                 becomes options, which deny on match); write `[2001:db8::1]` or `[2001:db8::]/32`"
+                    .into(),
+            );
+        } else if n == 0 {
+            self.push(
+                raw,
+                clients.start,
+                Severity::Error,
+                "empty-client-list",
+                "the client list is empty: this rule never matches".into(),
+            );
+        }
+        for t in tokens(text, clients.clone()) {
+            let tok = &text[t.clone()];
+            if is_except(tok) || tok[0] == b'#' || Some(t.start) == v6 {
+                continue;
+            }
+            match split_at(&tok[1..], b'@') {
+                Some(at) => self.host(raw, text, t.start + at + 2..t.end),
+                None => self.host(raw, text, t),
+            }
+        }
+        if let (Some(opts), None) = (options, v6) {
+            self.options(raw, text, opts);
+        }
+        self.duplicates_and_shadowing(raw, line, text, daemons, clients);
+    }
+
+    /// Checks EXCEPT structure and `#` tokens of one list; returns the number of tokens.
+    fn list(
+        &mut self,
+        raw: &RawLine,
+        text: &[u8],
+        field: Range<usize>,
+        what: &str,
+        hash_warned: &mut bool,
+    ) -> usize {
+        let mut count = 0;
+        let mut patterns_in_sublist = 0;
+        let mut last_except = None;
+        for t in tokens(text, field) {
+            count += 1;
+            let tok = &text[t.clone()];
+            if is_except(tok) {
+                if patterns_in_sublist == 0 {
+                    self.push(
+                        raw,
+                        t.start,
+                        Severity::Error,
+                        "except-without-pattern",
+                        format!(
+                            "EXCEPT with no {what} pattern before it: that part of the list \
+                             never matches"
+                        ),
+                    );
+                }
+                patterns_in_sublist = 0;
+                last_except = Some(t.start);
+                continue;
+            }
+            patterns_in_sublist += 1;
+            last_except = None;
+            if tok[0] == b'#' && !*hash_warned {
+                *hash_warned = true;
+                self.push(
+                    raw,
+                    t.start,
+                    Severity::Warning,
+                    "mid-line-comment",
+                    "`#` starts a comment only in column 1: here it and every word after it are \
+                     patterns that still match"
+                        .into(),
+                );
+            }
+        }
+        if let Some(at) = last_except {
+            self.push(
+                raw,
+                at,
+                Severity::Warning,
+                "dangling-except",
+                format!("nothing after EXCEPT: no {what} is excepted"),
+            );
+        }
+        count
+    }
+
+    /// Checks one host pattern (a client, or the server after `daemon@`).
+    fn host(&mut self, raw: &RawLine, text: &[u8], t: Range<usize>) {
+        let tok = &text[t.clone()];
+        // Control bytes are reported once, as such.
+        if tok.is_empty() || tok.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            return;
+        }
+        let shown = String::from_utf8_lossy(tok);
+        let (sev, code, msg) = match host_pattern(tok) {
+            HostPattern::Known | HostPattern::Local | HostPattern::File => return,
+            HostPattern::NetMask6 { .. } => return,
+            HostPattern::NetMask4 { .. } => {
+                let net = &tok[..split_at(tok, b'/').unwrap_or(tok.len())];
+                if plain_ipv4(net).is_some() {
+                    return;
+                }
+                (
+                    Severity::Warning,
+                    "non-decimal-address",
+                    format!(
+                        "`{shown}`: libwrap reads parts with a leading 0 as octal and 0x as hex; \
+                         write the network in plain decimal"
+                    ),
+                )
+            }
+            HostPattern::Netgroup => (
+                Severity::Warning,
+                "name-pattern",
+                format!(
+                    "`{shown}` is a NIS netgroup: it matches only by host name, which needs DNS \
+                     and NIS (knockwrap match assumes no DNS)"
+                ),
+            ),
+            HostPattern::BadNetMask(NetMaskProblem::HostBits) => (
+                Severity::Error,
+                "net-host-bits",
+                format!(
+                    "`{shown}`: the network has bits set outside the mask, so it never matches \
+                     (libwrap compares address & mask with the network as written)"
+                ),
+            ),
+            HostPattern::BadNetMask(_) => (
+                Severity::Error,
+                "bad-net-mask",
+                format!(
+                    "`{shown}` is not a net/mask libwrap accepts (n.n.n.n/m.m.m.m, n.n.n.n/1..32, \
+                     [v6]/0..128; /0 is rejected): it never matches"
+                ),
+            ),
+            HostPattern::String(sp) => match sp {
+                StringPattern::Glob | StringPattern::All | StringPattern::Known => return,
+                StringPattern::V6 { .. } => return,
+                StringPattern::BadV6 if tok.contains(&b'/') => (
+                    Severity::Error,
+                    "ipv6-prefix-in-brackets",
+                    format!(
+                        "`{shown}`: the prefix length goes outside the brackets (`[2001:db8::]/32`); \
+                         as written it never matches"
+                    ),
+                ),
+                StringPattern::BadV6 => (
+                    Severity::Error,
+                    "bad-ipv6-address",
+                    format!("`{shown}` is not an IPv6 address in brackets: it never matches"),
+                ),
+                StringPattern::Suffix => (
+                    Severity::Warning,
+                    "name-pattern",
+                    format!(
+                        "`{shown}` matches host names: it depends on reverse DNS (knockwrap match \
+                         assumes no DNS); prefer addresses"
+                    ),
+                ),
+                StringPattern::Prefix => {
+                    if !tok[0].is_ascii_digit() {
+                        (
+                            Severity::Warning,
+                            "name-pattern",
+                            format!(
+                                "`{shown}` matches host names: it depends on reverse DNS; prefer \
+                                 addresses"
+                            ),
+                        )
+                    } else if numeric_prefix_ok(tok) {
+                        return;
+                    } else {
+                        (
+                            Severity::Warning,
+                            "malformed-address",
+                            format!(
+                                "`{shown}` is not a valid address prefix (1 to 3 dotted parts \
+                                 0-255 and a final dot): it never matches"
+                            ),
+                        )
+                    }
+                }
+                StringPattern::Exact => {
+                    if plain_ipv4(tok).is_some() {
+                        return;
+                    }
+                    if tok.eq_ignore_ascii_case(b"UNKNOWN") || tok.eq_ignore_ascii_case(b"PARANOID")
+                    {
+                        return;
+                    }
+                    if tok[0].is_ascii_digit() || dot_quad(tok).is_some() {
+                        (
+                            Severity::Warning,
+                            "malformed-address",
+                            format!(
+                                "`{shown}` is not a plain dotted-decimal address: libwrap compares \
+                                 it as a string, so it never matches"
+                            ),
+                        )
+                    } else {
+                        (
+                            Severity::Warning,
+                            "name-pattern",
+                            format!(
+                                "`{shown}` is a host name: it matches only through reverse DNS \
+                                 (knockwrap match assumes no DNS); prefer addresses"
+                            ),
+                        )
+                    }
+                }
+            },
+        };
+        self.push(raw, t.start, sev, code, msg);
+    }
+
+    fn options(&mut self, raw: &RawLine, text: &[u8], part: Range<usize>) {
+        for f in fields(text, part) {
+            let Some(p) = f.problem else { continue };
+            let name = String::from_utf8_lossy(&text[f.name.clone()]);
+            let at = if f.name.is_empty() {
+                // Point at the colon that opened the empty field.
+                f.raw.start.saturating_sub(1)
+            } else {
+                f.name.start
+            };
+            let fail = "libwrap denies access whenever this rule matches";
+            let (code, msg) = match p {
+                Problem::MissingName => (
+                    "missing-option-name",
+                    format!("empty option field (`::` or a trailing `:`): {fail}"),
+                ),
+                Problem::Unknown if name.starts_with('/') => (
+                    "unknown-option",
+                    format!(
+                        "`{name}`: a shell command after the second `:` is not supported by \
+                         Debian's libwrap (options language); use `spawn {name}`: {fail}"
+                    ),
+                ),
+                Problem::Unknown => ("unknown-option", format!("unknown option `{name}`: {fail}")),
+                Problem::NeedsValue => (
+                    "option-needs-value",
+                    format!("option `{name}` needs a value: {fail}"),
+                ),
+                Problem::TakesNoValue => (
+                    "option-takes-no-value",
+                    format!("option `{name}` takes no value: {fail}"),
+                ),
+                Problem::NotLast => (
+                    "option-not-last",
+                    format!("option `{name}` must be the last field of the rule: {fail}"),
+                ),
+                Problem::BadValue => (
+                    "bad-option-value",
+                    format!("bad value for option `{name}`: {fail}"),
+                ),
+            };
+            self.push(raw, at, Severity::Error, code, msg);
+        }
+    }
+
+    fn duplicates_and_shadowing(
+        &mut self,
+        raw: &RawLine,
+        line: usize,
+        text: &[u8],
+        daemons: Range<usize>,
+        clients: Range<usize>,
+    ) {
+        let mut end = text.len();
+        while end > 0 && matches!(text[end - 1], b' ' | b'\t' | b'\r' | b'\n') {
+            end -= 1;
+        }
+        let key: Cow<'_, [u8]> = match raw.segs.as_slice() {
+            [one] => Cow::Borrowed(&self.src[one.start..one.start + end]),
+            _ => Cow::Owned(text[..end].to_vec()),
+        };
+        if let Some(&first) = self.seen.get(&key) {
+            self.push(
+                raw,
+                0,
+                Severity::Warning,
+                "duplicate-rule",
+                format!("duplicate of the rule on line {first}"),
+            );
+            return;
+        }
+        self.seen.insert(key, line);
+
+        // Shadowing: every daemon of this rule is already answered for all clients.
+        let plain = |t: &[u8]| !is_except(t) && !t[1..].contains(&b'@');
+        let mut shadow: Option<usize> = None;
+        let mut all_plain = true;
+        let mut any = false;
+        for t in tokens(text, daemons.clone()) {
+            let tok = &text[t];
+            any = true;
+            if !plain(tok) || tok.iter().any(|&b| b == b'*' || b == b'?') {
+                all_plain = false;
+                break;
+            }
+            let by = self
+                .cover
+                .all
+                .or_else(|| self.cover.names.get(&tok.to_ascii_lowercase()).copied());
+            match by {
+                Some(l) => shadow = Some(shadow.map_or(l, |s: usize| s.max(l))),
+                None => {
+                    all_plain = false;
+                    break;
+                }
+            }
+        }
+        if any && all_plain {
+            if let Some(l) = shadow {
+                self.push(
+                    raw,
+                    0,
+                    Severity::Warning,
+                    "shadowed-rule",
+                    format!(
+                        "never reached: the `ALL` client rule on line {l} already decides every \
+                         request for these daemons"
+                    ),
+                );
+            }
+        }
+        // Does this rule answer its daemons for every client?
+        let mut ctoks = tokens(text, clients);
+        let first_all = ctoks
+            .next()
+            .is_some_and(|t| text[t].eq_ignore_ascii_case(b"ALL"));
+        let all_clients = first_all && !ctoks.any(|t| is_except(&text[t]));
+        if !all_clients {
+            return;
+        }
+        let dtoks: Vec<_> = tokens(text, daemons).map(|t| &text[t]).collect();
+        if dtoks.is_empty() || dtoks.iter().any(|t| is_except(t)) {
+            return;
+        }
+        for t in dtoks {
+            if t.eq_ignore_ascii_case(b"ALL") {
+                self.cover.all.get_or_insert(line);
+            } else if plain(t) && !t.iter().any(|&b| b == b'*' || b == b'?') {
+                self.cover
+                    .names
+                    .entry(t.to_ascii_lowercase())
+                    .or_insert(line);
+            }
+        }
+    }
+}
+
+/// `10.`, `192.168.`, `10.1.2.`: one to three decimal parts 0-255, each followed by a dot.
+fn numeric_prefix_ok(tok: &[u8]) -> bool {
+    let body = &tok[..tok.len() - 1];
+    let parts: Vec<&[u8]> = body.split(|&b| b == b'.').collect();
+    (1..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|s| s.parse::<u16>().ok())
+                    <= Some(255)
+        })
+}
+
+/// An IPv6 address written without brackets, split by libwrap at its first colon: the last
+/// word of the client list, `:`, and the first word of the options part parse as IPv6
+/// (optionally with `/len`). Returns the logical offset where the address starts.
+fn unbracketed_v6(text: &[u8], clients: Range<usize>, options: Range<usize>) -> Option<usize> {
+    let mut start = clients.end;
+    while start > clients.start && !is_list_sep(text[start - 1]) {
+        start -= 1;
+    }
+    let mut end = options.start;
+    while end < options.end && !is_list_sep(text[end]) {
+        end += 1;
+    }
+    let mut cand = Vec::with_capacity(end - start + 1);
+    cand.extend_from_slice(&text[start..clients.end]);
+    cand.push(b':');
+    cand.extend_from_slice(&text[options.start..end]);
+    let addr = match cand.iter().position(|&b| b == b'/') {
+        Some(slash) => &cand[..slash],
+        None => &cand[..],
+    };
+    std::str::from_utf8(addr)
+        .ok()?
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(|_| start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (line, column, code) of every diagnostic.
+    fn codes(src: &[u8]) -> Vec<(usize, usize, &'static str)> {
+        validate(src)
+            .into_iter()
+            .map(|d| (d.line, d.column, d.code))
+            .collect()
+    }
+
+    fn sev(src: &[u8], code: &str) -> Severity {
+        validate(src)
+            .into_iter()
+            .find(|d| d.code == code)
+            .unwrap_or_else(|| panic!("no {code} in {:?}", validate(src)))
+            .severity
+    }
+
+    #[test]
+    fn clean_files_have_no_findings() {
+        let f = b"# knockwrap\nsshd: 10.0.0.1, 192.168.1.0/24 [2001:db8::]/32 [::1]\n\
+ALL EXCEPT sshd: 10. EXCEPT 10.0.0.1\nsshd: 10.0.0.0/255.0.0.0 : spawn echo %a\\: hi : allow\n\
+in.ftpd: LOCAL, KNOWN, UNKNOWN, PARANOID, 10.*, 192.168.1.?\n\n  \t\nsshd: alice@10.0.0.2\n\
+SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
+        assert_eq!(codes(f), vec![]);
+    }
+
+    #[test]
+    fn missing_colon() {
+        assert_eq!(
+            codes(b"a: ALL\n  sshd 10.0.0.1\n"),
+            vec![(2, 3, "missing-colon")]
+        );
+        assert_eq!(codes(b"sshd[: x]\n"), vec![(1, 1, "missing-colon")]);
+        assert_eq!(sev(b"x\n", "missing-colon"), Severity::Error);
+    }
+
+    #[test]
+    fn empty_lists() {
+        assert_eq!(codes(b": 10.0.0.1\n"), vec![(1, 1, "empty-daemon-list")]);
+        assert_eq!(codes(b"sshd:\n"), vec![(1, 6, "empty-client-list")]);
+        assert_eq!(codes(b"sshd: , \n"), vec![(1, 6, "empty-client-list")]);
+        assert_eq!(codes(b"sshd: : allow\n"), vec![(1, 6, "empty-client-list")]);
+    }
+
+    #[test]
+    fn except_structure() {
+        assert_eq!(
+            codes(b"sshd: EXCEPT 10.0.0.1\n"),
+            vec![(1, 7, "except-without-pattern")]
+        );
+        assert_eq!(
+            codes(b"sshd: ALL EXCEPT EXCEPT 10.0.0.1\n"),
+            vec![(1, 18, "except-without-pattern")]
+        );
+        assert_eq!(
+            codes(b"sshd: ALL except\n"),
+            vec![(1, 11, "dangling-except")]
+        );
+        assert_eq!(
+            sev(b"sshd: ALL except\n", "dangling-except"),
+            Severity::Warning
+        );
+    }
+
+    #[test]
+    fn net_masks() {
+        assert_eq!(codes(b"sshd: 10.1.2.3/8\n"), vec![(1, 7, "net-host-bits")]);
+        assert_eq!(
+            codes(b"sshd: [2001:db8::1]/32\n"),
+            vec![(1, 7, "net-host-bits")]
+        );
+        for bad in [
+            &b"sshd: 0.0.0.0/0\n"[..],
+            b"sshd: 10.0.0.0/0\n",
+            b"sshd: 10.0.0.0/33\n",
+            b"sshd: 10.0.0/8\n",
+            b"sshd: 10.0.0.0/255.0.0.256\n",
+            b"sshd: [2001:db8::]/129\n",
+            b"sshd: [nope]/64\n",
+        ] {
+            assert_eq!(
+                codes(bad),
+                vec![(1, 7, "bad-net-mask")],
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            codes(b"sshd: 010.0.0.0/8\n"),
+            vec![(1, 7, "non-decimal-address")]
+        );
+    }
+
+    #[test]
+    fn ipv6_forms() {
+        assert_eq!(
+            codes(b"sshd: [2001:db8::/32]\n"),
+            vec![(1, 7, "ipv6-prefix-in-brackets")]
+        );
+        assert_eq!(
+            codes(b"sshd: [10.0.0.1]\n"),
+            vec![(1, 7, "bad-ipv6-address")]
+        );
+        assert_eq!(
+            codes(b"sshd: 2001:db8::1\n"),
+            vec![(1, 7, "unbracketed-ipv6")]
+        );
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1, 2001:db8::/32, 10.0.0.2\n"),
+            vec![(1, 17, "unbracketed-ipv6")]
+        );
+        assert_eq!(codes(b"sshd: ::1\n"), vec![(1, 7, "unbracketed-ipv6")]);
+    }
+
+    #[test]
+    fn options() {
+        let c = |s: &[u8]| codes(s).into_iter().map(|x| x.2).collect::<Vec<_>>();
+        assert_eq!(c(b"sshd: ALL: bogus\n"), vec!["unknown-option"]);
+        assert_eq!(c(b"sshd: ALL: /bin/echo hi\n"), vec!["unknown-option"]);
+        assert_eq!(c(b"sshd: ALL: spawn\n"), vec!["option-needs-value"]);
+        assert_eq!(c(b"sshd: ALL: allow now\n"), vec!["option-takes-no-value"]);
+        assert_eq!(c(b"sshd: ALL: twist x : allow\n"), vec!["option-not-last"]);
+        assert_eq!(c(b"sshd: ALL: umask 999\n"), vec!["bad-option-value"]);
+        assert_eq!(
+            c(b"sshd: ALL: spawn x :: allow\n"),
+            vec!["missing-option-name"]
+        );
+        assert_eq!(codes(b"sshd: ALL:\n"), vec![(1, 10, "missing-option-name")]);
+        assert_eq!(codes(b"sshd: ALL: DENY\n"), vec![]);
+        assert_eq!(codes(b"sshd: ALL: bogus\n")[0].1, 12);
+    }
+
+    #[test]
+    fn physical_problems() {
+        let mut long = b"sshd: ".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 2100));
+        long.extend_from_slice(b"\nsshd: 10.0.0.1\n");
+        assert_eq!(codes(&long), vec![(1, 1, "line-too-long")]);
+        assert_eq!(
+            codes(b"a: ALL\nsshd: 10.0.0.1"),
+            vec![(2, 15, "missing-final-newline")]
+        );
+        assert!(codes(b"a: ALL\rc: ALL\r").contains(&(1, 15, "missing-final-newline")));
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1\0x\n"),
+            vec![(1, 15, "nul-byte"), (1, 15, "missing-final-newline")]
+        );
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1\x07\n"),
+            vec![(1, 15, "control-byte")]
+        );
+        assert_eq!(sev(b"x: y\x1b\n", "control-byte"), Severity::Error);
+    }
+
+    #[test]
+    fn comment_traps() {
+        assert_eq!(
+            codes(b"  # sshd: 10.0.0.1\n"),
+            vec![(1, 3, "indented-comment")]
+        );
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1 # office\n"),
+            vec![(1, 16, "mid-line-comment"), (1, 18, "name-pattern")]
+        );
+        assert_eq!(
+            codes(b"# x \\\nsshd: 10.0.0.1\n"),
+            vec![(1, 1, "comment-continuation")]
+        );
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1 \\\n# 10.0.0.2\n"),
+            vec![(2, 1, "mid-line-comment")]
+        );
+    }
+
+    #[test]
+    fn duplicates_and_shadowing() {
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1\nsshd: 10.0.0.1\r\n"),
+            vec![(2, 1, "duplicate-rule")]
+        );
+        assert_eq!(
+            codes(b"ALL: ALL\nsshd: 10.0.0.1\n"),
+            vec![(2, 1, "shadowed-rule")]
+        );
+        assert_eq!(
+            codes(b"sshd, ftpd: ALL\nSSHD: 10.0.0.1\nin.telnetd: 10.0.0.1\n"),
+            vec![(2, 1, "shadowed-rule")]
+        );
+        assert_eq!(codes(b"ALL: ALL EXCEPT 10.0.0.1\nsshd: 10.0.0.1\n"), vec![]);
+        assert_eq!(codes(b"ALL EXCEPT ftpd: ALL\nsshd: 10.0.0.1\n"), vec![]);
+    }
+
+    #[test]
+    fn names_and_malformed_addresses() {
+        let c = |s: &[u8]| codes(s).into_iter().map(|x| x.2).collect::<Vec<_>>();
+        assert_eq!(c(b"sshd: host.example.com\n"), vec!["name-pattern"]);
+        assert_eq!(c(b"sshd: .example.com\n"), vec!["name-pattern"]);
+        assert_eq!(c(b"sshd: @admins\n"), vec!["name-pattern"]);
+        assert_eq!(c(b"sshd: 10.0.0.1;\n"), vec!["malformed-address"]);
+        assert_eq!(c(b"sshd: 10.0.0.256\n"), vec!["malformed-address"]);
+        assert_eq!(c(b"sshd: 1.2.3.4.\n"), vec!["malformed-address"]);
+        assert_eq!(c(b"sshd: 010.0.0.1\n"), vec!["malformed-address"]);
+        assert_eq!(sev(b"sshd: x.example\n", "name-pattern"), Severity::Warning);
+    }
+
+    #[test]
+    fn bom_and_crlf() {
+        assert_eq!(
+            codes(b"\xEF\xBB\xBFsshd: 10.0.0.1\n"),
+            vec![(1, 1, "utf8-bom")]
+        );
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1 \\\r\n10.0.0.2\r\n"),
+            vec![
+                (1, 16, "crlf-continuation"),
+                (1, 16, "name-pattern"),
+                (2, 1, "missing-colon")
+            ]
+        );
+        assert_eq!(codes(b"sshd: 10.0.0.1\r\n"), vec![]);
+    }
+
+    #[test]
+    fn positions_survive_continuations() {
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1, \\\n  10.1.2.3/8\n"),
+            vec![(2, 3, "net-host-bits")]
+        );
+    }
+}
