@@ -1,1 +1,152 @@
 //! The knockwrap TOML configuration: daemon settings and doors, with file:line diagnostics.
+//!
+//! - [`Config::from_toml_str`] is pure: it parses and validates the text, resolving relative
+//!   paths against the directory of the path it is given. One-time and TOTP doors come back
+//!   without their sequences or secret ([`DoorConfig::needs_files`]).
+//! - [`Config::load`] reads the file and then the files the doors name (one-time sequences,
+//!   TOTP keys, with their permission checks), giving doors ready for
+//!   `knock_match::Matcher::new`.
+//! - [`check`] is what `knockwrap check --config PATH` calls: every problem, as
+//!   `path:line:column: message`.
+//! - [`progress`] is the durable store of one-time and TOTP progress in `state_dir`.
+//!
+//! Relative paths in the file (`hosts_allow`, `state_dir`, `log`, `one_time_sequences`,
+//! `totp_secret_file`) are relative to the directory holding the configuration file.
+
+mod build;
+mod duration;
+mod error;
+mod files;
+pub mod progress;
+mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::parse_duration;
+pub use error::{line_col, ConfigError, ConfigErrors};
+use knock_match::Door;
+
+/// Where `--config` points when not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/knockwrap/knockwrap.toml";
+pub const DEFAULT_HOSTS_ALLOW: &str = "/etc/hosts.allow";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/knockwrap";
+/// knockd's default `seq_timeout`.
+pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(25);
+pub const DEFAULT_TOTP_LENGTH: usize = 4;
+pub const DEFAULT_TOTP_STEP: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_SOURCES: usize = knock_match::DEFAULT_MAX_SOURCES;
+/// Largest `max_sources` accepted (about 1.5 GB of table at most).
+pub const MAX_MAX_SOURCES: usize = 1 << 24;
+
+/// Where the daemon logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Syslog,
+    Stderr,
+    File(PathBuf),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from (as given, for messages).
+    pub path: PathBuf,
+    /// Interfaces to capture on; empty when the file names none (then `--interface` must).
+    pub interfaces: Vec<String>,
+    pub hosts_allow: PathBuf,
+    pub state_dir: PathBuf,
+    pub log: LogTarget,
+    pub backup: bool,
+    pub max_sources: usize,
+    pub doors: Vec<DoorConfig>,
+}
+
+/// One `[[door]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoorConfig {
+    /// The door. For one-time and TOTP doors the sequences / secret are filled by
+    /// [`Config::load`] (or [`DoorConfig::load_files`]); progress (`next`, `last_used`) by
+    /// [`progress::ProgressStore::apply`].
+    pub door: Door,
+    pub one_time_file: Option<PathBuf>,
+    pub totp_secret_file: Option<PathBuf>,
+    /// Line of the `[[door]]` header.
+    pub line: usize,
+    /// Line and column of the file key's value, for diagnostics about that file.
+    pub(crate) file_pos: (usize, usize),
+}
+
+impl DoorConfig {
+    /// True while the door still needs its one-time file or TOTP key read.
+    pub fn needs_files(&self) -> bool {
+        match &self.door.kind {
+            knock_match::DoorKind::Static { .. } => false,
+            knock_match::DoorKind::OneTime { sequences, .. } => sequences.is_empty(),
+            knock_match::DoorKind::Totp(p) => p.secret.is_empty(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates `text`; `path` names it in messages and anchors relative paths.
+    /// Does no I/O.
+    pub fn from_toml_str(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        build::build(text, path.as_ref())
+    }
+
+    /// Reads and validates the file at `path`, then the one-time sequence files and TOTP keys
+    /// its doors name.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let path = path.as_ref();
+        let text = std::fs::read(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: format!("cannot read configuration: {e}"),
+            }])
+        })?;
+        let text = String::from_utf8(text).map_err(|e| {
+            let (line, column) = line_col(
+                &String::from_utf8_lossy(e.as_bytes()),
+                e.utf8_error().valid_up_to(),
+            );
+            ConfigErrors(vec![ConfigError {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: "configuration is not valid UTF-8".into(),
+            }])
+        })?;
+        let mut config = Config::from_toml_str(&text, path)?;
+        let mut errors = Vec::new();
+        for d in &mut config.doors {
+            errors.extend(d.load_files(path));
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The doors, ready for `Matcher::new` once loaded and given their progress.
+    pub fn doors(&self) -> Vec<Door> {
+        self.doors.iter().map(|d| d.door.clone()).collect()
+    }
+
+    /// Finds a door by name.
+    pub fn door(&self, name: &str) -> Option<&DoorConfig> {
+        self.doors.iter().find(|d| d.door.name == name)
+    }
+}
+
+/// Every problem in the configuration at `path` and in the files it names (empty: valid).
+/// This is `knockwrap check --config PATH`.
+pub fn check(path: impl AsRef<Path>) -> Vec<ConfigError> {
+    match Config::load(path) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0,
+    }
+}

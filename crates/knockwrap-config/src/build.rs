@@ -1,0 +1,458 @@
+//! From raw TOML values to a validated [`Config`]: defaults, meanings, cross-key rules, and a
+//! diagnostic at the offending value for each problem.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use knock_match::{parse_port, Action, Door, DoorKind, Step, TcpFlagRules, TotpParams, MAX_STEPS};
+use toml::Spanned;
+
+use crate::duration::RawDuration;
+use crate::error::{ConfigErrors, Sink};
+use crate::raw::{RawConfig, RawDoor, StepSpec, StringOrList};
+use crate::{
+    Config, DoorConfig, LogTarget, DEFAULT_HOSTS_ALLOW, DEFAULT_MAX_SOURCES, DEFAULT_SEQ_TIMEOUT,
+    DEFAULT_STATE_DIR, DEFAULT_TOTP_LENGTH, DEFAULT_TOTP_STEP, MAX_MAX_SOURCES,
+};
+
+pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let mut sink = Sink::new(path, text);
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            sink.at(span, tidy_toml_message(e.message()));
+            return Err(ConfigErrors(sink.errors));
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config = settings(&raw, &base, path, &mut sink);
+    let mut doors = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for d in &raw.door {
+        let line = sink.line_of(&d.span());
+        if let Some(door) = door(d.get_ref(), line, &base, &mut sink) {
+            let name = d.get_ref().name.get_ref().clone();
+            if let Some(first) = names.get(&name) {
+                sink.at(
+                    d.get_ref().name.span(),
+                    format!("duplicate door name `{name}` (first defined at line {first})"),
+                );
+            } else {
+                names.insert(name, line);
+            }
+            doors.push(door);
+        }
+    }
+    if sink.errors.is_empty() {
+        Ok(Config { doors, ..config })
+    } else {
+        sink.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(sink.errors))
+    }
+}
+
+/// toml's messages end with a newline and sometimes repeat themselves; keep one line.
+fn tidy_toml_message(m: &str) -> String {
+    m.trim().replace('\n', "; ")
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn nonempty_path(v: &Spanned<String>, key: &str, base: &Path, sink: &mut Sink) -> PathBuf {
+    if v.get_ref().trim().is_empty() {
+        sink.at(v.span(), format!("`{key}` must not be empty"));
+    }
+    resolve(base, v.get_ref())
+}
+
+fn settings(raw: &RawConfig, base: &Path, path: &Path, sink: &mut Sink) -> Config {
+    let mut interfaces = Vec::new();
+    if let Some(v) = &raw.interface {
+        let list = match v.get_ref() {
+            StringOrList::One(s) => vec![s.clone()],
+            StringOrList::List(l) => l.clone(),
+        };
+        if list.is_empty() {
+            sink.at(v.span(), "`interface` list is empty");
+        }
+        for name in &list {
+            if let Err(m) = check_interface(name) {
+                sink.at(v.span(), m);
+            }
+        }
+        interfaces = list;
+    }
+    let hosts_allow = raw
+        .hosts_allow
+        .as_ref()
+        .map(|v| nonempty_path(v, "hosts_allow", base, sink))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_HOSTS_ALLOW));
+    let state_dir = raw
+        .state_dir
+        .as_ref()
+        .map(|v| nonempty_path(v, "state_dir", base, sink))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let log = match raw.log.as_ref() {
+        None => LogTarget::Syslog,
+        Some(v) => match v.get_ref().as_str() {
+            "syslog" => LogTarget::Syslog,
+            "stderr" => LogTarget::Stderr,
+            _ => LogTarget::File(nonempty_path(v, "log", base, sink)),
+        },
+    };
+    let max_sources = match &raw.max_sources {
+        None => DEFAULT_MAX_SOURCES,
+        Some(v) => {
+            let n = *v.get_ref();
+            if n < 1 || n as u64 > MAX_MAX_SOURCES as u64 {
+                sink.at(
+                    v.span(),
+                    format!("`max_sources` must be from 1 to {MAX_MAX_SOURCES}, not {n}"),
+                );
+                DEFAULT_MAX_SOURCES
+            } else {
+                n as usize
+            }
+        }
+    };
+    Config {
+        path: path.to_path_buf(),
+        interfaces,
+        hosts_allow,
+        state_dir,
+        log,
+        backup: raw.backup.unwrap_or(true),
+        max_sources,
+        doors: Vec::new(),
+    }
+}
+
+fn check_interface(name: &str) -> Result<(), String> {
+    // IFNAMSIZ is 16 with the terminating NUL.
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!("interface name `{name}` must be 1 to 15 bytes"));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c == ':' || c.is_control())
+    {
+        return Err(format!("`{name}` is not a valid interface name"));
+    }
+    Ok(())
+}
+
+/// Door names become file names in `state_dir`, so keep them plain.
+fn check_door_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("door name must be 1 to 64 characters".into());
+    }
+    if name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(format!(
+            "door name `{name}` may use only letters, digits, `_`, `-`, `.` (not first)"
+        ));
+    }
+    Ok(())
+}
+
+/// The service becomes the first field of a hosts_access line: one daemon name.
+pub(crate) fn check_service(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("`service` must not be empty".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || matches!(c, ',' | ':' | '#' | '\\'))
+    {
+        return Err(format!(
+            "`service` must be one daemon name: {c:?} is not allowed (no blank, comma, colon, #, backslash or control character)"
+        ));
+    }
+    if s.eq_ignore_ascii_case("EXCEPT") {
+        return Err("`service` cannot be the hosts_access keyword EXCEPT".into());
+    }
+    Ok(())
+}
+
+fn duration_value(v: &Spanned<RawDuration>, key: &str, sink: &mut Sink) -> Option<Duration> {
+    match &v.get_ref().0 {
+        Err(m) => {
+            sink.at(v.span(), format!("`{key}`: {m}"));
+            None
+        }
+        Ok(d) if d.is_zero() => {
+            sink.at(v.span(), format!("`{key}` must be positive"));
+            None
+        }
+        Ok(d) => Some(*d),
+    }
+}
+
+fn step_value(v: &Spanned<StepSpec>, sink: &mut Sink) -> Option<Step> {
+    match v.get_ref() {
+        StepSpec::Number(n) => match u16::try_from(*n).ok().filter(|&p| p != 0) {
+            Some(p) => Some(Step::tcp(p)),
+            None => {
+                sink.at(v.span(), format!("port {n} is not from 1 to 65535"));
+                None
+            }
+        },
+        StepSpec::Text(t) => match t.parse::<Step>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                sink.at(v.span(), format!("sequence step `{t}`: {e}"));
+                None
+            }
+        },
+    }
+}
+
+fn port_range(v: &Spanned<String>, sink: &mut Sink) -> Option<(u16, u16)> {
+    let t = v.get_ref().trim();
+    let parsed = t
+        .split_once('-')
+        .and_then(|(a, b)| Some((parse_port(a.trim())?, parse_port(b.trim())?)));
+    match parsed {
+        Some((lo, hi)) if lo <= hi => Some((lo, hi)),
+        _ => {
+            sink.at(
+                v.span(),
+                format!("`totp_ports` must be \"lo-hi\" with 1 <= lo <= hi <= 65535, not `{t}`"),
+            );
+            None
+        }
+    }
+}
+
+fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorConfig> {
+    let before = sink.errors.len();
+    let name = d.name.get_ref().clone();
+    if let Err(m) = check_door_name(&name) {
+        sink.at(d.name.span(), m);
+    }
+    if let Err(m) = check_service(d.service.get_ref()) {
+        sink.at(d.service.span(), m);
+    }
+
+    let action = match d.action.as_ref() {
+        None => Action::Allow,
+        Some(v) => match v.get_ref().as_str() {
+            "allow" => Action::Allow,
+            "revoke" => Action::Revoke,
+            other => {
+                sink.at(
+                    v.span(),
+                    format!("`action` must be \"allow\" or \"revoke\", not `{other}`"),
+                );
+                Action::Allow
+            }
+        },
+    };
+    let seq_timeout = d
+        .seq_timeout
+        .as_ref()
+        .and_then(|v| duration_value(v, "seq_timeout", sink))
+        .unwrap_or(DEFAULT_SEQ_TIMEOUT);
+    let lease = d
+        .lease
+        .as_ref()
+        .and_then(|v| duration_value(v, "lease", sink));
+    if let (Some(v), Action::Revoke) = (&d.lease, action) {
+        sink.at(
+            v.span(),
+            "`lease` applies only to doors with action = \"allow\"",
+        );
+    }
+    let tcp_flags = match &d.tcp_flags {
+        None => TcpFlagRules::none(),
+        Some(v) => {
+            let items: Vec<&str> = match v.get_ref() {
+                StringOrList::One(s) => s.split(',').collect(),
+                StringOrList::List(l) => l.iter().map(String::as_str).collect(),
+            };
+            match TcpFlagRules::parse_list(items) {
+                Ok(r) => r,
+                Err(e) => {
+                    sink.at(v.span(), format!("`tcp_flags`: {e}"));
+                    TcpFlagRules::none()
+                }
+            }
+        }
+    };
+    let target = d
+        .target
+        .as_ref()
+        .and_then(|v| match v.get_ref().trim().parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                sink.at(
+                    v.span(),
+                    format!("`target` must be an IP address, not `{}`", v.get_ref()),
+                );
+                None
+            }
+        });
+
+    // Exactly one source of sequences.
+    let sources: Vec<(&str, Range<usize>)> = [
+        d.sequence.as_ref().map(|v| ("sequence", v.span())),
+        d.one_time_sequences
+            .as_ref()
+            .map(|v| ("one_time_sequences", v.span())),
+        d.totp_secret_file
+            .as_ref()
+            .map(|v| ("totp_secret_file", v.span())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if sources.is_empty() {
+        sink.at(
+            d.name.span(),
+            format!(
+                "door `{name}` needs one of `sequence`, `one_time_sequences`, `totp_secret_file`"
+            ),
+        );
+    }
+    let mut by_pos = sources.clone();
+    by_pos.sort_by_key(|s| s.1.start);
+    for extra in by_pos.iter().skip(1) {
+        sink.at(
+            extra.1.clone(),
+            format!(
+                "`{}` cannot be combined with `{}`: a door takes exactly one of `sequence`, `one_time_sequences`, `totp_secret_file`",
+                extra.0, by_pos[0].0
+            ),
+        );
+    }
+    if d.totp_secret_file.is_none() {
+        for (key, span) in [
+            ("totp_length", d.totp_length.as_ref().map(|v| v.span())),
+            ("totp_ports", d.totp_ports.as_ref().map(|v| v.span())),
+            ("totp_step", d.totp_step.as_ref().map(|v| v.span())),
+        ] {
+            if let Some(span) = span {
+                sink.at(
+                    span,
+                    format!("`{key}` applies only to doors with `totp_secret_file`"),
+                );
+            }
+        }
+    }
+
+    let mut one_time_file = None;
+    let mut totp_secret_file = None;
+    let mut file_pos = (line, 1);
+    let kind = if let Some(v) = &d.sequence {
+        let steps: Vec<Step> = v
+            .get_ref()
+            .iter()
+            .filter_map(|s| step_value(s, sink))
+            .collect();
+        let n = v.get_ref().len();
+        if n == 0 {
+            sink.at(v.span(), "`sequence` is empty: give 1 to 32 steps");
+        } else if n > MAX_STEPS {
+            sink.at(
+                v.span(),
+                format!("`sequence` has {n} steps, at most {MAX_STEPS} allowed"),
+            );
+        }
+        DoorKind::Static { steps }
+    } else if let Some(v) = &d.one_time_sequences {
+        one_time_file = Some(nonempty_path(v, "one_time_sequences", base, sink));
+        file_pos = crate::error::line_col(sink.text, v.span().start);
+        DoorKind::OneTime {
+            sequences: Vec::new(),
+            next: 0,
+        }
+    } else if let Some(v) = &d.totp_secret_file {
+        totp_secret_file = Some(nonempty_path(v, "totp_secret_file", base, sink));
+        file_pos = crate::error::line_col(sink.text, v.span().start);
+        let length = match &d.totp_length {
+            None => DEFAULT_TOTP_LENGTH,
+            Some(l) => {
+                let n = *l.get_ref();
+                if !(1..=MAX_STEPS as i64).contains(&n) {
+                    sink.at(
+                        l.span(),
+                        format!("`totp_length` must be from 1 to {MAX_STEPS}, not {n}"),
+                    );
+                    DEFAULT_TOTP_LENGTH
+                } else {
+                    n as usize
+                }
+            }
+        };
+        let (lo, hi) = match &d.totp_ports {
+            None => {
+                sink.at(
+                    d.name.span(),
+                    format!("TOTP door `{name}` needs `totp_ports = \"lo-hi\"`"),
+                );
+                (1, 65535)
+            }
+            Some(v) => {
+                let r = port_range(v, sink).unwrap_or((1, 65535));
+                if usize::from(r.1 - r.0) + 1 < length {
+                    sink.at(
+                        v.span(),
+                        format!("`totp_ports` holds fewer than totp_length = {length} ports"),
+                    );
+                }
+                r
+            }
+        };
+        let step = d
+            .totp_step
+            .as_ref()
+            .and_then(|v| duration_value(v, "totp_step", sink))
+            .unwrap_or(DEFAULT_TOTP_STEP);
+        DoorKind::Totp(TotpParams {
+            secret: Vec::new(),
+            length,
+            lo,
+            hi,
+            step,
+            last_used: None,
+        })
+    } else {
+        DoorKind::Static { steps: Vec::new() }
+    };
+
+    if sink.errors.len() != before {
+        return None;
+    }
+    Some(DoorConfig {
+        door: Door {
+            name,
+            kind,
+            seq_timeout,
+            tcp_flags,
+            action,
+            service: d.service.get_ref().clone(),
+            lease,
+            target,
+        },
+        one_time_file,
+        totp_secret_file,
+        line,
+        file_pos,
+    })
+}

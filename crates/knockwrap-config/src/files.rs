@@ -1,0 +1,89 @@
+//! Reading the files doors name: one-time sequence lists and TOTP keys (with the key's
+//! permission check). The only I/O of the configuration besides reading the file itself.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use knock_match::{decode_base32, parse_one_time, DoorKind, MIN_TOTP_SECRET};
+
+use crate::{ConfigError, DoorConfig};
+
+impl DoorConfig {
+    /// Reads this door's one-time sequences or TOTP key. Problems inside the named file are
+    /// reported at that file's line and column; problems with the file as a whole at the
+    /// configuration key that names it (`config_path`).
+    pub fn load_files(&mut self, config_path: &Path) -> Vec<ConfigError> {
+        let at_key = |message: String| ConfigError {
+            path: config_path.to_path_buf(),
+            line: self.file_pos.0,
+            column: self.file_pos.1,
+            message,
+        };
+        match (
+            &mut self.door.kind,
+            &self.one_time_file,
+            &self.totp_secret_file,
+        ) {
+            (DoorKind::OneTime { sequences, .. }, Some(file), _) => {
+                let text = match std::fs::read_to_string(file) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return vec![at_key(format!(
+                            "cannot read one-time sequences `{}`: {e}",
+                            file.display()
+                        ))]
+                    }
+                };
+                match parse_one_time(&text) {
+                    Err(e) => vec![ConfigError {
+                        path: file.clone(),
+                        line: e.line,
+                        column: e.column,
+                        message: e.message,
+                    }],
+                    Ok(list) if list.is_empty() => vec![at_key(format!(
+                        "one-time sequences file `{}` holds no sequence",
+                        file.display()
+                    ))],
+                    Ok(list) => {
+                        *sequences = list;
+                        Vec::new()
+                    }
+                }
+            }
+            (DoorKind::Totp(params), _, Some(file)) => match read_totp_key(file) {
+                Ok(secret) => {
+                    params.secret = secret;
+                    Vec::new()
+                }
+                Err(m) => vec![at_key(m)],
+            },
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Reads a base32 TOTP key, refusing one that group or others may read or write.
+pub(crate) fn read_totp_key(file: &Path) -> Result<Vec<u8>, String> {
+    let shown = file.display();
+    let meta =
+        std::fs::metadata(file).map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "TOTP key `{shown}` is accessible by group or others (mode {mode:04o}): chmod 600 it"
+        ));
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
+    let secret =
+        decode_base32(&text).map_err(|e| format!("TOTP key `{shown}` is not base32: {e}"))?;
+    if secret.len() < MIN_TOTP_SECRET {
+        return Err(format!(
+            "TOTP key `{shown}` has {} bits, at least {} required",
+            secret.len() * 8,
+            MIN_TOTP_SECRET * 8
+        ));
+    }
+    Ok(secret)
+}

@@ -1,0 +1,263 @@
+//! Durable one-time and TOTP progress in `state_dir`: `onetime-<door>.json` and
+//! `totp-<door>.json`, each replaced atomically (temp file, fsync, rename, directory fsync).
+//! The operator's one-time sequences file is never written.
+//!
+//! Contract with `knock_match`: when a `Decision` carries `Consume`, call
+//! [`ProgressStore::record`] and act on the decision only if it returns `Ok`. At start-up,
+//! [`ProgressStore::apply`] puts the recorded progress into the doors before the matcher is
+//! built.
+//!
+//! One-time progress records `next` (the first unused index) and a SHA-256 digest of the used
+//! sequences. On load, if the file's first `next` sequences no longer match that digest (the
+//! file was edited, not just appended to), the door is disabled with an error rather than
+//! guessing which sequences were used.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use knock_match::{Consume, Door, DoorKind, Step};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// A progress file that cannot be read, written or trusted.
+#[derive(Debug, Error)]
+pub enum ProgressError {
+    #[error("door `{door}`: {path}: {source}")]
+    Io {
+        door: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("door `{door}`: {path}: {message}")]
+    Invalid {
+        door: String,
+        path: PathBuf,
+        message: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct OneTimeRecord {
+    door: String,
+    next: usize,
+    used_sha256: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct TotpRecord {
+    door: String,
+    last_used_counter: u64,
+}
+
+/// Digest of the used sequences, one `port:proto,...` line each.
+fn digest(sequences: &[Vec<Step>]) -> String {
+    let mut h = Sha256::new();
+    for s in sequences {
+        let line: Vec<String> = s.iter().map(Step::to_string).collect();
+        h.update(line.join(",").as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The progress files of one `state_dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgressStore {
+    dir: PathBuf,
+}
+
+impl ProgressStore {
+    pub fn new(state_dir: impl Into<PathBuf>) -> ProgressStore {
+        ProgressStore {
+            dir: state_dir.into(),
+        }
+    }
+
+    pub fn one_time_path(&self, door: &str) -> PathBuf {
+        self.dir.join(format!("onetime-{door}.json"))
+    }
+
+    pub fn totp_path(&self, door: &str) -> PathBuf {
+        self.dir.join(format!("totp-{door}.json"))
+    }
+
+    /// The first unused index for a one-time door (0 when nothing was recorded).
+    pub fn load_one_time(
+        &self,
+        door: &str,
+        sequences: &[Vec<Step>],
+    ) -> Result<usize, ProgressError> {
+        let path = self.one_time_path(door);
+        let Some(rec) = read_json::<OneTimeRecord>(door, &path)? else {
+            return Ok(0);
+        };
+        let invalid = |message: String| ProgressError::Invalid {
+            door: door.into(),
+            path: path.clone(),
+            message,
+        };
+        if rec.door != door {
+            return Err(invalid(format!("records door `{}`", rec.door)));
+        }
+        if rec.next > sequences.len() {
+            return Err(invalid(format!(
+                "records {} used sequences but the file holds only {}: it was edited; delete this progress file to start over",
+                rec.next,
+                sequences.len()
+            )));
+        }
+        if digest(&sequences[..rec.next]) != rec.used_sha256 {
+            return Err(invalid(format!(
+                "the first {} sequences of the one-time file differ from those recorded as used: it was edited; delete this progress file to start over",
+                rec.next
+            )));
+        }
+        Ok(rec.next)
+    }
+
+    /// Durably records that sequences `..next` of a one-time door are used.
+    pub fn save_one_time(
+        &self,
+        door: &str,
+        sequences: &[Vec<Step>],
+        next: usize,
+    ) -> Result<(), ProgressError> {
+        let next = next.min(sequences.len());
+        let rec = OneTimeRecord {
+            door: door.into(),
+            next,
+            used_sha256: digest(&sequences[..next]),
+        };
+        write_json(door, &self.one_time_path(door), &rec)
+    }
+
+    /// The highest TOTP counter used, if any.
+    pub fn load_totp(&self, door: &str) -> Result<Option<u64>, ProgressError> {
+        let path = self.totp_path(door);
+        match read_json::<TotpRecord>(door, &path)? {
+            None => Ok(None),
+            Some(rec) if rec.door != door => Err(ProgressError::Invalid {
+                door: door.into(),
+                path,
+                message: format!("records door `{}`", rec.door),
+            }),
+            Some(rec) => Ok(Some(rec.last_used_counter)),
+        }
+    }
+
+    /// Durably records that TOTP counter `counter` (and every earlier one) is used.
+    pub fn save_totp(&self, door: &str, counter: u64) -> Result<(), ProgressError> {
+        let rec = TotpRecord {
+            door: door.into(),
+            last_used_counter: counter,
+        };
+        write_json(door, &self.totp_path(door), &rec)
+    }
+
+    /// Persists what a decision consumed. `door` is the matcher's door (its sequences are
+    /// needed for the one-time digest).
+    pub fn record(&self, door: &Door, consume: &Consume) -> Result<(), ProgressError> {
+        match (consume, &door.kind) {
+            (Consume::OneTime { next, .. }, DoorKind::OneTime { sequences, .. }) => {
+                self.save_one_time(&door.name, sequences, *next)
+            }
+            (Consume::Totp { counter }, _) => self.save_totp(&door.name, *counter),
+            _ => Err(ProgressError::Invalid {
+                door: door.name.clone(),
+                path: self.dir.clone(),
+                message: "progress does not fit the door's kind".into(),
+            }),
+        }
+    }
+
+    /// Puts recorded progress into the doors. A door whose progress cannot be trusted is
+    /// disabled (one-time: marked exhausted; TOTP: every counter refused) and its error
+    /// returned, so that nothing is ever accepted twice.
+    pub fn apply(&self, doors: &mut [Door]) -> Vec<ProgressError> {
+        let mut errors = Vec::new();
+        for d in doors.iter_mut() {
+            let name = d.name.clone();
+            match &mut d.kind {
+                DoorKind::Static { .. } => {}
+                DoorKind::OneTime { sequences, next } => match self.load_one_time(&name, sequences)
+                {
+                    Ok(n) => *next = n,
+                    Err(e) => {
+                        *next = sequences.len();
+                        errors.push(e);
+                    }
+                },
+                DoorKind::Totp(p) => match self.load_totp(&name) {
+                    Ok(last) => p.last_used = last,
+                    Err(e) => {
+                        p.last_used = Some(u64::MAX);
+                        errors.push(e);
+                    }
+                },
+            }
+        }
+        errors
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(
+    door: &str,
+    path: &Path,
+) -> Result<Option<T>, ProgressError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ProgressError::Io {
+                door: door.into(),
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ProgressError::Invalid {
+            door: door.into(),
+            path: path.into(),
+            message: format!("unreadable progress: {e}"),
+        })
+}
+
+fn write_json<T: Serialize>(door: &str, path: &Path, value: &T) -> Result<(), ProgressError> {
+    let io_err = |source: io::Error| ProgressError::Io {
+        door: door.into(),
+        path: path.into(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err)?;
+    let mut body = serde_json::to_vec_pretty(value).map_err(|e| io_err(io::Error::other(e)))?;
+    body.push(b'\n');
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp"));
+    // A leftover from a crash is stale: the daemon is the only writer.
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io_err)?;
+    let result = f
+        .write_all(&body)
+        .and_then(|_| f.sync_all())
+        .and_then(|_| fs::rename(&tmp, path))
+        .and_then(|_| File::open(dir)?.sync_all());
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io_err)
+}
