@@ -15,5 +15,5 @@ mod syntax;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use document::{parse, Document, LineKind, LogicalLine};
+pub use document::{parse, Document, LineKind, LogicalLine, OptionField, Rule, Token};
 pub use validate::validate;
