@@ -107,3 +107,75 @@ fn knockd_knock_to_open_latency() {
     );
     assert_eq!(root.read_hosts_allow().lines().count(), 20);
 }
+
+/// Shows that the e2e sweep is a real threat and reaches a sniffer intact: knockd (which
+/// only watches its door ports) is opened by the same fast ascending sweep that knockwrap's
+/// test requires not to open. Without this, a "sweep does not open" result could merely mean
+/// that the sweep never delivered the door ports.
+#[test]
+fn knockd_is_opened_by_a_fast_sweep() {
+    if !require_root_or_skip("knockd_is_opened_by_a_fast_sweep") {
+        return;
+    }
+    let _serial = serial();
+    let net = NetPair::new("kdsweep");
+    let root = ServerRoot::new(&net);
+    let _knockd = Knockd::start(&root, DOOR);
+    net.warm_neighbours();
+    let raw = net.in_client(RawV4::new);
+    let sweeper = net.client_subnet_v4(12);
+    raw.sweep(
+        sweeper,
+        net.server_v4(),
+        50_000,
+        6900..=9100,
+        Duration::from_micros(25),
+    );
+    let line = format!("SSHD: {sweeper}");
+    assert!(
+        wait_for_line(&root.hosts_allow(), &line, Duration::from_secs(5)).is_some(),
+        "the sweep did not open knockd: {:?}",
+        root.read_hosts_allow()
+    );
+}
+
+/// Shows that interleaved crafted knocks from 200 spoofed sources all reach a sniffer on the
+/// server veth: knockd's own log shows every source reaching stage 2. (knockd itself then
+/// opens for only one of several interleaved knockers of the same door — the figure is
+/// printed, not asserted: it is knockd's behaviour, not the harness's.)
+#[test]
+fn knockd_sees_two_hundred_spoofed_sources() {
+    if !require_root_or_skip("knockd_sees_two_hundred_spoofed_sources") {
+        return;
+    }
+    let _serial = serial();
+    let net = NetPair::new("kdcrowd");
+    let root = ServerRoot::new(&net);
+    let knockd = Knockd::start(&root, DOOR);
+    net.warm_neighbours();
+    let raw = net.in_client(RawV4::new);
+    let server = net.server_v4();
+    let crowd: Vec<_> = (0..200).map(support::packets::pool_v4).collect();
+    for port in [7000, 8000, 9000] {
+        for (i, &src) in crowd.iter().enumerate() {
+            raw.syn(src, server, 44_000 + i as u16, port);
+        }
+    }
+    let stage2 = |src: &std::net::Ipv4Addr| format!("{src}: openSSH: Stage 2");
+    let all = support::wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        let log = knockd.log();
+        crowd.iter().all(|s| log.contains(&stage2(s)))
+    });
+    let log = knockd.log();
+    let missing: Vec<_> = crowd.iter().filter(|s| !log.contains(&stage2(s))).collect();
+    assert!(
+        all,
+        "knockd saw no stage 2 for {} of 200 sources: {missing:?}",
+        missing.len()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    eprintln!(
+        "KNOCKD 200 interleaved spoofed sources: {} opened",
+        root.read_hosts_allow().lines().count()
+    );
+}

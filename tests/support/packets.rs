@@ -59,6 +59,25 @@ impl RawV4 {
         self.send(&packet)
             .unwrap_or_else(|e| panic!("sending SYN {src}:{sport} -> {dst}:{dport}: {e}"));
     }
+    /// An ascending SYN sweep over `ports` from one source port, one packet every `gap`
+    /// (busy-waited: sleeps are far coarser than the microsecond gaps of a fast scanner).
+    pub fn sweep(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        sport: u16,
+        ports: std::ops::RangeInclusive<u16>,
+        gap: std::time::Duration,
+    ) {
+        let started = std::time::Instant::now();
+        for (n, port) in ports.enumerate() {
+            let due = started + gap * n as u32;
+            while std::time::Instant::now() < due {
+                std::hint::spin_loop();
+            }
+            self.syn(src, dst, sport, port);
+        }
+    }
 }
 
 impl Default for RawV4 {
