@@ -34,6 +34,8 @@ const READ_BUFFER: usize = 65536;
 // Stable across Linux architectures; not all are exported by the libc crate for every target.
 const SO_ATTACH_FILTER: libc::c_int = 26;
 const PACKET_STATISTICS: libc::c_int = 6;
+/// `SIOCGSTAMP` (the `timeval` form): the kernel receive time of the last frame read.
+const SIOCGSTAMP: libc::c_ulong = 0x8906;
 
 /// `struct tpacket_stats`: counters since the previous read (the kernel resets them).
 #[repr(C)]
@@ -199,6 +201,22 @@ fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     (rc == 0 && v != 0).then(|| io::Error::from_raw_os_error(v))
 }
 
+/// The kernel's receive timestamp of the last frame read from `fd`, in ms since the epoch.
+/// The first call also turns on timestamping for the socket. Frames queued while the reader
+/// was busy keep their arrival time, which matters for sequence timeouts under load.
+fn kernel_stamp_ms(fd: RawFd) -> Option<u64> {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    // SAFETY: tv is a valid timeval for the kernel to fill.
+    if unsafe { libc::ioctl(fd, SIOCGSTAMP as _, &mut tv) } != 0 || tv.tv_sec <= 0 {
+        return None;
+    }
+    let ms = (tv.tv_sec as u64).checked_mul(1000)? + (tv.tv_usec.max(0) as u64) / 1000;
+    Some(ms)
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -249,6 +267,8 @@ impl Capture {
                 RCVBUF_BYTES,
             );
         }
+        // Turn on kernel receive timestamps before the first frame can be queued.
+        let _ = kernel_stamp_ms(fd.as_raw_fd());
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as libc::c_ushort;
@@ -320,9 +340,14 @@ impl Capture {
 
     /// Wait up to [`READ_TIMEOUT`] for one frame. `Ok(None)` on timeout or when the frame is
     /// not a decodable TCP/UDP packet. An error means the capture is unusable: reopen it.
+    /// The event's time is the kernel's receive timestamp (wall clock, ms), or the wall
+    /// clock at read when the kernel has none.
     pub fn next_event(&mut self) -> Result<Option<KnockEvent>, CaptureError> {
         match self.rx.next() {
-            Ok(frame) => Ok(decode(self.link, frame, now_ms())),
+            Ok(frame) => {
+                let time_ms = kernel_stamp_ms(self.fd).unwrap_or_else(now_ms);
+                Ok(decode(self.link, frame, time_ms))
+            }
             Err(e)
                 if matches!(
                     e.kind(),
