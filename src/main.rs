@@ -2,7 +2,9 @@
 
 mod cli;
 mod cmd;
+mod daemon;
 mod failure;
+mod logging;
 mod target;
 
 use std::process::ExitCode;

@@ -1,8 +1,8 @@
-//! `knockwrap run`.
+//! `knockwrap run`: see [`crate::daemon`].
 
 use crate::cli::RunArgs;
-use crate::failure::{CliResult, Failure};
+use crate::failure::CliResult;
 
-pub fn run(_args: RunArgs) -> CliResult {
-    Err(Failure::usage("`run` is not built yet in this version"))
+pub fn run(args: RunArgs) -> CliResult {
+    crate::daemon::run(args)
 }

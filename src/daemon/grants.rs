@@ -1,0 +1,200 @@
+//! Grants and their leases: what the daemon does with a matcher decision, and how leases end.
+//!
+//! Order on a grant: the lease is journaled (durable) first, then the line is written, so a
+//! crash in between leaves a lease whose expiry removes nothing. Order on expiry: the line is
+//! removed first, then the lease dropped, so a crash in between only repeats the removal.
+//! A line knockwrap did not add (an operator's own) is never removed by a lease or a door.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use hosts_access::edit::{self, ManagedLine};
+use hosts_writer::{Journal, Lease, PolicyOptions};
+use tracing::{info, warn};
+
+/// The outcome of one grant, revoke or expiry, for the log line and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The line is present and libwrap grants the pair.
+    Granted { changed: bool },
+    /// The line is present but libwrap would not grant: `decided_by` is file:line.
+    NotEffective { decided_by: String },
+    /// The line was removed (or was already absent).
+    Revoked { changed: bool },
+    /// A revoke left the line in place because knockwrap did not add it.
+    Kept,
+}
+
+pub struct Grants {
+    hosts_allow: PathBuf,
+    journal: Journal,
+    policy: PolicyOptions,
+    /// Earliest lease expiry (Unix seconds), cached so the loop need not read the journal.
+    next_expiry: Option<u64>,
+    /// After a failed revoke, expiry is not retried before this (Unix seconds).
+    retry_at: Option<u64>,
+}
+
+/// One expired lease and what ending it did.
+pub type Expiry = (Lease, Result<Applied, String>);
+
+/// Seconds between attempts to revoke an expired lease whose removal failed.
+pub const RETRY_SECS: u64 = 5;
+
+impl Grants {
+    pub fn open(hosts_allow: &Path, state_dir: &Path, backup: bool) -> Result<Grants, String> {
+        let journal = Journal::load(state_dir).map_err(|e| e.to_string())?;
+        let mut policy = PolicyOptions::default();
+        policy.write.backup = backup;
+        let mut grants = Grants {
+            hosts_allow: hosts_allow.to_path_buf(),
+            journal,
+            policy,
+            next_expiry: None,
+            retry_at: None,
+        };
+        grants.refresh_next_expiry()?;
+        Ok(grants)
+    }
+
+    fn refresh_next_expiry(&mut self) -> Result<(), String> {
+        let leases = self.journal.leases().map_err(|e| e.to_string())?;
+        self.next_expiry = leases.iter().filter_map(|l| l.expires_at).min();
+        Ok(())
+    }
+
+    /// Adds the managed line for `addr`, journaling the lease first.
+    pub fn grant(
+        &mut self,
+        door: &str,
+        service: &str,
+        addr: IpAddr,
+        lease_secs: Option<u64>,
+        now: u64,
+    ) -> Result<Applied, String> {
+        let line = ManagedLine::new(service, addr).map_err(|e| e.to_string())?;
+        let existing = self.lease_of(addr, service)?;
+        let added_line = match &existing {
+            Some(lease) => lease.added_line,
+            None => !self.line_present(&line)?,
+        };
+        self.journal
+            .record_grant(Lease {
+                ip: addr,
+                service: service.to_string(),
+                door: door.to_string(),
+                expires_at: lease_secs.map(|s| now.saturating_add(s)),
+                added_line,
+            })
+            .map_err(|e| e.to_string())?;
+        self.refresh_next_expiry()?;
+        let out = hosts_writer::allow(&self.hosts_allow, &line, &self.policy)
+            .map_err(|e| e.to_string())?;
+        if out.grant.granted() {
+            Ok(Applied::Granted {
+                changed: out.changed,
+            })
+        } else {
+            Ok(Applied::NotEffective {
+                decided_by: out
+                    .grant
+                    .location()
+                    .unwrap_or_else(|| "unknown rule".into()),
+            })
+        }
+    }
+
+    /// A revoke door: removes the line if knockwrap added it, and drops the lease.
+    pub fn revoke(&mut self, service: &str, addr: IpAddr) -> Result<Applied, String> {
+        let Some(lease) = self.lease_of(addr, service)? else {
+            let line = ManagedLine::new(service, addr).map_err(|e| e.to_string())?;
+            return Ok(if self.line_present(&line)? {
+                Applied::Kept
+            } else {
+                Applied::Revoked { changed: false }
+            });
+        };
+        self.end_lease(&lease)
+    }
+
+    /// Ends every lease that has expired at `now`; returns what happened to each. A lease
+    /// whose revoke failed stays in the journal and is retried after [`RETRY_SECS`].
+    pub fn expire(&mut self, now: u64) -> Result<Vec<Expiry>, String> {
+        if self.wake_at().is_none_or(|t| t > now) {
+            return Ok(Vec::new());
+        }
+        let expired = self.journal.expired(now).map_err(|e| e.to_string())?;
+        let done: Vec<_> = expired
+            .into_iter()
+            .map(|lease| {
+                let result = self.end_lease(&lease);
+                (lease, result)
+            })
+            .collect();
+        self.retry_at = done
+            .iter()
+            .any(|(_, r)| r.is_err())
+            .then_some(now + RETRY_SECS);
+        self.refresh_next_expiry()?;
+        Ok(done)
+    }
+
+    /// When the loop should next call [`Grants::expire`] (Unix seconds).
+    pub fn wake_at(&self) -> Option<u64> {
+        match (self.next_expiry, self.retry_at) {
+            (Some(t), Some(r)) => Some(t.max(r)),
+            (t, _) => t,
+        }
+    }
+
+    fn end_lease(&mut self, lease: &Lease) -> Result<Applied, String> {
+        let applied = if lease.added_line {
+            let line = ManagedLine::new(&lease.service, lease.ip).map_err(|e| e.to_string())?;
+            let out = hosts_writer::revoke(&self.hosts_allow, &line, &self.policy)
+                .map_err(|e| e.to_string())?;
+            Applied::Revoked {
+                changed: out.changed,
+            }
+        } else {
+            Applied::Kept
+        };
+        self.journal
+            .record_revoke(lease.ip, &lease.service)
+            .map_err(|e| e.to_string())?;
+        self.refresh_next_expiry()?;
+        Ok(applied)
+    }
+
+    fn lease_of(&self, addr: IpAddr, service: &str) -> Result<Option<Lease>, String> {
+        let leases = self.journal.leases().map_err(|e| e.to_string())?;
+        Ok(leases
+            .into_iter()
+            .find(|l| l.ip == addr && l.service == service))
+    }
+
+    fn line_present(&self, line: &ManagedLine) -> Result<bool, String> {
+        let bytes =
+            hosts_writer::atomic::read_bytes(&self.hosts_allow).map_err(|e| e.to_string())?;
+        Ok(edit::contains(&bytes, line))
+    }
+}
+
+/// Logs the outcome of expiring leases, one line each.
+pub fn log_expiries(results: Vec<Expiry>) {
+    for (lease, result) in results {
+        match result {
+            Ok(Applied::Kept) => info!(
+                door = %lease.door, addr = %lease.ip, service = %lease.service,
+                "lease expired; line kept: it was not added by knockwrap"
+            ),
+            Ok(_) => info!(
+                door = %lease.door, addr = %lease.ip, service = %lease.service,
+                "revoke: lease expired"
+            ),
+            Err(e) => warn!(
+                door = %lease.door, addr = %lease.ip, service = %lease.service, error = %e,
+                "lease expired but the revoke failed; will retry"
+            ),
+        }
+    }
+}
