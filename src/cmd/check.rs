@@ -1,8 +1,244 @@
-//! `knockwrap check`.
+//! `knockwrap check`: validates hosts_access files and reports like rustc (human), as GitHub
+//! workflow annotations (github) or as SPEC's JSON. Exit 1 when any error is found.
+//!
+//! `--config` is not handled here (another module validates configurations).
 
-use crate::cli::CheckArgs;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use hosts_access::{validate, Diagnostic, Severity};
+use serde_json::json;
+
+use crate::cli::{CheckArgs, Format};
 use crate::failure::{CliResult, Failure};
 
-pub fn run(_args: CheckArgs) -> CliResult {
-    Err(Failure::usage("`check` is not built yet in this version"))
+const DEFAULT_FILES: [&str; 2] = ["/etc/hosts.allow", "/etc/hosts.deny"];
+
+/// One checked file.
+struct Checked {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    fn errors(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+}
+
+pub fn run(args: CheckArgs) -> CliResult {
+    let files = read_files(&args.files)?;
+    let checked: Vec<Checked> = files
+        .into_iter()
+        .map(|(path, bytes)| Checked {
+            diagnostics: validate(&bytes),
+            path,
+            bytes,
+        })
+        .collect();
+    let out = match args.format {
+        Format::Human => human(&checked),
+        Format::Github => github(&checked),
+        Format::Json => json_report(&checked),
+    };
+    print!("{out}");
+    let errors: usize = checked.iter().map(Checked::errors).sum();
+    Ok(if errors > 0 {
+        ExitCode::from(crate::failure::FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads the named files (any failure is an error), or the default pair (a missing one is
+/// checked as the empty file it is to libwrap).
+fn read_files(named: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>, Failure> {
+    if named.is_empty() {
+        return DEFAULT_FILES
+            .iter()
+            .map(|p| {
+                let path = PathBuf::from(p);
+                match std::fs::read(&path) {
+                    Ok(b) => Ok((path, b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((path, Vec::new())),
+                    Err(e) => Err(unreadable(&path, &e)),
+                }
+            })
+            .collect();
+    }
+    named
+        .iter()
+        .map(|path| {
+            std::fs::read(path)
+                .map(|b| (path.clone(), b))
+                .map_err(|e| unreadable(path, &e))
+        })
+        .collect()
+}
+
+fn unreadable(path: &Path, e: &std::io::Error) -> Failure {
+    Failure::usage(format!("{}: cannot read: {e}", path.display()))
+}
+
+/// The physical line `line` (1-based) of `bytes`, without its terminator.
+fn source_line(bytes: &[u8], line: usize) -> &[u8] {
+    let l = bytes.split(|&b| b == b'\n').nth(line - 1).unwrap_or(b"");
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+/// A printable excerpt of a source line and the caret's character offset in it. Control
+/// characters show as blanks; very long lines are cut to a window around the column.
+fn excerpt(line: &[u8], column: usize) -> (String, usize) {
+    const BEFORE: usize = 60;
+    const AFTER: usize = 60;
+    let col = column.saturating_sub(1).min(line.len());
+    let start = col.saturating_sub(BEFORE);
+    let end = (col + AFTER).min(line.len());
+    let clean = |b: &[u8]| -> String {
+        String::from_utf8_lossy(b)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let mut text = String::new();
+    if start > 0 {
+        text.push_str("...");
+    }
+    let prefix = clean(&line[start..col]);
+    let caret = text.chars().count() + prefix.chars().count();
+    text.push_str(&prefix);
+    text.push_str(&clean(&line[col..end]));
+    if end < line.len() {
+        text.push_str("...");
+    }
+    (text, caret)
+}
+
+fn human(checked: &[Checked]) -> String {
+    let mut out = String::new();
+    let (mut errors, mut warnings) = (0, 0);
+    for f in checked {
+        for d in &f.diagnostics {
+            match d.severity {
+                Severity::Error => errors += 1,
+                Severity::Warning => warnings += 1,
+            }
+            let (text, caret) = excerpt(source_line(&f.bytes, d.line), d.column);
+            let num = d.line.to_string();
+            let pad = " ".repeat(num.len());
+            let _ = writeln!(out, "{}[{}]: {}", d.severity, d.code, d.message);
+            let _ = writeln!(out, "{pad}--> {}:{}:{}", f.path.display(), d.line, d.column);
+            let _ = writeln!(out, "{pad} |");
+            let _ = writeln!(out, "{num} | {text}");
+            let _ = writeln!(out, "{pad} | {}^", " ".repeat(caret));
+            out.push('\n');
+        }
+    }
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    let _ = writeln!(
+        out,
+        "checked {}: {}, {}",
+        plural(checked.len(), "file"),
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    );
+    out
+}
+
+/// Escapes a workflow-command message (`%`, CR, LF).
+fn gh_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes a workflow-command property value (also `:` and `,`).
+fn gh_property(s: &str) -> String {
+    gh_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+fn github(checked: &[Checked]) -> String {
+    let mut out = String::new();
+    for f in checked {
+        let file = gh_property(&f.path.display().to_string());
+        for d in &f.diagnostics {
+            let _ = writeln!(
+                out,
+                "::{} file={file},line={},col={},title={}::{}",
+                d.severity,
+                d.line,
+                d.column,
+                gh_property(d.code),
+                gh_data(&d.message)
+            );
+        }
+    }
+    out
+}
+
+fn json_report(checked: &[Checked]) -> String {
+    let files: Vec<_> = checked
+        .iter()
+        .map(|f| {
+            let diagnostics: Vec<_> = f
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    json!({
+                        "line": d.line,
+                        "column": d.column,
+                        "severity": d.severity.as_str(),
+                        "code": d.code,
+                        "message": d.message,
+                    })
+                })
+                .collect();
+            json!({
+                "path": f.path.display().to_string(),
+                "valid": f.errors() == 0,
+                "diagnostics": diagnostics,
+            })
+        })
+        .collect();
+    let mut s = json!({ "files": files }).to_string();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_places_the_caret() {
+        assert_eq!(
+            excerpt(b"sshd: 10.1.2.3/8", 7),
+            ("sshd: 10.1.2.3/8".into(), 6)
+        );
+        assert_eq!(excerpt(b"a\tb", 3), ("a b".into(), 2));
+        let long = vec![b'x'; 300];
+        let (t, c) = excerpt(&long, 200);
+        assert!(t.starts_with("...") && t.ends_with("..."));
+        assert_eq!(c, 63);
+        // Column one past the end (missing newline) is fine.
+        assert_eq!(excerpt(b"ab", 3), ("ab".into(), 2));
+    }
+
+    #[test]
+    fn source_lines() {
+        assert_eq!(source_line(b"a\r\nb\n", 1), b"a");
+        assert_eq!(source_line(b"a\r\nb\n", 2), b"b");
+        assert_eq!(source_line(b"a", 5), b"");
+    }
+
+    #[test]
+    fn github_escaping() {
+        assert_eq!(gh_data("50%\nx"), "50%25%0Ax");
+        assert_eq!(gh_property("a:b,c"), "a%3Ab%2Cc");
+    }
 }
