@@ -5,15 +5,21 @@
 //! every step UDP, `-d MS` waits between steps, `-4`/`-6` pick the address family. Unlike
 //! `knock`, several comma-separated hosts each get the whole sequence, an unknown protocol
 //! suffix is an error rather than TCP, and there is no wait after the last step.
+//!
+//! `--door NAME --config PATH` takes the sequence from the configuration: a static door's
+//! steps, a one-time door's next unused sequence, a TOTP door's sequence for this moment.
 
 use std::io;
 use std::mem;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use knock_match::{Proto, Step};
+use knock_match::{totp_counter, totp_sequence, Door, DoorKind, Proto, Step, TcpFlags};
+use knockwrap_config::progress::ProgressStore;
+use knockwrap_config::Config;
 
 use crate::cli::KnockArgs;
 use crate::failure::{CliResult, Failure};
@@ -36,17 +42,25 @@ impl Family {
 }
 
 pub fn run(args: KnockArgs) -> CliResult {
-    if args.door.is_some() {
-        return Err(Failure::usage(
-            "`knock --door` needs the configuration loader, which this build does not have yet; \
-             give the ports on the command line",
-        ));
-    }
     let hosts = parse_hosts(&args.host)?;
-    if args.ports.is_empty() {
-        return Err(Failure::usage("knock: give at least one PORT[:tcp|:udp]"));
-    }
-    let steps = parse_steps(&args.ports, args.udp)?;
+    let steps = match (&args.door, &args.config) {
+        (Some(_), _) if !args.ports.is_empty() => {
+            return Err(Failure::usage(
+                "knock: give either PORTs or --door, not both",
+            ))
+        }
+        (Some(_), _) if args.udp => {
+            return Err(Failure::usage(
+                "knock: -u would change the door's protocols; leave it out with --door",
+            ))
+        }
+        (Some(name), Some(path)) => door_steps(name, path, now_ms())?,
+        (Some(_), None) => return Err(Failure::usage("knock: --door needs --config PATH")),
+        (None, _) if args.ports.is_empty() => {
+            return Err(Failure::usage("knock: give at least one PORT[:tcp|:udp]"))
+        }
+        (None, _) => parse_steps(&args.ports, args.udp)?,
+    };
     let family = match (args.ipv4, args.ipv6) {
         (true, _) => Family::V4,
         (_, true) => Family::V6,
@@ -96,6 +110,57 @@ fn parse_steps(ports: &[String], all_udp: bool) -> Result<Vec<Step>, Failure> {
             Ok(if all_udp { Step::udp(step.port) } else { step })
         })
         .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The sequence of door `name` in the configuration at `path`, now: a static door's steps,
+/// a one-time door's next unused sequence (per the progress in `state_dir`; knocking does
+/// not consume it, the daemon does when it accepts), a TOTP door's sequence for the current
+/// step (TCP knocks).
+fn door_steps(name: &str, path: &Path, now_ms: u64) -> Result<Vec<Step>, Failure> {
+    let config = Config::load(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let found = config
+        .door(name)
+        .ok_or_else(|| Failure::usage(format!("{}: no door named `{name}`", path.display())))?;
+    let mut door = found.door.clone();
+    if matches!(door.kind, DoorKind::OneTime { .. }) {
+        let errors = ProgressStore::new(&config.state_dir).apply(std::slice::from_mut(&mut door));
+        if let Some(e) = errors.first() {
+            return Err(Failure::failed(format!("knock: door `{name}`: {e}")));
+        }
+    }
+    if !door.tcp_flags.matches(TcpFlags(TcpFlags::SYN)) {
+        eprintln!(
+            "knockwrap: warning: door `{name}` requires TCP flags a connect's SYN does not \
+             carry; its TCP steps will not count"
+        );
+    }
+    sequence_now(&door, now_ms).map_err(|m| Failure::failed(format!("knock: door `{name}`: {m}")))
+}
+
+/// The steps `door` expects at `now_ms` (one-time progress already applied).
+fn sequence_now(door: &Door, now_ms: u64) -> Result<Vec<Step>, String> {
+    match &door.kind {
+        DoorKind::Static { steps } => Ok(steps.clone()),
+        DoorKind::OneTime { sequences, next } => sequences
+            .get(*next)
+            .cloned()
+            .ok_or_else(|| "every one-time sequence has been used".to_string()),
+        DoorKind::Totp(p) => {
+            let step_ms = u64::try_from(p.step.as_millis()).unwrap_or(u64::MAX);
+            let counter = totp_counter(now_ms, step_ms);
+            let ports = totp_sequence(&p.secret, counter, p.length, p.lo, p.hi);
+            if ports.len() < p.length {
+                return Err("the TOTP port range is too small for its length".into());
+            }
+            Ok(ports.into_iter().map(Step::tcp).collect())
+        }
+    }
 }
 
 /// A numeric address (brackets allowed around IPv6) or a name via the system resolver; the
@@ -270,13 +335,91 @@ mod tests {
     #[test]
     fn usage_errors() {
         assert_eq!(run(args("198.18.0.1", &[])).unwrap_err().code, USAGE);
-        let mut a = args("198.18.0.1", &["7000"]);
+        let mut a = args("198.18.0.1", &[]);
         a.door = Some("openSSH".into());
-        a.config = Some("/nonexistent.toml".into());
+        a.config = Some("/nonexistent/knockwrap.toml".into());
         assert_eq!(run(a).unwrap_err().code, USAGE);
         let mut a = args("198.18.0.1", &["7000"]);
         a.ipv6 = true;
         assert_eq!(run(a).unwrap_err().code, FAILED);
+    }
+
+    /// A config with a static, a one-time and a TOTP door (RFC 6238's test secret).
+    fn door_config(dir: &Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join("totp.key");
+        std::fs::write(&key, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(dir.join("open.otp"), "# used\n1111,2222:udp\n3333\n").unwrap();
+        let path = dir.join("knockwrap.toml");
+        std::fs::write(
+            &path,
+            r#"interface = "lo"
+hosts_allow = "hosts.allow"
+state_dir = "state"
+log = "stderr"
+
+[[door]]
+name = "static"
+sequence = ["7000", "8000:udp", "9000:tcp"]
+service = "SSHD"
+
+[[door]]
+name = "otp"
+one_time_sequences = "open.otp"
+service = "SSHD"
+
+[[door]]
+name = "totp"
+totp_secret_file = "totp.key"
+totp_ports = "20000-40000"
+service = "SSHD"
+"#,
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn door_sequences_from_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = door_config(dir.path());
+        assert_eq!(
+            door_steps("static", &path, 0).unwrap(),
+            vec![Step::tcp(7000), Step::udp(8000), Step::tcp(9000)]
+        );
+        assert_eq!(
+            door_steps("otp", &path, 0).unwrap(),
+            vec![Step::tcp(1111), Step::udp(2222)]
+        );
+        // docs/totp.md's test vectors: counter 0 and 1 with 30 s steps.
+        let tcp = |ports: [u16; 4]| ports.map(Step::tcp).to_vec();
+        assert_eq!(
+            door_steps("totp", &path, 29_999).unwrap(),
+            tcp([39129, 36346, 25873, 21785])
+        );
+        assert_eq!(
+            door_steps("totp", &path, 30_000).unwrap(),
+            tcp([20327, 31565, 32304, 24102])
+        );
+        assert_eq!(door_steps("nope", &path, 0).unwrap_err().code, USAGE);
+        std::fs::write(&path, "door = 3\n").unwrap();
+        let e = door_steps("static", &path, 0).unwrap_err();
+        assert_eq!(e.code, USAGE);
+        assert!(e.message.contains("knockwrap.toml:1"), "{}", e.message);
+        // PORTs and --door together, -u with --door, --door without --config.
+        let mut a = args("198.18.0.1", &["7000"]);
+        a.door = Some("static".into());
+        a.config = Some(path.clone());
+        assert_eq!(run(a).unwrap_err().code, USAGE);
+        let mut a = args("198.18.0.1", &[]);
+        a.door = Some("static".into());
+        a.config = Some(path.clone());
+        a.udp = true;
+        assert_eq!(run(a).unwrap_err().code, USAGE);
+        let mut a = args("198.18.0.1", &[]);
+        a.door = Some("static".into());
+        assert_eq!(run(a).unwrap_err().code, USAGE);
     }
 
     /// (proto, port, pure SYN) in arrival order, and the receipt times.
@@ -336,6 +479,29 @@ mod tests {
             ours_u,
             [(Proto::Udp, 7000, false), (Proto::Udp, 8000, false)]
         );
+
+        // --door: the TOTP door's current sequence, as TCP SYNs.
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args("198.18.0.1", &[]);
+        a.door = Some("totp".into());
+        a.config = Some(door_config(dir.path()));
+        let before = now_ms();
+        let (ours_d, _) = capture_knocks(&pair, || {
+            run(a).unwrap();
+        });
+        let after = now_ms();
+        let path = dir.path().join("knockwrap.toml");
+        let expect: Vec<_> = [before, after]
+            .iter()
+            .map(|t| {
+                door_steps("totp", &path, *t)
+                    .unwrap()
+                    .iter()
+                    .map(|s| (s.proto, s.port, true))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(expect.contains(&ours_d), "{ours_d:?} not in {expect:?}");
 
         // The reference client, when installed, puts the same packets on the wire.
         if std::process::Command::new("knock")
