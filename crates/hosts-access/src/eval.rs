@@ -121,8 +121,12 @@ pub enum Table {
     Deny,
 }
 
-/// The verdict, where it came from (`table`/`line` of the deciding rule; `None` when no rule
-/// matched and access is granted by default) and a one-line explanation.
+/// The verdict, where it came from and a one-line explanation.
+///
+/// `table`/`line` name the deciding rule. Both are `None` when no rule decided: access is then
+/// granted by default, except when hosts.deny holds a newline-less chunk (last line without
+/// newline, over-long line, CR-only file) before any match: Debian's libwrap then stops
+/// reading it and denies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
@@ -177,10 +181,26 @@ pub fn evaluate(allow: &[u8], deny: &[u8], request: &Request) -> Decision {
                 text,
                 outcome,
             } => return decide(table, line, &text, outcome, notes),
-            Scan::Stopped(line) => notes.push_str(&format!(
-                "; {} stopped being read at line {line} (missing newline or line too long)",
-                table.file_name()
-            )),
+            Scan::Stopped(line) => {
+                let file = table.file_name();
+                if table == Table::Deny {
+                    // Debian's table_match returns an error, which hosts_access treats as a
+                    // deny-table match: fail closed, with no rule to point at.
+                    return Decision {
+                        verdict: Verdict::Denied,
+                        table: None,
+                        line: None,
+                        reason: format!(
+                            "{file} line {line} has no newline (or is too long): Debian's libwrap \
+                             stops reading {file} there and denies{notes}"
+                        ),
+                    };
+                }
+                notes.push_str(&format!(
+                    "; {file} stopped being read at line {line} (missing newline or line too \
+                     long), so none of its later rules count"
+                ));
+            }
             Scan::NoMatch => {}
         }
     }
@@ -586,10 +606,17 @@ mod tests {
             ev("sshd: 10.0.0.1\nfoo", deny, "sshd", "10.0.0.1").0,
             Granted
         );
-        // In hosts.deny, stopping means nothing denies.
+        // In hosts.deny, stopping is an error libwrap treats as a match: denied, no rule.
         assert_eq!(
-            ev("", "sshd: 10.0.0.2\nALL: ALL", "sshd", "10.0.0.1").0,
-            Granted
+            ev("", "sshd: 10.0.0.2\nALL: ALL", "sshd", "10.0.0.1"),
+            (Denied, None, None)
         );
+        // A match before the chunk still names its rule.
+        assert_eq!(
+            ev("", "sshd: 10.0.0.1\nALL: ALL", "sshd", "10.0.0.1"),
+            (Denied, Some(Deny), Some(1))
+        );
+        // Granted by hosts.allow before hosts.deny is read.
+        assert_eq!(ev("sshd: 10.0.0.1\n", "x", "sshd", "10.0.0.1").0, Granted);
     }
 }

@@ -16,7 +16,7 @@ pub(crate) enum NetMaskProblem {
     Bad,
     /// Valid, but the net has bits outside the mask: `addr & mask == net` never holds.
     HostBits,
-    /// `[v6]/len` with a length that is not 0..=128 or a net that is not IPv6.
+    /// `[v6]/len` with a length `atoi` reads as outside 0..=128, or a net that is not IPv6.
     BadV6,
 }
 
@@ -33,7 +33,8 @@ pub(crate) enum HostPattern {
     Local,
     /// `n.n.n.n/m.m.m.m` or `n.n.n.n/len`.
     NetMask4 { net: u32, mask: u32 },
-    /// `[v6]/len`.
+    /// `[v6]/len`. The length is read with `atoi` (`/abc` is `/0`); both the client and the
+    /// net are masked before comparing, so host bits in the net do not matter.
     NetMask6 { net: u128, len: u32 },
     /// A `/` pattern libwrap rejects or that can never match.
     BadNetMask(NetMaskProblem),
@@ -80,7 +81,8 @@ pub(crate) fn dot_quad(s: &[u8]) -> Option<u32> {
     if n != 4 {
         return None;
     }
-    Some(parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3])
+    // inet_addr's error value is INADDR_NONE, so libwrap cannot tell 255.255.255.255 from junk.
+    Some(parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3]).filter(|&a| a != u32::MAX)
 }
 
 /// One inet_aton part: `0x` hex, `0` octal, else decimal; at least one digit.
@@ -201,10 +203,7 @@ fn net_mask(net: &[u8], mask: &[u8]) -> HostPattern {
             return HostPattern::BadNetMask(NetMaskProblem::BadV6);
         }
         let len = len as u32;
-        let net = u128::from(addr);
-        if net & !v6_mask(len) != 0 {
-            return HostPattern::BadNetMask(NetMaskProblem::HostBits);
-        }
+        let net = u128::from(addr) & v6_mask(len);
         return HostPattern::NetMask6 { net, len };
     }
     let Some(net) = dot_quad(net) else {
@@ -336,6 +335,7 @@ mod tests {
         assert_eq!(dot_quad(b"10.0.0.1."), None);
         assert_eq!(dot_quad(b"1..2.3"), None);
         assert_eq!(dot_quad(b"08.0.0.1"), None);
+        assert_eq!(dot_quad(b"255.255.255.255"), None);
     }
 
     #[test]
@@ -362,7 +362,13 @@ mod tests {
             );
         }
         assert!(hm("10.0.0.1/32", "10.0.0.1"));
-        assert!(hm("10.0.0.1/255.255.255.255", "10.0.0.1"));
+        assert_eq!(
+            host_pattern(b"10.0.0.1/255.255.255.255"),
+            HostPattern::BadNetMask(NetMaskProblem::Bad)
+        );
+        assert!(hm("0.0.0.0/0.0.0.0", "192.0.2.1"));
+        assert!(hm("010.0.0.0/8", "8.1.2.3"));
+        assert!(hm("192.0.2.0/024", "192.0.2.9"));
         // Non-contiguous masks are accepted.
         assert!(hm("10.0.0.1/255.0.0.255", "10.9.9.1"));
         assert!(!hm("10.0.0.0/8", "2001:db8::1"));
@@ -377,14 +383,20 @@ mod tests {
         assert!(!hm("[2001:db8::]/32", "2001:db9::5"));
         assert!(!hm("[2001:db8::/32]", "2001:db8::"));
         assert!(!hm("[fe80::1%eth0]", "fe80::1"));
-        assert_eq!(
-            host_pattern(b"[2001:db8::1]/32"),
-            HostPattern::BadNetMask(NetMaskProblem::HostBits)
-        );
-        assert_eq!(
-            host_pattern(b"[2001:db8::]/129"),
-            HostPattern::BadNetMask(NetMaskProblem::BadV6)
-        );
+        // No host-bits check for IPv6; the length is read with atoi.
+        assert!(hm("[2001:db8:0:1::5]/64", "2001:db8:0:1::6"));
+        assert!(hm("[2001:db8:5::1]/0", "2001:db9::1"));
+        assert!(hm("[2001:db8::]/abc", "2001:db9::1"));
+        assert!(hm("[2001:db8::]/48abc", "2001:db8:0:ffff::1"));
+        assert!(!hm("[2001:db8::]/48abc", "2001:db8:1::1"));
+        assert!(hm("[2001:db8::]/064", "2001:db8::ffff"));
+        assert!(!hm("[::]/0", "10.0.0.1"));
+        for bad in ["[2001:db8::]/129", "[2001:db8::]/-1"] {
+            assert_eq!(
+                host_pattern(bad.as_bytes()),
+                HostPattern::BadNetMask(NetMaskProblem::BadV6)
+            );
+        }
     }
 
     #[test]

@@ -116,8 +116,10 @@ impl Validator<'_> {
             );
         }
         if raw.overlong {
+            // Point where the buffer fills: with continuations that can be a later line.
+            let cut = raw.segs.last().map_or(raw.span.start, |s| s.end);
             self.push_src(
-                raw.span.start,
+                cut,
                 Severity::Error,
                 "line-too-long",
                 format!(
@@ -246,6 +248,19 @@ impl Validator<'_> {
             if let Some(at) = split_at(&tok[1..], b'@') {
                 self.host(raw, text, t.start + at + 2..t.end);
             }
+            if tok[0] == b'@' || tok.contains(&b'/') {
+                self.push(
+                    raw,
+                    t.start,
+                    Severity::Warning,
+                    "daemon-name",
+                    format!(
+                        "`{}` is not a daemon (process) name: a leading `@` or a `/` never \
+                         matches one",
+                        String::from_utf8_lossy(tok)
+                    ),
+                );
+            }
         }
         // Client list.
         let n = self.list(raw, text, clients.clone(), "client", &mut hash_warned);
@@ -356,7 +371,21 @@ impl Validator<'_> {
         let shown = String::from_utf8_lossy(tok);
         let (sev, code, msg) = match host_pattern(tok) {
             HostPattern::Known | HostPattern::Local | HostPattern::File => return,
-            HostPattern::NetMask6 { .. } => return,
+            HostPattern::NetMask6 { len, .. } => {
+                let slash = split_at(tok, b'/').unwrap_or(tok.len());
+                let digits = &tok[(slash + 1).min(tok.len())..];
+                if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+                    return;
+                }
+                (
+                    Severity::Error,
+                    "bad-net-mask",
+                    format!(
+                        "`{shown}`: the prefix length is not a decimal number; libwrap reads it \
+                         with atoi as /{len}, which is surely not what was meant"
+                    ),
+                )
+            }
             HostPattern::NetMask4 { .. } => {
                 let net = &tok[..split_at(tok, b'/').unwrap_or(tok.len())];
                 if plain_ipv4(net).is_some() {
@@ -396,6 +425,14 @@ impl Validator<'_> {
                 ),
             ),
             HostPattern::String(sp) => match sp {
+                StringPattern::Glob if tok[0] == b'[' => (
+                    Severity::Error,
+                    "bad-ipv6-address",
+                    format!(
+                        "`{shown}`: `*` and `?` do not work inside brackets; it never matches \
+                         (use `[net]/len`)"
+                    ),
+                ),
                 StringPattern::Glob | StringPattern::All | StringPattern::Known => return,
                 StringPattern::V6 { .. } => return,
                 StringPattern::BadV6 if tok.contains(&b'/') => (
@@ -450,7 +487,13 @@ impl Validator<'_> {
                     {
                         return;
                     }
-                    if tok[0].is_ascii_digit() || dot_quad(tok).is_some() {
+                    if tok[0] == b'[' {
+                        (
+                            Severity::Error,
+                            "bad-ipv6-address",
+                            format!("`{shown}` has an unclosed `[`: it never matches"),
+                        )
+                    } else if tok[0].is_ascii_digit() || dot_quad(tok).is_some() {
                         (
                             Severity::Warning,
                             "malformed-address",
@@ -725,9 +768,19 @@ SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
     #[test]
     fn net_masks() {
         assert_eq!(codes(b"sshd: 10.1.2.3/8\n"), vec![(1, 7, "net-host-bits")]);
+        // IPv6 nets are masked before comparing: host bits are harmless there.
+        assert_eq!(codes(b"sshd: [2001:db8::1]/32\n"), vec![]);
         assert_eq!(
-            codes(b"sshd: [2001:db8::1]/32\n"),
-            vec![(1, 7, "net-host-bits")]
+            codes(b"sshd: [2001:db8::]/abc\n"),
+            vec![(1, 7, "bad-net-mask")]
+        );
+        assert_eq!(
+            codes(b"sshd: [2001:db8::]/\n"),
+            vec![(1, 7, "bad-net-mask")]
+        );
+        assert_eq!(
+            codes(b"sshd: 10.0.0.1/255.255.255.255\n"),
+            vec![(1, 7, "bad-net-mask")]
         );
         for bad in [
             &b"sshd: 0.0.0.0/0\n"[..],
@@ -737,6 +790,7 @@ SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
             b"sshd: 10.0.0.0/255.0.0.256\n",
             b"sshd: [2001:db8::]/129\n",
             b"sshd: [nope]/64\n",
+            b"sshd: [2001:db8::]/129\n",
         ] {
             assert_eq!(
                 codes(bad),
@@ -795,7 +849,7 @@ SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
         let mut long = b"sshd: ".to_vec();
         long.extend(std::iter::repeat_n(b'x', 2100));
         long.extend_from_slice(b"\nsshd: 10.0.0.1\n");
-        assert_eq!(codes(&long), vec![(1, 1, "line-too-long")]);
+        assert_eq!(codes(&long), vec![(1, 2048, "line-too-long")]);
         assert_eq!(
             codes(b"a: ALL\nsshd: 10.0.0.1"),
             vec![(2, 15, "missing-final-newline")]
@@ -861,6 +915,12 @@ SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
         assert_eq!(c(b"sshd: 1.2.3.4.\n"), vec!["malformed-address"]);
         assert_eq!(c(b"sshd: 010.0.0.1\n"), vec!["malformed-address"]);
         assert_eq!(sev(b"sshd: x.example\n", "name-pattern"), Severity::Warning);
+    }
+
+    #[test]
+    fn daemon_names() {
+        assert_eq!(codes(b"@sshd: ALL\n"), vec![(1, 1, "daemon-name")]);
+        assert_eq!(codes(b"/usr/sbin/sshd: ALL\n"), vec![(1, 1, "daemon-name")]);
     }
 
     #[test]
