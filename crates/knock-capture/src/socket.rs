@@ -64,6 +64,9 @@ pub enum CaptureError {
     UnsupportedLink { name: String, hatype: u16 },
     #[error("interface {0:?} went away")]
     InterfaceGone(String),
+    /// The interface is down; the socket stays usable and resumes when it comes back up.
+    #[error("interface {0:?} is down")]
+    InterfaceDown(String),
     #[error("{op} on interface {interface:?}: {source}")]
     Io {
         interface: String,
@@ -362,16 +365,29 @@ impl Capture {
                 // pnet reports POLLERR ("unexpected poll event") without consuming the socket
                 // error (ENETDOWN when the interface goes down or away): read it, or every
                 // later poll would fail at once.
-                let source = take_socket_error(self.fd).unwrap_or(e);
-                if ifindex(&self.name) != Some(self.ifindex) {
-                    return Err(CaptureError::InterfaceGone(self.name.clone()));
+                let pending = take_socket_error(self.fd);
+                self.check_interface()?;
+                // Down, not gone: the kernel re-arms the socket when the interface is up again.
+                if pending.as_ref().and_then(io::Error::raw_os_error) == Some(libc::ENETDOWN) {
+                    return Err(CaptureError::InterfaceDown(self.name.clone()));
                 }
                 Err(CaptureError::Io {
                     interface: self.name.clone(),
                     op: "receive",
-                    source,
+                    source: pending.unwrap_or(e),
                 })
             }
+        }
+    }
+
+    /// `InterfaceGone` when no interface of this name and index exists any more. A socket
+    /// bound to an interface that vanishes while down gets no error, so callers check this
+    /// now and then.
+    pub fn check_interface(&self) -> Result<(), CaptureError> {
+        if ifindex(&self.name) == Some(self.ifindex) {
+            Ok(())
+        } else {
+            Err(CaptureError::InterfaceGone(self.name.clone()))
         }
     }
 

@@ -14,12 +14,14 @@ use knock_match::KnockEvent;
 use tracing::{debug, info, warn};
 
 use crate::filter::FilterSpec;
-use crate::socket::{Capture, Stats};
+use crate::socket::{Capture, CaptureError, Stats};
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How often the drop counter is read and logged.
 const STATS_EVERY: Duration = Duration::from_secs(60);
+/// How often an idle capture checks that its interface still exists.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Granularity of waits that must notice the stop flag.
 const SLICE: Duration = Duration::from_millis(50);
 
@@ -192,6 +194,8 @@ fn run(
                 let mut healthy = false;
                 let mut logged = Stats::default();
                 let mut last_log = Instant::now();
+                let mut last_check = Instant::now();
+                let mut down = false;
                 loop {
                     if stop.load(Ordering::Relaxed) {
                         log_stats(name, cap.stats(), &mut logged);
@@ -210,17 +214,41 @@ fn run(
                     match cap.next_event() {
                         Ok(Some(ev)) => {
                             healthy = true;
+                            if down {
+                                info!(interface = name, "interface is back");
+                                down = false;
+                            }
                             match deliver(sender, ev, stop) {
                                 Delivery::Sent => {}
                                 Delivery::Closed | Delivery::Stopped => return,
                             }
                         }
                         Ok(None) => healthy = true,
+                        Err(CaptureError::InterfaceDown(_)) => {
+                            if !down {
+                                warn!(
+                                    interface = name,
+                                    "interface is down; waiting for it to come back"
+                                );
+                                down = true;
+                            }
+                        }
                         Err(e) => {
                             if healthy {
                                 backoff = BACKOFF_FIRST;
                             }
                             warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "capture failed; reopening");
+                            log_stats(name, cap.stats(), &mut logged);
+                            break;
+                        }
+                    }
+                    if last_check.elapsed() >= CHECK_EVERY {
+                        last_check = Instant::now();
+                        if let Err(e) = cap.check_interface() {
+                            if healthy {
+                                backoff = BACKOFF_FIRST;
+                            }
+                            warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "capture lost its interface; reopening");
                             log_stats(name, cap.stats(), &mut logged);
                             break;
                         }

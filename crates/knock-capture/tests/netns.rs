@@ -194,6 +194,41 @@ fn reopens_after_the_interface_vanishes_and_stops_promptly() {
 }
 
 #[test]
+fn interface_down_and_up_keeps_the_same_capture() {
+    if !testns::privileged("interface_down_and_up_keeps_the_same_capture") {
+        return;
+    }
+    let pair = VethPair::new("down").unwrap();
+    let (tx, rx) = mpsc::sync_channel(64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = pair
+        .server
+        .run(|| spawn_capture_thread(testns::SERVER_IF, spec(), tx, Arc::clone(&stop)))
+        .unwrap();
+    assert!(t.wait_opens(1, Duration::from_secs(5)));
+    // IPv4 only: IPv6 addresses are flushed when an interface goes down.
+    let knock = || {
+        pair.client
+            .run(|| udp_knock(VethPair::server_addr(false), DOOR_UDP));
+        let e = rx.recv_timeout(Duration::from_secs(5)).expect("event");
+        assert_eq!((e.proto, e.dport), (Proto::Udp, DOOR_UDP));
+    };
+    knock();
+    pair.server
+        .ip(&["link", "set", testns::SERVER_IF, "down"])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    pair.server
+        .ip(&["link", "set", testns::SERVER_IF, "up"])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    knock();
+    assert_eq!(t.opens(), 1, "the socket resumed without a reopen");
+    stop.store(true, Ordering::Relaxed);
+    t.handle.join().unwrap();
+}
+
+#[test]
 fn missing_interface_is_a_clear_error() {
     if !testns::privileged("missing_interface_is_a_clear_error") {
         return;
