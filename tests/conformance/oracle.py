@@ -174,9 +174,24 @@ def xgets_chunks(data):
             buf += text[:got]
             length -= got
         if not ended and not buf:
-            return out
+            return group_over_long(out)
         out.append({"counter": counter, "first": phys(start), "last": phys(max(start, pos - 1)),
                     "newline": ended, "text": buf})
+
+
+def group_over_long(chunks):
+    """An over-long line comes out as newline-less chunks plus a tail that tcpdchk reads as a
+    line of its own; all of them stand for the same line of the file, so each gets the span of
+    the whole group (`span`)."""
+    group = []
+    for c in chunks:
+        group.append(c)
+        if c["newline"] or c is chunks[-1]:
+            span = [min(g["first"] for g in group), max(g["last"] for g in group)]
+            for g in group:
+                g["span"] = span
+            group = []
+    return chunks
 
 
 def span_of(chunks, line, too_long):
@@ -184,7 +199,7 @@ def span_of(chunks, line, too_long):
     hits = [c for c in chunks if c["counter"] == line and c["newline"] != too_long]
     if not hits:
         return None
-    return [min(c["first"] for c in hits), max(c["last"] for c in hits)]
+    return [min(c["span"][0] for c in hits), max(c["span"][1] for c in hits)]
 
 
 def run(listener, argv, cwd):
