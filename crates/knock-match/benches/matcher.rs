@@ -133,8 +133,8 @@ fn bench(c: &mut Criterion) {
         )
         .unwrap();
         if prefill {
-            // 65 536 spoofed sources in progress (the default capacity), then the background.
-            for e in spoofed_first_steps().iter().take(1 << 16) {
+            // Fill the table (default capacity 65 536) with spoofed sources, then the background.
+            for e in spoofed_first_steps().iter().take(70_000) {
                 m.observe(e);
             }
             assert_eq!(m.in_progress(), 1 << 16);

@@ -347,6 +347,21 @@ impl Door {
         Ok(())
     }
 
+    /// The sequence a client should knock at `time_ms`: the static sequence, the next unused
+    /// one-time sequence (`None` when exhausted), or the TOTP sequence of the current step.
+    pub fn sequence_at(&self, time_ms: u64) -> Option<Vec<Step>> {
+        match &self.kind {
+            DoorKind::Static { steps } => Some(steps.clone()),
+            DoorKind::OneTime { sequences, next } => sequences.get(*next).cloned(),
+            DoorKind::Totp(p) => {
+                let step_ms = p.step.as_millis().min(u128::from(u64::MAX)) as u64;
+                let counter = crate::totp::totp_counter(time_ms, step_ms);
+                let ports = crate::totp::totp_sequence(&p.secret, counter, p.length, p.lo, p.hi);
+                (!ports.is_empty()).then(|| ports.into_iter().map(Step::tcp).collect())
+            }
+        }
+    }
+
     /// True when a TCP packet with these flags satisfies the door's flag rules (UDP always does).
     pub fn flags_ok(&self, proto: Proto, flags: TcpFlags) -> bool {
         proto == Proto::Udp || self.tcp_flags.matches(flags)

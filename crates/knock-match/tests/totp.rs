@@ -195,3 +195,22 @@ fn wrong_secret_never_opens() {
         }
     }
 }
+
+#[test]
+fn sequence_at_gives_the_client_the_current_sequence() {
+    let d = totp_door(None);
+    let want: Vec<knock_match::Step> = [26762, 31839, 24471, 32060]
+        .into_iter()
+        .map(knock_match::Step::tcp)
+        .collect();
+    assert_eq!(d.sequence_at(1_700_000_000_000), Some(want.clone()));
+    // The knock the client sends is accepted.
+    let mut m = fresh(None);
+    let mut out = Vec::new();
+    for (i, s) in want.iter().enumerate() {
+        out.extend(m.observe(&syn(T0 + i as u64, 1, s.port)));
+    }
+    assert_eq!(out.len(), 1);
+    let st = door("s", "1,2:udp", 5, &[]);
+    assert_eq!(st.sequence_at(0), Some(steps("1,2:udp")));
+}
