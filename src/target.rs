@@ -24,11 +24,21 @@ struct FromConfig {
 }
 
 fn load_config(path: &Path) -> Result<FromConfig, Failure> {
-    // knockwrap-config's loader is not published yet; until it is, only --hosts-allow works.
-    Err(Failure::usage(format!(
-        "{}: --config is not supported by this build yet; use --hosts-allow PATH [--state-dir DIR]",
-        path.display()
-    )))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(format!(
+            "{}:1:1: cannot read configuration: {e}",
+            path.display()
+        ))
+    })?;
+    // Only the writer's settings are needed: parse and validate the whole file, but leave the
+    // doors' key and sequence files to the daemon.
+    let config = knockwrap_config::Config::from_toml_str(&text, path)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(FromConfig {
+        hosts_allow: config.hosts_allow,
+        state_dir: config.state_dir,
+        backup: config.backup,
+    })
 }
 
 /// Resolve the target of `allow`/`revoke`.

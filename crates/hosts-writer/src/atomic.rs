@@ -5,7 +5,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -105,6 +105,9 @@ struct Current {
     bytes: Vec<u8>,
     snap: Option<Snapshot>,
     xattrs: Vec<Xattr>,
+    /// The descriptor we read from: after our rename it still reaches the replaced inode, so
+    /// bytes a non-locking writer appended there at the last moment can be salvaged.
+    file: Option<File>,
 }
 
 fn read_current(target: &Path) -> Result<Current, WriteError> {
@@ -115,6 +118,7 @@ fn read_current(target: &Path) -> Result<Current, WriteError> {
                 bytes: Vec::new(),
                 snap: None,
                 xattrs: Vec::new(),
+                file: None,
             })
         }
         Err(e) => return Err(WriteError::io(target, "open", e)),
@@ -131,12 +135,25 @@ fn read_current(target: &Path) -> Result<Current, WriteError> {
         bytes,
         snap: Some(Snapshot::of(&meta)),
         xattrs,
+        file: Some(file),
     })
 }
 
 /// Did the file stay exactly as we read it? Metadata first (cheap), then the bytes, because
 /// timestamps can be too coarse to see a same-size rewrite.
 fn unchanged_since(target: &Path, read: &Current) -> Result<bool, WriteError> {
+    if !same_metadata(target, read)? {
+        return Ok(false);
+    }
+    match read.snap {
+        None => Ok(true),
+        Some(_) => Ok(read_current(target)?.bytes == read.bytes),
+    }
+}
+
+/// The cheap check: same inode, size and mtime (or still missing). Done once more right before
+/// the rename, to keep the window for a non-locking append as short as a stat.
+fn same_metadata(target: &Path, read: &Current) -> Result<bool, WriteError> {
     match (&read.snap, fs::metadata(target)) {
         (None, Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         (None, Ok(_)) => Ok(false),
@@ -144,15 +161,10 @@ fn unchanged_since(target: &Path, read: &Current) -> Result<bool, WriteError> {
         (_, Err(e)) => Err(WriteError::io(target, "stat", e)),
         (Some(snap), Ok(meta)) => {
             let now = Snapshot::of(&meta);
-            if now.dev != snap.dev
-                || now.ino != snap.ino
-                || now.size != snap.size
-                || now.mtime_ns != snap.mtime_ns
-            {
-                return Ok(false);
-            }
-            let again = read_current(target)?;
-            Ok(again.bytes == read.bytes)
+            Ok(now.dev == snap.dev
+                && now.ino == snap.ino
+                && now.size == snap.size
+                && now.mtime_ns == snap.mtime_ns)
         }
     }
 }
@@ -280,8 +292,9 @@ fn keep_backup(
         Err(e) => return Err(WriteError::io(&bak, "create backup", e)),
     };
     fs::rename(&staged.path, &bak).map_err(|e| WriteError::io(&bak, "replace backup", e))?;
-    let mut staged = staged;
-    staged.armed = false;
+    // `staged` stays armed: when .bak already was a link to the same inode, rename(2) does
+    // nothing and leaves the temp name, which the drop then removes (ENOENT otherwise).
+    drop(staged);
     Ok(())
 }
 
@@ -295,25 +308,45 @@ where
 {
     let target = resolve_target(path)?;
     let (dir, name) = split(&target)?;
-    let _lock = lock::acquire(&lock::lock_path(&dir, &name), opts.lock_timeout)?;
+    let _lock = lock::acquire(&target, &lock::lock_path(&dir, &name), opts.lock_timeout)?;
     pause_at("locked");
     sweep_stale_temps(&dir, &name);
     let mut attempts = 0;
+    let mut outcome: Option<Outcome> = None;
+    // Bytes a non-locking writer appended to the replaced inode after our last check.
+    let mut salvage: Option<Vec<u8>> = None;
     loop {
         attempts += 1;
-        let read = read_current(&target)?;
-        let after = match edit(&read.bytes).map_err(UpdateError::Edit)? {
-            Some(a) if a != read.bytes => a,
-            _ => {
-                return Ok(Outcome {
-                    path: target,
-                    existed: read.snap.is_some(),
-                    after: read.bytes.clone(),
-                    before: read.bytes,
-                    written: false,
-                    attempts,
-                })
+        if attempts > opts.max_attempts {
+            return Err(WriteError::Unstable {
+                path: target,
+                attempts: attempts - 1,
             }
+            .into());
+        }
+        let read = read_current(&target)?;
+        let after = match &salvage {
+            Some(tail) => {
+                let mut a = read.bytes.clone();
+                if !a.is_empty() && !a.ends_with(b"\n") {
+                    a.push(b'\n');
+                }
+                a.extend_from_slice(tail);
+                a
+            }
+            None => match edit(&read.bytes).map_err(UpdateError::Edit)? {
+                Some(a) if a != read.bytes => a,
+                _ => {
+                    return Ok(Outcome {
+                        path: target,
+                        existed: read.snap.is_some(),
+                        after: read.bytes.clone(),
+                        before: read.bytes,
+                        written: false,
+                        attempts,
+                    })
+                }
+            },
         };
         let temp = write_temp(
             sibling(&dir, &name, "tmp"),
@@ -322,37 +355,60 @@ where
             &read,
             opts.durable,
         )?;
-        pause_at("temp-written");
-        if !unchanged_since(&target, &read)? {
-            drop(temp);
-            if attempts >= opts.max_attempts {
-                return Err(WriteError::Unstable {
-                    path: target,
-                    attempts,
-                }
-                .into());
-            }
-            continue;
-        }
-        if opts.backup && read.snap.is_some() {
+        // The backup goes first so that only a stat separates the last check from the rename.
+        if opts.backup && read.snap.is_some() && salvage.is_none() {
             keep_backup(&dir, &name, &target, &read, opts.durable)?;
             pause_at("backup-kept");
         }
+        pause_at("temp-written");
+        if !unchanged_since(&target, &read)? || !same_metadata(&target, &read)? {
+            drop(temp);
+            continue;
+        }
+        pause_at("checked");
         fs::rename(&temp.path, &target).map_err(|e| WriteError::io(&target, "rename", e))?;
         let mut temp = temp;
         temp.armed = false;
         if opts.durable {
             fsmeta::sync_dir(&dir).map_err(|e| WriteError::io(&dir, "fsync directory", e))?;
         }
-        return Ok(Outcome {
-            path: target,
-            existed: read.snap.is_some(),
-            before: read.bytes,
-            after,
-            written: true,
-            attempts,
-        });
+        salvage = appended_after_check(&read);
+        let result = match outcome.take() {
+            // A salvage round: the caller's edit happened in the first round.
+            Some(first) => Outcome {
+                after,
+                attempts,
+                ..first
+            },
+            None => Outcome {
+                path: target.clone(),
+                existed: read.snap.is_some(),
+                before: read.bytes,
+                after,
+                written: true,
+                attempts,
+            },
+        };
+        if salvage.is_none() {
+            return Ok(result);
+        }
+        outcome = Some(result);
     }
+}
+
+/// Bytes appended to the inode we just replaced, after the check that preceded the rename
+/// (a `>>` that slipped into the window). Only a pure append is salvaged.
+fn appended_after_check(read: &Current) -> Option<Vec<u8>> {
+    let (file, snap) = (read.file.as_ref()?, read.snap.as_ref()?);
+    let size = file.metadata().ok()?.len();
+    if size <= snap.size {
+        return None;
+    }
+    let mut tail = Vec::new();
+    let mut f = file;
+    f.seek(io::SeekFrom::Start(snap.size)).ok()?;
+    f.read_to_end(&mut tail).ok()?;
+    (!tail.is_empty()).then_some(tail)
 }
 
 /// What `update` would do, without locking or writing anything (for `--dry-run`).

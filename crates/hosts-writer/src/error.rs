@@ -17,9 +17,22 @@ pub enum WriteError {
         #[source]
         source: io::Error,
     },
+    /// The sidecar lock file could not be created or locked.
+    #[error("{}: cannot {op} {}: {}", path.display(), lock.display(), reason(source))]
+    Lock {
+        path: PathBuf,
+        lock: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
     /// Another writer held the sidecar lock for the whole timeout.
-    #[error("{}: lock timeout: another writer held the lock for {:.1}s", path.display(), waited.as_secs_f64())]
-    LockTimeout { path: PathBuf, waited: Duration },
+    #[error("{}: lock timeout: another writer held {} for {:.1}s", path.display(), lock.display(), waited.as_secs_f64())]
+    LockTimeout {
+        path: PathBuf,
+        lock: PathBuf,
+        waited: Duration,
+    },
     /// The file kept changing under us (writers that do not take the lock).
     #[error("{}: the file kept changing while we edited it ({attempts} attempts); nothing written", path.display())]
     Unstable { path: PathBuf, attempts: u32 },
@@ -40,7 +53,9 @@ impl WriteError {
     /// The OS error number, when this is an I/O error.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            WriteError::Io { source, .. } => source.raw_os_error(),
+            WriteError::Io { source, .. } | WriteError::Lock { source, .. } => {
+                source.raw_os_error()
+            }
             _ => None,
         }
     }

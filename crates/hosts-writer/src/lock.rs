@@ -25,9 +25,16 @@ pub struct SidecarLock {
     _file: File,
 }
 
-/// Take the exclusive lock, polling until `timeout` has passed.
-pub fn acquire(path: &Path, timeout: Duration) -> Result<SidecarLock, WriteError> {
-    let file = open_lock_file(path)?;
+/// Take the exclusive lock at `path` for the managed file `target`, polling until `timeout`
+/// has passed. Errors name the managed file first, then the lock file.
+pub fn acquire(target: &Path, path: &Path, timeout: Duration) -> Result<SidecarLock, WriteError> {
+    let lock_err = |op, source| WriteError::Lock {
+        path: target.to_path_buf(),
+        lock: path.to_path_buf(),
+        op,
+        source,
+    };
+    let file = open_lock_file(path).map_err(|e| lock_err("create lock file", e))?;
     let deadline = Instant::now() + timeout;
     // Start with short sleeps so an uncontended or briefly held lock is cheap, then back off.
     let mut pause = Duration::from_micros(200);
@@ -37,19 +44,20 @@ pub fn acquire(path: &Path, timeout: Duration) -> Result<SidecarLock, WriteError
             Err(TryLockError::WouldBlock) => {
                 if Instant::now() >= deadline {
                     return Err(WriteError::LockTimeout {
-                        path: path.to_path_buf(),
+                        path: target.to_path_buf(),
+                        lock: path.to_path_buf(),
                         waited: timeout,
                     });
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(10));
             }
-            Err(TryLockError::Error(e)) => return Err(WriteError::io(path, "lock", e)),
+            Err(TryLockError::Error(e)) => return Err(lock_err("lock", e)),
         }
     }
 }
 
-fn open_lock_file(path: &Path) -> Result<File, WriteError> {
+fn open_lock_file(path: &Path) -> io::Result<File> {
     let created = OpenOptions::new()
         .read(true)
         .write(true)
@@ -63,9 +71,9 @@ fn open_lock_file(path: &Path) -> Result<File, WriteError> {
         // write that follows then fails with the real reason (EROFS) naming the managed file.
         Err(e) if is_readonly_like(&e) => match File::open(path) {
             Ok(f) => Ok(f),
-            Err(_) => Err(WriteError::io(path, "create lock file", e)),
+            Err(_) => Err(e),
         },
-        Err(e) => Err(WriteError::io(path, "create lock file", e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -90,13 +98,14 @@ mod tests {
     fn second_lock_times_out_while_first_is_held() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".x.lock");
-        let first = acquire(&p, Duration::from_millis(100)).unwrap();
+        let t = dir.path().join("x");
+        let first = acquire(&t, &p, Duration::from_millis(100)).unwrap();
         let start = Instant::now();
-        let err = acquire(&p, Duration::from_millis(150)).unwrap_err();
+        let err = acquire(&t, &p, Duration::from_millis(150)).unwrap_err();
         assert!(start.elapsed() >= Duration::from_millis(150));
         assert!(matches!(err, WriteError::LockTimeout { .. }), "{err}");
         assert!(err.to_string().contains("lock timeout"), "{err}");
         drop(first);
-        acquire(&p, Duration::from_millis(100)).unwrap();
+        acquire(&t, &p, Duration::from_millis(100)).unwrap();
     }
 }

@@ -212,7 +212,7 @@ fn backup_holds_the_previous_version_each_time() {
         assert_eq!(fs::read(dir.path().join("hosts.allow.bak")).unwrap(), prev);
         prev = fs::read(&p).unwrap();
     }
-    assert!(leftovers(dir.path()).is_empty());
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn foreign_edit_between_read_and_rename_is_kept_and_the_edit_redone() {
         fs::read(&p).unwrap(),
         b"a: b\nforeign: 198.51.100.1\nSSHD: 192.0.2.1\n"
     );
-    assert!(leftovers(dir.path()).is_empty());
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
 }
 
 #[test]
@@ -276,7 +276,7 @@ fn edit_error_leaves_file_and_directory_untouched() {
     let err = update(&p, &opts(), |_b: &[u8]| Err::<Option<Vec<u8>>, _>("no")).unwrap_err();
     assert!(matches!(err, UpdateError::Edit("no")));
     assert_eq!(fs::read(&p).unwrap(), b"a: b\n");
-    assert!(leftovers(dir.path()).is_empty());
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
 }
 
 #[test]
