@@ -21,4 +21,7 @@ pub use atomic::{preview, resolve_target, update, Options, Outcome};
 pub use error::{UpdateError, WriteError};
 pub use journal::{Journal, JournalError, Lease};
 pub use lock::lock_path;
-pub use policy::{allow, revoke, GrantCheck, PolicyError, PolicyOptions, PolicyOutcome};
+pub use policy::{
+    allow, expire_leases, revoke, ExpireError, Expired, GrantCheck, PolicyError, PolicyOptions,
+    PolicyOutcome,
+};

@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::atomic::{self, Options, Outcome};
 use crate::error::{UpdateError, WriteError};
+use crate::journal::{Journal, JournalError, Lease};
 
 /// How a policy edit runs.
 #[derive(Debug, Clone, Default)]
@@ -135,21 +136,21 @@ pub struct PolicyOutcome {
     pub grant: GrantCheck,
 }
 
-fn run(
+/// Apply `op` to the hosts file at `path` (or preview it, for a dry run), refusing a result
+/// with error diagnostics its input did not have.
+pub fn checked_edit(
     path: &Path,
-    line: &ManagedLine,
     opts: &PolicyOptions,
-    op: fn(&[u8], &ManagedLine) -> Option<Vec<u8>>,
-) -> Result<PolicyOutcome, PolicyError> {
-    let path_buf = path.to_path_buf();
+    op: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+) -> Result<Outcome, PolicyError> {
     let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, PolicyError> {
-        let Some(after) = op(bytes, line) else {
+        let Some(after) = op(bytes) else {
             return Ok(None);
         };
         let new = introduced_errors(bytes, &after);
         if !new.is_empty() {
             return Err(PolicyError::Introduced {
-                path: path_buf.clone(),
+                path: path.to_path_buf(),
                 diagnostics: new,
             });
         }
@@ -160,11 +161,19 @@ fn run(
     } else {
         atomic::update(path, &opts.write, edit)
     };
-    let file = result.map_err(|e| match e {
+    result.map_err(|e| match e {
         UpdateError::Write(w) => PolicyError::Write(w),
         UpdateError::Edit(p) => p,
-    })?;
-    let changed = file.before != file.after;
+    })
+}
+
+/// libwrap's verdict for the managed line's pair over `allow_bytes` and the deny table.
+pub fn grant_check(
+    path: &Path,
+    allow_bytes: &[u8],
+    line: &ManagedLine,
+    opts: &PolicyOptions,
+) -> Result<GrantCheck, PolicyError> {
     let deny_path = opts
         .hosts_deny
         .clone()
@@ -174,15 +183,25 @@ fn run(
         source,
     })?;
     let request = Request::new(line.service(), line.addr());
-    let decision = eval::evaluate(&file.after, &deny, &request);
+    Ok(GrantCheck {
+        decision: eval::evaluate(allow_bytes, &deny, &request),
+        allow_path: path.to_path_buf(),
+        deny_path,
+    })
+}
+
+fn run(
+    path: &Path,
+    line: &ManagedLine,
+    opts: &PolicyOptions,
+    op: fn(&[u8], &ManagedLine) -> Option<Vec<u8>>,
+) -> Result<PolicyOutcome, PolicyError> {
+    let file = checked_edit(path, opts, &|bytes: &[u8]| op(bytes, line))?;
+    let grant = grant_check(path, &file.after, line, opts)?;
     Ok(PolicyOutcome {
-        grant: GrantCheck {
-            decision,
-            allow_path: path.to_path_buf(),
-            deny_path,
-        },
+        changed: file.before != file.after,
         file,
-        changed,
+        grant,
     })
 }
 
@@ -203,4 +222,176 @@ pub fn revoke(
     opts: &PolicyOptions,
 ) -> Result<PolicyOutcome, PolicyError> {
     run(path, line, opts, edit::remove)
+}
+
+/// What ending one expired lease did.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub lease: Lease,
+    /// The managed line was removed (knockwrap had added it); false: the line was left alone
+    /// (an operator's line, or already gone).
+    pub line_removed: bool,
+}
+
+/// End every lease due at `now`: remove the line when knockwrap added it, leave an operator's
+/// line in place, then drop the lease (line first, lease after: a crash in between only makes
+/// the next call repeat a removal that finds nothing). A lease whose line cannot be removed
+/// stays in the journal and the error is returned after the others were handled.
+pub fn expire_leases(
+    path: &Path,
+    journal: &Journal,
+    now: u64,
+    opts: &PolicyOptions,
+) -> Result<Vec<Expired>, ExpireError> {
+    let mut done = Vec::new();
+    let mut first_error = None;
+    for lease in journal.expired(now)? {
+        let mut line_removed = false;
+        if lease.added_line {
+            let line = match ManagedLine::new(&lease.service, lease.ip) {
+                Ok(l) => l,
+                Err(e) => {
+                    // A journal entry no CLI or door could have made: drop it, keep going.
+                    first_error.get_or_insert(ExpireError::BadLease(e.to_string()));
+                    journal.record_revoke(lease.ip, &lease.service)?;
+                    continue;
+                }
+            };
+            match checked_edit(path, opts, &|b: &[u8]| edit::remove(b, &line)) {
+                Ok(out) => line_removed = out.before != out.after,
+                Err(e) => {
+                    first_error.get_or_insert(ExpireError::Policy(e));
+                    continue;
+                }
+            }
+        }
+        journal.record_revoke(lease.ip, &lease.service)?;
+        done.push(Expired {
+            lease,
+            line_removed,
+        });
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ExpireError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("invalid lease in the journal: {0}")]
+    BadLease(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(ds: &[Diagnostic]) -> Vec<&'static str> {
+        ds.iter().map(|d| d.code).collect()
+    }
+
+    #[test]
+    fn introduced_errors_compare_codes_not_lines() {
+        assert!(introduced_errors(b"a: b\n", b"a: b\nSSHD: 192.0.2.1\n").is_empty());
+        // A new missing colon is new.
+        assert_eq!(
+            codes(&introduced_errors(b"a: b\n", b"a: b\nx\n")),
+            ["missing-colon"]
+        );
+        // The same error on another line (lines shifted) is not.
+        assert!(introduced_errors(b"x\na: b\n", b"SSHD: 192.0.2.1\nx\na: b\n").is_empty());
+        // One of two is.
+        assert_eq!(
+            codes(&introduced_errors(b"x\n", b"x\ny\n")),
+            ["missing-colon"]
+        );
+    }
+
+    #[test]
+    fn a_result_with_a_new_error_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hosts.allow");
+        std::fs::write(&p, b"a: b\n").unwrap();
+        let opts = PolicyOptions::default();
+        let err = checked_edit(&p, &opts, &|b: &[u8]| {
+            let mut v = b.to_vec();
+            v.extend_from_slice(b"broken line\n");
+            Some(v)
+        })
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, PolicyError::Introduced { .. }));
+        assert!(
+            msg.contains("missing-colon") && msg.contains("line 2:"),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"a: b\n");
+        // A pre-existing error does not block an unrelated edit.
+        std::fs::write(&p, b"broken\n").unwrap();
+        let line = ManagedLine::new("SSHD", "192.0.2.1".parse().unwrap()).unwrap();
+        let out = allow(&p, &line, &opts).unwrap();
+        assert!(out.changed);
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn expiry_removes_our_lines_and_leaves_the_operators() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hosts.allow");
+        // The operator wrote 192.0.2.1 by hand.
+        std::fs::write(&p, b"# ops\nSSHD: 192.0.2.1\n").unwrap();
+        let journal = Journal::load(&dir.path().join("state")).unwrap();
+        let opts = PolicyOptions::default();
+        for (ip, exp) in [("192.0.2.1", 100), ("192.0.2.2", 100), ("192.0.2.3", 500)] {
+            let line = ManagedLine::new("SSHD", ip.parse().unwrap()).unwrap();
+            let out = allow(&p, &line, &opts).unwrap();
+            journal
+                .record_grant(Lease {
+                    ip: line.addr(),
+                    service: "SSHD".into(),
+                    door: "openSSH".into(),
+                    expires_at: Some(exp),
+                    added_line: out.changed,
+                })
+                .unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"# ops\nSSHD: 192.0.2.1\nSSHD: 192.0.2.2\nSSHD: 192.0.2.3\n"
+        );
+        assert!(expire_leases(&p, &journal, 99, &opts).unwrap().is_empty());
+        let ended = expire_leases(&p, &journal, 100, &opts).unwrap();
+        let mut summary: Vec<(String, bool)> = ended
+            .iter()
+            .map(|e| (e.lease.ip.to_string(), e.line_removed))
+            .collect();
+        summary.sort();
+        assert_eq!(
+            summary,
+            [
+                ("192.0.2.1".to_string(), false),
+                ("192.0.2.2".to_string(), true)
+            ]
+        );
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"# ops\nSSHD: 192.0.2.1\nSSHD: 192.0.2.3\n"
+        );
+        let left: Vec<String> = journal
+            .leases()
+            .unwrap()
+            .iter()
+            .map(|l| l.ip.to_string())
+            .collect();
+        assert_eq!(left, ["192.0.2.3"]);
+    }
 }

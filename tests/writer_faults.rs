@@ -1,0 +1,152 @@
+//! Failures of the file system under `knockwrap allow`: a full tmpfs (ENOSPC) and a read-only
+//! bind mount (EROFS). Each must exit 1 with a message naming the file and the reason, leave the
+//! original byte-identical and leave no temp file. Root only: the mounts are made inside a
+//! private mount namespace (`unshare -m`) that disappears with the script, and unmounted
+//! explicitly before it ends.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("KNOCKWRAP_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("{test} needs root and KNOCKWRAP_REQUIRE_PRIVILEGED=1 is set");
+    }
+    eprintln!("SKIPPED (needs root): {test}");
+    false
+}
+
+const ORIGINAL: &[u8] = b"# production hosts.allow\r\nsshd: 10.0.0.0/8\r\nSSHD: 203.0.113.45\r\n";
+
+/// Run `script` under `unshare -m` with $BIN, $WORK set; returns (rc of knockwrap, stderr).
+fn in_mount_ns(work: &Path, script: &str) -> (i32, String) {
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .env("BIN", env!("CARGO_BIN_EXE_knockwrap"))
+        .env("WORK", work)
+        .output()
+        .expect("run unshare");
+    assert!(
+        out.status.success(),
+        "setup script failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rc = fs::read_to_string(work.join("rc"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (rc, fs::read_to_string(work.join("stderr")).unwrap())
+}
+
+#[test]
+fn full_file_system_fails_cleanly() {
+    if !require_root("full_file_system_fails_cleanly") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("original"), ORIGINAL).unwrap();
+    fs::create_dir(work.path().join("mnt")).unwrap();
+    let script = r#"
+        set -e
+        M="$WORK/mnt"
+        mount -t tmpfs -o size=64k,mode=0755 knockwrap-test "$M"
+        cp "$WORK/original" "$M/hosts.allow"
+        # Fill every block that is left.
+        dd if=/dev/zero of="$M/filler" bs=4096 2>/dev/null || true
+        dd if=/dev/zero of="$M/filler2" bs=1 2>/dev/null || true
+        set +e
+        "$BIN" allow 203.0.113.9 --hosts-allow "$M/hosts.allow" 2>"$WORK/stderr" >/dev/null
+        echo $? > "$WORK/rc"
+        cp "$M/hosts.allow" "$WORK/after"
+        ls -a "$M" > "$WORK/listing"
+        umount "$M"
+    "#;
+    let (rc, stderr) = in_mount_ns(work.path(), script);
+    assert_eq!(rc, 1, "{stderr}");
+    assert!(stderr.contains("no space left on device"), "{stderr}");
+    assert!(stderr.contains("mnt/hosts.allow"), "{stderr}");
+    assert_eq!(fs::read(work.path().join("after")).unwrap(), ORIGINAL);
+    let listing = fs::read_to_string(work.path().join("listing")).unwrap();
+    assert!(!listing.contains("knockwrap.tmp"), "{listing}");
+    assert!(!listing.contains("knockwrap.baktmp"), "{listing}");
+    eprintln!("ENOSPC message: {}", stderr.trim());
+}
+
+#[test]
+fn read_only_bind_mount_fails_cleanly() {
+    if !require_root("read_only_bind_mount_fails_cleanly") {
+        return;
+    }
+    for lock_exists in [false, true] {
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("hosts.allow"), ORIGINAL).unwrap();
+        if lock_exists {
+            // A lock file left by earlier writes can still be flocked read-only; the failure
+            // then comes from the temp file, and must name the same reason.
+            fs::write(src.join(".hosts.allow.knockwrap.lock"), b"").unwrap();
+        }
+        fs::create_dir(work.path().join("mnt")).unwrap();
+        let script = r#"
+            set -e
+            M="$WORK/mnt"
+            mount --bind "$WORK/src" "$M"
+            mount -o remount,bind,ro "$M"
+            set +e
+            "$BIN" allow 203.0.113.9 --hosts-allow "$M/hosts.allow" 2>"$WORK/stderr" >/dev/null
+            echo $? > "$WORK/rc"
+            umount "$M"
+        "#;
+        let (rc, stderr) = in_mount_ns(work.path(), script);
+        assert_eq!(rc, 1, "{stderr}");
+        assert!(stderr.contains("read-only file system"), "{stderr}");
+        assert!(stderr.contains("mnt/hosts.allow"), "{stderr}");
+        assert_eq!(fs::read(src.join("hosts.allow")).unwrap(), ORIGINAL);
+        let names: Vec<String> = fs::read_dir(&src)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.contains("knockwrap.tmp")),
+            "{names:?}"
+        );
+        eprintln!(
+            "EROFS message (lock file existed: {lock_exists}): {}",
+            stderr.trim()
+        );
+    }
+}
+
+#[test]
+fn unwritable_directory_as_non_root_user_says_permission_denied() {
+    if !require_root("unwritable_directory_as_non_root_user_says_permission_denied") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("etc");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("hosts.allow"), ORIGINAL).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    // Run as nobody via setpriv (util-linux): the directory is root's, 0755.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_knockwrap"))
+        .args(["allow", "203.0.113.9", "--hosts-allow"])
+        .arg(dir.join("hosts.allow"))
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(stderr.contains("hosts.allow"), "{stderr}");
+    assert_eq!(fs::read(dir.join("hosts.allow")).unwrap(), ORIGINAL);
+}
