@@ -79,6 +79,23 @@ impl Netns {
         ip(&all)
     }
 
+    /// `sysctl -w key=value` inside this namespace.
+    pub fn sysctl(&self, key: &str, value: &str) -> io::Result<()> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sysctl", "-qw"])
+            .arg(format!("{key}={value}"))
+            .output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "sysctl {key}={value} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
     /// Run `f` on a thread that has entered this namespace (the caller's thread is not
     /// moved). Threads `f` spawns stay in the namespace; sockets it creates belong to it.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
@@ -147,6 +164,15 @@ impl VethPair {
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev])?;
             ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
             ns.ip(&["link", "set", dev, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Turn IPv6 off on both sides: no MLD reports (hop-by-hop header, passed unexamined by
+    /// the filter) when a test counts exactly what the kernel let through.
+    pub fn without_ipv6(&self) -> io::Result<()> {
+        for ns in [&self.server, &self.client] {
+            ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
         }
         Ok(())
     }
