@@ -12,6 +12,7 @@ pub mod probe;
 pub mod process;
 pub mod server;
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,7 +35,8 @@ pub fn require_root_or_skip(test: &str) -> bool {
     if std::env::var("KNOCKWRAP_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
         panic!("{test} needs root and KNOCKWRAP_REQUIRE_PRIVILEGED=1 forbids skipping it");
     }
-    eprintln!("SKIPPED (needs root): {test}");
+    // Straight to fd 2: eprintln! would be swallowed by the test harness's output capture.
+    let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
     false
 }
 
