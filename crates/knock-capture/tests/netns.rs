@@ -275,6 +275,79 @@ fn non_door_flood_stays_in_the_kernel() {
     assert_eq!(n, knocks);
 }
 
+/// A tun device (ARPHRD_NONE): frames are bare IP packets. Packets written to the tun file
+/// descriptor arrive on the interface as received traffic.
+#[test]
+fn tun_device_raw_ip() {
+    if !testns::privileged("tun_device_raw_ip") {
+        return;
+    }
+    let ns = Netns::new("tun").unwrap();
+    let tun = ns.run(|| {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .unwrap();
+        // SAFETY: ifreq is plain data; TUNSETIFF reads the name and flags from it.
+        unsafe {
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (d, s) in req.ifr_name.iter_mut().zip(b"kwtun0") {
+                *d = *s as libc::c_char;
+            }
+            req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+            let rc = libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::TUNSETIFF as _,
+                &mut req,
+            );
+            assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        }
+        f
+    });
+    ns.ip(&["addr", "add", "198.18.3.1/24", "dev", "kwtun0"])
+        .unwrap();
+    ns.ip(&["link", "set", "kwtun0", "up"]).unwrap();
+    let mut cap = ns.run(|| Capture::open("kwtun0", &spec())).unwrap();
+    assert_eq!(cap.link(), LinkType::RawIp);
+    let v4 = |dport: u16| {
+        let f = tagged_frame(&[], false, dport);
+        let mut ip = f[14..].to_vec();
+        ip[12..20].copy_from_slice(&[198, 18, 3, 2, 198, 18, 3, 1]);
+        ip
+    };
+    let v6 = |dport: u16| {
+        let mut p = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+        p.extend_from_slice(&testns::CLIENT_V6.octets());
+        p.extend_from_slice(&testns::SERVER_V6.octets());
+        let mut t = vec![0u8; 20];
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 0x50;
+        t[13] = 0x02;
+        p.extend_from_slice(&t);
+        p
+    };
+    let mut w = &tun;
+    for pkt in [v4(DOOR_UDP), v4(OTHER_UDP), v6(OTHER_TCP)] {
+        w.write_all(&pkt).unwrap();
+    }
+    let got = collect(&mut cap, Duration::from_millis(500));
+    let s4: IpAddr = "198.18.3.2".parse().unwrap();
+    let d4: IpAddr = "198.18.3.1".parse().unwrap();
+    let mut want = vec![
+        (s4, d4, Proto::Udp, DOOR_UDP, false),
+        (
+            VethPair::client_addr(true),
+            VethPair::server_addr(true),
+            Proto::Tcp,
+            OTHER_TCP,
+            true,
+        ),
+    ];
+    want.sort();
+    assert_eq!(summary(&got), want, "events: {got:#?}");
+}
+
 #[test]
 fn missing_interface_is_a_clear_error() {
     if !testns::privileged("missing_interface_is_a_clear_error") {
