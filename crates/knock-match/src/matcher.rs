@@ -155,6 +155,8 @@ impl DoorState {
 /// The knock matcher. See the crate documentation for the rules and the durability contract.
 pub struct Matcher {
     doors: Vec<DoorState>,
+    /// Indices of the TOTP doors: the only ones whose candidates change with time.
+    totp_doors: Vec<usize>,
     table: Table,
     /// One bit per (protocol, port) that is the first step of some candidate sequence.
     first_steps: Vec<u64>,
@@ -194,8 +196,15 @@ impl Matcher {
                 totp_base: None,
             });
         }
+        let totp_doors = states
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| matches!(d.door.kind, DoorKind::Totp(_)))
+            .map(|(i, _)| i)
+            .collect();
         let mut m = Matcher {
             doors: states,
+            totp_doors,
             table: Table::new(options.max_sources, timeouts.len(), options.hash_seed),
             first_steps: vec![0; 2 * 65_536 / 64],
             now: 0,
@@ -266,10 +275,8 @@ impl Matcher {
         if t > self.now {
             self.now = t;
             let mut changed = false;
-            for d in &mut self.doors {
-                if matches!(d.door.kind, DoorKind::Totp(_)) {
-                    changed |= d.refresh(t, false);
-                }
+            for &i in &self.totp_doors {
+                changed |= self.doors[i].refresh(t, false);
             }
             if changed {
                 self.rebuild_first_steps();

@@ -4,6 +4,7 @@
 mod common;
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use common::*;
 use knock_match::{
@@ -191,5 +192,76 @@ proptest! {
             t_knock += gap;
         }
         prop_assert!(granted);
+    }
+}
+
+fn any_event() -> impl Strategy<Value = KnockEvent> {
+    (
+        any::<u64>(),
+        prop_oneof![
+            any::<u32>().prop_map(|a| IpAddr::from(std::net::Ipv4Addr::from(a & 0xf))),
+            any::<u128>().prop_map(|a| IpAddr::from(std::net::Ipv6Addr::from(a & 0x7))),
+        ],
+        any::<bool>(),
+        prop_oneof![0u16..=8, any::<u16>()],
+        any::<u8>(),
+    )
+        .prop_map(|(t, src, udp_pkt, port, flags)| KnockEvent {
+            time_ms: t % 200_000,
+            src,
+            dst: DST,
+            proto: if udp_pkt { Proto::Udp } else { Proto::Tcp },
+            dport: port,
+            flags: TcpFlags(flags),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any packets, in any time order, against every kind of door: no panic, the table stays
+    /// bounded, a one-time sequence is consumed at most once and in order, TOTP counters only
+    /// increase.
+    #[test]
+    fn arbitrary_packets_keep_invariants(
+        events in prop::collection::vec(any_event(), 0..300),
+        cap in 1usize..6,
+        seqs in prop::collection::vec(prop::collection::vec(step_strategy(), 1..3), 1..4),
+    ) {
+        let mut otp = door("otp", "1", 3, &[]);
+        otp.kind = DoorKind::OneTime { sequences: seqs.clone(), next: 0 };
+        let mut totp = door("totp", "1", 3, &[]);
+        totp.kind = DoorKind::Totp(knock_match::TotpParams {
+            secret: vec![7; 16],
+            length: 2,
+            lo: 1,
+            hi: 4,
+            step: Duration::from_secs(1),
+            last_used: None,
+        });
+        let doors = vec![door("s", "1,2:udp", 2, &["syn"]), otp, totp];
+        let opts = MatcherOptions { max_sources: cap, ..MatcherOptions::default() };
+        let mut m = Matcher::new(doors, opts).unwrap();
+        let mut next_index = 0;
+        let mut last_counter = None;
+        for ev in &events {
+            for d in m.observe(ev) {
+                match d.consume {
+                    Some(knock_match::Consume::OneTime { index, next, remaining }) => {
+                        prop_assert_eq!(index, next_index);
+                        next_index += 1;
+                        prop_assert_eq!(next, next_index);
+                        prop_assert_eq!(remaining, seqs.len() - next_index);
+                    }
+                    Some(knock_match::Consume::Totp { counter }) => {
+                        prop_assert!(last_counter.is_none_or(|l| counter > l));
+                        last_counter = Some(counter);
+                    }
+                    None => prop_assert_eq!(d.door_name.as_str(), "s"),
+                }
+            }
+            prop_assert!(m.in_progress() <= cap);
+            m.tick(ev.time_ms / 2);
+        }
     }
 }
