@@ -54,8 +54,8 @@ NOISE = [
 ]
 # "TOKEN: host not found" is DNS noise for anything that could be a host name. A token with
 # brackets or a slash can never resolve: then tcpdchk is telling us it did not parse the token
-# as an address pattern, which is a finding. (A token with a CR is a CRLF artefact of tcpdchk's
-# own tokenizer; the run time treats CR as a separator, so that one stays noise.)
+# as an address pattern, which is a finding. A token ending in CR (CRLF file) is tcpdchk's own
+# artefact, as the run time treats CR as a separator: `cr_retry` decides those.
 HOST_NOT_FOUND_RE = re.compile(r"^warning: hosts\.(?:allow|deny), line \d+: (.*): host not found$", re.S)
 
 
@@ -67,9 +67,39 @@ def noise(text):
     m = HOST_NOT_FOUND_RE.match(text)
     if m:
         token = m.group(1)
-        if "\r" in token or not re.search(r"[\[\]/]", token):
+        if "\r" in token:
+            return "crlf"
+        if not re.search(r"[\[\]/]", token):
             return "dns"
     return None
+
+
+def strip_cr(data):
+    """CR before LF removed, except after a backslash (that would make a continuation): same
+    lines, same numbers, only tcpdchk's CRLF artefacts gone."""
+    return re.sub(rb"(?<!\\)\r\n", b"\n", data)
+
+
+def cr_retry(listener, case_dir, msgs):
+    """For "TOKEN<CR>: host not found": run tcpdchk again on CR-stripped copies; the message is
+    a finding when tcpdchk still finds TOKEN wrong without its CR."""
+    crlf = [m for m in msgs if m["noise"] == "crlf"]
+    if not crlf:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        for name in ("hosts.allow", "hosts.deny"):
+            src = os.path.join(case_dir, name)
+            if os.path.exists(src):
+                with open(src, "rb") as f, open(os.path.join(d, name), "wb") as g:
+                    g.write(strip_cr(f.read()))
+        _, again = run(listener, ["tcpdchk", "-d"], d)
+    still = {(m["file"], m["line"], m["text"]) for m in again if not m["ignorable"]}
+    for m in crlf:
+        bare = m["text"].replace("\r:", ":", 1)
+        if (m["file"], m["line"], bare) in still:
+            m.update(noise=None, ignorable=False)
+        else:
+            m["noise"] = "dns"
 
 
 MARK = b"<15>knockwrap-oracle-mark "
@@ -291,6 +321,7 @@ def one_case(listener, version, name):
     files = [f for f in ("hosts.allow", "hosts.deny") if os.path.exists(os.path.join(case_dir, f))]
     chunks = file_chunks(case_dir)
     proc, msgs = run(listener, ["tcpdchk", "-d"], case_dir)
+    cr_retry(listener, case_dir, msgs)
     flagged = {}
     for m in msgs:
         if m["file"] and not m["ignorable"]:
