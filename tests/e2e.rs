@@ -667,3 +667,91 @@ fn spoofed_first_step_flood_keeps_memory_at_the_table_cap() {
     rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
     rig.expect_line(&format!("SSHD: {}", rig.client()));
 }
+
+#[test]
+fn sigterm_stops_cleanly_with_stopping_notice() {
+    if !require_root_or_skip("sigterm_stops_cleanly_with_stopping_notice") {
+        return;
+    }
+    let _serial = serial();
+    let mut rig = Rig::start(
+        "sigterm",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
+    let started = Instant::now();
+    let (status, on_its_own) = rig.daemon.stop(Duration::from_secs(5));
+    assert!(
+        on_its_own,
+        "daemon ignored SIGTERM for 5 s\n{}",
+        rig.daemon.log()
+    );
+    assert!(
+        status.success(),
+        "exit status {status} after SIGTERM\n{}",
+        rig.daemon.log()
+    );
+    if let Err(why) = rig
+        .daemon
+        .wait_notice("STOPPING=1", Duration::from_millis(100))
+    {
+        panic!("no STOPPING=1 sd_notify: {why}");
+    }
+    eprintln!("SIGTERM to exit: {:?}", started.elapsed());
+}
+
+/// A valid SIGHUP installs the new config (a new door opens) and keeps the progress of a
+/// source half-way through an unchanged door.
+#[test]
+#[ignore = "fails: progress on unchanged doors is dropped by a reload (src/daemon FIXME)"]
+fn valid_reload_applies_and_keeps_progress_on_unchanged_doors() {
+    if !require_root_or_skip("valid_reload_applies_and_keeps_progress_on_unchanged_doors") {
+        return;
+    }
+    let _serial = serial();
+    let door = Door::allow("openSSH", &OPEN).seq_timeout("20s");
+    let rig = Rig::start("reloadok", vec![door.clone()], "", "", false);
+    let server = rig.net.server_v4();
+    let raw = rig.net.in_client(RawV4::new);
+    let halfway = rig.net.client_subnet_v4(70);
+    raw_knock(&raw, halfway, server, 48_000, &[7000, 8000]);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut new_door = Door::allow("newDoor", &["7400", "8400", "9400"]);
+    new_door.service = "in.newd".to_owned();
+    let mut config = DaemonConfig::new(&rig.root, vec![door, new_door]);
+    config.state_dir = rig.root.dir().join("state");
+    std::fs::write(&rig.daemon.config, config.render()).expect("writing new config");
+    rig.daemon.sighup();
+
+    // The new door works once the reload is in; retry until then.
+    let newcomer = rig.net.client_subnet_v4(71);
+    let new_line = format!("in.newd: {newcomer}");
+    let mut opened = false;
+    for attempt in 0..10u16 {
+        raw_knock(
+            &raw,
+            newcomer,
+            server,
+            48_100 + attempt,
+            &[7400, 8400, 9400],
+        );
+        if rig
+            .wait_line(&new_line, Duration::from_millis(500))
+            .is_some()
+        {
+            opened = true;
+            break;
+        }
+    }
+    assert!(
+        opened,
+        "the reloaded door never opened\n{}",
+        rig.daemon.log()
+    );
+
+    raw_knock(&raw, halfway, server, 48_000, &[9000]);
+    rig.expect_line(&format!("SSHD: {halfway}"));
+}

@@ -175,18 +175,16 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 4096];
         loop {
-            if let Some(status) = self.proc.exited() {
-                return Err(format!("daemon exited ({status}) before sending {want}"));
-            }
+            // Queued datagrams first: a daemon that has exited may have said it on the way.
+            let exited = self.proc.exited();
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "no {want} within {timeout:?} (notices so far: {:?})",
-                    self.notices
-                ));
-            }
+            let wait = if exited.is_some() {
+                Duration::from_millis(1)
+            } else {
+                left.clamp(Duration::from_millis(1), Duration::from_millis(50))
+            };
             self.notify
-                .set_read_timeout(Some(left.min(Duration::from_millis(50))))
+                .set_read_timeout(Some(wait))
                 .expect("set_read_timeout");
             if let Ok(n) = self.notify.recv(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -195,6 +193,19 @@ impl Daemon {
                 if hit {
                     return Ok(Instant::now());
                 }
+                continue;
+            }
+            if let Some(status) = exited {
+                return Err(format!(
+                    "daemon exited ({status}) without sending {want} (notices: {:?})",
+                    self.notices
+                ));
+            }
+            if left.is_zero() {
+                return Err(format!(
+                    "no {want} within {timeout:?} (notices so far: {:?})",
+                    self.notices
+                ));
             }
         }
     }
