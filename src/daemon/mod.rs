@@ -6,6 +6,7 @@ mod grants;
 pub mod notify;
 
 use std::io::Read;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +27,8 @@ use grants::{Applied, Grants};
 
 /// Longest the loop sleeps without looking at signals.
 const POLL: Duration = Duration::from_millis(200);
-/// Queue between capture threads and the loop; a full queue drops packets (counted by the
-/// capture thread), never blocks the capture.
+/// Queue between capture threads and the loop. When it is full a capture thread waits, so
+/// overload shows up as the kernel's drop counter (logged by the capture thread).
 const QUEUE: usize = 16_384;
 /// How long start-up waits for each interface's capture to open before reporting ready.
 const OPEN_WAIT: Duration = Duration::from_secs(3);
@@ -265,6 +266,10 @@ impl Daemon {
     }
 
     fn apply(&mut self, d: Decision) {
+        if !is_grantable(d.addr) {
+            warn!(door = %d.door_name, addr = %d.addr, "refused: not a unicast source address");
+            return;
+        }
         if let Some(consume) = d.consume {
             // Durable before acting: a used sequence must never work twice, even after a crash.
             let recorded = match self.matcher.doors().nth(d.door) {
@@ -384,6 +389,17 @@ impl Daemon {
     }
 }
 
+/// A knock from an address no host can have (spoofed or broken) never becomes a line.
+fn is_grantable(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => is_grantable(IpAddr::V4(v4)),
+            None => !(a.is_unspecified() || a.is_multicast()),
+        },
+    }
+}
+
 fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, String> {
     let mut doors = config.doors();
     let errors = progress.apply(&mut doors);
@@ -402,4 +418,37 @@ fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, S
 fn filter_spec(config: &Config) -> FilterSpec {
     let doors = config.doors();
     FilterSpec::from_doors(doors.iter(), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unicast_sources_are_grantable() {
+        for ok in [
+            "198.18.0.2",
+            "127.0.0.1",
+            "fd00:4b57::2",
+            "::ffff:198.18.0.2",
+        ] {
+            assert!(is_grantable(ok.parse().unwrap()), "{ok}");
+        }
+        for bad in [
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "ff02::1",
+            "::ffff:0.0.0.0",
+        ] {
+            assert!(!is_grantable(bad.parse().unwrap()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn leases_round_up_to_whole_seconds() {
+        assert_eq!(lease_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(lease_secs(Duration::from_secs(300)), 300);
+    }
 }
