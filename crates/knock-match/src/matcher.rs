@@ -394,8 +394,11 @@ impl Matcher {
                             s
                         }
                         None => {
-                            let (s, evicted) =
-                                self.table.insert(ev.src, ds.class, t + ds.timeout_ms);
+                            let (s, evicted) = self.table.insert(
+                                ev.src,
+                                ds.class,
+                                t.saturating_add(ds.timeout_ms),
+                            );
                             if evicted.is_some() {
                                 self.counters.evictions += 1;
                             }
@@ -410,7 +413,8 @@ impl Matcher {
                         start_ms: t,
                         last_ms: t,
                     });
-                    self.table.extend_deadline(s, ds.class, t + ds.timeout_ms);
+                    self.table
+                        .extend_deadline(s, ds.class, t.saturating_add(ds.timeout_ms));
                 }
             }
         }
