@@ -270,3 +270,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Text from files never panics the parsers, and what parses round-trips.
+    #[test]
+    fn file_parsers_are_total(text in "\\PC{0,120}", lines in prop::collection::vec("[0-9a-zA-Z:, #\t]{0,20}", 0..6)) {
+        let _ = knock_match::decode_base32(&text);
+        let _ = text.parse::<Step>();
+        let joined = lines.join("\n");
+        for input in [text.as_str(), joined.as_str()] {
+            if let Ok(seqs) = knock_match::parse_one_time(input) {
+                let rendered: Vec<String> = seqs
+                    .iter()
+                    .map(|s| s.iter().map(Step::to_string).collect::<Vec<_>>().join(","))
+                    .collect();
+                prop_assert_eq!(knock_match::parse_one_time(&rendered.join("\n")).unwrap(), seqs);
+            }
+        }
+    }
+}
