@@ -755,3 +755,46 @@ fn valid_reload_applies_and_keeps_progress_on_unchanged_doors() {
     raw_knock(&raw, halfway, server, 48_000, &[9000]);
     rig.expect_line(&format!("SSHD: {halfway}"));
 }
+
+/// The capture interface vanishes and comes back (a new veth pair with the same names): the
+/// daemon reopens it by itself and opens doors again.
+#[test]
+fn vanished_interface_is_reopened() {
+    if !require_root_or_skip("vanished_interface_is_reopened") {
+        return;
+    }
+    let _serial = serial();
+    let rig = Rig::start("vanish", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let server = rig.net.server_v4();
+    rig.net.delete_link();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let log = rig.daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("kws") && (l.contains("WARN") || l.contains("ERROR"))),
+        "no warning naming the vanished interface:\n{log}"
+    );
+    rig.net.create_link();
+    rig.net.warm_neighbours();
+    let raw = rig.net.in_client(RawV4::new);
+    let src = rig.net.client_subnet_v4(80);
+    let line = format!("SSHD: {src}");
+    let started = Instant::now();
+    let mut opened = false;
+    for attempt in 0..30u16 {
+        raw_knock(&raw, src, server, 49_000 + attempt, &OPEN_PORTS);
+        if rig.wait_line(&line, Duration::from_millis(500)).is_some() {
+            opened = true;
+            break;
+        }
+    }
+    assert!(
+        opened,
+        "no door opened within 15 s of the interface coming back\n{}",
+        rig.daemon.log()
+    );
+    eprintln!(
+        "REOPEN interface back → door opened after {:?}",
+        started.elapsed()
+    );
+}

@@ -46,6 +46,17 @@ impl NetPair {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
             ip(&["netns", "add", ns]);
         }
+        self.create_link();
+    }
+
+    /// Deletes the veth pair (both ends vanish, as an unplugged or renamed NIC would).
+    pub fn delete_link(&self) {
+        ip(&["-n", &self.server_ns, "link", "del", SERVER_IF]);
+    }
+
+    /// Creates the veth pair with its addresses and brings it up.
+    pub fn create_link(&self) {
+        let (s, c) = (self.server_ns.as_str(), self.client_ns.as_str());
         ip(&[
             "link", "add", SERVER_IF, "netns", s, "type", "veth", "peer", "name", CLIENT_IF,
             "netns", c,
