@@ -798,3 +798,29 @@ fn vanished_interface_is_reopened() {
         started.elapsed()
     );
 }
+
+/// IPv6 knocks whose TCP header sits behind extension headers (destination options; hop-by-hop
+/// then destination options) open like plain ones: the decoder walks the chain.
+#[test]
+fn ipv6_knock_behind_extension_headers_opens() {
+    if !require_root_or_skip("ipv6_knock_behind_extension_headers_opens") {
+        return;
+    }
+    use support::packets::{tcp_syn_v6, RawV6, DEST_OPTIONS, HOP_BY_HOP};
+    let _serial = serial();
+    let rig = Rig::start("v6ext", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let raw = rig.net.in_client(RawV6::new);
+    let server = rig.net.server_v6();
+    let chains: [(&str, &[u8]); 2] = [
+        ("fd00:4b57::2", &[DEST_OPTIONS]),
+        ("fd00:4b57::3", &[HOP_BY_HOP, DEST_OPTIONS]),
+    ];
+    for (src, chain) in chains {
+        let src: std::net::Ipv6Addr = src.parse().expect("literal");
+        for port in OPEN_PORTS {
+            raw.send(&tcp_syn_v6(src, server, 45_500, port, 9, chain))
+                .expect("sending IPv6 SYN");
+        }
+        rig.expect_line(&format!("SSHD: [{src}]"));
+    }
+}

@@ -86,6 +86,101 @@ impl Default for RawV4 {
     }
 }
 
+/// Crafted IPv6 packets through a raw socket (IPPROTO_RAW implies IPV6_HDRINCL): lets tests
+/// put extension headers between the IPv6 header and TCP. Create it in the client namespace.
+pub struct RawV6 {
+    fd: OwnedFd,
+}
+
+impl RawV6 {
+    pub fn new() -> RawV6 {
+        // SAFETY: socket(2) with constant arguments; the result is checked before use.
+        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw IPv6 socket: {}", io::Error::last_os_error());
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        RawV6 {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        }
+    }
+
+    /// Sends one complete IPv6 packet (header included) to its destination address.
+    pub fn send(&self, packet: &[u8]) -> io::Result<()> {
+        // SAFETY: sockaddr_in6 is plain data; all-zero is a valid starting value.
+        let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        addr.sin6_addr.s6_addr.copy_from_slice(&packet[24..40]);
+        // SAFETY: buffer and address are valid for the lengths given.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&addr as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Default for RawV6 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// IPv6 extension header types usable in [`tcp_syn_v6`].
+pub const HOP_BY_HOP: u8 = 0;
+pub const DEST_OPTIONS: u8 = 60;
+
+/// An IPv6 TCP SYN with the given chain of 8-byte extension headers (each holding one PadN
+/// option) between the IPv6 header and TCP, with a correct TCP checksum.
+pub fn tcp_syn_v6(
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ext: &[u8],
+) -> Vec<u8> {
+    let tcp_len = 20usize;
+    let payload_len = ext.len() * 8 + tcp_len;
+    let mut p = vec![0u8; 40 + payload_len];
+    p[0] = 0x60; // version 6
+    p[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
+    p[6] = *ext.first().unwrap_or(&(libc::IPPROTO_TCP as u8));
+    p[7] = 64; // hop limit
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    let mut at = 40;
+    for (i, _) in ext.iter().enumerate() {
+        p[at] = *ext.get(i + 1).unwrap_or(&(libc::IPPROTO_TCP as u8)); // next header
+        p[at + 1] = 0; // length: 8 bytes
+        p[at + 2] = 1; // PadN
+        p[at + 3] = 4; // four bytes of padding
+        at += 8;
+    }
+    let t = at;
+    p[t..t + 2].copy_from_slice(&sport.to_be_bytes());
+    p[t + 2..t + 4].copy_from_slice(&dport.to_be_bytes());
+    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+    p[t + 12] = 5 << 4;
+    p[t + 13] = 0x02; // SYN
+    p[t + 14..t + 16].copy_from_slice(&64240u16.to_be_bytes());
+    let mut pseudo = [0u8; 40];
+    pseudo[..16].copy_from_slice(&src.octets());
+    pseudo[16..32].copy_from_slice(&dst.octets());
+    pseudo[32..36].copy_from_slice(&(tcp_len as u32).to_be_bytes());
+    pseudo[39] = libc::IPPROTO_TCP as u8;
+    let sum = checksum(&[&pseudo, &p[t..]]);
+    p[t + 16..t + 18].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
 /// A deterministic initial sequence number, so that sending the "same SYN" twice really
 /// produces two identical packets, as a TCP retransmission does.
 pub fn seq_for(src: Ipv4Addr, sport: u16, dport: u16) -> u32 {
@@ -165,6 +260,30 @@ mod tests {
         pseudo[9] = 6;
         pseudo[11] = 20;
         assert_eq!(checksum(&[&pseudo, &p[20..]]), 0);
+    }
+
+    #[test]
+    fn v6_syn_chain_and_checksum_verify() {
+        let src: std::net::Ipv6Addr = "fd00:4b57::2".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "fd00:4b57::1".parse().unwrap();
+        let p = tcp_syn_v6(src, dst, 40000, 7000, 1, &[HOP_BY_HOP, DEST_OPTIONS]);
+        assert_eq!(p.len(), 40 + 16 + 20);
+        assert_eq!(u16::from_be_bytes([p[4], p[5]]), 36, "payload length");
+        assert_eq!(
+            (p[6], p[40], p[48]),
+            (HOP_BY_HOP, DEST_OPTIONS, 6),
+            "header chain"
+        );
+        assert_eq!(
+            u16::from_be_bytes([p[58], p[59]]),
+            7000,
+            "TCP after the chain"
+        );
+        let mut pseudo = [0u8; 40];
+        pseudo[..32].copy_from_slice(&p[8..40]);
+        pseudo[35] = 20;
+        pseudo[39] = 6;
+        assert_eq!(checksum(&[&pseudo, &p[56..]]), 0);
     }
 
     #[test]
