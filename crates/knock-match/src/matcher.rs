@@ -1,5 +1,5 @@
 //! The sequence state machine: events in, decisions out, per-source progress held in the
-//! bounded [`Table`](crate::table).
+//! bounded table of sources in progress (`table` module).
 
 use std::net::IpAddr;
 use std::time::Duration;
