@@ -20,7 +20,9 @@ import shutil
 import sys
 
 DAEMONS = ["sshd", "SSHD", "ALL", "vsftpd", "ss*", "sshd@192.0.2.10", "ALL@198.51.100.10",
-           "in.telnetd", "sshd?", "Sshd", "@sshd", "sshd@", "sshd@[2001:db8::10]"]
+           "in.telnetd", "sshd?", "Sshd", "@sshd", "sshd@", "sshd@[2001:db8::10]",
+           "sshd@192.0.2.0/24", "sshd@192.0.2.", "sshd@[2001:db8::]/64", "sshd@ALL", "sshd@KNOWN",
+           "sshd@UNKNOWN", "ALL EXCEPT vsftpd", "sshd@192.0.2.1?", "sshd@LOCAL"]
 HOSTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.", "192.0.2.0/24", "192.0.2.0/255.255.255.0",
          "192.0.2.1/24", "192.0.2.0/25", "192.0.2.128/25", "192.0.2.*", "192.0.2.?", "198.51.100.",
          "198.51.100.0/255.255.255.128", "10.", "10.0.0.0/8", "0.0.0.0/0", "0.0.0.0/0.0.0.0",
@@ -28,17 +30,23 @@ HOSTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.", "192.0.2.0/24", "192
          "[::]/0", "[2001:db8::]/", "[::ffff:192.0.2.1]", "ALL", "KNOWN", "UNKNOWN", "LOCAL",
          "PARANOID", "all", "*", ".example.com", "localhost", "@group", "/nonexistent/x",
          "192.0.2.1.", "192.0.2.1;", "[192.0.2.1]", "010.0.0.0/8", "192.0.2.0/33", "192.0.2.0/0",
-         "192.0.2.255/255.255.255.255", "192.0.2.0/255.0.255.0", "::ffff:192.0.2.1"]
+         "192.0.2.255/255.255.255.255", "192.0.2.0/255.0.255.0", "::ffff:192.0.2.1",
+         "[2001:DB8::1]", "[2001:db8:0:0::1]", "[2001:db8::]/48", "[::ffff:192.0.2.0]/120",
+         "[::ffff:192.0.2.1]/128", "[2001:db8::]/64abc", "192.0.2.0/0255.255.255.0", "0x0a.0.0.0/8",
+         "KNOWN@ALL", "UNKNOWN@UNKNOWN", "192.0.2.1 EXCEPT 192.0.2.1"]
 USERS = ["root@", "KNOWN@", "UNKNOWN@", "r*@", "ALL@"]
-OPTIONS = [": allow", ": deny", ": ALLOW", ": twist /bin/echo no", ": spawn /bin/true : allow",
+OPTIONS = [": allow", ": deny", ": twist /bin/echo x\\: y", ": severity local0.notice : allow",
+           ": rfc931", ": rfc931 5 : deny", ": nice 5", ": setenv A b\\:c : allow", ": Allow", ": DENY", ": ALLOW", ": twist /bin/echo no", ": spawn /bin/true : allow",
            ": severity auth.info", ": severity bogus", ": bogus", ": allow : deny", ":: allow",
            ": spawn /bin/echo a\\:b", ": keepalive", ": linger 5 : deny", ": twist x : allow",
            ": setenv A b", ": umask 077", ": allow yes", ": spawn"]
 SEPS = [", ", " ", ",", "\t", " , ", ",,"]
-QUERY_DAEMONS = ["sshd", "vsftpd", "sshd@192.0.2.10", "in.telnetd", "SSHD"]
+QUERY_DAEMONS = ["sshd", "vsftpd", "sshd@192.0.2.10", "in.telnetd", "SSHD", "sshd@2001:db8::10",
+                 "sshd@198.51.100.10"]
 QUERY_CLIENTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.200", "198.51.100.7",
                  "198.51.100.200", "10.1.2.3", "2001:db8::1", "2001:db8::2", "2001:db9::1",
-                 "::ffff:192.0.2.1", "root@192.0.2.1", "alice@192.0.2.2", "203.0.113.9"]
+                 "::ffff:192.0.2.1", "root@192.0.2.1", "alice@192.0.2.2", "203.0.113.9",
+                 "2001:DB8::1", "::ffff:192.0.2.200", "root@2001:db8::1", "10.0.0.1"]
 
 
 def pattern_list(rng, items, except_rate=0.15):
