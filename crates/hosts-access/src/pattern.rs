@@ -105,9 +105,33 @@ fn c_number(p: &[u8]) -> Option<u32> {
     Some(v)
 }
 
-/// Plain dotted-decimal IPv4 (no octal, hex or leading zeros): what an operator means.
+/// Plain dotted-decimal IPv4 (four parts 0-255, no leading zeros, no octal or hex): what an
+/// operator means, and the form libwrap's string comparison needs.
 pub(crate) fn plain_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    std::str::from_utf8(s).ok()?.parse().ok()
+    let mut out = [0u8; 4];
+    let mut part = 0;
+    let mut i = 0;
+    loop {
+        let start = i;
+        let mut v: u32 = 0;
+        while i < s.len() && s[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u32::from(s[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || v > 255 || (len > 1 && s[start] == b'0') {
+            return None;
+        }
+        out[part] = v as u8;
+        part += 1;
+        if part == 4 {
+            return (i == s.len()).then(|| Ipv4Addr::from(out));
+        }
+        if s.get(i) != Some(&b'.') {
+            return None;
+        }
+        i += 1;
+    }
 }
 
 /// `atoi`: optional blanks, optional sign, leading digits; 0 when there are none.
@@ -431,6 +455,27 @@ mod tests {
         assert!(glob(b"??", b"ab"));
         assert!(!glob(b"?", b""));
         assert!(!glob(b"A*", b"abc"));
+    }
+
+    #[test]
+    fn plain_ipv4_is_strict() {
+        assert_eq!(plain_ipv4(b"10.0.0.1"), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(plain_ipv4(b"255.255.255.255"), Some(Ipv4Addr::BROADCAST));
+        assert_eq!(plain_ipv4(b"0.0.0.0"), Some(Ipv4Addr::UNSPECIFIED));
+        for bad in [
+            &b"010.0.0.1"[..],
+            b"10.0.0",
+            b"10.0.0.1.",
+            b"10.0.0.256",
+            b"10.0.0.1000",
+            b"1..2.3",
+            b"a.b.c.d",
+            b"10.0.0.1;",
+            b"",
+            b"+1.2.3.4",
+        ] {
+            assert_eq!(plain_ipv4(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv6Addr;
 use std::ops::Range;
 
@@ -24,7 +25,7 @@ pub fn validate(bytes: &[u8]) -> Vec<Diagnostic> {
         src: bytes,
         out: Vec::new(),
         counter: LineCounter::default(),
-        seen: HashMap::new(),
+        seen: HashMap::default(),
         cover: Cover::default(),
     };
     v.run();
@@ -46,8 +47,9 @@ struct Validator<'s> {
     src: &'s [u8],
     out: Vec<Diagnostic>,
     counter: LineCounter,
-    /// Rule text (trailing blanks removed) → line where it first appeared.
-    seen: HashMap<Cow<'s, [u8]>, usize>,
+    /// Hash of a rule's text (trailing blanks removed) → that text and the line where it first
+    /// appeared. Keyed by a precomputed hash so a lookup touches only the table, not the text.
+    seen: HashMap<u64, (Cow<'s, [u8]>, usize), BuildHasherDefault<IdHasher>>,
     cover: Cover,
 }
 
@@ -368,7 +370,7 @@ impl Validator<'_> {
         if tok.is_empty() || tok.iter().any(|&b| b < 0x20 || b == 0x7f) {
             return;
         }
-        let shown = String::from_utf8_lossy(tok);
+        let shown = Shown(tok);
         let (sev, code, msg) = match host_pattern(tok) {
             HostPattern::Known | HostPattern::Local | HostPattern::File => return,
             HostPattern::NetMask6 { len, .. } => {
@@ -575,83 +577,136 @@ impl Validator<'_> {
         while end > 0 && matches!(text[end - 1], b' ' | b'\t' | b'\r' | b'\n') {
             end -= 1;
         }
-        let key: Cow<'_, [u8]> = match raw.segs.as_slice() {
-            [one] => Cow::Borrowed(&self.src[one.start..one.start + end]),
-            _ => Cow::Owned(text[..end].to_vec()),
-        };
-        if let Some(&first) = self.seen.get(&key) {
-            self.push(
-                raw,
-                0,
-                Severity::Warning,
-                "duplicate-rule",
-                format!("duplicate of the rule on line {first}"),
-            );
-            return;
-        }
-        self.seen.insert(key, line);
-
-        // Shadowing: every daemon of this rule is already answered for all clients.
-        let plain = |t: &[u8]| !is_except(t) && !t[1..].contains(&b'@');
-        let mut shadow: Option<usize> = None;
-        let mut all_plain = true;
-        let mut any = false;
-        for t in tokens(text, daemons.clone()) {
-            let tok = &text[t];
-            any = true;
-            if !plain(tok) || tok.iter().any(|&b| b == b'*' || b == b'?') {
-                all_plain = false;
-                break;
+        let h = hash_bytes(&text[..end]);
+        match self.seen.get(&h) {
+            Some((earlier, first)) if **earlier == text[..end] => {
+                let first = *first;
+                self.push(
+                    raw,
+                    0,
+                    Severity::Warning,
+                    "duplicate-rule",
+                    format!("duplicate of the rule on line {first}"),
+                );
+                return;
             }
-            let by = self
-                .cover
-                .all
-                .or_else(|| self.cover.names.get(&tok.to_ascii_lowercase()).copied());
-            match by {
-                Some(l) => shadow = Some(shadow.map_or(l, |s: usize| s.max(l))),
-                None => {
-                    all_plain = false;
-                    break;
-                }
+            // A 64-bit collision between different rules: keep the first, report nothing.
+            Some(_) => {}
+            None => {
+                let key: Cow<'_, [u8]> = match raw.segs.as_slice() {
+                    [one] => Cow::Borrowed(&self.src[one.start..one.start + end]),
+                    _ => Cow::Owned(text[..end].to_vec()),
+                };
+                self.seen.insert(h, (key, line));
             }
         }
-        if any && all_plain {
-            if let Some(l) = shadow {
+        if !self.cover.is_empty() {
+            if let Some(by) = self.cover.shadowing(text, daemons.clone()) {
                 self.push(
                     raw,
                     0,
                     Severity::Warning,
                     "shadowed-rule",
                     format!(
-                        "never reached: the `ALL` client rule on line {l} already decides every \
+                        "never reached: the `ALL` client rule on line {by} already decides every \
                          request for these daemons"
                     ),
                 );
             }
         }
-        // Does this rule answer its daemons for every client?
+        // Does this rule answer its daemons for every client (`ALL`, no EXCEPT)?
         let mut ctoks = tokens(text, clients);
         let first_all = ctoks
             .next()
             .is_some_and(|t| text[t].eq_ignore_ascii_case(b"ALL"));
-        let all_clients = first_all && !ctoks.any(|t| is_except(&text[t]));
-        if !all_clients {
+        if first_all && !ctoks.any(|t| is_except(&text[t])) {
+            self.cover.add(text, daemons, line);
+        }
+    }
+}
+
+impl Cover {
+    fn is_empty(&self) -> bool {
+        self.all.is_none() && self.names.is_empty()
+    }
+
+    /// A plain daemon name (no EXCEPT, no `@host`, no glob), lower-cased.
+    fn plain(tok: &[u8]) -> Option<Vec<u8>> {
+        let ok = !is_except(tok)
+            && !tok[1..].contains(&b'@')
+            && !tok.iter().any(|&b| b == b'*' || b == b'?');
+        ok.then(|| tok.to_ascii_lowercase())
+    }
+
+    /// The line of the latest earlier rule needed to cover every daemon of this list, if
+    /// all of them are covered.
+    fn shadowing(&self, text: &[u8], daemons: Range<usize>) -> Option<usize> {
+        let mut by: Option<usize> = None;
+        for t in tokens(text, daemons) {
+            let name = Self::plain(&text[t])?;
+            let l = self.all.or_else(|| self.names.get(&name).copied())?;
+            by = Some(by.map_or(l, |b| b.max(l)));
+        }
+        by
+    }
+
+    fn add(&mut self, text: &[u8], daemons: Range<usize>, line: usize) {
+        if tokens(text, daemons.clone()).any(|t| is_except(&text[t])) {
             return;
         }
-        let dtoks: Vec<_> = tokens(text, daemons).map(|t| &text[t]).collect();
-        if dtoks.is_empty() || dtoks.iter().any(|t| is_except(t)) {
-            return;
-        }
-        for t in dtoks {
-            if t.eq_ignore_ascii_case(b"ALL") {
-                self.cover.all.get_or_insert(line);
-            } else if plain(t) && !t.iter().any(|&b| b == b'*' || b == b'?') {
-                self.cover
-                    .names
-                    .entry(t.to_ascii_lowercase())
-                    .or_insert(line);
+        for t in tokens(text, daemons) {
+            let tok = &text[t];
+            if tok.eq_ignore_ascii_case(b"ALL") {
+                self.all.get_or_insert(line);
+            } else if let Some(name) = Self::plain(tok) {
+                self.names.entry(name).or_insert(line);
             }
         }
+    }
+}
+
+/// Shows a token in a message, decoding it only when a message is actually written.
+struct Shown<'a>(&'a [u8]);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
+    }
+}
+
+/// FxHash-style word hash with a final mix: fast, and good enough to key the duplicate table
+/// (equal hashes are confirmed by comparing the bytes).
+fn hash_bytes(b: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = b.len() as u64;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^ (h >> 32)
+}
+
+/// Hasher for keys that already are hashes.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
