@@ -75,14 +75,16 @@ def noise(text):
 
 
 def strip_cr(data):
-    """CR before LF removed, except after a backslash (that would make a continuation): same
-    lines, same numbers, only tcpdchk's CRLF artefacts gone."""
-    return re.sub(rb"(?<!\\)\r\n", b"\n", data)
+    """Every CR made a blank: what the run time's tokenizer does with it (CR is one of its
+    separators). Line structure is unchanged: backslash-CR-LF becomes backslash-blank-LF, which
+    is no continuation either."""
+    return data.replace(b"\r", b" ")
 
 
 def cr_retry(listener, case_dir, msgs):
-    """For "TOKEN<CR>: host not found": run tcpdchk again on CR-stripped copies; the message is
-    a finding when tcpdchk still finds TOKEN wrong without its CR."""
+    """For "TOKEN-with-CR: host not found": run tcpdchk again with every CR made a blank; the
+    message is a finding when tcpdchk still finds a bracketed or slashed token on that line
+    wrong (a CR inside `[2001:db8::1]` breaks it at run time, a trailing one does not)."""
     crlf = [m for m in msgs if m["noise"] == "crlf"]
     if not crlf:
         return
@@ -93,10 +95,13 @@ def cr_retry(listener, case_dir, msgs):
                 with open(src, "rb") as f, open(os.path.join(d, name), "wb") as g:
                     g.write(strip_cr(f.read()))
         _, again = run(listener, ["tcpdchk", "-d"], d)
-    still = {(m["file"], m["line"], m["text"]) for m in again if not m["ignorable"]}
+    still = {
+        (m["file"], m["line"])
+        for m in again
+        if m["noise"] is None and HOST_NOT_FOUND_RE.match(m["text"])
+    }
     for m in crlf:
-        bare = m["text"].replace("\r:", ":", 1)
-        if (m["file"], m["line"], bare) in still:
+        if (m["file"], m["line"]) in still:
             m.update(noise=None, ignorable=False)
         else:
             m["noise"] = "dns"
