@@ -402,7 +402,6 @@ fn sshd_banner_only_while_the_lease_lasts() {
 /// grant: three knocks 350 ms apart, each line must stay at least 2 s (minus 100 ms of
 /// measurement slack: the clock starts when the line is seen, after the grant).
 #[test]
-#[ignore = "fails: the daemon truncates the grant time to whole seconds, so a lease ends up to 1 s early (reported to the lead)"]
 fn lease_is_never_shorter_than_configured() {
     if !require_root_or_skip("lease_is_never_shorter_than_configured") {
         return;
@@ -705,7 +704,6 @@ fn sigterm_stops_cleanly_with_stopping_notice() {
 /// A valid SIGHUP installs the new config (a new door opens) and keeps the progress of a
 /// source half-way through an unchanged door.
 #[test]
-#[ignore = "fails: progress on unchanged doors is dropped by a reload (src/daemon FIXME)"]
 fn valid_reload_applies_and_keeps_progress_on_unchanged_doors() {
     if !require_root_or_skip("valid_reload_applies_and_keeps_progress_on_unchanged_doors") {
         return;

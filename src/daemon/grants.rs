@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hosts_access::edit::{self, ManagedLine};
 use hosts_writer::{Journal, Lease, PolicyOptions};
@@ -33,6 +34,13 @@ pub struct Grants {
     next_expiry: Option<u64>,
     /// After a failed revoke, expiry is not retried before this (Unix seconds).
     retry_at: Option<u64>,
+}
+
+/// The Unix second at which a lease of `lease` granted at `now_ms` ends, rounded up so that a
+/// lease never ends early (expiry runs at whole seconds).
+pub fn expiry_secs(now_ms: u64, lease: Duration) -> u64 {
+    let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+    now_ms.saturating_add(lease_ms).div_ceil(1000)
 }
 
 /// One expired lease and what ending it did.
@@ -69,8 +77,8 @@ impl Grants {
         door: &str,
         service: &str,
         addr: IpAddr,
-        lease_secs: Option<u64>,
-        now: u64,
+        lease: Option<Duration>,
+        now_ms: u64,
     ) -> Result<Applied, String> {
         let line = ManagedLine::new(service, addr).map_err(|e| e.to_string())?;
         let existing = self.lease_of(addr, service)?;
@@ -83,7 +91,7 @@ impl Grants {
                 ip: addr,
                 service: service.to_string(),
                 door: door.to_string(),
-                expires_at: lease_secs.map(|s| now.saturating_add(s)),
+                expires_at: lease.map(|l| expiry_secs(now_ms, l)),
                 added_line,
             })
             .map_err(|e| e.to_string())?;

@@ -52,11 +52,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Lease length in whole seconds, rounded up so a lease never ends early.
-fn lease_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
 fn random_seed() -> [u64; 2] {
     let mut bytes = [0u8; 16];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
@@ -288,16 +283,15 @@ impl Daemon {
                 error!(door = %d.door_name, "one-time sequences exhausted: door disabled");
             }
         }
-        let lease = d.lease.map(lease_secs);
         match d.action {
             Action::Allow => {
                 match self
                     .grants
-                    .grant(&d.door_name, &d.service, d.addr, lease, d.time_ms / 1000)
+                    .grant(&d.door_name, &d.service, d.addr, d.lease, d.time_ms)
                 {
                     Ok(Applied::Granted { changed }) => info!(
                         door = %d.door_name, addr = %d.addr, service = %d.service,
-                        lease_s = lease, already_present = !changed, "grant"
+                        lease_s = d.lease.map(|l| l.as_secs()), already_present = !changed, "grant"
                     ),
                     Ok(Applied::NotEffective { decided_by }) => error!(
                         door = %d.door_name, addr = %d.addr, service = %d.service,
@@ -335,7 +329,11 @@ impl Daemon {
         let _ = notify::notify("RELOADING=1");
         info!(config = %self.config_path.display(), "reloading");
         match self.try_reload() {
-            Ok(()) => info!(doors = self.config.doors.len(), "reloaded"),
+            Ok(carried) => info!(
+                doors = self.config.doors.len(),
+                sequences_kept = carried,
+                "reloaded"
+            ),
             Err(message) => {
                 for line in message.lines() {
                     error!(error = %line, "reload refused; the previous configuration keeps serving");
@@ -345,7 +343,7 @@ impl Daemon {
         let _ = notify::notify("READY=1");
     }
 
-    fn try_reload(&mut self) -> Result<(), String> {
+    fn try_reload(&mut self) -> Result<usize, String> {
         let config = load(&self.config_path).map_err(|e| e.to_string())?;
         let interfaces = interfaces_of(&self.cli_interfaces, &config);
         if interfaces.is_empty() {
@@ -364,8 +362,8 @@ impl Daemon {
             None
         };
         let progress = ProgressStore::new(&config.state_dir);
-        let matcher = build_matcher(&config, &progress)?;
-        // FIXME(lead): carry sequences in progress on unchanged doors across the reload.
+        let mut matcher = build_matcher(&config, &progress)?;
+        let carried = matcher.adopt_progress(&self.matcher);
         // Everything is built: install it all at once.
         if let Some(g) = grants {
             self.grants = g;
@@ -385,7 +383,7 @@ impl Daemon {
                 Some(Captures::spawn(&interfaces, &self.filter, &self.tx).map_err(|e| e.message)?);
         }
         self.config = config;
-        Ok(())
+        Ok(carried)
     }
 }
 
@@ -447,8 +445,10 @@ mod tests {
     }
 
     #[test]
-    fn leases_round_up_to_whole_seconds() {
-        assert_eq!(lease_secs(Duration::from_millis(1500)), 2);
-        assert_eq!(lease_secs(Duration::from_secs(300)), 300);
+    fn leases_never_end_early() {
+        // Granted at 10.600 s for 2 s: the line must stay until at least 12.600 s.
+        assert_eq!(grants::expiry_secs(10_600, Duration::from_secs(2)), 13);
+        assert_eq!(grants::expiry_secs(10_000, Duration::from_secs(2)), 12);
+        assert_eq!(grants::expiry_secs(10_000, Duration::from_millis(1500)), 12);
     }
 }

@@ -164,6 +164,21 @@ pub struct Matcher {
     counters: Counters,
 }
 
+/// Two doors are the same door if they differ at most in progress (one-time `next`, TOTP
+/// `last_used`), which the progress store restores separately.
+fn same_definition(a: &Door, b: &Door) -> bool {
+    let strip = |d: &Door| {
+        let mut d = d.clone();
+        match &mut d.kind {
+            DoorKind::Static { .. } => {}
+            DoorKind::OneTime { next, .. } => *next = 0,
+            DoorKind::Totp(p) => p.last_used = None,
+        }
+        d
+    };
+    a.name == b.name && strip(a) == strip(b)
+}
+
 #[inline]
 fn bit_index(proto: Proto, port: u16) -> usize {
     (match proto {
@@ -220,6 +235,56 @@ impl Matcher {
     /// The doors with their current progress (one-time `next`, TOTP `last_used`).
     pub fn doors(&self) -> impl Iterator<Item = &Door> {
         self.doors.iter().map(|d| &d.door)
+    }
+
+    /// Takes over, from the matcher this one replaces (a configuration reload), the sequences
+    /// in progress on every door whose definition is unchanged (same name, kind, sequence,
+    /// timeout, flags, action, service, lease and target). Progress on changed or removed doors
+    /// is dropped. Returns how many tracks were carried over.
+    pub fn adopt_progress(&mut self, old: &Matcher) -> usize {
+        let map: Vec<Option<u32>> = old
+            .doors
+            .iter()
+            .map(|o| {
+                self.doors
+                    .iter()
+                    .position(|n| same_definition(&o.door, &n.door))
+                    .map(|i| i as u32)
+            })
+            .collect();
+        let now = self.advance(old.now);
+        self.counters = old.counters;
+        let mut carried = 0;
+        for entry in old.table.iter() {
+            for tr in &entry.tracks {
+                let Some(d) = map[tr.door as usize] else {
+                    continue;
+                };
+                let ds = &self.doors[d as usize];
+                let deadline = tr.start_ms.saturating_add(ds.timeout_ms);
+                if deadline <= now || ds.candidate(tr.variant).is_none() {
+                    continue;
+                }
+                let slot = match self.table.get(entry.key) {
+                    Some(s) => s,
+                    None => {
+                        let (s, evicted) = self.table.insert(entry.key, ds.class, deadline);
+                        if evicted.is_some() {
+                            self.counters.evictions += 1;
+                        }
+                        s
+                    }
+                };
+                let class = ds.class;
+                self.table
+                    .entry_mut(slot)
+                    .tracks
+                    .push(Track { door: d, ..*tr });
+                self.table.extend_deadline(slot, class, deadline);
+                carried += 1;
+            }
+        }
+        carried
     }
 
     /// Names of one-time doors with no unused sequence left (they never open).

@@ -149,6 +149,11 @@ impl Table {
         self.map.len()
     }
 
+    /// The live entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.live)
+    }
+
     pub fn capacity(&self) -> usize {
         self.cap
     }
