@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use knock_capture::{spawn_capture_thread, CaptureThread, FilterSpec, SharedFilter};
-use knock_match::{Action, Consume, Decision, KnockEvent, Matcher, MatcherOptions};
+use knock_match::{
+    Action, Consume, Decision, Door, DoorKind, KnockEvent, Matcher, MatcherOptions, Proto,
+};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::{Config, ConfigErrors};
 use tracing::{error, info, warn};
@@ -412,10 +414,26 @@ fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, S
     Matcher::new(doors, options).map_err(|e| e.to_string())
 }
 
-/// Door ports with their flag rules, plus pure SYNs anywhere (sweep detection).
+/// Door ports with their flag rules, plus what sweep detection needs: pure SYNs to any port,
+/// and, when some door has a UDP step, UDP to any port (otherwise a UDP sweep would only ever
+/// show the matcher the door's own ports, in order, and open it as it opens knockd).
 fn filter_spec(config: &Config) -> FilterSpec {
-    let doors = config.doors();
-    FilterSpec::from_doors(doors.iter(), true)
+    spec_for_doors(&config.doors())
+}
+
+fn spec_for_doors(doors: &[Door]) -> FilterSpec {
+    let mut spec = FilterSpec::from_doors(doors.iter(), true);
+    let uses_udp = |d: &Door| match &d.kind {
+        DoorKind::Static { steps } => steps.iter().any(|s| s.proto == Proto::Udp),
+        DoorKind::OneTime { sequences, .. } => {
+            sequences.iter().flatten().any(|s| s.proto == Proto::Udp)
+        }
+        DoorKind::Totp(_) => false,
+    };
+    if doors.iter().any(uses_udp) {
+        spec.udp(1..=u16::MAX);
+    }
+    spec
 }
 
 #[cfg(test)]
@@ -442,6 +460,32 @@ mod tests {
         ] {
             assert!(!is_grantable(bad.parse().unwrap()), "{bad}");
         }
+    }
+
+    fn door(sequence: Vec<knock_match::Step>) -> Door {
+        Door {
+            name: "d".into(),
+            kind: DoorKind::Static { steps: sequence },
+            seq_timeout: Duration::from_secs(10),
+            tcp_flags: knock_match::TcpFlagRules::parse_list(["syn"]).unwrap(),
+            action: Action::Allow,
+            service: "SSHD".into(),
+            lease: None,
+            target: None,
+        }
+    }
+
+    #[test]
+    fn udp_passes_everywhere_only_when_a_door_uses_udp() {
+        use knock_match::{Step, TcpFlags};
+        let none = TcpFlags(0);
+        let tcp_only = spec_for_doors(&[door(vec![Step::tcp(7000), Step::tcp(8000)])]);
+        assert!(!tcp_only.wants(Proto::Udp, 53, none));
+        assert!(tcp_only.wants(Proto::Tcp, 22, TcpFlags(TcpFlags::SYN)));
+        assert!(!tcp_only.wants(Proto::Tcp, 22, TcpFlags(TcpFlags::ACK)));
+        let mixed = spec_for_doors(&[door(vec![Step::tcp(7000), Step::udp(8000)])]);
+        assert!(mixed.wants(Proto::Udp, 8000, none));
+        assert!(mixed.wants(Proto::Udp, 53, none));
     }
 
     #[test]
