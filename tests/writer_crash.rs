@@ -85,7 +85,7 @@ fn sigkill_at_random_moments_never_leaves_a_partial_file() {
     warm.extend_from_slice(b"SSHD: 203.0.113.200\n");
     versions.insert(hash(&warm));
     let mut current = big;
-    let (mut old_kept, mut new_seen) = (0, 0);
+    let (mut old_kept, mut new_seen, mut mid_write) = (0, 0, 0);
     for i in 0..KILLS {
         // Toggle one of a few lines so that every run has a change to make.
         let ip = format!("203.0.113.{}", rng.below(4) + 1);
@@ -111,6 +111,15 @@ fn sigkill_at_random_moments_never_leaves_a_partial_file() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
 
+        // A temp file left behind means the kill landed between creating it and the rename.
+        if fs::read_dir(dir.path()).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("knockwrap.tmp.")
+        }) {
+            mid_write += 1;
+        }
         let now = fs::read(&file).unwrap();
         if now == current {
             old_kept += 1;
@@ -136,7 +145,8 @@ fn sigkill_at_random_moments_never_leaves_a_partial_file() {
     }
     eprintln!(
         "crash: {KILLS} kills on {} bytes within {window_us} µs (typical run {typical:?}): \
-         {old_kept} left the old content, {new_seen} the new",
+         {old_kept} left the old content, {new_seen} the new; {mid_write} killed mid-write \
+         (temp file present)",
         SIZE
     );
     // Both outcomes must have happened, or the timing never hit the interesting window.
