@@ -24,15 +24,21 @@ pub fn run(args: ListArgs) -> CliResult {
     });
     match args.format {
         SimpleFormat::Json => {
-            let items: Vec<serde_json::Value> = leases
+            // A struct keeps SPEC's key order (json! would sort the keys).
+            #[derive(serde::Serialize)]
+            struct Item<'a> {
+                ip: String,
+                service: &'a str,
+                door: &'a str,
+                expires_at: Option<String>,
+            }
+            let items: Vec<Item> = leases
                 .iter()
-                .map(|l| {
-                    serde_json::json!({
-                        "ip": l.ip.to_string(),
-                        "service": l.service,
-                        "door": l.door,
-                        "expires_at": l.expires_at.map(rfc3339_utc),
-                    })
+                .map(|l| Item {
+                    ip: l.ip.to_string(),
+                    service: &l.service,
+                    door: &l.door,
+                    expires_at: l.expires_at.map(rfc3339_utc),
                 })
                 .collect();
             println!(
