@@ -328,3 +328,46 @@ fn a_directory_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_symlink_loop_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    std::os::unix::fs::symlink("b", &a).unwrap();
+    std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+    let err = update(&a, &opts(), append(b"x\n")).unwrap_err();
+    assert!(err.to_string().contains("too many levels"), "{err}");
+}
+
+#[test]
+fn a_file_that_never_stops_changing_gives_up_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("hosts.allow");
+    fs::write(&p, b"a: b\n").unwrap();
+    let p2 = p.clone();
+    let o = Options {
+        max_attempts: 3,
+        ..opts()
+    };
+    let mut calls = 0;
+    let err = update(&p, &o, |b: &[u8]| {
+        calls += 1;
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(&p2).unwrap();
+        f.write_all(b"foreign\n").unwrap();
+        let mut v = b.to_vec();
+        v.extend_from_slice(b"ours\n");
+        Ok::<_, String>(Some(v))
+    })
+    .unwrap_err();
+    assert_eq!(calls, 3);
+    assert!(
+        matches!(
+            err,
+            UpdateError::Write(WriteError::Unstable { attempts: 3, .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(fs::read(&p).unwrap(), b"a: b\nforeign\nforeign\nforeign\n");
+    assert!(leftovers(dir.path()).is_empty());
+}
