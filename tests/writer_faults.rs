@@ -136,10 +136,14 @@ fn unwritable_directory_as_non_root_user_says_permission_denied() {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    // Run as nobody via setpriv (util-linux): the directory is root's, 0755.
+    // Run as nobody via setpriv (util-linux): the directory is root's, 0755. A copy of the
+    // binary in the 0755 work dir, since the build directory may not be reachable for nobody.
+    let bin = work.path().join("knockwrap");
+    fs::copy(env!("CARGO_BIN_EXE_knockwrap"), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_knockwrap"))
+        .arg(&bin)
         .args(["allow", "203.0.113.9", "--hosts-allow"])
         .arg(dir.join("hosts.allow"))
         .output()
