@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use hosts_writer::{diff, duration, Journal, Lease, PolicyOptions};
+use hosts_writer::{diff, Journal, Lease, PolicyOptions};
 
 use crate::cli::AllowArgs;
 use crate::cmd::revoke::{managed_line, policy_failure, write_options};
@@ -14,9 +14,12 @@ use crate::target;
 pub fn run(args: AllowArgs) -> CliResult {
     let line = managed_line(&args.ip, &args.service)?;
     let lease_for = match &args.duration {
-        Some(text) => Some(
-            duration::parse_duration(text).map_err(|e| Failure::usage(format!("--for: {e}")))?,
-        ),
+        Some(text) => match knockwrap_config::parse_duration(text) {
+            Some(d) if !d.is_zero() => Some(d),
+            _ => return Err(Failure::usage(format!(
+                "--for: `{text}` is not a duration (seconds, or e.g. 90s, 15m, 1h, 2d; not zero)"
+            ))),
+        },
         None => None,
     };
     let target = target::resolve(&args.target)?;

@@ -5,11 +5,10 @@
 //! - [`policy`]: add/remove a managed line with validation and the effective-grant check.
 //! - [`journal`]: leases in `state_dir`.
 //! - [`diff`]: unified diffs for `--dry-run`.
-//! - [`duration`], [`time`]: `--for` durations and RFC 3339 output.
+//! - [`time`]: RFC 3339 output.
 
 pub mod atomic;
 pub mod diff;
-pub mod duration;
 pub mod error;
 mod fsmeta;
 pub mod journal;
