@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hosts_access::edit::{self, ManagedLine};
-use hosts_writer::{Journal, Lease, PolicyOptions};
+use hosts_writer::{Expired, Journal, Lease, PolicyOptions};
 use tracing::{info, warn};
 
 /// The outcome of one grant, revoke or expiry, for the log line and for tests.
@@ -42,9 +42,6 @@ pub fn expiry_secs(now_ms: u64, lease: Duration) -> u64 {
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
     now_ms.saturating_add(lease_ms).div_ceil(1000)
 }
-
-/// One expired lease and what ending it did.
-pub type Expiry = (Lease, Result<Applied, String>);
 
 /// Seconds between attempts to revoke an expired lease whose removal failed.
 pub const RETRY_SECS: u64 = 5;
@@ -122,26 +119,27 @@ impl Grants {
                 Applied::Revoked { changed: false }
             });
         };
-        self.end_lease(&lease)
+        let result =
+            hosts_writer::end_lease(&self.hosts_allow, &self.journal, &lease, &self.policy);
+        self.refresh_next_expiry()?;
+        match result.map_err(|e| e.to_string())? {
+            true => Ok(Applied::Revoked { changed: true }),
+            false if lease.added_line => Ok(Applied::Revoked { changed: false }),
+            false => Ok(Applied::Kept),
+        }
     }
 
-    /// Ends every lease that has expired at `now`; returns what happened to each. A lease
-    /// whose revoke failed stays in the journal and is retried after [`RETRY_SECS`].
-    pub fn expire(&mut self, now: u64) -> Result<Vec<Expiry>, String> {
+    /// Ends every lease that has expired at `now`. A lease whose revoke failed stays in the
+    /// journal and is retried after [`RETRY_SECS`].
+    pub fn expire(&mut self, now: u64) -> Result<Vec<Expired>, String> {
         if self.wake_at().is_none_or(|t| t > now) {
             return Ok(Vec::new());
         }
-        let expired = self.journal.expired(now).map_err(|e| e.to_string())?;
-        let done: Vec<_> = expired
-            .into_iter()
-            .map(|lease| {
-                let result = self.end_lease(&lease);
-                (lease, result)
-            })
-            .collect();
+        let done = hosts_writer::expire_leases(&self.hosts_allow, &self.journal, now, &self.policy)
+            .map_err(|e| e.to_string())?;
         self.retry_at = done
             .iter()
-            .any(|(_, r)| r.is_err())
+            .any(|e| e.result.is_err())
             .then_some(now + RETRY_SECS);
         self.refresh_next_expiry()?;
         Ok(done)
@@ -153,24 +151,6 @@ impl Grants {
             (Some(t), Some(r)) => Some(t.max(r)),
             (t, _) => t,
         }
-    }
-
-    fn end_lease(&mut self, lease: &Lease) -> Result<Applied, String> {
-        let applied = if lease.added_line {
-            let line = ManagedLine::new(&lease.service, lease.ip).map_err(|e| e.to_string())?;
-            let out = hosts_writer::revoke(&self.hosts_allow, &line, &self.policy)
-                .map_err(|e| e.to_string())?;
-            Applied::Revoked {
-                changed: out.changed,
-            }
-        } else {
-            Applied::Kept
-        };
-        self.journal
-            .record_revoke(lease.ip, &lease.service)
-            .map_err(|e| e.to_string())?;
-        self.refresh_next_expiry()?;
-        Ok(applied)
     }
 
     fn lease_of(&self, addr: IpAddr, service: &str) -> Result<Option<Lease>, String> {
@@ -188,16 +168,20 @@ impl Grants {
 }
 
 /// Logs the outcome of expiring leases, one line each.
-pub fn log_expiries(results: Vec<Expiry>) {
-    for (lease, result) in results {
+pub fn log_expiries(results: Vec<Expired>) {
+    for Expired { lease, result } in results {
         match result {
-            Ok(Applied::Kept) => info!(
-                door = %lease.door, addr = %lease.ip, service = %lease.service,
-                "lease expired; line kept: it was not added by knockwrap"
-            ),
-            Ok(_) => info!(
+            Ok(true) => info!(
                 door = %lease.door, addr = %lease.ip, service = %lease.service,
                 "revoke: lease expired"
+            ),
+            Ok(false) if lease.added_line => info!(
+                door = %lease.door, addr = %lease.ip, service = %lease.service,
+                "lease expired; the line was already gone"
+            ),
+            Ok(false) => info!(
+                door = %lease.door, addr = %lease.ip, service = %lease.service,
+                "lease expired; line kept: it was not added by knockwrap"
             ),
             Err(e) => warn!(
                 door = %lease.door, addr = %lease.ip, service = %lease.service, error = %e,

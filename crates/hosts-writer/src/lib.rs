@@ -21,6 +21,6 @@ pub use error::{UpdateError, WriteError};
 pub use journal::{Journal, JournalError, Lease};
 pub use lock::lock_path;
 pub use policy::{
-    allow, expire_leases, revoke, ExpireError, Expired, GrantCheck, PolicyError, PolicyOptions,
-    PolicyOutcome,
+    allow, end_lease, expire_leases, revoke, ExpireError, Expired, GrantCheck, PolicyError,
+    PolicyOptions, PolicyOutcome,
 };

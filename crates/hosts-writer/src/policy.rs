@@ -225,56 +225,58 @@ pub fn revoke(
 }
 
 /// What ending one expired lease did.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Expired {
     pub lease: Lease,
-    /// The managed line was removed (knockwrap had added it); false: the line was left alone
-    /// (an operator's line, or already gone).
-    pub line_removed: bool,
+    /// `Ok(true)`: the managed line was removed (knockwrap had added it). `Ok(false)`: the line
+    /// was left alone (an operator's line, or already gone). `Err`: the line could not be
+    /// removed; the lease stays in the journal for a later retry.
+    pub result: Result<bool, ExpireError>,
 }
 
-/// End every lease due at `now`: remove the line when knockwrap added it, leave an operator's
-/// line in place, then drop the lease (line first, lease after: a crash in between only makes
-/// the next call repeat a removal that finds nothing). A lease whose line cannot be removed
-/// stays in the journal and the error is returned after the others were handled.
+/// End one lease: remove the line when knockwrap added it, leave an operator's line in place,
+/// then drop the lease (line first, lease after: a crash in between only makes the next call
+/// repeat a removal that finds nothing). Returns whether the line was removed.
+pub fn end_lease(
+    path: &Path,
+    journal: &Journal,
+    lease: &Lease,
+    opts: &PolicyOptions,
+) -> Result<bool, ExpireError> {
+    let mut line_removed = false;
+    if lease.added_line {
+        match ManagedLine::new(&lease.service, lease.ip) {
+            Ok(line) => {
+                let out = checked_edit(path, opts, &|b: &[u8]| edit::remove(b, &line))?;
+                line_removed = out.before != out.after;
+            }
+            Err(e) => {
+                // A journal entry no CLI or door could have made: drop it.
+                journal.record_revoke(lease.ip, &lease.service)?;
+                return Err(ExpireError::BadLease(e.to_string()));
+            }
+        }
+    }
+    journal.record_revoke(lease.ip, &lease.service)?;
+    Ok(line_removed)
+}
+
+/// End every lease due at `now` (see [`end_lease`]); one [`Expired`] per lease, failures
+/// included. Only a journal that cannot be read is an error of the whole call.
 pub fn expire_leases(
     path: &Path,
     journal: &Journal,
     now: u64,
     opts: &PolicyOptions,
-) -> Result<Vec<Expired>, ExpireError> {
-    let mut done = Vec::new();
-    let mut first_error = None;
-    for lease in journal.expired(now)? {
-        let mut line_removed = false;
-        if lease.added_line {
-            let line = match ManagedLine::new(&lease.service, lease.ip) {
-                Ok(l) => l,
-                Err(e) => {
-                    // A journal entry no CLI or door could have made: drop it, keep going.
-                    first_error.get_or_insert(ExpireError::BadLease(e.to_string()));
-                    journal.record_revoke(lease.ip, &lease.service)?;
-                    continue;
-                }
-            };
-            match checked_edit(path, opts, &|b: &[u8]| edit::remove(b, &line)) {
-                Ok(out) => line_removed = out.before != out.after,
-                Err(e) => {
-                    first_error.get_or_insert(ExpireError::Policy(e));
-                    continue;
-                }
-            }
-        }
-        journal.record_revoke(lease.ip, &lease.service)?;
-        done.push(Expired {
-            lease,
-            line_removed,
-        });
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(done),
-    }
+) -> Result<Vec<Expired>, JournalError> {
+    Ok(journal
+        .expired(now)?
+        .into_iter()
+        .map(|lease| {
+            let result = end_lease(path, journal, &lease, opts);
+            Expired { lease, result }
+        })
+        .collect())
 }
 
 #[derive(Debug, Error)]
@@ -372,7 +374,7 @@ mod expiry_tests {
         let ended = expire_leases(&p, &journal, 100, &opts).unwrap();
         let mut summary: Vec<(String, bool)> = ended
             .iter()
-            .map(|e| (e.lease.ip.to_string(), e.line_removed))
+            .map(|e| (e.lease.ip.to_string(), *e.result.as_ref().unwrap()))
             .collect();
         summary.sort();
         assert_eq!(
