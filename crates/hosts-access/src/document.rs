@@ -81,7 +81,8 @@ pub fn parse(bytes: &[u8]) -> Document {
     let mut buf = Vec::new();
     let mut counter = LineCounter::default();
     while scanner.next_into(&mut raw) {
-        let line = counter.line_of(bytes, raw.span.start);
+        let line = counter.line();
+        counter.skip(&raw);
         let text = logical(bytes, &raw, &mut buf);
         let kind = if !raw.terminated {
             LineKind::Unterminated

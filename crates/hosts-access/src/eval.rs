@@ -8,7 +8,7 @@ use crate::lines::LineCounter;
 use crate::options::{fields, outcome, Outcome, Problem};
 use crate::pattern::{host_match, host_pattern, string_match, string_pattern, HostInfo, UNKNOWN};
 use crate::scan::{logical, RawLine, Scanner};
-use crate::syntax::{is_except, shape, split_at, tokens, Shape, Tokens};
+use crate::syntax::{is_except, shape, split_token, tokens, Shape, Tokens};
 
 /// What the server would be asked: daemon (process) name, optional server address or name
 /// (`daemon@server`), optional remote user (`user@client`, from ident), and the client.
@@ -298,7 +298,8 @@ fn table_match(src: &[u8], ctx: &Ctx<'_>) -> Scan {
     let mut buf = Vec::new();
     let mut lines = LineCounter::default();
     while scanner.next_into(&mut raw) {
-        let line = lines.line_of(src, raw.span.start);
+        let line = lines.line();
+        lines.skip(&raw);
         if !raw.terminated {
             return Scan::Stopped(line);
         }
@@ -352,7 +353,7 @@ fn list_match(toks: &mut Tokens<'_>, f: &dyn Fn(&[u8]) -> bool) -> bool {
 
 /// `server_match`: `daemon` or `daemon@host`, split at the first `@` after position 0.
 fn server_match(tok: &[u8], ctx: &Ctx<'_>) -> bool {
-    match split_at(&tok[1..], b'@') {
+    match split_token(&tok[1..], b'@') {
         None => string_match(tok, &string_pattern(tok), ctx.daemon),
         Some(at) => {
             let (d, host) = (&tok[..at + 1], &tok[at + 2..]);
@@ -364,7 +365,7 @@ fn server_match(tok: &[u8], ctx: &Ctx<'_>) -> bool {
 
 /// `client_match`: `host` or `user@host`.
 fn client_match(tok: &[u8], ctx: &Ctx<'_>) -> bool {
-    match split_at(&tok[1..], b'@') {
+    match split_token(&tok[1..], b'@') {
         None => host_match(tok, &host_pattern(tok), &ctx.client),
         Some(at) => {
             let (u, host) = (&tok[..at + 1], &tok[at + 2..]);

@@ -11,6 +11,7 @@ mod lines;
 mod options;
 mod pattern;
 mod scan;
+mod swar;
 mod syntax;
 mod validate;
 

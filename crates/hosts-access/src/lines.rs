@@ -1,5 +1,7 @@
 //! Physical line and byte column of source offsets, computed incrementally during one pass.
 
+use crate::scan::RawLine;
+
 /// Tracks the physical line (1-based, lines end at `\n`) of a moving checkpoint; offsets at or
 /// after the checkpoint are located by counting from it.
 #[derive(Clone, Debug)]
@@ -20,19 +22,19 @@ impl Default for LineCounter {
 }
 
 impl LineCounter {
-    /// Moves the checkpoint forward to `off` (never backwards) and returns its line.
-    pub(crate) fn line_of(&mut self, src: &[u8], off: usize) -> usize {
-        let off = off.min(src.len());
-        if off > self.pos {
-            for (i, &b) in src[self.pos..off].iter().enumerate() {
-                if b == b'\n' {
-                    self.line += 1;
-                    self.line_start = self.pos + i + 1;
-                }
-            }
-            self.pos = off;
-        }
+    /// The checkpoint's line (1-based).
+    pub(crate) fn line(&self) -> usize {
         self.line
+    }
+
+    /// Moves the checkpoint to the end of a scanned logical line, using the scanner's newline
+    /// bookkeeping instead of re-reading the bytes.
+    pub(crate) fn skip(&mut self, raw: &RawLine) {
+        self.line += raw.newlines;
+        if let Some(nl) = raw.last_newline {
+            self.line_start = nl + 1;
+        }
+        self.pos = raw.span.end;
     }
 
     /// Line and 1-based byte column of `off`, which must not precede the checkpoint.
@@ -53,16 +55,23 @@ impl LineCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::Scanner;
 
     #[test]
     fn counts_lines_and_columns() {
         let src = b"ab\ncd\\\nef\n";
+        let mut scanner = Scanner::new(src);
+        let mut raw = RawLine::default();
         let mut c = LineCounter::default();
-        assert_eq!(c.line_of(src, 0), 1);
+        assert!(scanner.next_into(&mut raw));
+        assert_eq!(c.line(), 1);
         assert_eq!(c.locate(src, 1), (1, 2));
-        assert_eq!(c.line_of(src, 3), 2);
+        c.skip(&raw);
+        assert!(scanner.next_into(&mut raw));
+        assert_eq!(c.line(), 2);
         assert_eq!(c.locate(src, 3), (2, 1));
         assert_eq!(c.locate(src, 8), (3, 2));
-        assert_eq!(c.line_of(src, 1), 2, "never moves back");
+        c.skip(&raw);
+        assert_eq!(c.line(), 4);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::syntax::split_at;
+use crate::syntax::split_token;
 
 /// libwrap's `unknown`: the name of a client whose name could not be looked up.
 pub(crate) const UNKNOWN: &[u8] = b"unknown";
@@ -208,7 +208,7 @@ pub(crate) fn host_pattern(tok: &[u8]) -> HostPattern {
     if tok.eq_ignore_ascii_case(b"LOCAL") {
         return HostPattern::Local;
     }
-    if let Some(slash) = split_at(tok, b'/') {
+    if let Some(slash) = split_token(tok, b'/') {
         return net_mask(&tok[..slash], &tok[slash + 1..]);
     }
     HostPattern::String(string_pattern(tok))

@@ -5,6 +5,8 @@
 
 use std::ops::Range;
 
+use crate::swar;
+
 /// libwrap's `BUFLEN`: a logical line holds at most `BUFLEN - 1` bytes, newline included.
 pub(crate) const BUFLEN: usize = 2048;
 
@@ -21,6 +23,13 @@ pub(crate) struct RawLine {
     pub overlong: bool,
     /// Source offset of the first NUL byte `strlen` stopped at, if any.
     pub nul: Option<usize>,
+    /// Source offset of the first control byte in the logical text (other than tab, CR, LF,
+    /// NUL), if any.
+    pub control: Option<usize>,
+    /// Newlines in `span`, and the offset of the last one: lets line numbers advance without
+    /// another pass over the bytes.
+    pub newlines: usize,
+    pub last_newline: Option<usize>,
 }
 
 /// Iterates over logical lines. Holds reusable buffers so the hot path does not allocate.
@@ -57,6 +66,9 @@ impl<'a> Scanner<'a> {
         out.terminated = false;
         out.overlong = false;
         out.nul = None;
+        out.control = None;
+        out.newlines = 0;
+        out.last_newline = None;
         let start = self.pos;
         // `len` in xgets: room left in the buffer, terminating NUL included.
         let mut room = BUFLEN;
@@ -68,23 +80,50 @@ impl<'a> Scanner<'a> {
             if self.pos >= src.len() {
                 break;
             }
-            // fgets: up to room - 1 bytes, stopping after a newline.
+            // fgets: up to room - 1 bytes, stopping after a newline. One pass looks for the
+            // newline, a NUL (where strlen stops) and other control bytes at once.
             let max = (src.len() - self.pos).min(room - 1);
-            let window = &src[self.pos..self.pos + max];
-            let chunk_len = find(window, b'\n').map_or(max, |i| i + 1);
             let chunk_start = self.pos;
+            let window = &src[chunk_start..chunk_start + max];
+            let mut stop = None;
+            // Skip words with no control byte at all (the common case: printable text).
+            let mut skip = 0;
+            while skip + 8 <= window.len() {
+                let w = swar::word(window, skip);
+                if swar::has_less(w, 0x20) || swar::has_byte(w, 0x7f) {
+                    break;
+                }
+                skip += 8;
+            }
+            for (i, &b) in window.iter().enumerate().skip(skip) {
+                if b < 0x20 || b == 0x7f {
+                    match b {
+                        b'\n' | 0 => {
+                            stop = Some(i);
+                            break;
+                        }
+                        b'\t' | b'\r' => {}
+                        _ => {
+                            out.control.get_or_insert(chunk_start + i);
+                        }
+                    }
+                }
+            }
+            let (chunk_len, got) = match stop {
+                Some(i) if window[i] == b'\n' => (i + 1, i + 1),
+                Some(z) => {
+                    out.nul.get_or_insert(chunk_start + z);
+                    let len = find(&window[z..], b'\n').map_or(max, |j| z + j + 1);
+                    (len, z)
+                }
+                None => (max, max),
+            };
             let chunk = &window[..chunk_len];
             self.pos += chunk_len;
-            // strlen stops at a NUL.
-            let got = match find(chunk, 0) {
-                Some(i) => {
-                    if out.nul.is_none() {
-                        out.nul = Some(chunk_start + i);
-                    }
-                    i
-                }
-                None => chunk_len,
-            };
+            if chunk.last() == Some(&b'\n') {
+                out.newlines += 1;
+                out.last_newline = Some(self.pos - 1);
+            }
             if got >= 1 && chunk[got - 1] == b'\n' {
                 if got >= 2 && chunk[got - 2] == b'\\' {
                     push(&mut out.segs, chunk_start..chunk_start + got - 2);
@@ -100,7 +139,11 @@ impl<'a> Scanner<'a> {
         }
         if out.overlong && self.resync_after_overlong {
             self.pos = match find(&src[self.pos..], b'\n') {
-                Some(i) => self.pos + i + 1,
+                Some(i) => {
+                    out.newlines += 1;
+                    out.last_newline = Some(self.pos + i);
+                    self.pos + i + 1
+                }
                 None => src.len(),
             };
         }
@@ -156,6 +199,22 @@ pub(crate) fn to_source(line: &RawLine, logical_off: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newline_and_control_bookkeeping() {
+        let src = b"a\x07b\\\nc\n\0\x01\nd\n";
+        let mut s = Scanner::new(src);
+        let mut l = RawLine::default();
+        assert!(s.next_into(&mut l));
+        assert_eq!(
+            (l.newlines, l.last_newline, l.control),
+            (2, Some(6), Some(1))
+        );
+        assert!(s.next_into(&mut l));
+        // The control byte after the NUL is not part of the logical text.
+        assert_eq!((l.newlines, l.nul, l.control), (2, Some(7), None));
+        assert!(!s.next_into(&mut l));
+    }
 
     fn lines(src: &[u8]) -> Vec<(Vec<u8>, bool, bool, Range<usize>)> {
         let mut s = Scanner::new(src);

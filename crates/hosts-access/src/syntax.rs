@@ -4,10 +4,23 @@
 
 use std::ops::Range;
 
+use crate::swar;
+
 /// Separators of daemon and client lists (`sep` in hosts_access.c).
 pub(crate) fn is_list_sep(b: u8) -> bool {
-    matches!(b, b',' | b' ' | b'\t' | b'\r' | b'\n')
+    LIST_SEP[usize::from(b)]
 }
+
+/// Lookup table for `is_list_sep` (hot in the validator).
+static LIST_SEP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b',' as usize] = true;
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\n' as usize] = true;
+    t
+};
 
 /// `isspace` in the C locale.
 pub(crate) fn is_space(b: u8) -> bool {
@@ -18,7 +31,16 @@ pub(crate) fn is_space(b: u8) -> bool {
 /// counter, so a stray `]` hides every later delimiter, as in C.
 pub(crate) fn split_at(s: &[u8], delim: u8) -> Option<usize> {
     let mut depth: i32 = 0;
-    for (i, &b) in s.iter().enumerate() {
+    // Outside brackets, skip words holding neither the delimiter nor a bracket.
+    let mut skip = 0;
+    while skip + 8 <= s.len() {
+        let w = swar::word(s, skip);
+        if swar::has_byte(w, delim) || swar::has_byte(w, b'[') || swar::has_byte(w, b']') {
+            break;
+        }
+        skip += 8;
+    }
+    for (i, &b) in s.iter().enumerate().skip(skip) {
         match b {
             b'[' => depth += 1,
             b']' => depth -= 1,
@@ -27,6 +49,16 @@ pub(crate) fn split_at(s: &[u8], delim: u8) -> Option<usize> {
         }
     }
     None
+}
+
+/// `split_at` for short tokens, where the delimiter is usually absent: a quick `memchr`
+/// first.
+pub(crate) fn split_token(tok: &[u8], delim: u8) -> Option<usize> {
+    if tok.contains(&delim) {
+        split_at(tok, delim)
+    } else {
+        None
+    }
 }
 
 /// What a logical line is to `table_match`.

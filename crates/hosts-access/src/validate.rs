@@ -15,7 +15,7 @@ use crate::pattern::{
     dot_quad, host_pattern, plain_ipv4, HostPattern, NetMaskProblem, StringPattern,
 };
 use crate::scan::{logical, to_source, RawLine, Scanner, BUFLEN};
-use crate::syntax::{is_except, is_list_sep, shape, split_at, tokens, Shape};
+use crate::syntax::{is_except, is_list_sep, shape, split_token, tokens, Shape};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -23,15 +23,29 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub fn validate(bytes: &[u8]) -> Vec<Diagnostic> {
     let mut v = Validator {
         src: bytes,
-        out: Vec::new(),
+        // Reserved, not touched: pages are only faulted in when diagnostics are written, and
+        // a file full of findings does not pay for repeated growth.
+        out: Vec::with_capacity(bytes.len() / 64),
         counter: LineCounter::default(),
-        seen: HashMap::default(),
+        // About one rule per 32 bytes in real files: avoids rehashing while growing.
+        seen: HashMap::with_capacity_and_hasher(bytes.len() / 32, Default::default()),
         cover: Cover::default(),
     };
     v.run();
     let mut out = v.out;
-    out.sort_by_key(|d| (d.line, d.column));
+    // Mostly in order already (a line's checks run in a fixed order, not by column).
+    if !out.is_sorted_by_key(|d| (d.line, d.column)) {
+        out.sort_by_key(|d| (d.line, d.column));
+    }
     out
+}
+
+/// Which list of a rule is being checked (for clients: where an unbracketed IPv6 address
+/// starts, already reported as such).
+#[derive(Copy, Clone)]
+enum List {
+    Daemons,
+    Clients(Option<usize>),
 }
 
 /// Daemons already answered for every client by an earlier `... : ALL` rule.
@@ -100,9 +114,10 @@ impl Validator<'_> {
         let mut raw = RawLine::default();
         let mut buf = Vec::new();
         while scanner.next_into(&mut raw) {
-            let line = self.counter.line_of(src, raw.span.start);
+            let line = self.counter.line();
             let text = logical(src, &raw, &mut buf);
             self.line(&raw, line, text);
+            self.counter.skip(&raw);
         }
     }
 
@@ -150,18 +165,14 @@ impl Validator<'_> {
                 ),
             );
         }
-        if let Some(i) = text
-            .iter()
-            .position(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f)
-        {
-            self.push(
-                raw,
-                i,
+        if let Some(at) = raw.control {
+            self.push_src(
+                at,
                 Severity::Error,
                 "control-byte",
                 format!(
                     "control byte 0x{:02x}: it is part of a pattern that then never matches",
-                    text[i]
+                    self.src[at]
                 ),
             );
         }
@@ -234,8 +245,11 @@ impl Validator<'_> {
                     .into(),
             );
         }
+        let v6 = options
+            .as_ref()
+            .and_then(|o| unbracketed_v6(text, clients.clone(), o.clone()));
         // Daemon list.
-        let n = self.list(raw, text, daemons.clone(), "daemon", &mut hash_warned);
+        let n = self.list(raw, text, daemons.clone(), List::Daemons, &mut hash_warned);
         if n == 0 {
             self.push(
                 raw,
@@ -245,30 +259,14 @@ impl Validator<'_> {
                 "the daemon list is empty: this rule never matches".into(),
             );
         }
-        for t in tokens(text, daemons.clone()) {
-            let tok = &text[t.clone()];
-            if let Some(at) = split_at(&tok[1..], b'@') {
-                self.host(raw, text, t.start + at + 2..t.end);
-            }
-            if tok[0] == b'@' || tok.contains(&b'/') {
-                self.push(
-                    raw,
-                    t.start,
-                    Severity::Warning,
-                    "daemon-name",
-                    format!(
-                        "`{}` is not a daemon (process) name: a leading `@` or a `/` never \
-                         matches one",
-                        String::from_utf8_lossy(tok)
-                    ),
-                );
-            }
-        }
         // Client list.
-        let n = self.list(raw, text, clients.clone(), "client", &mut hash_warned);
-        let v6 = options
-            .as_ref()
-            .and_then(|o| unbracketed_v6(text, clients.clone(), o.clone()));
+        let n = self.list(
+            raw,
+            text,
+            clients.clone(),
+            List::Clients(v6),
+            &mut hash_warned,
+        );
         if let Some(start) = v6 {
             self.push(
                 raw,
@@ -288,31 +286,26 @@ impl Validator<'_> {
                 "the client list is empty: this rule never matches".into(),
             );
         }
-        for t in tokens(text, clients.clone()) {
-            let tok = &text[t.clone()];
-            if is_except(tok) || tok[0] == b'#' || Some(t.start) == v6 {
-                continue;
-            }
-            match split_at(&tok[1..], b'@') {
-                Some(at) => self.host(raw, text, t.start + at + 2..t.end),
-                None => self.host(raw, text, t),
-            }
-        }
         if let (Some(opts), None) = (options, v6) {
             self.options(raw, text, opts);
         }
         self.duplicates_and_shadowing(raw, line, text, daemons, clients);
     }
 
-    /// Checks EXCEPT structure and `#` tokens of one list; returns the number of tokens.
+    /// One pass over a list: EXCEPT structure, `#` tokens, and each pattern's own checks.
+    /// Returns the number of tokens.
     fn list(
         &mut self,
         raw: &RawLine,
         text: &[u8],
         field: Range<usize>,
-        what: &str,
+        which: List,
         hash_warned: &mut bool,
     ) -> usize {
+        let what = match which {
+            List::Daemons => "daemon",
+            List::Clients(_) => "client",
+        };
         let mut count = 0;
         let mut patterns_in_sublist = 0;
         let mut last_except = None;
@@ -338,17 +331,43 @@ impl Validator<'_> {
             }
             patterns_in_sublist += 1;
             last_except = None;
-            if tok[0] == b'#' && !*hash_warned {
-                *hash_warned = true;
-                self.push(
-                    raw,
-                    t.start,
-                    Severity::Warning,
-                    "mid-line-comment",
-                    "`#` starts a comment only in column 1: here it and every word after it are \
-                     patterns that still match"
-                        .into(),
-                );
+            if tok[0] == b'#' {
+                if !*hash_warned {
+                    *hash_warned = true;
+                    self.push(
+                        raw,
+                        t.start,
+                        Severity::Warning,
+                        "mid-line-comment",
+                        "`#` starts a comment only in column 1: here it and every word after it \
+                         are patterns that still match"
+                            .into(),
+                    );
+                }
+                continue;
+            }
+            let at = split_token(&tok[1..], b'@').map(|a| t.start + a + 2);
+            match which {
+                List::Daemons => {
+                    if let Some(host) = at {
+                        self.host(raw, text, host..t.end);
+                    }
+                    if tok[0] == b'@' || tok.contains(&b'/') {
+                        self.push(
+                            raw,
+                            t.start,
+                            Severity::Warning,
+                            "daemon-name",
+                            format!(
+                                "`{}` is not a daemon (process) name: a leading `@` or a `/` \
+                                 never matches one",
+                                Shown(tok)
+                            ),
+                        );
+                    }
+                }
+                List::Clients(v6) if v6 == Some(t.start) => {}
+                List::Clients(_) => self.host(raw, text, at.unwrap_or(t.start)..t.end),
             }
         }
         if let Some(at) = last_except {
@@ -366,15 +385,19 @@ impl Validator<'_> {
     /// Checks one host pattern (a client, or the server after `daemon@`).
     fn host(&mut self, raw: &RawLine, text: &[u8], t: Range<usize>) {
         let tok = &text[t.clone()];
+        // Fast path: a plain dotted-decimal address (most tokens of a managed file) is fine.
         // Control bytes are reported once, as such.
-        if tok.is_empty() || tok.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        if tok.is_empty()
+            || (tok[0].is_ascii_digit() && plain_ipv4(tok).is_some())
+            || tok.iter().any(|&b| b < 0x20 || b == 0x7f)
+        {
             return;
         }
         let shown = Shown(tok);
         let (sev, code, msg) = match host_pattern(tok) {
             HostPattern::Known | HostPattern::Local | HostPattern::File => return,
             HostPattern::NetMask6 { len, .. } => {
-                let slash = split_at(tok, b'/').unwrap_or(tok.len());
+                let slash = split_token(tok, b'/').unwrap_or(tok.len());
                 let digits = &tok[(slash + 1).min(tok.len())..];
                 if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
                     return;
@@ -389,7 +412,7 @@ impl Validator<'_> {
                 )
             }
             HostPattern::NetMask4 { .. } => {
-                let net = &tok[..split_at(tok, b'/').unwrap_or(tok.len())];
+                let net = &tok[..split_token(tok, b'/').unwrap_or(tok.len())];
                 if plain_ipv4(net).is_some() {
                     return;
                 }
@@ -586,7 +609,7 @@ impl Validator<'_> {
                     0,
                     Severity::Warning,
                     "duplicate-rule",
-                    format!("duplicate of the rule on line {first}"),
+                    with_number("duplicate of the rule on line ", first),
                 );
                 return;
             }
@@ -663,6 +686,24 @@ impl Cover {
             }
         }
     }
+}
+
+/// `prefix` followed by `n` in decimal (cheaper than `format!` on a hot path).
+fn with_number(prefix: &str, mut n: usize) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(prefix.len() + digits.len() - i);
+    s.push_str(prefix);
+    s.extend(digits[i..].iter().map(|&d| char::from(d)));
+    s
 }
 
 /// Shows a token in a message, decoding it only when a message is actually written.
@@ -970,6 +1011,13 @@ SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
         assert_eq!(c(b"sshd: 1.2.3.4.\n"), vec!["malformed-address"]);
         assert_eq!(c(b"sshd: 010.0.0.1\n"), vec!["malformed-address"]);
         assert_eq!(sev(b"sshd: x.example\n", "name-pattern"), Severity::Warning);
+    }
+
+    #[test]
+    fn numbers_in_messages() {
+        assert_eq!(with_number("line ", 0), "line 0");
+        assert_eq!(with_number("line ", 1234567), "line 1234567");
+        assert_eq!(with_number("", usize::MAX), usize::MAX.to_string());
     }
 
     #[test]
