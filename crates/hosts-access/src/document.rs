@@ -27,8 +27,9 @@ pub struct LogicalLine {
     pub line: usize,
     /// The logical text as libwrap sees it (continuations removed, NUL-truncated chunks cut).
     pub text: Vec<u8>,
-    /// The text ends with a newline. When false (last line without newline, over-long line),
-    /// Debian's libwrap stops reading the file at this line.
+    /// The text ends with a newline. When false and the line has text (kind
+    /// [`LineKind::Unterminated`]: last line without newline, over-long line), Debian's libwrap
+    /// stops reading the file at this line.
     pub terminated: bool,
     pub kind: LineKind,
 }
@@ -84,8 +85,11 @@ pub fn parse(bytes: &[u8]) -> Document {
         let line = counter.line();
         counter.skip(&raw);
         let text = logical(bytes, &raw, &mut buf);
-        let kind = if !raw.terminated {
+        let kind = if raw.stops_reading() {
             LineKind::Unterminated
+        } else if !raw.terminated {
+            // Only NUL-truncated bytes before the end: xgets reports a clean end of file.
+            LineKind::Blank
         } else {
             match shape(text) {
                 Shape::Blank => LineKind::Blank,
@@ -179,7 +183,7 @@ impl Document {
     pub fn effective_rules(&self) -> impl Iterator<Item = (&LogicalLine, &Rule)> {
         self.lines
             .iter()
-            .take_while(|l| l.terminated)
+            .take_while(|l| l.terminated || l.kind != LineKind::Unterminated)
             .filter_map(|l| match &l.kind {
                 LineKind::Rule(r) => Some((l, r)),
                 _ => None,

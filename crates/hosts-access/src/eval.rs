@@ -300,8 +300,12 @@ fn table_match(src: &[u8], ctx: &Ctx<'_>) -> Scan {
     while scanner.next_into(&mut raw) {
         let line = lines.line();
         lines.skip(&raw);
-        if !raw.terminated {
+        if raw.stops_reading() {
             return Scan::Stopped(line);
+        }
+        if !raw.terminated {
+            // Nothing but NUL-truncated bytes before the end: a clean end of file.
+            break;
         }
         let text = logical(src, &raw, &mut buf);
         let Shape::Rule {
@@ -617,6 +621,12 @@ mod tests {
             ev("", "sshd: 10.0.0.1\nALL: ALL", "sshd", "10.0.0.1"),
             (Denied, Some(Deny), Some(1))
         );
+        // A last line that is only NUL and newline (or a lone NUL) is a clean end of file.
+        assert_eq!(
+            ev("", "sshd: 10.0.0.2\n\0\n", "sshd", "10.0.0.1"),
+            (Granted, None, None)
+        );
+        assert_eq!(ev("", "\0", "sshd", "10.0.0.1"), (Granted, None, None));
         // Granted by hosts.allow before hosts.deny is read.
         assert_eq!(ev("sshd: 10.0.0.1\n", "x", "sshd", "10.0.0.1").0, Granted);
     }

@@ -258,13 +258,15 @@ pub(crate) fn v6_mask(len: u32) -> u128 {
     }
 }
 
-/// The Ylönen glob Debian uses: `*` any run, `?` one byte, everything else exact (case
-/// sensitive). Iterative with one backtrack point, so it is linear-ish and cannot recurse deep.
+/// The glob Debian uses: `*` any run, `?` one byte, everything else compared without case
+/// (checked against tcpdmatch). Iterative with one backtrack point, so it cannot recurse deep.
 pub(crate) fn glob(pat: &[u8], s: &[u8]) -> bool {
     let (mut p, mut i) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while i < s.len() {
-        if p < pat.len() && (pat[p] == b'?' || (pat[p] != b'*' && pat[p] == s[i])) {
+        if p < pat.len()
+            && (pat[p] == b'?' || (pat[p] != b'*' && pat[p].eq_ignore_ascii_case(&s[i])))
+        {
             p += 1;
             i += 1;
         } else if p < pat.len() && pat[p] == b'*' {
@@ -454,7 +456,8 @@ mod tests {
         assert!(!glob(b"a*b", b"aXc"));
         assert!(glob(b"??", b"ab"));
         assert!(!glob(b"?", b""));
-        assert!(!glob(b"A*", b"abc"));
+        assert!(glob(b"A*", b"abc"));
+        assert!(glob(b"SSH?", b"sshd"));
     }
 
     #[test]

@@ -32,6 +32,15 @@ pub(crate) struct RawLine {
     pub last_newline: Option<usize>,
 }
 
+impl RawLine {
+    /// A newline-less chunk with text: Debian's libwrap stops reading the file here. (A chunk
+    /// with no text at all, such as a final `\0\n`, is what `xgets` reports as a clean end of
+    /// file.)
+    pub(crate) fn stops_reading(&self) -> bool {
+        !self.terminated && !self.segs.is_empty()
+    }
+}
+
 /// Iterates over logical lines. Holds reusable buffers so the hot path does not allocate.
 pub(crate) struct Scanner<'a> {
     src: &'a [u8],

@@ -148,7 +148,7 @@ impl Validator<'_> {
             );
             return;
         }
-        if !raw.terminated {
+        if raw.stops_reading() {
             let at = raw.segs.last().map_or(raw.span.end, |s| s.end);
             let cr = if text.contains(&b'\r') {
                 " (the file seems to use CR-only line endings: libwrap needs LF)"
@@ -352,15 +352,19 @@ impl Validator<'_> {
                     if let Some(host) = at {
                         self.host(raw, text, host..t.end);
                     }
-                    if tok[0] == b'@' || tok.contains(&b'/') {
+                    if tok[0] == b'@'
+                        || tok.contains(&b'/')
+                        || tok[0] == b'.'
+                        || tok[tok.len() - 1] == b'.'
+                    {
                         self.push(
                             raw,
                             t.start,
                             Severity::Warning,
                             "daemon-name",
                             format!(
-                                "`{}` is not a daemon (process) name: a leading `@` or a `/` \
-                                 never matches one",
+                                "`{}` is not a daemon (process) name: a leading `@` or `.`, a \
+                                 trailing `.` or a `/` never matches one as intended",
                                 Shown(tok)
                             ),
                         );
@@ -1024,6 +1028,9 @@ SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
     fn daemon_names() {
         assert_eq!(codes(b"@sshd: ALL\n"), vec![(1, 1, "daemon-name")]);
         assert_eq!(codes(b"/usr/sbin/sshd: ALL\n"), vec![(1, 1, "daemon-name")]);
+        assert_eq!(codes(b"sshd.: ALL\n"), vec![(1, 1, "daemon-name")]);
+        assert_eq!(codes(b".sshd: ALL\n"), vec![(1, 1, "daemon-name")]);
+        assert_eq!(codes(b"ALL 10.0.0.1.: ALL\n"), vec![(1, 5, "daemon-name")]);
     }
 
     #[test]
