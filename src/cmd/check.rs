@@ -1,7 +1,10 @@
 //! `knockwrap check`: validates hosts_access files and reports like rustc (human), as GitHub
 //! workflow annotations (github) or as SPEC's JSON. Exit 1 when any error is found.
 //!
-//! `--config` is not handled here (another module validates configurations).
+//! `--config PATH` also validates that configuration (and the one-time and TOTP files it
+//! names); its problems are reported like the others, with the code `invalid-config`, and make
+//! the exit code 2 (SPEC: invalid configuration). Without FILE arguments, `--config` checks the
+//! configuration's `hosts_allow` and the `hosts.deny` beside it instead of the /etc pair.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,15 +35,20 @@ impl Checked {
 }
 
 pub fn run(args: CheckArgs) -> CliResult {
-    let files = read_files(&args.files)?;
-    let checked: Vec<Checked> = files
-        .into_iter()
-        .map(|(path, bytes)| Checked {
-            diagnostics: validate(&bytes),
-            path,
-            bytes,
-        })
-        .collect();
+    let (config, config_ok) = match &args.config {
+        Some(path) => check_config(path),
+        None => (Vec::new(), true),
+    };
+    let files = match (&args.config, args.files.is_empty()) {
+        (Some(path), true) => read_config_files(path)?,
+        _ => read_files(&args.files)?,
+    };
+    let mut checked: Vec<Checked> = config;
+    checked.extend(files.into_iter().map(|(path, bytes)| Checked {
+        diagnostics: validate(&bytes),
+        path,
+        bytes,
+    }));
     let out = match args.format {
         Format::Human => human(&checked),
         Format::Github => github(&checked),
@@ -48,11 +56,64 @@ pub fn run(args: CheckArgs) -> CliResult {
     };
     print!("{out}");
     let errors: usize = checked.iter().map(Checked::errors).sum();
-    Ok(if errors > 0 {
+    Ok(if !config_ok {
+        ExitCode::from(crate::failure::USAGE)
+    } else if errors > 0 {
         ExitCode::from(crate::failure::FAILED)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The configuration's problems, one [`Checked`] per file they are in, and whether it is valid.
+/// Only the configuration itself is quoted in excerpts: a TOTP key file's bytes never are.
+fn check_config(path: &Path) -> (Vec<Checked>, bool) {
+    let errors = knockwrap_config::check(path);
+    let mut out: Vec<Checked> = vec![Checked {
+        path: path.to_path_buf(),
+        bytes: std::fs::read(path).unwrap_or_default(),
+        diagnostics: Vec::new(),
+    }];
+    let valid = errors.is_empty();
+    for e in errors {
+        let diagnostic = Diagnostic {
+            line: e.line,
+            column: e.column,
+            severity: Severity::Error,
+            code: "invalid-config",
+            message: e.message,
+        };
+        match out.iter_mut().find(|c| c.path == e.path) {
+            Some(c) => c.diagnostics.push(diagnostic),
+            None => out.push(Checked {
+                path: e.path,
+                bytes: Vec::new(),
+                diagnostics: vec![diagnostic],
+            }),
+        }
+    }
+    (out, valid)
+}
+
+/// The hosts_allow a configuration manages and the hosts.deny beside it (missing = empty, as
+/// for libwrap). A configuration that does not parse falls back to the /etc pair.
+fn read_config_files(config: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, Failure> {
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    let Ok(parsed) = knockwrap_config::Config::from_toml_str(&text, config) else {
+        return read_files(&[]);
+    };
+    let allow = parsed.hosts_allow.clone();
+    let deny = hosts_writer::policy::sibling_deny(&allow);
+    [allow, deny].into_iter().map(read_or_empty).collect()
+}
+
+/// A file libwrap would read: missing is empty, any other failure is an error.
+fn read_or_empty(path: PathBuf) -> Result<(PathBuf, Vec<u8>), Failure> {
+    match std::fs::read(&path) {
+        Ok(b) => Ok((path, b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((path, Vec::new())),
+        Err(e) => Err(unreadable(&path, &e)),
+    }
 }
 
 /// Reads the named files (any failure is an error), or the default pair (a missing one is
@@ -61,14 +122,7 @@ fn read_files(named: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>, Failure> {
     if named.is_empty() {
         return DEFAULT_FILES
             .iter()
-            .map(|p| {
-                let path = PathBuf::from(p);
-                match std::fs::read(&path) {
-                    Ok(b) => Ok((path, b)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((path, Vec::new())),
-                    Err(e) => Err(unreadable(&path, &e)),
-                }
-            })
+            .map(|p| read_or_empty(PathBuf::from(p)))
             .collect();
     }
     named
