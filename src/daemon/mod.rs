@@ -164,6 +164,7 @@ impl Daemon {
                 config_path.display()
             )));
         }
+        check_capture_privilege()?;
         let mut grants = Grants::open(&config.hosts_allow, &config.state_dir, config.backup)
             .map_err(Failure::failed)?;
         // Leases that ran out while the daemon was down end before it reports ready.
@@ -387,6 +388,22 @@ impl Daemon {
         self.config = config;
         Ok(carried)
     }
+}
+
+/// Fails start-up at once, with the reason, when this process may not open packet sockets
+/// (the capture threads would otherwise retry forever in the background).
+fn check_capture_privilege() -> Result<(), Failure> {
+    // SAFETY: plain socket(2) call; the descriptor is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Failure::failed(format!(
+            "cannot open a packet socket: {e} (knockwrap run needs root or CAP_NET_RAW)"
+        )));
+    }
+    // SAFETY: fd is a descriptor this function owns.
+    unsafe { libc::close(fd) };
+    Ok(())
 }
 
 /// A knock from an address no host can have (spoofed or broken) never becomes a line.
