@@ -1,13 +1,12 @@
 //! `knockwrap allow`: add the managed line, record the lease, and fail loudly when libwrap would
 //! not honour the grant.
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use hosts_writer::{diff, Journal, Lease, PolicyOptions};
+use hosts_writer::{Journal, Lease, PolicyOptions};
 
 use crate::cli::AllowArgs;
-use crate::cmd::revoke::{managed_line, policy_failure, write_options};
+use crate::cmd::revoke::{managed_line, policy_failure, print_dry_run, write_options};
 use crate::failure::{CliResult, Failure};
 use crate::target;
 
@@ -16,9 +15,11 @@ pub fn run(args: AllowArgs) -> CliResult {
     let lease_for = match &args.duration {
         Some(text) => match knockwrap_config::parse_duration(text) {
             Some(d) if !d.is_zero() => Some(d),
-            _ => return Err(Failure::usage(format!(
+            _ => {
+                return Err(Failure::usage(format!(
                 "--for: `{text}` is not a duration (seconds, or e.g. 90s, 15m, 1h, 2d; not zero)"
-            ))),
+            )))
+            }
         },
         None => None,
     };
@@ -37,23 +38,13 @@ pub fn run(args: AllowArgs) -> CliResult {
         hosts_writer::allow(&target.hosts_allow, &line, &opts).map_err(|e| policy_failure(&e))?;
 
     if args.target.dry_run {
-        let label = out.file.path.display().to_string();
-        let d = diff::unified(
-            &out.file.before,
-            &out.file.after,
-            &label,
-            &format!("{label} (after allow)"),
-            3,
-        );
-        let _ = std::io::stdout().write_all(&d);
-        if d.is_empty() {
-            println!("{}: already present in {label}; nothing to do", line.text());
-        }
+        print_dry_run(&out, &line, "allow", "already present in");
     } else {
         if let Some(dir) = &target.state_dir {
             // Durable before the grant is reported.
             let journal = Journal::load(dir).map_err(|e| Failure::failed(e.to_string()))?;
-            let expires_at = lease_for.map(|d| target::now_unix().saturating_add(d.as_secs()));
+            let now = hosts_writer::time::now_ms();
+            let expires_at = lease_for.map(|d| hosts_writer::time::expiry_secs(now, d));
             journal
                 .record_grant(Lease {
                     ip: line.addr(),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hosts_access::edit::ManagedLine;
-use hosts_writer::{diff, Journal, Options, PolicyError, PolicyOptions};
+use hosts_writer::{diff, Journal, Options, PolicyError, PolicyOptions, PolicyOutcome};
 
 use crate::cli::RevokeArgs;
 use crate::failure::{CliResult, Failure};
@@ -35,6 +35,22 @@ pub fn policy_failure(e: &PolicyError) -> Failure {
     Failure::failed(e.to_string())
 }
 
+/// `--dry-run`: the unified diff the operation would write, or why there is none.
+pub fn print_dry_run(out: &PolicyOutcome, line: &ManagedLine, op: &str, unchanged: &str) {
+    let label = out.file.path.display().to_string();
+    let d = diff::unified(
+        &out.file.before,
+        &out.file.after,
+        &label,
+        &format!("{label} (after {op})"),
+        3,
+    );
+    let _ = std::io::stdout().write_all(&d);
+    if d.is_empty() {
+        println!("{}: {unchanged} {label}; nothing to do", line.text());
+    }
+}
+
 pub fn run(args: RevokeArgs) -> CliResult {
     let line = managed_line(&args.ip, &args.service)?;
     let target = target::resolve(&args.target)?;
@@ -46,18 +62,7 @@ pub fn run(args: RevokeArgs) -> CliResult {
     let out =
         hosts_writer::revoke(&target.hosts_allow, &line, &opts).map_err(|e| policy_failure(&e))?;
     if args.target.dry_run {
-        let label = out.file.path.display().to_string();
-        let d = diff::unified(
-            &out.file.before,
-            &out.file.after,
-            &label,
-            &format!("{label} (after revoke)"),
-            3,
-        );
-        let _ = std::io::stdout().write_all(&d);
-        if d.is_empty() {
-            println!("{}: not in {label}; nothing to do", line.text());
-        }
+        print_dry_run(&out, &line, "revoke", "not in");
     } else {
         // Line first, lease after: a crash in between leaves a lease whose removal repeats.
         if let Some(dir) = &target.state_dir {

@@ -36,13 +36,6 @@ pub struct Grants {
     retry_at: Option<u64>,
 }
 
-/// The Unix second at which a lease of `lease` granted at `now_ms` ends, rounded up so that a
-/// lease never ends early (expiry runs at whole seconds).
-pub fn expiry_secs(now_ms: u64, lease: Duration) -> u64 {
-    let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
-    now_ms.saturating_add(lease_ms).div_ceil(1000)
-}
-
 /// Seconds between attempts to revoke an expired lease whose removal failed.
 pub const RETRY_SECS: u64 = 5;
 
@@ -88,7 +81,7 @@ impl Grants {
                 ip: addr,
                 service: service.to_string(),
                 door: door.to_string(),
-                expires_at: lease.map(|l| expiry_secs(now_ms, l)),
+                expires_at: lease.map(|l| hosts_writer::time::expiry_secs(now_ms, l)),
                 added_line,
             })
             .map_err(|e| e.to_string())?;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use knock_capture::{spawn_capture_thread, CaptureThread, FilterSpec, SharedFilter};
 use knock_match::{
@@ -47,12 +47,7 @@ fn load(path: &Path) -> Result<Config, ConfigErrors> {
     Config::load(path)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use hosts_writer::time::now_ms;
 
 fn random_seed() -> [u64; 2] {
     let mut bytes = [0u8; 16];
@@ -503,13 +498,5 @@ mod tests {
         let mixed = spec_for_doors(&[door(vec![Step::tcp(7000), Step::udp(8000)])]);
         assert!(mixed.wants(Proto::Udp, 8000, none));
         assert!(mixed.wants(Proto::Udp, 53, none));
-    }
-
-    #[test]
-    fn leases_never_end_early() {
-        // Granted at 10.600 s for 2 s: the line must stay until at least 12.600 s.
-        assert_eq!(grants::expiry_secs(10_600, Duration::from_secs(2)), 13);
-        assert_eq!(grants::expiry_secs(10_000, Duration::from_secs(2)), 12);
-        assert_eq!(grants::expiry_secs(10_000, Duration::from_millis(1500)), 12);
     }
 }

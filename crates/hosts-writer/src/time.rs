@@ -1,4 +1,22 @@
-//! RFC 3339 UTC timestamps from unix seconds (`list --format json`), without a date library.
+//! Lease times: when a lease ends, and RFC 3339 UTC timestamps from unix seconds
+//! (`list --format json`), without a date library.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The Unix second at which a lease of `lease` granted at `now_ms` ends, rounded up so that a
+/// lease never ends early (expiry is checked in whole seconds).
+pub fn expiry_secs(now_ms: u64, lease: Duration) -> u64 {
+    let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+    now_ms.saturating_add(lease_ms).div_ceil(1000)
+}
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -66,5 +84,22 @@ mod tests {
                 "t={t}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn leases_never_end_early() {
+        // Granted at 10.600 s for 2 s: the line must stay until at least 12.600 s.
+        assert_eq!(expiry_secs(10_600, Duration::from_secs(2)), 13);
+        assert_eq!(expiry_secs(10_000, Duration::from_secs(2)), 12);
+        assert_eq!(expiry_secs(10_000, Duration::from_millis(1500)), 12);
+        assert_eq!(
+            expiry_secs(u64::MAX - 5, Duration::from_secs(60)),
+            u64::MAX.div_ceil(1000)
+        );
     }
 }
