@@ -211,6 +211,39 @@ fn udp_and_mixed_doors_open() {
 }
 
 #[test]
+fn udp_sweep_through_a_udp_door_does_not_open() {
+    if !require_root_or_skip("udp_sweep_through_a_udp_door_does_not_open") {
+        return;
+    }
+    let _serial = serial();
+    let mut udp = Door::allow("udpDoor", &["7100:udp", "8100:udp", "9100:udp"]);
+    udp.service = "in.udpd".to_owned();
+    let rig = Rig::start("udpsweep", vec![udp], "", "", false);
+    let (server, client) = (rig.net.server_v4(), rig.client());
+    let line = format!("in.udpd: {client}");
+
+    // An ascending UDP sweep through 7000..=9200 passes every door port in order. Only a
+    // capture that also shows the matcher the datagrams to the other ports can reset it.
+    rig.net.in_client(|| {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+        let started = Instant::now();
+        for (n, port) in (7000..=9200u16).enumerate() {
+            // Paced (~40 k/s) so that the kernel keeps every datagram for the sniffer.
+            let due = started + Duration::from_micros(25) * n as u32;
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+            let _ = socket.send_to(b"x", (server, port));
+        }
+    });
+    rig.expect_no_line(&line, "UDP sweep through the door ports");
+
+    // Control: the same source, knocking honestly, opens.
+    rig.knock(&["-u", &server.to_string(), "7100", "8100", "9100"]);
+    rig.expect_line(&line);
+}
+
+#[test]
 fn ipv6_knock_writes_bracketed_address() {
     if !require_root_or_skip("ipv6_knock_writes_bracketed_address") {
         return;
