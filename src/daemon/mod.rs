@@ -423,7 +423,11 @@ fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, S
         max_sources: config.max_sources,
         hash_seed: random_seed(),
     };
-    Matcher::new(doors, options).map_err(|e| e.to_string())
+    let matcher = Matcher::new(doors, options).map_err(|e| e.to_string())?;
+    for door in matcher.exhausted_doors() {
+        error!(door = %door, "one-time sequences exhausted: door disabled");
+    }
+    Ok(matcher)
 }
 
 /// Door ports with their flag rules, plus what sweep detection needs: pure SYNs to any port,
