@@ -855,3 +855,93 @@ fn ipv6_knock_behind_extension_headers_opens() {
         rig.expect_line(&format!("SSHD: [{src}]"));
     }
 }
+
+/// Runs `knockwrap knock SERVER --door NAME --config CONFIG` in the client namespace.
+fn knock_door(rig: &Rig, name: &str) {
+    let config = rig.daemon.config.display().to_string();
+    run_ok(rig.net.client_cmd(knockwrap_bin()).args([
+        "knock",
+        &rig.server(),
+        "--door",
+        name,
+        "--config",
+        &config,
+    ]));
+}
+
+#[test]
+fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
+    if !require_root_or_skip(
+        "one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart",
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let files = tempfile::tempdir().expect("tempdir");
+    // RFC 6238's test secret "12345678901234567890" in base32 (160 bits).
+    let secret = b"12345678901234567890";
+    let key = files.path().join("totp.key");
+    std::fs::write(&key, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n").expect("key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod key");
+    let otp = files.path().join("open.otp");
+    std::fs::write(&otp, "7301, 7302, 7303\n7401, 7402, 7403\n").expect("otp file");
+    let extra = format!(
+        "\n[[door]]\nname = \"totpSSH\"\ntotp_secret_file = {:?}\ntotp_length = 3\n\
+         totp_ports = \"20000-40000\"\ntotp_step = \"30s\"\nseq_timeout = \"5s\"\n\
+         tcp_flags = [\"syn\"]\nservice = \"SSHD\"\n\
+         \n[[door]]\nname = \"otpSSH\"\none_time_sequences = {:?}\nseq_timeout = \"5s\"\n\
+         tcp_flags = [\"syn\"]\nservice = \"in.otpd\"\n",
+        key.display().to_string(),
+        otp.display().to_string()
+    );
+    let mut rig = Rig::start("otp", vec![], &extra, "", false);
+    let server = rig.net.server_v4();
+    let raw = rig.net.in_client(RawV4::new);
+    let client = rig.client();
+
+    // TOTP: stay clear of a step boundary so the replay below uses the same counter.
+    let step_ms = 30_000u64;
+    let now = || hosts_writer::time::now_ms();
+    if now() % step_ms > step_ms - 4_000 {
+        std::thread::sleep(Duration::from_millis(step_ms - now() % step_ms + 200));
+    }
+    let counter = now() / step_ms;
+    let ports = knock_match::totp_sequence(secret, counter, 3, 20_000, 40_000);
+    knock_door(&rig, "totpSSH");
+    rig.expect_line(&format!("SSHD: {client}"));
+    // The same (door, step) from another source is a replay.
+    let replayer = rig.net.client_subnet_v4(21);
+    raw_knock(&raw, replayer, server, 43_000, &ports);
+    rig.expect_no_line(&format!("SSHD: {replayer}"), "TOTP sequence replayed");
+
+    // One-time: the first sequence opens, once.
+    knock_door(&rig, "otpSSH");
+    rig.expect_line(&format!("in.otpd: {client}"));
+    let second = rig.net.client_subnet_v4(22);
+    raw_knock(&raw, second, server, 43_001, &[7301, 7302, 7303]);
+    rig.expect_no_line(
+        &format!("in.otpd: {second}"),
+        "used one-time sequence replayed",
+    );
+
+    // Across a restart the daemon resumes at the next unused sequence.
+    rig.daemon.stop(Duration::from_secs(5));
+    rig.daemon = Daemon::start(&rig.root, &rig.daemon.config.clone(), "2");
+    raw_knock(&raw, second, server, 43_002, &[7301, 7302, 7303]);
+    rig.expect_no_line(
+        &format!("in.otpd: {second}"),
+        "used sequence after a restart",
+    );
+    raw_knock(&raw, second, server, 43_003, &[7401, 7402, 7403]);
+    rig.expect_line(&format!("in.otpd: {second}"));
+    // That was the last one: the door is now disabled, and says so.
+    assert!(
+        wait_until(Duration::from_secs(2), Duration::from_millis(20), || rig
+            .daemon
+            .log()
+            .contains("exhausted")),
+        "no exhaustion error in the log:\n{}",
+        rig.daemon.log()
+    );
+}
