@@ -380,6 +380,9 @@ impl Daemon {
             self.captures =
                 Some(Captures::spawn(&interfaces, &self.filter, &self.tx).map_err(|e| e.message)?);
         }
+        if config.log != self.config.log {
+            warn!("the `log` setting changed: it takes effect at the next restart");
+        }
         self.config = config;
         Ok(carried)
     }
