@@ -945,3 +945,48 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
         rig.daemon.log()
     );
 }
+
+#[test]
+fn one_daemon_listens_on_several_interfaces() {
+    if !require_root_or_skip("one_daemon_listens_on_several_interfaces") {
+        return;
+    }
+    let _serial = serial();
+    let net = NetPair::new("multi");
+    let root = ServerRoot::new(&net);
+    root.write_hosts_allow("");
+    let config = DaemonConfig::new(&root, vec![Door::allow("openSSH", &OPEN)]);
+    let one = format!("interface = {:?}\n", config.interface);
+    let text = config.render();
+    assert!(text.contains(&one), "{text}");
+    let text = text.replace(
+        &one,
+        &format!("interface = [{:?}, \"lo\"]\n", config.interface),
+    );
+    let path = root.dir().join("knockwrap.toml");
+    std::fs::write(&path, text).expect("config");
+    let daemon = Daemon::start(&root, &path, "1");
+    net.warm_neighbours();
+
+    // Over the veth, from the client namespace...
+    let server = net.server_v4().to_string();
+    run_ok(
+        net.client_cmd("knock")
+            .args([server.as_str(), "7000", "8000", "9000"]),
+    );
+    // ...and over the server's own loopback.
+    run_ok(
+        net.server_cmd("knock")
+            .args(["127.0.0.1", "7000", "8000", "9000"]),
+    );
+    for line in [
+        format!("SSHD: {}", net.client_v4()),
+        "SSHD: 127.0.0.1".to_owned(),
+    ] {
+        assert!(
+            wait_for_line(&root.hosts_allow(), &line, Duration::from_secs(5)).is_some(),
+            "{line:?} missing; daemon log:\n{}",
+            daemon.log()
+        );
+    }
+}
