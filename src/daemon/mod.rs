@@ -32,6 +32,8 @@ const POLL: Duration = Duration::from_millis(200);
 /// Queue between capture threads and the loop. When it is full a capture thread waits, so
 /// overload shows up as the kernel's drop counter (logged by the capture thread).
 const QUEUE: usize = 16_384;
+/// Most events handled between two looks at timers and signals.
+const DRAIN_BATCH: usize = 4096;
 /// How long start-up waits for each interface's capture to open before reporting ready.
 const OPEN_WAIT: Duration = Duration::from_secs(3);
 
@@ -225,9 +227,13 @@ impl Daemon {
             match self.rx.recv_timeout(wake) {
                 Ok(event) => {
                     self.observe(event);
-                    // Drain what is queued before looking at timers again.
-                    while let Ok(event) = self.rx.try_recv() {
-                        self.observe(event);
+                    // Drain what is queued, but a bounded batch: under a flood, lease expiry
+                    // and signals must still get their turn.
+                    for _ in 0..DRAIN_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(event) => self.observe(event),
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -259,10 +265,6 @@ impl Daemon {
     }
 
     fn apply(&mut self, d: Decision) {
-        if !is_grantable(d.addr) {
-            warn!(door = %d.door_name, addr = %d.addr, "refused: not a unicast source address");
-            return;
-        }
         if let Some(consume) = d.consume {
             // Durable before acting: a used sequence must never work twice, even after a crash.
             let recorded = match self.matcher.doors().nth(d.door) {
@@ -280,6 +282,11 @@ impl Daemon {
             if let Consume::OneTime { remaining: 0, .. } = consume {
                 error!(door = %d.door_name, "one-time sequences exhausted: door disabled");
             }
+        }
+        // After the progress is recorded: a sequence seen on the wire is used, whoever sent it.
+        if !is_grantable(d.addr) {
+            warn!(door = %d.door_name, addr = %d.addr, "refused: not a unicast source address");
+            return;
         }
         match d.action {
             Action::Allow => {
