@@ -990,3 +990,51 @@ fn one_daemon_listens_on_several_interfaces() {
         );
     }
 }
+
+#[test]
+fn knocks_addressed_to_another_host_do_not_open() {
+    if !require_root_or_skip("knocks_addressed_to_another_host_do_not_open") {
+        return;
+    }
+    let _serial = serial();
+    let rig = Rig::start("notme", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    // Frames to the server's MAC but for an IP address it does not have, as a router sees
+    // traffic it forwards: the sniffer sees them, and they must not count as knocks.
+    let other = Ipv4Addr::new(198, 18, rig.net.subnet, 99);
+    let show = run_ok(std::process::Command::new("ip").args([
+        "-n",
+        &rig.net.server_ns,
+        "-o",
+        "link",
+        "show",
+        "kws",
+    ]));
+    let show = String::from_utf8_lossy(&show.stdout).into_owned();
+    let mac = show
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("server MAC")
+        .to_owned();
+    run_ok(std::process::Command::new("ip").args([
+        "-n",
+        &rig.net.client_ns,
+        "neigh",
+        "replace",
+        &other.to_string(),
+        "lladdr",
+        &mac,
+        "dev",
+        "kwc",
+        "nud",
+        "permanent",
+    ]));
+    let raw = rig.net.in_client(RawV4::new);
+    let src = rig.net.client_subnet_v4(31);
+    raw_knock(&raw, src, other, 44_000, &OPEN_PORTS);
+    rig.expect_no_line(&format!("SSHD: {src}"), "knock addressed to another host");
+
+    // Control: the same source knocking at the server's own address opens.
+    raw_knock(&raw, src, rig.net.server_v4(), 44_001, &OPEN_PORTS);
+    rig.expect_line(&format!("SSHD: {src}"));
+}

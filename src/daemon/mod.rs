@@ -3,6 +3,7 @@
 //! SIGTERM/SIGINT (stop), and tells systemd where it stands (sd_notify).
 
 mod grants;
+mod local;
 pub mod notify;
 
 use std::io::Read;
@@ -137,6 +138,7 @@ struct Daemon {
     tx: SyncSender<KnockEvent>,
     rx: Receiver<KnockEvent>,
     signals: Signals,
+    destinations: local::Destinations,
 }
 
 fn interfaces_of(cli: &[String], config: &Config) -> Vec<String> {
@@ -185,7 +187,9 @@ impl Daemon {
         if let Err(e) = notify::notify("READY=1") {
             warn!(error = %e, "sd_notify READY=1 failed");
         }
+        let destinations = local::Destinations::new(targets(&config));
         Ok(Daemon {
+            destinations,
             config_path,
             cli_interfaces,
             config,
@@ -209,6 +213,7 @@ impl Daemon {
                 self.reload();
             }
             let now = now_ms();
+            self.destinations.refresh();
             self.matcher.tick(now);
             match self.grants.expire(now / 1000) {
                 Ok(done) => grants::log_expiries(done),
@@ -259,6 +264,9 @@ impl Daemon {
     }
 
     fn observe(&mut self, event: KnockEvent) {
+        if !self.destinations.accepts(event.dst) {
+            return;
+        }
         for decision in self.matcher.observe(&event) {
             self.apply(decision);
         }
@@ -375,6 +383,7 @@ impl Daemon {
         }
         self.progress = progress;
         self.matcher = matcher;
+        self.destinations = local::Destinations::new(targets(&config));
         self.filter.set(filter_spec(&config));
         let same_interfaces = self
             .captures
@@ -438,6 +447,11 @@ fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, S
         error!(door = %door, "one-time sequences exhausted: door disabled");
     }
     Ok(matcher)
+}
+
+/// The doors' explicit `target` addresses.
+fn targets(config: &Config) -> Vec<IpAddr> {
+    config.doors.iter().filter_map(|d| d.door.target).collect()
 }
 
 /// Door ports with their flag rules, plus what sweep detection needs: pure SYNs to any port,

@@ -1,0 +1,106 @@
+//! The host's own addresses. As in knockd (whose capture filter keeps only packets to the
+//! interface's address), a knock counts only when it is sent to this host, or to a door's
+//! explicit `target`: packets the host merely forwards never open a door.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+/// How often the address list is read again (addresses come and go with DHCP, SLAAC, VPNs).
+const REFRESH: Duration = Duration::from_secs(5);
+
+/// Every address configured on an interface of this network namespace.
+pub fn addresses() -> io::Result<HashSet<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = HashSet::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
+            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+                libc::AF_INET => {
+                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                    out.insert(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                        sin.sin_addr.s_addr,
+                    ))));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                    out.insert(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Which destinations a knock may be sent to: this host's addresses (refreshed now and then)
+/// and the doors' targets.
+pub struct Destinations {
+    local: Option<HashSet<IpAddr>>,
+    targets: HashSet<IpAddr>,
+    read_at: Option<Instant>,
+}
+
+impl Destinations {
+    pub fn new(targets: impl IntoIterator<Item = IpAddr>) -> Destinations {
+        let mut d = Destinations {
+            local: None,
+            targets: targets.into_iter().collect(),
+            read_at: None,
+        };
+        d.refresh();
+        d
+    }
+
+    /// Re-reads the host's addresses when the last read is older than [`REFRESH`].
+    pub fn refresh(&mut self) {
+        if self.read_at.is_some_and(|t| t.elapsed() < REFRESH) {
+            return;
+        }
+        self.read_at = Some(Instant::now());
+        match addresses() {
+            Ok(set) => self.local = Some(set),
+            // Keep the last good list; with none yet, accept every destination (knockd's
+            // behaviour without an address) rather than ignore every knock.
+            Err(e) => warn!(error = %e, "cannot list this host's addresses"),
+        }
+    }
+
+    pub fn accepts(&self, dst: IpAddr) -> bool {
+        let dst = match dst {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(dst, IpAddr::V4),
+            v4 => v4,
+        };
+        self.targets.contains(&dst) || self.local.as_ref().is_none_or(|l| l.contains(&dst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_local_and_documentation_addresses_are_not() {
+        let d = Destinations::new(["192.0.2.77".parse().unwrap()]);
+        assert!(d.accepts("127.0.0.1".parse().unwrap()));
+        assert!(d.accepts("::ffff:127.0.0.1".parse().unwrap()));
+        // A door's explicit target counts even though no interface has it.
+        assert!(d.accepts("192.0.2.77".parse().unwrap()));
+        assert!(!d.accepts("192.0.2.78".parse().unwrap()));
+        assert!(!d.accepts("2001:db8::1".parse().unwrap()));
+    }
+}
