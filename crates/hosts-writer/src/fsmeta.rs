@@ -43,32 +43,12 @@ pub type Xattr = (CString, Vec<u8>);
 /// The `security.*` attributes of an open file. A file system without xattr support has none.
 pub fn security_xattrs(file: &File) -> io::Result<Vec<Xattr>> {
     let fd = file.as_raw_fd();
-    let names = loop {
-        // SAFETY: a null buffer with size 0 asks only for the needed length.
-        let len = unsafe { libc::flistxattr(fd, std::ptr::null_mut(), 0) };
-        if len < 0 {
-            let e = io::Error::last_os_error();
-            if unsupported(&e) {
-                return Ok(Vec::new());
-            }
-            return Err(e);
-        }
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; len as usize];
-        // SAFETY: buf is valid for buf.len() bytes.
-        let got = unsafe { libc::flistxattr(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if got < 0 {
-            let e = io::Error::last_os_error();
-            // The list grew between the two calls: ask again.
-            if e.raw_os_error() == Some(libc::ERANGE) {
-                continue;
-            }
-            return Err(e);
-        }
-        buf.truncate(got as usize);
-        break buf;
+    // SAFETY: `read_sized` passes a buffer valid for `len` bytes, or null with `len` 0.
+    let names = read_sized(unsupported, |buf, len| unsafe {
+        libc::flistxattr(fd, buf.cast(), len)
+    })?;
+    let Some(names) = names else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for raw in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
@@ -84,19 +64,29 @@ pub fn security_xattrs(file: &File) -> io::Result<Vec<Xattr>> {
 }
 
 fn get_xattr(fd: i32, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ENODATA);
+    // SAFETY: `name` is NUL-terminated; `read_sized` passes a buffer valid for `len` bytes, or
+    // null with `len` 0.
+    read_sized(gone, |buf, len| unsafe {
+        libc::fgetxattr(fd, name.as_ptr(), buf, len)
+    })
+}
+
+/// The size-then-fetch protocol of the xattr calls: `call` with a null buffer and size 0 asks
+/// for the length, then fetches; ERANGE on the fetch means the data grew in between, so it asks
+/// again. `Ok(None)` when the length query fails in a way `absent` accepts as "nothing there".
+fn read_sized(
+    absent: impl Fn(&io::Error) -> bool,
+    mut call: impl FnMut(*mut libc::c_void, usize) -> isize,
+) -> io::Result<Option<Vec<u8>>> {
     loop {
-        // SAFETY: name is NUL-terminated; null buffer with size 0 asks for the length.
-        let len = unsafe { libc::fgetxattr(fd, name.as_ptr(), std::ptr::null_mut(), 0) };
+        let len = call(std::ptr::null_mut(), 0);
         if len < 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENODATA) {
-                return Ok(None);
-            }
-            return Err(e);
+            return if absent(&e) { Ok(None) } else { Err(e) };
         }
         let mut buf = vec![0u8; len as usize];
-        // SAFETY: buf is valid for buf.len() bytes.
-        let got = unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let got = call(buf.as_mut_ptr().cast(), buf.len());
         if got < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ERANGE) {
