@@ -69,11 +69,3 @@ pub fn state_dir_for_list(config: &Path, state_dir: Option<&Path>) -> Result<Pat
         None => Ok(load_config(config)?.state_dir),
     }
 }
-
-/// Unix seconds now.
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}

@@ -13,7 +13,7 @@ pub fn run(args: ListArgs) -> CliResult {
     let dir = target::state_dir_for_list(&args.config, args.state_dir.as_deref())?;
     let journal = Journal::load(&dir).map_err(|e| Failure::failed(e.to_string()))?;
     let mut leases = journal
-        .active(target::now_unix())
+        .active(hosts_writer::time::now_ms() / 1000)
         .map_err(|e| Failure::failed(e.to_string()))?;
     leases.sort_by(|a, b| {
         (a.expires_at.is_none(), a.expires_at, a.ip).cmp(&(
