@@ -15,8 +15,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use hosts_writer::time::now_ms;
 use knock_match::{totp_counter, totp_sequence, Door, DoorKind, Proto, Step, TcpFlags};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::Config;
@@ -110,12 +111,6 @@ fn parse_steps(ports: &[String], all_udp: bool) -> Result<Vec<Step>, Failure> {
             Ok(if all_udp { Step::udp(step.port) } else { step })
         })
         .collect()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The sequence of door `name` in the configuration at `path`, now: a static door's steps,
