@@ -71,11 +71,9 @@ impl Grants {
         now_ms: u64,
     ) -> Result<Applied, String> {
         let line = ManagedLine::new(service, addr).map_err(|e| e.to_string())?;
-        let existing = self.lease_of(addr, service)?;
-        let added_line = match &existing {
-            Some(lease) => lease.added_line,
-            None => !self.line_present(&line)?,
-        };
+        // The journal ORs this into an existing lease's flag, so a line knockwrap added earlier
+        // stays knockwrap's, and an operator's line present now stays the operator's.
+        let added_line = !self.line_present(&line)?;
         self.journal
             .record_grant(Lease {
                 ip: addr,
