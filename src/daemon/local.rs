@@ -80,12 +80,15 @@ impl Destinations {
         }
     }
 
+    /// True when the packet may matter to some door: sent to this host or to a door's target.
     pub fn accepts(&self, dst: IpAddr) -> bool {
-        let dst = match dst {
-            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(dst, IpAddr::V4),
-            v4 => v4,
-        };
-        self.targets.contains(&dst) || self.local.as_ref().is_none_or(|l| l.contains(&dst))
+        self.targets.contains(&dst) || self.is_local(dst)
+    }
+
+    /// True when `dst` is one of this host's own addresses (with no list read yet, every
+    /// address is taken as local rather than ignore every knock).
+    pub fn is_local(&self, dst: IpAddr) -> bool {
+        self.local.as_ref().is_none_or(|l| l.contains(&dst))
     }
 }
 
@@ -97,9 +100,13 @@ mod tests {
     fn loopback_is_local_and_documentation_addresses_are_not() {
         let d = Destinations::new(["192.0.2.77".parse().unwrap()]);
         assert!(d.accepts("127.0.0.1".parse().unwrap()));
-        assert!(d.accepts("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(d.is_local("127.0.0.1".parse().unwrap()));
+        // An IPv4-mapped destination is not an address of this host: the kernel never
+        // delivers IPv6 packets to it as IPv4.
+        assert!(!d.accepts("::ffff:127.0.0.1".parse().unwrap()));
         // A door's explicit target counts even though no interface has it.
         assert!(d.accepts("192.0.2.77".parse().unwrap()));
+        assert!(!d.is_local("192.0.2.77".parse().unwrap()));
         assert!(!d.accepts("192.0.2.78".parse().unwrap()));
         assert!(!d.accepts("2001:db8::1".parse().unwrap()));
     }

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use knock_capture::{spawn_capture_thread, CaptureThread, FilterSpec, SharedFilter};
-use knock_match::{
-    Action, Consume, Decision, Door, DoorKind, KnockEvent, Matcher, MatcherOptions, Proto,
-};
+use knock_match::{Action, Consume, Decision, Door, KnockEvent, Matcher, MatcherOptions};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::{Config, ConfigErrors};
 use tracing::{error, info, warn};
@@ -263,10 +261,11 @@ impl Daemon {
         );
     }
 
-    fn observe(&mut self, event: KnockEvent) {
+    fn observe(&mut self, mut event: KnockEvent) {
         if !self.destinations.accepts(event.dst) {
             return;
         }
+        event.to_host = self.destinations.is_local(event.dst);
         for decision in self.matcher.observe(&event) {
             self.apply(decision);
         }
@@ -454,26 +453,14 @@ fn targets(config: &Config) -> Vec<IpAddr> {
     config.doors.iter().filter_map(|d| d.door.target).collect()
 }
 
-/// Door ports with their flag rules, plus what sweep detection needs: pure SYNs to any port,
-/// and, when some door has a UDP step, UDP to any port (otherwise a UDP sweep would only ever
-/// show the matcher the door's own ports, in order, and open it as it opens knockd).
+/// Each door's step rule and UDP, to every port: what sweep detection needs (see
+/// [`FilterSpec::from_doors`]).
 fn filter_spec(config: &Config) -> FilterSpec {
     spec_for_doors(&config.doors())
 }
 
 fn spec_for_doors(doors: &[Door]) -> FilterSpec {
-    let mut spec = FilterSpec::from_doors(doors.iter(), true);
-    let uses_udp = |d: &Door| match &d.kind {
-        DoorKind::Static { steps } => steps.iter().any(|s| s.proto == Proto::Udp),
-        DoorKind::OneTime { sequences, .. } => {
-            sequences.iter().flatten().any(|s| s.proto == Proto::Udp)
-        }
-        DoorKind::Totp(_) => false,
-    };
-    if doors.iter().any(uses_udp) {
-        spec.udp(1..=u16::MAX);
-    }
-    spec
+    FilterSpec::from_doors(doors.iter(), true)
 }
 
 #[cfg(test)]

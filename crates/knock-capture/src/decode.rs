@@ -74,6 +74,8 @@ pub fn decode(link: LinkType, frame: &[u8], time_ms: u64) -> Option<KnockEvent> 
         proto,
         dport,
         flags,
+        // Whether the destination is this host is the daemon's to say (it knows the addresses).
+        to_host: false,
     })
 }
 

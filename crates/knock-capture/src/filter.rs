@@ -96,17 +96,32 @@ impl FilterSpec {
         self
     }
 
-    /// What the doors need: every step's port (TCP with the door's flag rules, UDP), all
-    /// remaining one-time sequences, a TOTP door's whole port range (its steps are TCP).
+    /// What the doors need. Each door's step rule ([`Door::step_rule`]: pure SYNs unless a
+    /// static door asks for other flags) with UDP when the door has a UDP step.
+    ///
+    /// With `sweep_detection` (the daemon's setting) these pass to **every** port: the matcher
+    /// resets a source whose packet could have been a step but went to the wrong port, so it
+    /// must see every such packet, not only those to door ports (knockd's filter sees only the
+    /// door ports, in sweep order, and opens). Pure SYNs to any port pass as well. Established
+    /// traffic (ACKs) to non-door ports is still dropped in the kernel unless a door's own
+    /// rule accepts ACKs. Without it, only the doors' own ports (still to come for one-time
+    /// doors, a TOTP door's whole range) pass.
     /// A door's `target` is not filtered in the kernel; the matcher checks it.
     pub fn from_doors<'a>(
         doors: impl IntoIterator<Item = &'a Door>,
-        pass_pure_syn_any_port: bool,
+        sweep_detection: bool,
     ) -> FilterSpec {
         let mut spec = FilterSpec::new();
-        spec.pass_pure_syn_any_port = pass_pure_syn_any_port;
+        spec.pass_pure_syn_any_port = sweep_detection;
         for door in doors {
-            let rule = flag_rule(&door.tcp_flags);
+            let rule = flag_rule(&door.step_rule());
+            if sweep_detection {
+                spec.tcp(1..=u16::MAX, rule);
+                if door.has_udp_step() {
+                    spec.udp(1..=u16::MAX);
+                }
+                continue;
+            }
             let mut add = |steps: &[knock_match::Step]| {
                 for s in steps {
                     match s.proto {

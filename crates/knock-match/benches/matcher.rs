@@ -116,6 +116,7 @@ fn ev(t: u64, src: u32, proto: Proto, port: u16) -> KnockEvent {
         } else {
             0
         }),
+        to_host: true,
     }
 }
 

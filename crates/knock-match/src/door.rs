@@ -197,6 +197,29 @@ impl TcpFlagRules {
     pub fn is_none(&self) -> bool {
         self.required == 0 && self.forbidden == 0
     }
+
+    /// A connection attempt: SYN set; ACK, RST and FIN clear (the other bits don't matter:
+    /// ECN-capable stacks set ECE and CWR on their SYNs).
+    pub fn pure_syn() -> TcpFlagRules {
+        TcpFlagRules {
+            required: TcpFlags::SYN,
+            forbidden: TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN,
+        }
+    }
+
+    /// Both rules at once, or `None` when one requires a flag the other forbids.
+    pub fn and(self, other: TcpFlagRules) -> Option<TcpFlagRules> {
+        let rules = TcpFlagRules {
+            required: self.required | other.required,
+            forbidden: self.forbidden | other.forbidden,
+        };
+        (rules.required & rules.forbidden == 0).then_some(rules)
+    }
+
+    /// The bits that must be set and the bits that must be clear.
+    pub fn bits(&self) -> (u8, u8) {
+        (self.required, self.forbidden)
+    }
 }
 
 /// What a completed sequence does.
@@ -223,9 +246,9 @@ pub struct TotpParams {
     pub lo: u16,
     pub hi: u16,
     pub step: Duration,
-    /// Highest step counter already accepted (from the progress store); counters at or below
-    /// it are refused, which makes each (door, counter) usable once.
-    pub last_used: Option<u64>,
+    /// Step counters already accepted (from the progress store): each (door, counter) is
+    /// usable once.
+    pub used: crate::totp::UsedSteps,
 }
 
 impl fmt::Debug for TotpParams {
@@ -237,7 +260,7 @@ impl fmt::Debug for TotpParams {
             .field("lo", &self.lo)
             .field("hi", &self.hi)
             .field("step", &self.step)
-            .field("last_used", &self.last_used)
+            .field("used", &self.used)
             .finish()
     }
 }
@@ -314,6 +337,14 @@ impl Door {
         if self.lease == Some(Duration::ZERO) {
             return Err(fail("lease must be positive".into()));
         }
+        let secret_door = !matches!(self.kind, DoorKind::Static { .. });
+        if secret_door && TcpFlagRules::pure_syn().and(self.tcp_flags).is_none() {
+            return Err(fail(
+                "one-time and TOTP doors take only pure SYNs (SYN set; ACK, RST, FIN clear): \
+                 `tcp_flags` cannot require ack, rst or fin, nor forbid syn"
+                    .into(),
+            ));
+        }
         match &self.kind {
             DoorKind::Static { steps } => check_sequence(steps).map_err(fail)?,
             DoorKind::OneTime { sequences, .. } => {
@@ -362,9 +393,34 @@ impl Door {
         }
     }
 
-    /// True when a TCP packet with these flags satisfies the door's flag rules (UDP always does).
+    /// The rule a TCP packet must satisfy to be a step of this door: a pure SYN (a connection
+    /// attempt) unless a static door's `tcp_flags` asks for something else; one-time and TOTP
+    /// doors take pure SYNs only (their `tcp_flags` may narrow that further, never widen it).
+    pub fn step_rule(&self) -> TcpFlagRules {
+        match (&self.kind, self.tcp_flags.is_none()) {
+            (_, true) => TcpFlagRules::pure_syn(),
+            (DoorKind::Static { .. }, false) => self.tcp_flags,
+            // Validated: the two are compatible (see `validate`).
+            (_, false) => TcpFlagRules::pure_syn()
+                .and(self.tcp_flags)
+                .unwrap_or_else(TcpFlagRules::pure_syn),
+        }
+    }
+
+    /// True when a TCP packet with these flags could be a step of this door (UDP always can).
     pub fn flags_ok(&self, proto: Proto, flags: TcpFlags) -> bool {
-        proto == Proto::Udp || self.tcp_flags.matches(flags)
+        proto == Proto::Udp || self.step_rule().matches(flags)
+    }
+
+    /// True when some step of some sequence of the door is a UDP step.
+    pub fn has_udp_step(&self) -> bool {
+        match &self.kind {
+            DoorKind::Static { steps } => steps.iter().any(|s| s.proto == Proto::Udp),
+            DoorKind::OneTime { sequences, .. } => {
+                sequences.iter().flatten().any(|s| s.proto == Proto::Udp)
+            }
+            DoorKind::Totp(_) => false,
+        }
     }
 }
 

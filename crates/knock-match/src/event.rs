@@ -43,8 +43,13 @@ impl TcpFlags {
     }
 }
 
-/// One packet that may be a knock. `time_ms` is wall-clock milliseconds since the Unix epoch
-/// at capture; the matcher never reads a clock itself. `flags` is zero for UDP.
+/// One packet that may be a knock. `time_ms` is the capture time in milliseconds of a clock
+/// that never jumps (the daemon uses CLOCK_BOOTTIME; tests use any origin); the matcher never
+/// reads a clock itself and derives TOTP's wall-clock time with [`Matcher::set_wall_offset`].
+/// `flags` is zero for UDP. `to_host` says the destination is one of this host's own
+/// addresses: doors without a `target` count only such packets.
+///
+/// [`Matcher::set_wall_offset`]: crate::Matcher::set_wall_offset
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KnockEvent {
     pub time_ms: u64,
@@ -53,4 +58,5 @@ pub struct KnockEvent {
     pub proto: Proto,
     pub dport: u16,
     pub flags: TcpFlags,
+    pub to_host: bool,
 }

@@ -2,27 +2,37 @@
 //! sequences, and a fixed-capacity table of sources in progress.
 //!
 //! Pure: events and the current time come in as values, decisions go out as values.
-//! Nothing here reads a clock, a file or a socket. Time is `time_ms`, Unix-epoch
-//! milliseconds, carried by each [`KnockEvent`] and by [`Matcher::tick`]; the matcher keeps
-//! the latest time it has seen and never goes back.
+//! Nothing here reads a clock, a file or a socket. Time is `time_ms`, milliseconds of a clock
+//! that never jumps, carried by each [`KnockEvent`] and by [`Matcher::tick`]; the matcher keeps
+//! the latest time it has seen and never goes back. TOTP alone needs wall-clock time: it is
+//! `time_ms` plus the offset given to [`Matcher::set_wall_offset`], so a wall-clock jump moves
+//! TOTP's window but neither extends nor cuts a sequence in progress.
 //!
 //! # Rules
 //! - A door's sequence is 1 to 32 steps of `port:proto`, TCP and UDP mixed. The whole sequence
 //!   must arrive within `seq_timeout` of its first knock (a knock at exactly first + timeout is
 //!   too late, as in knockd).
-//! - `tcp_flags` rules (required, `!`forbidden, don't care) must all hold for a TCP packet to
-//!   count as a step; UDP steps ignore them. A TCP packet that fails them is ignored.
-//! - `target`: only packets sent to that address count (as steps or as resets) for the door.
+//! - A TCP step is a connection attempt, a pure SYN (SYN set; ACK, RST, FIN clear), unless a
+//!   static door's `tcp_flags` (required, `!`forbidden, don't care) asks for other flags;
+//!   one-time and TOTP doors take pure SYNs only ([`Door::step_rule`]). UDP steps ignore
+//!   flags. A TCP packet that fails the door's rule is neither a step nor a reset for it.
+//! - `target`: a door with a target counts only packets sent to it; a door without one counts
+//!   only packets sent to this host's own addresses ([`KnockEvent::to_host`]).
 //! - Every door, every candidate sequence of a door and every source is tracked independently:
 //!   doors sharing a prefix progress in parallel; any number of sources may be in progress.
-//! - Sweep resistance: a pure SYN (SYN without ACK, RST, FIN) or a UDP datagram from a source
-//!   in progress, to a port that is not its next step, abandons that progress (counted as a
-//!   reset); the packet is then evaluated as a possible first step. An exact repeat of the
-//!   step just matched within 1 s ([`RETRANSMIT_MS`]) is a retransmission and changes nothing.
-//!   Other packets (ACKs of an ssh session, FINs, ...) that are not a step change nothing.
-//!   When the next step equals the previous one, the packet is taken as the next step.
-//! - Bounded memory: at most `max_sources` sources in progress; when full, the source closest
-//!   to its deadline is evicted ([`Counters::evictions`]). Expiry is driven by time:
+//! - Sweep resistance: any packet from a source in progress that could be a step of the door
+//!   (its flags pass the door's rule, or it is a UDP datagram), and any pure SYN, sent to a
+//!   port that is not the source's next step, abandons that progress (counted as a reset);
+//!   the packet is then evaluated as a possible first step. A repeat of any earlier step of the
+//!   sequence within [`RETRANSMIT_MS`] of that step's original is a retransmission (Linux
+//!   resends an unanswered SYN after 1 s and 3 s) and changes nothing. Other packets (ACKs of
+//!   an ssh session, FINs, ...) that cannot be a step change nothing. When the next step
+//!   equals an earlier one, the packet is taken as the next step.
+//! - Bounded memory: at most `max_sources` sources in progress. When full, a new source
+//!   evicts the oldest source that has matched only its first step; a source that has matched
+//!   two or more steps is evicted only when no such source remains
+//!   ([`Counters::evictions`]). A flood of spoofed first steps therefore never pushes out an
+//!   honest knock that is under way. Expiry is driven by time:
 //!   call [`Matcher::tick`] at [`Matcher::next_deadline`]. Expired progress is also ignored
 //!   whenever it is met, so correctness never depends on when `tick` runs.
 //!
@@ -33,12 +43,12 @@
 //! `knockwrap_config::progress`) before acting on the decision**, and must drop the decision
 //! if persisting fails: a used sequence is then lost, never reusable. After a restart, pass
 //! the persisted progress back in when building doors: `DoorKind::OneTime { next, .. }` (the
-//! first unused index) and `TotpParams::last_used` (the highest counter used; it and every
-//! earlier counter are refused). A one-time door whose `next` reaches the end is disabled
+//! first unused index) and `TotpParams::used` (the counters used; each is refused). A one-time door whose `next` reaches the end is disabled
 //! ([`Matcher::exhausted_doors`]; `Consume::OneTime::remaining == 0` says it just happened).
 //!
-//! TOTP doors accept the sequences of counters c-1, c and c+1, where c is the counter at the
-//! time of each knock (`docs/totp.md`), each counter at most once.
+//! TOTP doors accept the sequences of counters c-1, c and c+1, where c is the wall-clock
+//! counter at the time of each knock (`docs/totp.md`), each counter at most once; a grant
+//! for one counter never refuses its neighbours.
 
 pub mod door;
 pub mod event;
@@ -56,4 +66,4 @@ pub use matcher::{
     Consume, Counters, Decision, Matcher, MatcherOptions, DEFAULT_MAX_SOURCES, RETRANSMIT_MS,
 };
 pub use onetime::{parse_one_time, OneTimeError};
-pub use totp::{decode_base32, totp_counter, totp_sequence, Base32Error};
+pub use totp::{decode_base32, totp_counter, totp_sequence, Base32Error, UsedSteps};

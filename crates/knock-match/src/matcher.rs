@@ -4,13 +4,44 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::door::{Action, Door, DoorError, DoorKind, Step};
+use crate::door::{Action, Door, DoorError, DoorKind, Step, TcpFlagRules, MAX_STEPS};
 use crate::event::{KnockEvent, Proto};
 use crate::table::{Table, Track};
+
+/// Milliseconds from `start` to `t`, saturating (a step's time within its track).
+fn offset(start: u64, t: u64) -> u32 {
+    t.saturating_sub(start).min(u64::from(u32::MAX)) as u32
+}
+
+impl Track {
+    /// A track whose first step matched at `t`.
+    pub(crate) fn started(door: u32, variant: u64, t: u64) -> Track {
+        Track {
+            door,
+            variant,
+            stage: 1,
+            start_ms: t,
+            at: [0; MAX_STEPS],
+        }
+    }
+
+    /// True when `step` repeats an earlier step of `seq` whose original arrived at most
+    /// [`RETRANSMIT_MS`] before `t`.
+    fn is_retransmit(&self, seq: &[Step], step: Step, t: u64) -> bool {
+        let since = offset(self.start_ms, t);
+        seq.iter()
+            .zip(&self.at)
+            .take(usize::from(self.stage))
+            .any(|(s, &at)| *s == step && u64::from(since.saturating_sub(at)) <= RETRANSMIT_MS)
+    }
+}
 use crate::totp::{totp_counter, totp_sequence};
 
-/// A repeat of the step just matched, this soon after it, is a retransmission, not a new knock.
-pub const RETRANSMIT_MS: u64 = 1_000;
+/// A repeat of an earlier step this soon after that step's original is a retransmission, not
+/// a new knock: Linux resends an unanswered SYN 1 s and 3 s after the original, so a client
+/// whose knocks go unanswered (a firewall that drops) and that keeps its sockets open while it
+/// knocks slowly resends steps it already made, after later ones.
+pub const RETRANSMIT_MS: u64 = 3_500;
 
 /// Default capacity of the table of sources in progress.
 pub const DEFAULT_MAX_SOURCES: usize = 65_536;
@@ -18,7 +49,8 @@ pub const DEFAULT_MAX_SOURCES: usize = 65_536;
 /// Construction options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatcherOptions {
-    /// Most sources tracked at once; when full, the entry closest to its deadline is evicted.
+    /// Most sources tracked at once; when full, the oldest source that has matched only its
+    /// first step is evicted (a source further along only when no such source is left).
     pub max_sources: usize,
     /// Key of the table's hash. The daemon must pass random bytes (spoofed sources are chosen
     /// by the attacker); the default is a fixed value fit only for tests.
@@ -58,7 +90,8 @@ pub enum Consume {
         next: usize,
         remaining: usize,
     },
-    /// TOTP step `counter` is used; it and every earlier counter are refused from now on.
+    /// TOTP step `counter` is used; it is refused from now on (the door's
+    /// [`TotpParams::used`](crate::TotpParams::used) is what to persist).
     Totp { counter: u64 },
 }
 
@@ -81,6 +114,9 @@ struct DoorState {
     door: Door,
     timeout_ms: u64,
     class: u32,
+    /// The door's step rule for TCP packets ([`Door::step_rule`]), computed once.
+    rule: TcpFlagRules,
+    has_udp: bool,
     /// Sequences a knock may currently follow, by variant: the static sequence (variant 0),
     /// the next unused one-time sequence (its index), or the TOTP sequences of the acceptable
     /// counters.
@@ -97,13 +133,26 @@ impl DoorState {
             .map(|(_, s)| s.as_slice())
     }
 
-    fn target_ok(&self, dst: IpAddr) -> bool {
-        self.door.target.is_none_or(|t| t == dst)
+    /// Whether a packet counts for this door at all: sent to its target, or, for a door
+    /// without one, to this host.
+    fn target_ok(&self, ev: &KnockEvent) -> bool {
+        match self.door.target {
+            Some(t) => t == ev.dst,
+            None => ev.to_host,
+        }
     }
 
-    /// Recomputes the candidates; for TOTP only when the counter at `now` changed (or `force`).
-    /// Returns whether they changed.
-    fn refresh(&mut self, now: u64, force: bool) -> bool {
+    /// Whether the packet could be a step of this door (so sent elsewhere, it is a reset).
+    fn could_step(&self, ev: &KnockEvent) -> bool {
+        match ev.proto {
+            Proto::Udp => self.has_udp,
+            Proto::Tcp => self.rule.matches(ev.flags),
+        }
+    }
+
+    /// Recomputes the candidates; for TOTP only when the counter at wall time `wall` changed
+    /// (or `force`). Returns whether they changed.
+    fn refresh(&mut self, wall: u64, force: bool) -> bool {
         match &self.door.kind {
             DoorKind::Static { steps } => {
                 if force || self.candidates.is_empty() {
@@ -124,14 +173,14 @@ impl DoorState {
             }
             DoorKind::Totp(p) => {
                 let step_ms = p.step.as_millis().min(u128::from(u64::MAX)) as u64;
-                let c = totp_counter(now, step_ms);
+                let c = totp_counter(wall, step_ms);
                 if !force && self.totp_base == Some(c) {
                     return false;
                 }
                 let old = std::mem::take(&mut self.candidates);
                 let window = [c.checked_sub(1), Some(c), c.checked_add(1)];
                 for k in window.into_iter().flatten() {
-                    if p.last_used.is_some_and(|u| k <= u) {
+                    if p.used.contains(k) {
                         continue;
                     }
                     let steps = match old.iter().find(|(v, _)| *v == k) {
@@ -161,18 +210,20 @@ pub struct Matcher {
     /// One bit per (protocol, port) that is the first step of some candidate sequence.
     first_steps: Vec<u64>,
     now: u64,
+    /// Wall-clock milliseconds minus `now`'s clock: TOTP's time is `now + wall_offset`.
+    wall_offset: i64,
     counters: Counters,
 }
 
 /// Two doors are the same door if they differ at most in progress (one-time `next`, TOTP
-/// `last_used`), which the progress store restores separately.
+/// `used`), which the progress store restores separately.
 fn same_definition(a: &Door, b: &Door) -> bool {
     let strip = |d: &Door| {
         let mut d = d.clone();
         match &mut d.kind {
             DoorKind::Static { .. } => {}
             DoorKind::OneTime { next, .. } => *next = 0,
-            DoorKind::Totp(p) => p.last_used = None,
+            DoorKind::Totp(p) => p.used = Default::default(),
         }
         d
     };
@@ -204,6 +255,8 @@ impl Matcher {
                 }
             } as u32;
             states.push(DoorState {
+                rule: door.step_rule(),
+                has_udp: door.has_udp_step(),
                 door,
                 timeout_ms,
                 class,
@@ -223,6 +276,7 @@ impl Matcher {
             table: Table::new(options.max_sources, timeouts.len(), options.hash_seed),
             first_steps: vec![0; 2 * 65_536 / 64],
             now: 0,
+            wall_offset: 0,
             counters: Counters::default(),
         };
         for d in &mut m.doors {
@@ -235,6 +289,29 @@ impl Matcher {
     /// The doors with their current progress (one-time `next`, TOTP `last_used`).
     pub fn doors(&self) -> impl Iterator<Item = &Door> {
         self.doors.iter().map(|d| &d.door)
+    }
+
+    /// Sets the wall-clock time as an offset from the event clock: wall = `time_ms` + offset.
+    /// TOTP doors compute their window from it; nothing else uses wall time. Call it whenever
+    /// the caller notices the wall clock moved against the event clock (a jump, or slewing).
+    pub fn set_wall_offset(&mut self, offset_ms: i64) {
+        if offset_ms == self.wall_offset {
+            return;
+        }
+        self.wall_offset = offset_ms;
+        let wall = self.wall(self.now);
+        let mut changed = false;
+        for &i in &self.totp_doors {
+            changed |= self.doors[i].refresh(wall, false);
+        }
+        if changed {
+            self.rebuild_first_steps();
+        }
+    }
+
+    /// Wall-clock milliseconds at event-clock time `t` (0 before the epoch).
+    fn wall(&self, t: u64) -> u64 {
+        (i128::from(t) + i128::from(self.wall_offset)).clamp(0, i128::from(u64::MAX)) as u64
     }
 
     /// Takes over, from the matcher this one replaces (a configuration reload), the sequences
@@ -252,7 +329,13 @@ impl Matcher {
                     .map(|i| i as u32)
             })
             .collect();
+        self.wall_offset = old.wall_offset;
         let now = self.advance(old.now);
+        let wall = self.wall(now);
+        for &i in &self.totp_doors {
+            self.doors[i].refresh(wall, true);
+        }
+        self.rebuild_first_steps();
         self.counters = old.counters;
         let mut carried = 0;
         for entry in old.table.iter() {
@@ -281,6 +364,7 @@ impl Matcher {
                     .tracks
                     .push(Track { door: d, ..*tr });
                 self.table.extend_deadline(slot, class, deadline);
+                self.table.settle(slot);
                 carried += 1;
             }
         }
@@ -339,9 +423,10 @@ impl Matcher {
     fn advance(&mut self, t: u64) -> u64 {
         if t > self.now {
             self.now = t;
+            let wall = self.wall(t);
             let mut changed = false;
             for &i in &self.totp_doors {
-                changed |= self.doors[i].refresh(t, false);
+                changed |= self.doors[i].refresh(wall, false);
             }
             if changed {
                 self.rebuild_first_steps();
@@ -403,27 +488,25 @@ impl Matcher {
                         continue;
                     }
                 };
-                if !ds.target_ok(ev.dst) {
+                if !ds.target_ok(ev) {
                     i += 1;
                     continue;
                 }
                 let stage = usize::from(tr.stage);
-                if seq.get(stage) == Some(&step) && ds.door.flags_ok(ev.proto, ev.flags) {
+                let could_step = ds.could_step(ev);
+                if could_step && seq.get(stage) == Some(&step) {
                     if stage + 1 >= seq.len() {
                         entry.tracks.swap_remove(i);
                         completed.push((tr.door, tr.variant));
                         continue;
                     }
                     let tr = &mut entry.tracks[i];
+                    tr.at[stage] = offset(tr.start_ms, t);
                     tr.stage += 1;
-                    tr.last_ms = t;
                     i += 1;
                     continue;
                 }
-                let retransmit = stage > 0
-                    && seq.get(stage - 1) == Some(&step)
-                    && t.saturating_sub(tr.last_ms) <= RETRANSMIT_MS;
-                if pure && !retransmit {
+                if (pure || could_step) && !tr.is_retransmit(seq, step, t) {
                     entry.tracks.swap_remove(i);
                     self.counters.resets += 1;
                     continue;
@@ -436,7 +519,7 @@ impl Matcher {
         let mut singles: Vec<(u32, u64)> = Vec::new();
         if self.is_first_step(ev.proto, ev.dport) {
             for (d, ds) in self.doors.iter().enumerate() {
-                if !ds.target_ok(ev.dst) || !ds.door.flags_ok(ev.proto, ev.flags) {
+                if !ds.target_ok(ev) || !ds.could_step(ev) {
                     continue;
                 }
                 for (variant, seq) in &ds.candidates {
@@ -471,13 +554,10 @@ impl Matcher {
                             s
                         }
                     };
-                    self.table.entry_mut(s).tracks.push(Track {
-                        door: d as u32,
-                        variant: *variant,
-                        stage: 1,
-                        start_ms: t,
-                        last_ms: t,
-                    });
+                    self.table
+                        .entry_mut(s)
+                        .tracks
+                        .push(Track::started(d as u32, *variant, t));
                     self.table
                         .extend_deadline(s, ds.class, t.saturating_add(ds.timeout_ms));
                 }
@@ -487,6 +567,8 @@ impl Matcher {
         if let Some(s) = slot {
             if self.table.entry(s).tracks.is_empty() {
                 self.table.remove(s);
+            } else {
+                self.table.settle(s);
             }
         }
 
@@ -513,6 +595,7 @@ impl Matcher {
     }
 
     fn grant(&mut self, d: usize, variant: u64, addr: IpAddr, t: u64) -> Option<Decision> {
+        let wall = self.wall(t);
         let ds = &mut self.doors[d];
         let consume = match &mut ds.door.kind {
             DoorKind::Static { .. } => None,
@@ -528,15 +611,16 @@ impl Matcher {
                 })
             }
             DoorKind::Totp(p) => {
-                if p.last_used.is_some_and(|u| variant <= u) {
+                if p.used.contains(variant) {
                     return None;
                 }
-                p.last_used = Some(variant);
+                let step_ms = p.step.as_millis().min(u128::from(u64::MAX)) as u64;
+                p.used.mark(variant, totp_counter(wall, step_ms));
                 Some(Consume::Totp { counter: variant })
             }
         };
         if consume.is_some() {
-            ds.refresh(t, true);
+            ds.refresh(wall, true);
             self.rebuild_first_steps();
         }
         let ds = &self.doors[d];

@@ -5,6 +5,12 @@
 //! Why lists per timeout: an entry's deadline is the latest deadline of its tracks, and a track
 //! (re)started at time t for a door with timeout T ends at t + T. Time never goes back, so
 //! within one T, appending at the tail keeps a list sorted by deadline.
+//!
+//! Eviction favours knocks under way: a second intrusive list holds, oldest first, the
+//! "novices", entries none of whose tracks has matched more than its first step. A full table
+//! evicts the oldest novice; only when there is none does it evict the entry closest to its
+//! deadline. Spoofed first steps cost an attacker one packet each; a second matched step needs
+//! the sequence, so a first-step flood only ever displaces other first steps.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -22,7 +28,9 @@ pub(crate) struct Track {
     /// Number of steps already matched (>= 1 while tracked).
     pub stage: u8,
     pub start_ms: u64,
-    pub last_ms: u64,
+    /// When each matched step arrived, in ms after `start_ms` (`at[0]` is 0): a repeat of
+    /// step j is a retransmission only close to step j's own original.
+    pub at: [u32; crate::door::MAX_STEPS],
 }
 
 pub(crate) struct Entry {
@@ -33,6 +41,10 @@ pub(crate) struct Entry {
     prev: u32,
     next: u32,
     live: bool,
+    /// On the novice list (no track past its first step).
+    novice: bool,
+    nprev: u32,
+    nnext: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -124,6 +136,7 @@ pub(crate) struct Table {
     entries: Vec<Entry>,
     free: Vec<u32>,
     lists: Vec<List>,
+    novices: List,
     cap: usize,
 }
 
@@ -141,6 +154,10 @@ impl Table {
                 };
                 classes.max(1)
             ],
+            novices: List {
+                head: NIL,
+                tail: NIL,
+            },
             cap,
         }
     }
@@ -175,12 +192,17 @@ impl Table {
     }
 
     /// Inserts a new empty entry for `key` (which must be absent), in list `class` with
-    /// `deadline`. When the table is full the entry closest to its deadline is evicted first
-    /// and returned (its key and the number of tracks it held).
+    /// `deadline`; it starts as a novice. When the table is full the oldest novice (or, with
+    /// none, the entry closest to its deadline) is evicted first; the number of tracks it held
+    /// is returned.
     pub fn insert(&mut self, key: IpAddr, class: u32, deadline: u64) -> (u32, Option<usize>) {
         let mut evicted = None;
         if self.map.len() >= self.cap {
-            if let Some(victim) = self.earliest() {
+            let victim = match self.novices.head {
+                NIL => self.earliest(),
+                head => Some(head),
+            };
+            if let Some(victim) = victim {
                 let n = self.entries[victim as usize].tracks.len();
                 self.remove(victim);
                 evicted = Some(n);
@@ -197,6 +219,9 @@ impl Table {
                     prev: NIL,
                     next: NIL,
                     live: false,
+                    novice: false,
+                    nprev: NIL,
+                    nnext: NIL,
                 });
                 (self.entries.len() - 1) as u32
             }
@@ -210,8 +235,61 @@ impl Table {
             e.live = true;
         }
         self.push_back(slot);
+        self.novice_push(slot);
         self.map.insert(Key(key), slot);
         (slot, evicted)
+    }
+
+    /// Puts the entry on or off the novice list after its tracks changed: a novice is an entry
+    /// none of whose tracks has matched more than its first step. An entry that becomes a
+    /// novice again (its advanced tracks were reset) goes to the list's tail.
+    pub fn settle(&mut self, slot: u32) {
+        let e = &self.entries[slot as usize];
+        let novice = e.tracks.iter().all(|t| t.stage <= 1);
+        if novice != e.novice {
+            if novice {
+                self.novice_push(slot);
+            } else {
+                self.novice_unlink(slot);
+            }
+        }
+    }
+
+    fn novice_push(&mut self, slot: u32) {
+        let tail = self.novices.tail;
+        {
+            let e = &mut self.entries[slot as usize];
+            e.novice = true;
+            e.nprev = tail;
+            e.nnext = NIL;
+        }
+        if tail == NIL {
+            self.novices.head = slot;
+        } else {
+            self.entries[tail as usize].nnext = slot;
+        }
+        self.novices.tail = slot;
+    }
+
+    fn novice_unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let e = &mut self.entries[slot as usize];
+            if !e.novice {
+                return;
+            }
+            e.novice = false;
+            (e.nprev, e.nnext)
+        };
+        if prev == NIL {
+            self.novices.head = next;
+        } else {
+            self.entries[prev as usize].nnext = next;
+        }
+        if next == NIL {
+            self.novices.tail = prev;
+        } else {
+            self.entries[next as usize].nprev = prev;
+        }
     }
 
     /// Removes an entry; its slot (and its track buffer) is reused later.
@@ -222,6 +300,7 @@ impl Table {
         }
         let key = e.key;
         self.unlink(slot);
+        self.novice_unlink(slot);
         let e = &mut self.entries[slot as usize];
         e.live = false;
         e.tracks.clear();
@@ -302,14 +381,15 @@ mod tests {
     }
 
     #[test]
-    fn evicts_earliest_deadline_when_full() {
+    fn evicts_earliest_deadline_when_full_of_knocks_under_way() {
         let mut t = Table::new(3, 2, [1, 2]);
-        t.insert(ip(1), 0, 100);
-        t.insert(ip(2), 1, 50);
-        t.insert(ip(3), 0, 200);
+        for (n, class, deadline) in [(1, 0, 100), (2, 1, 50), (3, 0, 200)] {
+            let (slot, _) = t.insert(ip(n), class, deadline);
+            advanced(&mut t, slot);
+        }
         assert_eq!(t.len(), 3);
         let (_, ev) = t.insert(ip(4), 1, 300);
-        assert_eq!(ev, Some(0));
+        assert_eq!(ev, Some(1));
         assert_eq!(t.len(), 3);
         assert!(t.get(ip(2)).is_none());
         assert_eq!(t.next_deadline(), Some(100));
@@ -323,6 +403,54 @@ mod tests {
         t.remove(s3);
         assert_eq!(t.len(), 2);
         assert_eq!(t.next_deadline(), Some(300));
+    }
+
+    fn advanced(t: &mut Table, slot: u32) {
+        t.entry_mut(slot).tracks.push(Track {
+            door: 0,
+            variant: 0,
+            stage: 2,
+            start_ms: 0,
+            at: [0; crate::door::MAX_STEPS],
+        });
+        t.settle(slot);
+    }
+
+    #[test]
+    fn a_first_step_flood_evicts_only_novices() {
+        let mut t = Table::new(3, 1, [1, 2]);
+        // The honest source started first (closest to its deadline) and is two steps in.
+        let (honest, _) = t.insert(ip(1), 0, 100);
+        advanced(&mut t, honest);
+        for n in 2..10_000 {
+            t.insert(ip(n), 0, 100 + u64::from(n));
+            assert!(
+                t.get(ip(1)).is_some(),
+                "honest source evicted by source {n}"
+            );
+        }
+        assert_eq!(t.len(), 3);
+        // With no novice left, the entry closest to its deadline goes.
+        let mut t = Table::new(2, 1, [1, 2]);
+        let (a, _) = t.insert(ip(1), 0, 100);
+        advanced(&mut t, a);
+        let (b, _) = t.insert(ip(2), 0, 200);
+        advanced(&mut t, b);
+        t.insert(ip(3), 0, 300);
+        assert!(t.get(ip(1)).is_none() && t.get(ip(2)).is_some());
+        // An entry reset to first-step-only is a novice again, at the back of the line.
+        let mut t = Table::new(3, 1, [1, 2]);
+        let (a, _) = t.insert(ip(1), 0, 100);
+        advanced(&mut t, a);
+        t.insert(ip(2), 0, 110);
+        t.entry_mut(a).tracks.clear();
+        t.entry_mut(a).tracks.push(Track::started(0, 0, 5));
+        t.settle(a);
+        t.insert(ip(3), 0, 120);
+        t.insert(ip(4), 0, 130);
+        assert!(t.get(ip(2)).is_none() && t.get(ip(1)).is_some());
+        t.insert(ip(5), 0, 140);
+        assert!(t.get(ip(1)).is_none());
     }
 
     #[test]

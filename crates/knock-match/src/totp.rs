@@ -2,9 +2,41 @@
 //! sampling, no repeats) and base32 secrets. `docs/totp.md` is the normative description;
 //! the test vectors below are the ones printed there.
 
+use std::collections::BTreeSet;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use thiserror::Error;
+
+/// The TOTP step counters one door has accepted: every counter at or below `floor`, and each
+/// counter in `above`. A grant for counter k must never refuse the legitimate client's code
+/// for k-1 or k+1, so each used counter is remembered on its own, not as a high-water mark.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsedSteps {
+    pub floor: Option<u64>,
+    pub above: BTreeSet<u64>,
+}
+
+impl UsedSteps {
+    pub fn contains(&self, counter: u64) -> bool {
+        self.floor.is_some_and(|f| counter <= f) || self.above.contains(&counter)
+    }
+
+    /// Marks `counter` used when the current counter is `now`. Counters below `now - 1` are
+    /// outside the acceptance window and can never be accepted again, so they fold into the
+    /// floor; the floor keeps them refused should the wall clock be set back.
+    pub fn mark(&mut self, counter: u64, now: u64) {
+        self.above.insert(counter);
+        if let Some(f) = now.checked_sub(2) {
+            if self.floor.is_none_or(|old| f > old) {
+                self.floor = Some(f);
+            }
+        }
+        if let Some(f) = self.floor {
+            self.above.retain(|&c| c > f);
+        }
+    }
+}
 
 /// The step counter for a time: `floor(time_ms / step_ms)`. A zero step gives 0.
 pub fn totp_counter(time_ms: u64, step_ms: u64) -> u64 {
@@ -142,6 +174,27 @@ mod tests {
             Err(Base32Error::DataAfterPadding { offset: 4 })
         );
         assert_eq!(decode_base32("  \n"), Err(Base32Error::Empty));
+    }
+
+    #[test]
+    fn used_steps_are_a_set_not_a_high_water_mark() {
+        let mut u = UsedSteps::default();
+        u.mark(101, 100);
+        assert!(u.contains(101));
+        // The neighbours of a used step stay usable: an attacker's grant for k+1 must not
+        // burn the honest client's k.
+        assert!(!u.contains(100) && !u.contains(99) && !u.contains(102));
+        u.mark(99, 100);
+        assert!(u.contains(99) && u.contains(101) && !u.contains(100));
+        // Time moves on: what fell out of the window folds into the floor.
+        u.mark(200, 200);
+        assert_eq!(u.floor, Some(198));
+        assert_eq!(u.above.iter().copied().collect::<Vec<_>>(), vec![200]);
+        assert!(u.contains(101) && u.contains(198) && !u.contains(199));
+        // A clock set back never lowers the floor.
+        u.mark(50, 50);
+        assert_eq!(u.floor, Some(198));
+        assert!(u.contains(50));
     }
 
     #[test]

@@ -218,6 +218,7 @@ fn any_event() -> impl Strategy<Value = KnockEvent> {
             proto: if udp_pkt { Proto::Udp } else { Proto::Tcp },
             dport: port,
             flags: TcpFlags(flags),
+            to_host: true,
         })
 }
 
@@ -242,7 +243,7 @@ proptest! {
             lo: 1,
             hi: 4,
             step: Duration::from_secs(1),
-            last_used: None,
+            used: Default::default(),
         });
         let doors = vec![door("s", "1,2:udp", 2, &["syn"]), otp, totp];
         let opts = MatcherOptions { max_sources: cap, ..MatcherOptions::default() };

@@ -8,6 +8,7 @@ use knock_match::{Action, Consume, Door, DoorKind, KnockEvent, Matcher, MatcherO
 const SA: u8 = TcpFlags::SYN | TcpFlags::ACK;
 const A: u8 = TcpFlags::ACK;
 const PA: u8 = TcpFlags::PSH | TcpFlags::ACK;
+const SF: u8 = TcpFlags::SYN | TcpFlags::FIN;
 
 struct Case {
     name: &'static str,
@@ -107,10 +108,58 @@ fn cases() -> Vec<Case> {
             want: vec![],
         },
         Case {
-            name: "no flag rules: any TCP packet is a knock (knockd default)",
+            name: "no flag rules: ACK, PSH+ACK and NULL packets are not knocks (knockd: any is)",
             doors: vec![door("abc", "7000,8000,9000", 10, &[])],
             events: vec![tcp(0, 1, 7000, A), tcp(1, 1, 8000, PA), tcp(2, 1, 9000, 0)],
-            want: vec![(2, "abc", 1)],
+            want: vec![],
+        },
+        Case {
+            name: "no flag rules: a step is a pure SYN, ECN bits allowed",
+            doors: vec![door("abc", "7000,8000,9000", 10, &[])],
+            events: vec![
+                syn(0, 1, 7000),
+                tcp(1, 1, 8000, TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR),
+                tcp(2, 1, 9000, TcpFlags::SYN | TcpFlags::FIN),
+                syn(3, 1, 9000),
+            ],
+            want: vec![(3, "abc", 1)],
+        },
+        Case {
+            name: "flags syn: a SYN+ACK to a wrong port resets",
+            doors: vec![abc()],
+            events: vec![
+                tcp(0, 1, 7000, SA),
+                tcp(1, 1, 7001, SA),
+                tcp(2, 1, 8000, SA),
+                tcp(3, 1, 9000, SA),
+            ],
+            want: vec![],
+        },
+        Case {
+            name: "flags syn,!ack: a SYN+FIN to a wrong port resets",
+            doors: vec![door("abc", "7000,8000,9000", 10, &["syn", "!ack"])],
+            events: vec![
+                tcp(0, 1, 7000, SF),
+                tcp(1, 1, 7001, SF),
+                tcp(2, 1, 8000, SF),
+                tcp(3, 1, 9000, SF),
+            ],
+            want: vec![],
+        },
+        Case {
+            name: "flags fin: a FIN to a wrong port resets, and so does a pure SYN",
+            doors: vec![door("f", "7000,8000,9000", 10, &["fin"])],
+            events: vec![
+                tcp(0, 1, 7000, TcpFlags::FIN),
+                tcp(1, 1, 7001, TcpFlags::FIN),
+                tcp(2, 1, 8000, TcpFlags::FIN),
+                tcp(3, 1, 9000, TcpFlags::FIN),
+                tcp(4, 1, 7000, TcpFlags::FIN),
+                syn(5, 1, 7001),
+                tcp(6, 1, 8000, TcpFlags::FIN),
+                tcp(7, 1, 9000, TcpFlags::FIN),
+            ],
+            want: vec![],
         },
         Case {
             name: "ssh ACKs between knocks do not reset",
@@ -183,6 +232,33 @@ fn cases() -> Vec<Case> {
             want: vec![(3, "abc", 1)],
         },
         Case {
+            name: "target: a door without one counts only knocks sent to this host",
+            doors: vec![abc()],
+            events: vec![
+                remote(syn(0, 1, 7000), "198.18.0.9"),
+                remote(syn(1, 1, 8000), "198.18.0.9"),
+                remote(syn(2, 1, 9000), "198.18.0.9"),
+            ],
+            want: vec![],
+        },
+        Case {
+            name: "target: a knock sent to another door's target does not count for this door",
+            doors: vec![abc(), {
+                let mut d = door("b", "1000,2000,3000", 10, &[]);
+                d.target = Some("198.18.0.9".parse().unwrap());
+                d
+            }],
+            events: vec![
+                syn(0, 1, 7000),
+                remote(syn(1, 1, 8000), "198.18.0.9"),
+                syn(2, 1, 9000),
+                remote(syn(3, 1, 1000), "198.18.0.9"),
+                remote(syn(4, 1, 2000), "198.18.0.9"),
+                remote(syn(5, 1, 3000), "198.18.0.9"),
+            ],
+            want: vec![(5, "b", 1)],
+        },
+        Case {
             name: "sweep: a wrong port resets",
             doors: vec![abc()],
             events: vec![
@@ -230,15 +306,43 @@ fn cases() -> Vec<Case> {
             want: vec![(5, "abc", 1)],
         },
         Case {
-            name: "a repeat after more than 1 s is a wrong knock",
+            name: "a repeat more than 3.5 s after that step's original is a wrong knock",
             doors: vec![abc()],
             events: vec![
                 syn(0, 1, 7000),
                 syn(100, 1, 8000),
-                syn(1101, 1, 8000),
-                syn(1200, 1, 9000),
+                syn(3601, 1, 8000),
+                syn(3700, 1, 9000),
             ],
             want: vec![],
+        },
+        Case {
+            name: "an earlier step repeated long after its original is a wrong knock",
+            doors: vec![door("abcd", "7000,8000,9000,10000", 20, &[])],
+            events: vec![
+                syn(0, 1, 7000),
+                syn(3000, 1, 8000),
+                syn(3501, 1, 7000),
+                syn(4000, 1, 9000),
+                syn(5000, 1, 10000),
+            ],
+            want: vec![],
+        },
+        Case {
+            name: "Linux retransmits (+1 s, +3 s) of earlier steps, after later steps",
+            doors: vec![door("abcd", "7000,8000,9000,10000", 10, &[])],
+            events: vec![
+                syn(0, 1, 7000),
+                syn(1000, 1, 7000),
+                syn(2000, 1, 8000),
+                syn(3000, 1, 7000),
+                syn(3000, 1, 8000),
+                syn(4000, 1, 9000),
+                syn(5000, 1, 8000),
+                syn(5000, 1, 9000),
+                syn(6000, 1, 10000),
+            ],
+            want: vec![(8, "abcd", 1)],
         },
         Case {
             name: "UDP duplicate is a retransmit too",

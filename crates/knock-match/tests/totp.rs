@@ -72,7 +72,10 @@ fn totp_door(last_used: Option<u64>) -> Door {
         lo: 20000,
         hi: 40000,
         step: Duration::from_millis(STEP_MS),
-        last_used,
+        used: knock_match::UsedSteps {
+            floor: last_used,
+            above: Default::default(),
+        },
     });
     d
 }

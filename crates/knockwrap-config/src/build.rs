@@ -430,7 +430,7 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
             lo,
             hi,
             step,
-            last_used: None,
+            used: Default::default(),
         })
     } else {
         DoorKind::Static { steps: Vec::new() }

@@ -16,7 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use knock_match::{Consume, Door, DoorKind, Step};
+use knock_match::{Consume, Door, DoorKind, Step, UsedSteps};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -47,11 +47,17 @@ struct OneTimeRecord {
     used_sha256: String,
 }
 
+/// Used TOTP counters: every counter at or below `floor`, and each one in `used`. Files
+/// written before counters were kept one by one hold only `last_used_counter`, read as the
+/// floor (what it meant then).
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct TotpRecord {
     door: String,
-    last_used_counter: u64,
+    #[serde(alias = "last_used_counter", default)]
+    floor: Option<u64>,
+    #[serde(default)]
+    used: Vec<u64>,
 }
 
 /// Digest of the used sequences, one `port:proto,...` line each.
@@ -136,25 +142,29 @@ impl ProgressStore {
         write_json(door, &self.one_time_path(door), &rec)
     }
 
-    /// The highest TOTP counter used, if any.
-    pub fn load_totp(&self, door: &str) -> Result<Option<u64>, ProgressError> {
+    /// The TOTP counters used (none when nothing was recorded).
+    pub fn load_totp(&self, door: &str) -> Result<UsedSteps, ProgressError> {
         let path = self.totp_path(door);
         match read_json::<TotpRecord>(door, &path)? {
-            None => Ok(None),
+            None => Ok(UsedSteps::default()),
             Some(rec) if rec.door != door => Err(ProgressError::Invalid {
                 door: door.into(),
                 path,
                 message: format!("records door `{}`", rec.door),
             }),
-            Some(rec) => Ok(Some(rec.last_used_counter)),
+            Some(rec) => Ok(UsedSteps {
+                floor: rec.floor,
+                above: rec.used.into_iter().collect(),
+            }),
         }
     }
 
-    /// Durably records that TOTP counter `counter` (and every earlier one) is used.
-    pub fn save_totp(&self, door: &str, counter: u64) -> Result<(), ProgressError> {
+    /// Durably records the TOTP counters used.
+    pub fn save_totp(&self, door: &str, used: &UsedSteps) -> Result<(), ProgressError> {
         let rec = TotpRecord {
             door: door.into(),
-            last_used_counter: counter,
+            floor: used.floor,
+            used: used.above.iter().copied().collect(),
         };
         write_json(door, &self.totp_path(door), &rec)
     }
@@ -166,7 +176,9 @@ impl ProgressStore {
             (Consume::OneTime { next, .. }, DoorKind::OneTime { sequences, .. }) => {
                 self.save_one_time(&door.name, sequences, *next)
             }
-            (Consume::Totp { counter }, _) => self.save_totp(&door.name, *counter),
+            (Consume::Totp { counter }, DoorKind::Totp(p)) if p.used.contains(*counter) => {
+                self.save_totp(&door.name, &p.used)
+            }
             _ => Err(ProgressError::Invalid {
                 door: door.name.clone(),
                 path: self.dir.clone(),
@@ -193,9 +205,12 @@ impl ProgressStore {
                     }
                 },
                 DoorKind::Totp(p) => match self.load_totp(&name) {
-                    Ok(last) => p.last_used = last,
+                    Ok(used) => p.used = used,
                     Err(e) => {
-                        p.last_used = Some(u64::MAX);
+                        p.used = UsedSteps {
+                            floor: Some(u64::MAX),
+                            above: Default::default(),
+                        };
                         errors.push(e);
                     }
                 },

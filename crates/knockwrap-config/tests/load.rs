@@ -137,6 +137,7 @@ fn ev(t: u64, port: u16, proto: Proto) -> KnockEvent {
         } else {
             0
         }),
+        to_host: true,
     }
 }
 
@@ -234,6 +235,56 @@ fn one_time_rotation_survives_restarts() {
 }
 
 #[test]
+fn totp_neighbours_of_a_used_step_stay_usable_across_restarts() {
+    let d = setup("1,2\n", KEY_B32, 0o600);
+    let secret = b"12345678901234567890";
+    let t0 = 1_700_000_000_000u64;
+    let c = t0 / 30_000;
+    let seq = |k: u64| -> Vec<(u16, Proto)> {
+        knock_match::totp_sequence(secret, k, 4, 20000, 40000)
+            .into_iter()
+            .map(|p| (p, Proto::Tcp))
+            .collect()
+    };
+    // Someone (an attacker who saw a code, or the client itself) uses step c+1 first.
+    let (mut m, store) = start(d.path());
+    assert_eq!(knock(&mut m, &store, t0, &seq(c + 1)), 1);
+    // After a restart the honest client's code for step c still opens; c+1 stays burned.
+    let (mut m, store) = start(d.path());
+    assert_eq!(
+        knock(&mut m, &store, t0 + 500, &seq(c + 1)),
+        0,
+        "replay of c+1"
+    );
+    assert_eq!(
+        knock(&mut m, &store, t0 + 1_000, &seq(c)),
+        1,
+        "step c refused"
+    );
+    let (mut m, store) = start(d.path());
+    assert_eq!(knock(&mut m, &store, t0 + 1_500, &seq(c)), 0, "replay of c");
+    assert_eq!(
+        knock(&mut m, &store, t0 + 2_000, &seq(c - 1)),
+        1,
+        "step c-1 refused"
+    );
+}
+
+#[test]
+fn totp_progress_of_the_old_format_is_a_floor() {
+    let d = setup("1,2\n", KEY_B32, 0o600);
+    fs::create_dir_all(d.path().join("state")).unwrap();
+    fs::write(
+        d.path().join("state/totp-totp.json"),
+        r#"{"door":"totp","last_used_counter":56666666}"#,
+    )
+    .unwrap();
+    let store = ProgressStore::new(d.path().join("state"));
+    let used = store.load_totp("totp").unwrap();
+    assert!(used.contains(56_666_666) && used.contains(1) && !used.contains(56_666_667));
+}
+
+#[test]
 fn totp_progress_survives_restarts() {
     let d = setup("1,2\n", KEY_B32, 0o600);
     let secret = b"12345678901234567890";
@@ -245,7 +296,8 @@ fn totp_progress_survives_restarts() {
         .collect();
     let (mut m, store) = start(d.path());
     assert_eq!(knock(&mut m, &store, t0, &seq), 1);
-    assert_eq!(store.load_totp("totp").unwrap(), Some(c));
+    let used = store.load_totp("totp").unwrap();
+    assert!(used.contains(c) && !used.contains(c - 1) && !used.contains(c + 1));
     let (mut m, store) = start(d.path());
     assert_eq!(
         knock(&mut m, &store, t0 + 1_000, &seq),

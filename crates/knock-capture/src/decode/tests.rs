@@ -27,6 +27,7 @@ fn ethernet_ipv4_tcp_syn() {
             proto: Proto::Tcp,
             dport: 7000,
             flags: TcpFlags(SYN),
+            to_host: false,
         }
     );
 }
@@ -223,6 +224,7 @@ fn valid_frame() -> impl Strategy<Value = (LinkType, Vec<u8>, KnockEvent)> {
                     proto: if is_tcp { Proto::Tcp } else { Proto::Udp },
                     dport,
                     flags: TcpFlags(if is_tcp { flags } else { 0 }),
+                    to_host: false,
                 };
                 (link, frame(link, tags, &ip), e)
             },

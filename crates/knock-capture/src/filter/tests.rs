@@ -8,6 +8,8 @@ const C4: [u8; 4] = [198, 18, 0, 2];
 const S4: [u8; 4] = [198, 18, 0, 1];
 const SYN: u8 = TcpFlags::SYN;
 const ACK: u8 = TcpFlags::ACK;
+const FIN: u8 = TcpFlags::FIN;
+const PSH: u8 = TcpFlags::PSH;
 const HOST: u32 = 0;
 const OUTGOING: u32 = 4;
 const LINKS: [LinkType; 3] = [LinkType::Ethernet, LinkType::RawIp, LinkType::LinuxSll];
@@ -346,7 +348,7 @@ fn spec_from_doors() {
                 lo: 20000,
                 hi: 40000,
                 step: std::time::Duration::from_secs(30),
-                last_used: None,
+                used: Default::default(),
             }),
             &[],
         ),
@@ -362,10 +364,50 @@ fn spec_from_doors() {
         "used one-time sequence"
     );
     assert!(s.wants(Proto::Udp, 2222, TcpFlags(0)));
-    assert!(s.wants(Proto::Tcp, 20000, TcpFlags(ACK)) && s.wants(Proto::Tcp, 40000, TcpFlags(0)));
+    // TOTP and one-time doors take pure SYNs only.
+    assert!(s.wants(Proto::Tcp, 20000, TcpFlags(SYN)) && s.wants(Proto::Tcp, 40000, TcpFlags(SYN)));
+    assert!(!s.wants(Proto::Tcp, 20000, TcpFlags(ACK)) && !s.wants(Proto::Tcp, 40000, TcpFlags(0)));
     assert!(!s.wants(Proto::Tcp, 40001, TcpFlags(SYN)));
     assert!(!s.wants(Proto::Udp, 30000, TcpFlags(0)));
     let p = s.compile(LinkType::Ethernet).unwrap();
     let f = frame(LinkType::Ethernet, &[], &v4_tcp(7000, SYN | ACK));
     assert!(!passes(&p, &f, HOST));
+
+    // The daemon's filter: whatever a door's rule accepts reaches the matcher on every port,
+    // so a sweep of that flag family resets; established traffic stays in the kernel.
+    let s = FilterSpec::from_doors(&doors, true);
+    for port in [1, 22, 7001, 65535] {
+        assert!(s.wants(Proto::Tcp, port, TcpFlags(SYN)), "{port}");
+        assert!(
+            s.wants(Proto::Tcp, port, TcpFlags(SYN | FIN)),
+            "syn,!ack: {port}"
+        );
+        assert!(s.wants(Proto::Udp, port, TcpFlags(0)), "UDP steps: {port}");
+        assert!(!s.wants(Proto::Tcp, port, TcpFlags(ACK)), "{port}");
+        assert!(!s.wants(Proto::Tcp, port, TcpFlags(PSH | ACK)), "{port}");
+        assert!(!s.wants(Proto::Tcp, port, TcpFlags(SYN | ACK)), "{port}");
+    }
+    let p = s.compile(LinkType::Ethernet).unwrap();
+    for (port, flags, want) in [
+        (7001, SYN | FIN, true),
+        (22, SYN, true),
+        (22, ACK, false),
+        (22, PSH | ACK, false),
+        (9000, ACK, false),
+    ] {
+        let f = frame(LinkType::Ethernet, &[], &v4_tcp(port, flags));
+        assert_eq!(passes(&p, &f, HOST), want, "{port} {flags:#x}");
+    }
+    // A door that asks for SYN (any other flag) makes SYN+ACKs to every port visible.
+    let syn_door = [door(
+        "syn",
+        DoorKind::Static {
+            steps: vec![Step::tcp(7000)],
+        },
+        &["syn"],
+    )];
+    let s = FilterSpec::from_doors(&syn_door, true);
+    assert!(s.wants(Proto::Tcp, 4242, TcpFlags(SYN | ACK)));
+    assert!(!s.wants(Proto::Tcp, 4242, TcpFlags(ACK)));
+    assert!(!s.wants(Proto::Udp, 4242, TcpFlags(0)));
 }

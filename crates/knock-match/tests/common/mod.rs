@@ -44,6 +44,7 @@ pub fn tcp(t: u64, from: u32, port: u16, flags: u8) -> KnockEvent {
         proto: Proto::Tcp,
         dport: port,
         flags: TcpFlags(flags),
+        to_host: true,
     }
 }
 
@@ -59,7 +60,16 @@ pub fn udp(t: u64, from: u32, port: u16) -> KnockEvent {
         proto: Proto::Udp,
         dport: port,
         flags: TcpFlags(0),
+        to_host: true,
     }
+}
+
+/// The packet sent to `dst`, an address that is not this host's (a door's target, or traffic
+/// the host only forwards).
+pub fn remote(mut ev: KnockEvent, dst: &str) -> KnockEvent {
+    ev.dst = dst.parse().unwrap();
+    ev.to_host = false;
+    ev
 }
 
 pub fn to(mut ev: KnockEvent, dst: &str) -> KnockEvent {
