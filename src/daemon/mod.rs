@@ -466,6 +466,7 @@ fn spec_for_doors(doors: &[Door]) -> FilterSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use knock_match::{DoorKind, Proto};
 
     #[test]
     fn only_unicast_sources_are_grantable() {
