@@ -26,6 +26,17 @@ pub enum Applied {
     Kept,
 }
 
+/// One grant of a burst: the door's service for `addr`, with the door's lease counted from
+/// `wall_ms` (wall-clock milliseconds: the journal keeps wall-clock expiries for restarts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub door: String,
+    pub service: String,
+    pub addr: IpAddr,
+    pub lease: Option<Duration>,
+    pub wall_ms: u64,
+}
+
 pub struct Grants {
     hosts_allow: PathBuf,
     journal: Journal,
@@ -61,43 +72,53 @@ impl Grants {
         Ok(())
     }
 
-    /// Adds the managed line for `addr`, journaling the lease first.
-    pub fn grant(
-        &mut self,
-        door: &str,
-        service: &str,
-        addr: IpAddr,
-        lease: Option<Duration>,
-        now_ms: u64,
-    ) -> Result<Applied, String> {
-        let line = ManagedLine::new(service, addr).map_err(|e| e.to_string())?;
+    /// Adds the managed lines of a burst of grants: every lease journaled first (one durable
+    /// write), then every line (one edit of hosts.allow). One [`Applied`] per grant, in order;
+    /// an error fails the whole burst (nothing was written past the failing step).
+    pub fn grant_all(&mut self, grants: &[Grant]) -> Result<Vec<Applied>, String> {
+        if grants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lines = Vec::with_capacity(grants.len());
+        for g in grants {
+            lines.push(ManagedLine::new(&g.service, g.addr).map_err(|e| e.to_string())?);
+        }
         // The journal ORs this into an existing lease's flag, so a line knockwrap added earlier
         // stays knockwrap's, and an operator's line present now stays the operator's.
-        let added_line = !self.line_present(&line)?;
-        self.journal
-            .record_grant(Lease {
-                ip: addr,
-                service: service.to_string(),
-                door: door.to_string(),
-                expires_at: lease.map(|l| hosts_writer::time::expiry_secs(now_ms, l)),
-                added_line,
+        let before =
+            hosts_writer::atomic::read_bytes(&self.hosts_allow).map_err(|e| e.to_string())?;
+        let leases = grants
+            .iter()
+            .zip(&lines)
+            .map(|(g, line)| Lease {
+                ip: g.addr,
+                service: g.service.clone(),
+                door: g.door.clone(),
+                expires_at: g
+                    .lease
+                    .map(|l| hosts_writer::time::expiry_secs(g.wall_ms, l)),
+                added_line: !edit::contains(&before, line),
             })
+            .collect();
+        self.journal
+            .record_grants(leases)
             .map_err(|e| e.to_string())?;
         self.refresh_next_expiry()?;
-        let out = hosts_writer::allow(&self.hosts_allow, &line, &self.policy)
+        let out = hosts_writer::allow_all(&self.hosts_allow, &lines, &self.policy)
             .map_err(|e| e.to_string())?;
-        if out.grant.granted() {
-            Ok(Applied::Granted {
-                changed: out.changed,
+        Ok(out
+            .lines
+            .into_iter()
+            .map(|(changed, grant)| {
+                if grant.granted() {
+                    Applied::Granted { changed }
+                } else {
+                    Applied::NotEffective {
+                        decided_by: grant.location().unwrap_or_else(|| "unknown rule".into()),
+                    }
+                }
             })
-        } else {
-            Ok(Applied::NotEffective {
-                decided_by: out
-                    .grant
-                    .location()
-                    .unwrap_or_else(|| "unknown rule".into()),
-            })
-        }
+            .collect())
     }
 
     /// A revoke door: removes the line if knockwrap added it, and drops the lease.
@@ -134,6 +155,17 @@ impl Grants {
             .then_some(now + RETRY_SECS);
         self.refresh_next_expiry()?;
         Ok(done)
+    }
+
+    /// Moves every lease's expiry by `delta_secs` (the wall clock jumped by that much).
+    pub fn shift_expiries(&mut self, delta_secs: i64) -> Result<usize, String> {
+        let moved = self
+            .journal
+            .shift_expiries(delta_secs)
+            .map_err(|e| e.to_string())?;
+        self.retry_at = None;
+        self.refresh_next_expiry()?;
+        Ok(moved)
     }
 
     /// When the loop should next call [`Grants::expire`] (Unix seconds).

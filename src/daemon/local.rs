@@ -3,6 +3,8 @@
 //! explicit `target`: packets the host merely forwards never open a door.
 
 use std::collections::HashSet;
+
+use knock_match::HostAddresses;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -12,14 +14,15 @@ use tracing::warn;
 /// How often the address list is read again (addresses come and go with DHCP, SLAAC, VPNs).
 const REFRESH: Duration = Duration::from_secs(5);
 
-/// Every address configured on an interface of this network namespace.
-pub fn addresses() -> io::Result<HashSet<IpAddr>> {
+/// Every address configured on an interface of this network namespace, with its prefix
+/// length (from the netmask), as the source policy wants them.
+pub fn addresses() -> io::Result<HostAddresses> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut out = HashSet::new();
+    let mut out = HostAddresses::default();
     let mut cur = head;
     while !cur.is_null() {
         // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
@@ -29,13 +32,19 @@ pub fn addresses() -> io::Result<HashSet<IpAddr>> {
             match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
                 libc::AF_INET => {
                     let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    out.insert(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                        sin.sin_addr.s_addr,
-                    ))));
+                    let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    // SAFETY: for AF_INET, a non-null ifa_netmask is a sockaddr_in.
+                    let prefix = if ifa.ifa_netmask.is_null() {
+                        32
+                    } else {
+                        let m = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
+                        u32::from_be(m.sin_addr.s_addr).count_ones() as u8
+                    };
+                    out.add(IpAddr::V4(addr), prefix);
                 }
                 libc::AF_INET6 => {
                     let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    out.insert(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                    out.add(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)), 128);
                 }
                 _ => {}
             }
@@ -50,7 +59,7 @@ pub fn addresses() -> io::Result<HashSet<IpAddr>> {
 /// Which destinations a knock may be sent to: this host's addresses (refreshed now and then)
 /// and the doors' targets.
 pub struct Destinations {
-    local: Option<HashSet<IpAddr>>,
+    local: Option<HostAddresses>,
     targets: HashSet<IpAddr>,
     read_at: Option<Instant>,
 }
@@ -88,7 +97,15 @@ impl Destinations {
     /// True when `dst` is one of this host's own addresses (with no list read yet, every
     /// address is taken as local rather than ignore every knock).
     pub fn is_local(&self, dst: IpAddr) -> bool {
-        self.local.as_ref().is_none_or(|l| l.contains(&dst))
+        self.local.as_ref().is_none_or(|l| l.own.contains(&dst))
+    }
+
+    /// This host's addresses and subnet broadcasts, for the source policy (empty until read).
+    pub fn host(&self) -> &HostAddresses {
+        static NONE: std::sync::OnceLock<HostAddresses> = std::sync::OnceLock::new();
+        self.local
+            .as_ref()
+            .unwrap_or_else(|| NONE.get_or_init(HostAddresses::default))
     }
 }
 

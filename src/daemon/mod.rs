@@ -2,9 +2,11 @@
 //! lease journal and the writer, and time to lease expiry; handles SIGHUP (reload) and
 //! SIGTERM/SIGINT (stop), and tells systemd where it stands (sd_notify).
 
+mod clock;
 mod grants;
 mod local;
 pub mod notify;
+mod refusals;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -24,7 +26,10 @@ use tracing::{error, info, warn};
 use crate::cli::RunArgs;
 use crate::failure::{CliResult, Failure};
 use crate::logging;
-use grants::{Applied, Grants};
+use clock::Clock;
+use grants::{Applied, Grant, Grants};
+use knock_match::{check_source, Refusal};
+use refusals::Refusals;
 
 /// Longest the loop sleeps without looking at signals.
 const POLL: Duration = Duration::from_millis(200);
@@ -137,6 +142,10 @@ struct Daemon {
     rx: Receiver<KnockEvent>,
     signals: Signals,
     destinations: local::Destinations,
+    clock: Clock,
+    refusals: Refusals,
+    /// Decisions of the events drained so far, applied together after the drain.
+    pending: Vec<Decision>,
 }
 
 fn interfaces_of(cli: &[String], config: &Config) -> Vec<String> {
@@ -171,7 +180,9 @@ impl Daemon {
         grants::log_expiries(expired);
 
         let progress = ProgressStore::new(&config.state_dir);
-        let matcher = build_matcher(&config, &progress).map_err(Failure::failed)?;
+        let clock = Clock::new();
+        let mut matcher = build_matcher(&config, &progress).map_err(Failure::failed)?;
+        matcher.set_wall_offset(clock.wall_offset());
         let filter = SharedFilter::new(filter_spec(&config));
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let captures = Captures::spawn(&interfaces, &filter, &tx)?;
@@ -188,6 +199,9 @@ impl Daemon {
         let destinations = local::Destinations::new(targets(&config));
         Ok(Daemon {
             destinations,
+            clock,
+            refusals: Refusals::default(),
+            pending: Vec::new(),
             config_path,
             cli_interfaces,
             config,
@@ -210,23 +224,29 @@ impl Daemon {
             if self.signals.hup.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
-            let now = now_ms();
+            if let Some(jump_ms) = self.clock.check_jump() {
+                self.on_clock_jump(jump_ms);
+            }
+            let now = self.clock.boot_ms();
+            let wall = self.clock.wall_at(now);
             self.destinations.refresh();
             self.matcher.tick(now);
-            match self.grants.expire(now / 1000) {
+            match self.grants.expire(wall / 1000) {
                 Ok(done) => grants::log_expiries(done),
                 Err(e) => error!(error = %e, "cannot read the lease journal"),
             }
+            self.refusals.flush(now, false);
             let wake = [
-                self.matcher.next_deadline(),
-                self.grants.wake_at().map(|s| s.saturating_mul(1000)),
+                self.matcher.next_deadline().map(|t| t.saturating_sub(now)),
+                self.grants
+                    .wake_at()
+                    .map(|s| s.saturating_mul(1000).saturating_sub(wall)),
+                self.refusals.deadline().map(|t| t.saturating_sub(now)),
             ]
             .into_iter()
             .flatten()
             .min()
-            .map_or(POLL, |t| {
-                Duration::from_millis(t.saturating_sub(now)).min(POLL)
-            });
+            .map_or(POLL, |ms| Duration::from_millis(ms).min(POLL));
             match self.rx.recv_timeout(wake) {
                 Ok(event) => {
                     self.observe(event);
@@ -238,6 +258,7 @@ impl Daemon {
                             Err(_) => break,
                         }
                     }
+                    self.apply_pending();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -251,6 +272,7 @@ impl Daemon {
         if let Some(c) = self.captures.take() {
             c.shutdown();
         }
+        self.refusals.flush(self.clock.boot_ms(), true);
         let counters = self.matcher.counters();
         info!(
             grants = counters.grants,
@@ -261,78 +283,155 @@ impl Daemon {
         );
     }
 
+    /// The wall clock jumped: TOTP follows it, and every lease keeps its remaining time (the
+    /// journal's wall-clock expiries move with the jump).
+    fn on_clock_jump(&mut self, jump_ms: i64) {
+        self.matcher.set_wall_offset(self.clock.wall_offset());
+        let secs = (jump_ms as f64 / 1000.0).round() as i64;
+        match self.grants.shift_expiries(secs) {
+            Ok(moved) => warn!(
+                jump_s = secs,
+                leases_moved = moved,
+                "the wall clock jumped; lease expiries moved with it so each lease keeps its remaining time"
+            ),
+            Err(e) => error!(jump_s = secs, error = %e, "the wall clock jumped and the lease journal could not follow"),
+        }
+    }
+
+    /// One captured packet: checked for destination and source, then matched. Decisions wait
+    /// in `pending` until the drain ends.
     fn observe(&mut self, mut event: KnockEvent) {
         if !self.destinations.accepts(event.dst) {
             return;
         }
         event.to_host = self.destinations.is_local(event.dst);
-        for decision in self.matcher.observe(&event) {
-            self.apply(decision);
+        match check_source(event.src, event.via_loopback, self.destinations.host()) {
+            Ok(()) => {}
+            Err(Refusal::LinkLocal) if self.config.doors.iter().any(|d| d.link_local) => {}
+            Err(why) => {
+                self.refusals
+                    .note(event.time_ms, why.as_str(), "any", event.src);
+                return;
+            }
+        }
+        let decisions = self.matcher.observe(&event);
+        self.pending.extend(decisions);
+    }
+
+    /// Applies the decisions of one drain: progress first (each one-time/TOTP decision), then
+    /// consecutive grants as one transaction (one journal write, one hosts.allow edit), revokes
+    /// in their place. Per-grant work is bounded: a burst of thousands of grants costs two
+    /// writes, not thousands.
+    fn apply_pending(&mut self) {
+        let decisions = std::mem::take(&mut self.pending);
+        let mut batch: Vec<Grant> = Vec::new();
+        for d in decisions {
+            if !self.record_progress(&d) {
+                continue;
+            }
+            let link_local_ok = self
+                .config
+                .doors
+                .get(d.door)
+                .is_some_and(|door| door.link_local);
+            if check_source(d.addr, true, &Default::default()) == Err(Refusal::LinkLocal)
+                && !link_local_ok
+            {
+                self.refusals
+                    .note(d.time_ms, Refusal::LinkLocal.as_str(), &d.door_name, d.addr);
+                continue;
+            }
+            match d.action {
+                Action::Allow => batch.push(Grant {
+                    door: d.door_name,
+                    service: d.service,
+                    addr: d.addr,
+                    lease: d.lease,
+                    wall_ms: self.clock.wall_at(d.time_ms),
+                }),
+                Action::Revoke => {
+                    self.grant_batch(std::mem::take(&mut batch));
+                    self.revoke(&d);
+                }
+            }
+        }
+        self.grant_batch(batch);
+    }
+
+    /// Durable before acting: a used one-time or TOTP sequence must never work twice, even
+    /// after a crash. False when the decision must be dropped.
+    fn record_progress(&mut self, d: &Decision) -> bool {
+        let Some(consume) = d.consume else {
+            return true;
+        };
+        let recorded = match self.matcher.doors().nth(d.door) {
+            Some(door) => self
+                .progress
+                .record(door, &consume)
+                .map_err(|e| e.to_string()),
+            None => Err(format!("door #{} not found", d.door)),
+        };
+        if let Err(e) = recorded {
+            error!(door = %d.door_name, addr = %d.addr, error = %e,
+                "refused: cannot persist one-time/TOTP progress");
+            return false;
+        }
+        if let Consume::OneTime { remaining: 0, .. } = consume {
+            error!(door = %d.door_name, "one-time sequences exhausted: door disabled");
+        }
+        true
+    }
+
+    fn grant_batch(&mut self, batch: Vec<Grant>) {
+        if batch.is_empty() {
+            return;
+        }
+        match self.grants.grant_all(&batch) {
+            Ok(results) => {
+                for (g, applied) in batch.iter().zip(results) {
+                    match applied {
+                        Applied::Granted { changed } => info!(
+                            door = %g.door, addr = %g.addr, service = %g.service,
+                            lease_s = g.lease.map(|l| l.as_secs()), already_present = !changed,
+                            "grant"
+                        ),
+                        Applied::NotEffective { decided_by } => error!(
+                            door = %g.door, addr = %g.addr, service = %g.service,
+                            decided_by = %decided_by,
+                            "grant written but libwrap would NOT honour it"
+                        ),
+                        other => {
+                            warn!(door = %g.door, addr = %g.addr, outcome = ?other, "grant")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for g in &batch {
+                    error!(
+                        door = %g.door, addr = %g.addr, service = %g.service, error = %e,
+                        "grant failed"
+                    );
+                }
+            }
         }
     }
 
-    fn apply(&mut self, d: Decision) {
-        if let Some(consume) = d.consume {
-            // Durable before acting: a used sequence must never work twice, even after a crash.
-            let recorded = match self.matcher.doors().nth(d.door) {
-                Some(door) => self
-                    .progress
-                    .record(door, &consume)
-                    .map_err(|e| e.to_string()),
-                None => Err(format!("door #{} not found", d.door)),
-            };
-            if let Err(e) = recorded {
-                error!(door = %d.door_name, addr = %d.addr, error = %e,
-                    "refused: cannot persist one-time/TOTP progress");
-                return;
-            }
-            if let Consume::OneTime { remaining: 0, .. } = consume {
-                error!(door = %d.door_name, "one-time sequences exhausted: door disabled");
-            }
-        }
-        // After the progress is recorded: a sequence seen on the wire is used, whoever sent it.
-        if !is_grantable(d.addr) {
-            warn!(door = %d.door_name, addr = %d.addr, "refused: not a unicast source address");
-            return;
-        }
-        match d.action {
-            Action::Allow => {
-                match self
-                    .grants
-                    .grant(&d.door_name, &d.service, d.addr, d.lease, d.time_ms)
-                {
-                    Ok(Applied::Granted { changed }) => info!(
-                        door = %d.door_name, addr = %d.addr, service = %d.service,
-                        lease_s = d.lease.map(|l| l.as_secs()), already_present = !changed, "grant"
-                    ),
-                    Ok(Applied::NotEffective { decided_by }) => error!(
-                        door = %d.door_name, addr = %d.addr, service = %d.service,
-                        decided_by = %decided_by, "grant written but libwrap would NOT honour it"
-                    ),
-                    Ok(other) => {
-                        warn!(door = %d.door_name, addr = %d.addr, outcome = ?other, "grant")
-                    }
-                    Err(e) => error!(
-                        door = %d.door_name, addr = %d.addr, service = %d.service, error = %e,
-                        "grant failed"
-                    ),
-                }
-            }
-            Action::Revoke => match self.grants.revoke(&d.service, d.addr) {
-                Ok(Applied::Kept) => warn!(
-                    door = %d.door_name, addr = %d.addr, service = %d.service,
-                    "revoke refused: the line was not added by knockwrap"
-                ),
-                Ok(Applied::Revoked { changed }) => info!(
-                    door = %d.door_name, addr = %d.addr, service = %d.service,
-                    was_present = changed, "revoke"
-                ),
-                Ok(other) => warn!(door = %d.door_name, addr = %d.addr, outcome = ?other, "revoke"),
-                Err(e) => error!(
-                    door = %d.door_name, addr = %d.addr, service = %d.service, error = %e,
-                    "revoke failed"
-                ),
-            },
+    fn revoke(&mut self, d: &Decision) {
+        match self.grants.revoke(&d.service, d.addr) {
+            Ok(Applied::Kept) => warn!(
+                door = %d.door_name, addr = %d.addr, service = %d.service,
+                "revoke refused: the line was not added by knockwrap"
+            ),
+            Ok(Applied::Revoked { changed }) => info!(
+                door = %d.door_name, addr = %d.addr, service = %d.service,
+                was_present = changed, "revoke"
+            ),
+            Ok(other) => warn!(door = %d.door_name, addr = %d.addr, outcome = ?other, "revoke"),
+            Err(e) => error!(
+                door = %d.door_name, addr = %d.addr, service = %d.service, error = %e,
+                "revoke failed"
+            ),
         }
     }
 
@@ -375,6 +474,7 @@ impl Daemon {
         };
         let progress = ProgressStore::new(&config.state_dir);
         let mut matcher = build_matcher(&config, &progress)?;
+        matcher.set_wall_offset(self.clock.wall_offset());
         let carried = matcher.adopt_progress(&self.matcher);
         // Everything is built: install it all at once.
         if let Some(g) = grants {
@@ -419,17 +519,6 @@ fn check_capture_privilege() -> Result<(), Failure> {
     Ok(())
 }
 
-/// A knock from an address no host can have (spoofed or broken) never becomes a line.
-fn is_grantable(addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => is_grantable(IpAddr::V4(v4)),
-            None => !(a.is_unspecified() || a.is_multicast()),
-        },
-    }
-}
-
 fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, String> {
     let mut doors = config.doors();
     let errors = progress.apply(&mut doors);
@@ -467,28 +556,6 @@ fn spec_for_doors(doors: &[Door]) -> FilterSpec {
 mod tests {
     use super::*;
     use knock_match::{DoorKind, Proto};
-
-    #[test]
-    fn only_unicast_sources_are_grantable() {
-        for ok in [
-            "198.18.0.2",
-            "127.0.0.1",
-            "fd00:4b57::2",
-            "::ffff:198.18.0.2",
-        ] {
-            assert!(is_grantable(ok.parse().unwrap()), "{ok}");
-        }
-        for bad in [
-            "0.0.0.0",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::",
-            "ff02::1",
-            "::ffff:0.0.0.0",
-        ] {
-            assert!(!is_grantable(bad.parse().unwrap()), "{bad}");
-        }
-    }
 
     fn door(sequence: Vec<knock_match::Step>) -> Door {
         Door {

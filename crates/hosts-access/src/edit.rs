@@ -196,6 +196,34 @@ pub fn add(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The file with every managed line of `lines` that is not there yet appended (in order,
+/// once each), or `None` when all are present. One pass over the file whatever the number of
+/// lines: the daemon applies a burst of grants as one edit.
+pub fn add_all(bytes: &[u8], lines: &[ManagedLine]) -> Option<Vec<u8>> {
+    let present: std::collections::HashSet<&[u8]> = physical_lines(bytes)
+        .filter(|p| p.end > p.content_end && !p.continuation)
+        .map(|p| &bytes[p.start..p.content_end])
+        .collect();
+    let mut missing = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for line in lines {
+        let text = line.text();
+        if !present.contains(text.as_bytes()) && seen.insert(text) {
+            missing.push(line);
+        }
+    }
+    let (first, rest) = missing.split_first()?;
+    // The first goes through `add`, which settles the file's last line; the file then ends
+    // with a complete line in the file's own line ending.
+    let mut out = add(bytes, first).unwrap_or_else(|| bytes.to_vec());
+    let ending = line_ending(&out);
+    for line in rest {
+        out.extend_from_slice(line.text().as_bytes());
+        out.extend_from_slice(ending);
+    }
+    Some(out)
+}
+
 /// The file without any physical line that is exactly the managed text (with its terminator),
 /// or `None` when there is none. Lines that merely start with the text are kept, and so are
 /// continuation lines (they belong to the rule above them).
@@ -363,5 +391,38 @@ sshd: 203.0.113.4\n# SSHD: 203.0.113.4\n"
             assert!(contains(&added, &l));
             assert_eq!(remove(&added, &l).unwrap(), f);
         }
+    }
+
+    #[test]
+    fn add_all_is_add_applied_in_turn() {
+        let lines: Vec<ManagedLine> = ["203.0.113.4", "2001:db8::7", "203.0.113.4", "198.18.0.9"]
+            .iter()
+            .map(|a| ManagedLine::new("SSHD", a.parse().unwrap()).unwrap())
+            .collect();
+        for start in [
+            &b""[..],
+            b"ALL: LOCAL\n",
+            b"ALL: LOCAL\r\n",
+            b"SSHD: 198.18.0.9\n",
+            b"SSHD: 203.0.113.4",
+            b"sshd: foo \\\n",
+            b"# no newline",
+        ] {
+            let mut one_by_one = start.to_vec();
+            for l in &lines {
+                if let Some(next) = add(&one_by_one, l) {
+                    one_by_one = next;
+                }
+            }
+            let all = add_all(start, &lines).unwrap_or_else(|| start.to_vec());
+            assert_eq!(
+                String::from_utf8_lossy(&all),
+                String::from_utf8_lossy(&one_by_one),
+                "{:?}",
+                String::from_utf8_lossy(start)
+            );
+        }
+        let done = add_all(b"", &lines).unwrap();
+        assert_eq!(add_all(&done, &lines), None);
     }
 }

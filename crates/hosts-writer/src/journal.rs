@@ -128,29 +128,66 @@ impl Journal {
     /// lease merges into it: the line counts as ours if either grant added it, and the later of
     /// the two expiries wins (no expiry beats any expiry).
     pub fn record_grant(&self, lease: Lease) -> Result<Lease, JournalError> {
-        let mut stored = None;
+        let lease_copy = lease.clone();
+        let mut stored = self.record_grants(vec![lease])?;
+        Ok(stored.pop().unwrap_or(lease_copy))
+    }
+
+    /// Records many grants in one durable write (merged as [`Journal::record_grant`] does, in
+    /// order); returns the leases as stored, one per grant.
+    pub fn record_grants(&self, grants: Vec<Lease>) -> Result<Vec<Lease>, JournalError> {
+        let mut stored = Vec::with_capacity(grants.len());
         self.modify(|leases| {
-            let merged = match leases
+            stored.clear();
+            let mut index: std::collections::HashMap<(IpAddr, String), usize> = leases
                 .iter()
-                .position(|l| l.ip == lease.ip && l.service == lease.service)
-            {
-                Some(k) => {
-                    let old = leases.remove(k);
-                    Lease {
-                        added_line: old.added_line || lease.added_line,
-                        expires_at: match (old.expires_at, lease.expires_at) {
-                            (Some(a), Some(b)) => Some(a.max(b)),
-                            _ => None,
-                        },
-                        ..lease.clone()
+                .enumerate()
+                .map(|(i, l)| ((l.ip, l.service.clone()), i))
+                .collect();
+            for lease in &grants {
+                let key = (lease.ip, lease.service.clone());
+                let merged = match index.get(&key) {
+                    Some(&k) => {
+                        let old = &leases[k];
+                        let merged = Lease {
+                            added_line: old.added_line || lease.added_line,
+                            expires_at: match (old.expires_at, lease.expires_at) {
+                                (Some(a), Some(b)) => Some(a.max(b)),
+                                _ => None,
+                            },
+                            ..lease.clone()
+                        };
+                        leases[k] = merged.clone();
+                        merged
                     }
-                }
-                None => lease.clone(),
-            };
-            leases.push(merged.clone());
-            stored = Some(merged);
+                    None => {
+                        index.insert(key, leases.len());
+                        leases.push(lease.clone());
+                        lease.clone()
+                    }
+                };
+                stored.push(merged);
+            }
         })?;
-        Ok(stored.unwrap_or(lease))
+        Ok(stored)
+    }
+
+    /// Moves every lease's expiry by `delta_secs`, in one durable write. The daemon measures
+    /// lease time on a clock that never jumps; when the wall clock jumps by `delta_secs`, it
+    /// moves the journal's wall-clock expiries with it, so that every lease keeps its remaining
+    /// time now and after a restart. Returns how many leases moved.
+    pub fn shift_expiries(&self, delta_secs: i64) -> Result<usize, JournalError> {
+        let mut moved = 0;
+        self.modify(|leases| {
+            moved = 0;
+            for l in leases.iter_mut() {
+                if let Some(t) = l.expires_at {
+                    l.expires_at = Some(t.saturating_add_signed(delta_secs));
+                    moved += 1;
+                }
+            }
+        })?;
+        Ok(moved)
     }
 
     /// Drop the lease of (ip, service); returns it, or None when there was none.

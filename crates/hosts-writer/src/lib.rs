@@ -21,6 +21,6 @@ pub use error::{UpdateError, WriteError};
 pub use journal::{Journal, JournalError, Lease};
 pub use lock::lock_path;
 pub use policy::{
-    allow, end_lease, expire_leases, revoke, ExpireError, Expired, GrantCheck, PolicyError,
-    PolicyOptions, PolicyOutcome,
+    allow, allow_all, end_lease, expire_leases, revoke, BatchOutcome, ExpireError, Expired,
+    GrantCheck, PolicyError, PolicyOptions, PolicyOutcome,
 };

@@ -215,6 +215,47 @@ pub fn allow(
     run(path, line, opts, edit::add)
 }
 
+/// What one edit adding many managed lines did.
+#[derive(Debug, Clone)]
+pub struct BatchOutcome {
+    pub file: Outcome,
+    /// Per line, in the order given: whether this edit added it, and libwrap's verdict for
+    /// its pair over the resulting file.
+    pub lines: Vec<(bool, GrantCheck)>,
+}
+
+/// Add every managed line (once each) in one locked, validated, atomic edit: the daemon's way
+/// to apply a burst of grants with one write instead of one per grant.
+pub fn allow_all(
+    path: &Path,
+    lines: &[ManagedLine],
+    opts: &PolicyOptions,
+) -> Result<BatchOutcome, PolicyError> {
+    let file = checked_edit(path, opts, &|bytes: &[u8]| edit::add_all(bytes, lines))?;
+    let deny_path = opts
+        .hosts_deny
+        .clone()
+        .unwrap_or_else(|| sibling_deny(path));
+    let deny = atomic::read_bytes(&deny_path).map_err(|source| PolicyError::Deny {
+        path: deny_path.clone(),
+        source,
+    })?;
+    let lines = lines
+        .iter()
+        .map(|line| {
+            let changed = !edit::contains(&file.before, line) && edit::contains(&file.after, line);
+            let request = Request::new(line.service(), line.addr());
+            let grant = GrantCheck {
+                decision: eval::evaluate(&file.after, &deny, &request),
+                allow_path: path.to_path_buf(),
+                deny_path: deny_path.clone(),
+            };
+            (changed, grant)
+        })
+        .collect();
+    Ok(BatchOutcome { file, lines })
+}
+
 /// Remove exactly the managed line. `outcome.grant` tells whether some other rule still grants.
 pub fn revoke(
     path: &Path,

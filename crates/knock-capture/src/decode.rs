@@ -76,6 +76,7 @@ pub fn decode(link: LinkType, frame: &[u8], time_ms: u64) -> Option<KnockEvent> 
         flags,
         // Whether the destination is this host is the daemon's to say (it knows the addresses).
         to_host: false,
+        via_loopback: false,
     })
 }
 

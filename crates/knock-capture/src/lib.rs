@@ -2,11 +2,13 @@
 //! knock events.
 //!
 //! - [`filter`]: what to pass ([`FilterSpec`]) and the cBPF program per [`LinkType`] (pure).
+//! - [`clock`]: the event clock (CLOCK_BOOTTIME ms).
 //! - [`decode`]: frame bytes → [`knock_match::KnockEvent`] (pure, total).
 //! - [`socket`]: the Linux socket: [`Capture`] (open, filter, read, kernel drop counter).
 //! - [`supervisor`]: one thread per interface, reopened with backoff when it vanishes.
 
 pub mod bpf;
+pub mod clock;
 pub mod decode;
 pub mod filter;
 pub mod link;

@@ -13,7 +13,7 @@ use std::ffi::CString;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use knock_match::KnockEvent;
 use pnet_datalink::{self as datalink, DataLinkReceiver, NetworkInterface};
@@ -24,18 +24,20 @@ use crate::decode::decode;
 use crate::filter::{FilterError, FilterSpec};
 use crate::link::LinkType;
 
+// Stable across Linux architectures; not all are exported by the libc crate for every target.
+const SO_ATTACH_FILTER: libc::c_int = 26;
+const PACKET_STATISTICS: libc::c_int = 6;
+/// `SIOCGSTAMP` (the `timeval` form): the kernel receive time of the last frame read.
+const SIOCGSTAMP: libc::c_ulong = 0x8906;
+/// `ARPHRD_LOOPBACK`: the hardware type of `lo`.
+const ARPHRD_LOOPBACK: u16 = 772;
+
 /// How long a read waits before reporting "nothing" so the caller can check for shutdown.
 pub const READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// Receive buffer asked for (as root the kernel's `rmem_max` cap is bypassed).
 const RCVBUF_BYTES: libc::c_int = 4 << 20;
 /// Largest frame copied out; longer ones are truncated, which only cuts payload.
 const READ_BUFFER: usize = 65536;
-
-// Stable across Linux architectures; not all are exported by the libc crate for every target.
-const SO_ATTACH_FILTER: libc::c_int = 26;
-const PACKET_STATISTICS: libc::c_int = 6;
-/// `SIOCGSTAMP` (the `timeval` form): the kernel receive time of the last frame read.
-const SIOCGSTAMP: libc::c_ulong = 0x8906;
 
 /// `struct tpacket_stats`: counters since the previous read (the kernel resets them).
 #[repr(C)]
@@ -87,6 +89,8 @@ pub struct Capture {
     name: String,
     ifindex: u32,
     link: LinkType,
+    /// The interface is a loopback device (only local processes can send on it).
+    loopback: bool,
     /// Owned by `rx` (pnet closes it); valid exactly as long as `rx` lives.
     fd: RawFd,
     rx: Box<dyn DataLinkReceiver>,
@@ -204,9 +208,8 @@ fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     (rc == 0 && v != 0).then(|| io::Error::from_raw_os_error(v))
 }
 
-/// The kernel's receive timestamp of the last frame read from `fd`, in ms since the epoch.
-/// The first call also turns on timestamping for the socket. Frames queued while the reader
-/// was busy keep their arrival time, which matters for sequence timeouts under load.
+/// The kernel's receive timestamp of the last frame read from `fd`, in wall-clock ms since
+/// the epoch. The first call also turns on timestamping for the socket.
 fn kernel_stamp_ms(fd: RawFd) -> Option<u64> {
     let mut tv = libc::timeval {
         tv_sec: 0,
@@ -218,12 +221,6 @@ fn kernel_stamp_ms(fd: RawFd) -> Option<u64> {
     }
     let ms = (tv.tv_sec as u64).checked_mul(1000)? + (tv.tv_usec.max(0) as u64) / 1000;
     Some(ms)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Capture {
@@ -327,6 +324,7 @@ impl Capture {
             name: interface.to_string(),
             ifindex,
             link,
+            loopback: hatype == ARPHRD_LOOPBACK,
             fd: raw,
             rx,
             totals: Stats::default(),
@@ -343,13 +341,23 @@ impl Capture {
 
     /// Wait up to [`READ_TIMEOUT`] for one frame. `Ok(None)` on timeout or when the frame is
     /// not a decodable TCP/UDP packet. An error means the capture is unusable: reopen it.
-    /// The event's time is the kernel's receive timestamp (wall clock, ms), or the wall
-    /// clock at read when the kernel has none.
+    /// The event's time is on the event clock ([`crate::clock::boot_ms`]): the kernel's
+    /// receive stamp (wall clock) turned into an age in the queue, so frames read late under
+    /// load keep their arrival time while a wall-clock jump moves nothing.
     pub fn next_event(&mut self) -> Result<Option<KnockEvent>, CaptureError> {
         match self.rx.next() {
             Ok(frame) => {
-                let time_ms = kernel_stamp_ms(self.fd).unwrap_or_else(now_ms);
-                Ok(decode(self.link, frame, time_ms))
+                let boot = crate::clock::boot_ms();
+                let time_ms = match kernel_stamp_ms(self.fd) {
+                    Some(stamp) => {
+                        crate::clock::from_wall_stamp(stamp, crate::clock::wall_ms(), boot)
+                    }
+                    None => boot,
+                };
+                Ok(decode(self.link, frame, time_ms).map(|mut ev| {
+                    ev.via_loopback = self.loopback;
+                    ev
+                }))
             }
             Err(e)
                 if matches!(

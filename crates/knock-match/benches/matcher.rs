@@ -117,6 +117,7 @@ fn ev(t: u64, src: u32, proto: Proto, port: u16) -> KnockEvent {
             0
         }),
         to_host: true,
+        via_loopback: false,
     }
 }
 

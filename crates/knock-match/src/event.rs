@@ -47,7 +47,8 @@ impl TcpFlags {
 /// that never jumps (the daemon uses CLOCK_BOOTTIME; tests use any origin); the matcher never
 /// reads a clock itself and derives TOTP's wall-clock time with [`Matcher::set_wall_offset`].
 /// `flags` is zero for UDP. `to_host` says the destination is one of this host's own
-/// addresses: doors without a `target` count only such packets.
+/// addresses: doors without a `target` count only such packets. `via_loopback` says the
+/// packet arrived on a loopback interface (only there can a loopback source be genuine).
 ///
 /// [`Matcher::set_wall_offset`]: crate::Matcher::set_wall_offset
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,4 +60,5 @@ pub struct KnockEvent {
     pub dport: u16,
     pub flags: TcpFlags,
     pub to_host: bool,
+    pub via_loopback: bool,
 }

@@ -219,6 +219,7 @@ fn any_event() -> impl Strategy<Value = KnockEvent> {
             dport: port,
             flags: TcpFlags(flags),
             to_host: true,
+            via_loopback: false,
         })
 }
 

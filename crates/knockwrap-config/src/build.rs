@@ -295,6 +295,15 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
             }
         }
     };
+    if let (Some(v), true) = (&d.tcp_flags, d.sequence.is_none()) {
+        if TcpFlagRules::pure_syn().and(tcp_flags).is_none() {
+            sink.at(
+                v.span(),
+                "`tcp_flags`: one-time and TOTP doors take only pure SYNs (SYN set; ACK, RST, \
+                 FIN clear): they cannot require ack, rst or fin, nor forbid syn",
+            );
+        }
+    }
     let target = d
         .target
         .as_ref()
@@ -452,6 +461,7 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
         },
         one_time_file,
         totp_secret_file,
+        link_local: d.link_local_sources.unwrap_or(false),
         line,
         file_pos,
     })

@@ -66,11 +66,14 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DoorConfig {
     /// The door. For one-time and TOTP doors the sequences / secret are filled by
-    /// [`Config::load`] (or [`DoorConfig::load_files`]); progress (`next`, `last_used`) by
+    /// [`Config::load`] (or [`DoorConfig::load_files`]); progress (`next`, `used`) by
     /// [`progress::ProgressStore::apply`].
     pub door: Door,
     pub one_time_file: Option<PathBuf>,
     pub totp_secret_file: Option<PathBuf>,
+    /// `link_local_sources`: grant knocks from link-local sources (169.254.0.0/16, fe80::/10),
+    /// refused by default (see `knock_match::source`).
+    pub link_local: bool,
     /// Line of the `[[door]]` header.
     pub line: usize,
     /// Line and column of the file key's value, for diagnostics about that file.

@@ -38,6 +38,7 @@ pub(crate) struct RawDoor {
     pub service: Spanned<String>,
     pub lease: Option<Spanned<RawDuration>>,
     pub target: Option<Spanned<String>>,
+    pub link_local_sources: Option<bool>,
 }
 
 /// A value written as one string or as an array of strings (`interface`, `tcp_flags`).

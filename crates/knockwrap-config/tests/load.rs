@@ -138,6 +138,7 @@ fn ev(t: u64, port: u16, proto: Proto) -> KnockEvent {
             0
         }),
         to_host: true,
+        via_loopback: false,
     }
 }
 

@@ -228,6 +228,12 @@ fn error_cases() -> Vec<(String, Vec<Want>)> {
             s("[[door]]\nname = \"a\"\nservice = \"S\"\nsequence = [1]\n[[door]]\nname = \"a\"\nservice = \"S\"\nsequence = [2]\n"),
             vec![(6, 8, "duplicate door name `a` (first defined at line 1)")],
         ),
+        (
+            door("totp_secret_file = \"k\"\ntotp_ports = \"1-9\"\ntcp_flags = [\"syn\", \"ack\"]"),
+            vec![(6, 13, "only pure SYNs")],
+        ),
+        (door("one_time_sequences = \"x.otp\"\ntcp_flags = \"fin\""), vec![(5, 13, "only pure SYNs")]),
+        (door("sequence = [\"1\"]\nlink_local_sources = \"yes\""), vec![(5, 22, "expected a boolean")]),
         (s("[[door]]\nname = \"../x\"\nservice = \"S\"\nsequence = [1]\n"), vec![(2, 8, "door name")]),
         (s("[[door]]\nname = \"\"\nservice = \"S\"\nsequence = [1]\n"), vec![(2, 8, "door name")]),
     ]

@@ -28,6 +28,7 @@ fn ethernet_ipv4_tcp_syn() {
             dport: 7000,
             flags: TcpFlags(SYN),
             to_host: false,
+            via_loopback: false,
         }
     );
 }
@@ -225,6 +226,7 @@ fn valid_frame() -> impl Strategy<Value = (LinkType, Vec<u8>, KnockEvent)> {
                     dport,
                     flags: TcpFlags(if is_tcp { flags } else { 0 }),
                     to_host: false,
+                    via_loopback: false,
                 };
                 (link, frame(link, tags, &ip), e)
             },

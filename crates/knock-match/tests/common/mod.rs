@@ -45,6 +45,7 @@ pub fn tcp(t: u64, from: u32, port: u16, flags: u8) -> KnockEvent {
         dport: port,
         flags: TcpFlags(flags),
         to_host: true,
+        via_loopback: false,
     }
 }
 
@@ -61,6 +62,7 @@ pub fn udp(t: u64, from: u32, port: u16) -> KnockEvent {
         dport: port,
         flags: TcpFlags(0),
         to_host: true,
+        via_loopback: false,
     }
 }
 
