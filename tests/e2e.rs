@@ -6,121 +6,23 @@
 
 mod support;
 
+use support::rig::{count_lines_with, knock_door, raw_knock, Rig};
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::daemon::knockwrap_bin;
 use support::packets::{pool_v4, tcp_syn_v4};
 use support::process::run_ok;
 use support::{
-    lines_of, require_root_or_skip, serial, ssh_banner, summarize_ms, tcpdmatch_verdict,
-    wait_for_line, wait_until, Daemon, DaemonConfig, Door, NetPair, RawV4, ServerRoot, Sshd,
-    Verdict,
+    lines_of, require_root_or_skip, serial, ssh_banner, summarize_ms, wait_for_line, wait_until,
+    Daemon, DaemonConfig, Door, NetPair, RawV4, ServerRoot, Sshd, Verdict,
 };
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 const OPEN_PORTS: [u16; 3] = [7000, 8000, 9000];
 /// Ascending sweep range through all three door ports (knockd_baseline shows it opens knockd).
 const SWEEP: std::ops::RangeInclusive<u16> = 6900..=9100;
-
-/// A running daemon with its namespaces. Fields drop in order: daemon, sshd, root, net.
-struct Rig {
-    daemon: Daemon,
-    sshd: Option<Sshd>,
-    root: ServerRoot,
-    net: NetPair,
-}
-
-impl Rig {
-    /// `hosts_allow` is the initial content of the private /etc/hosts.allow.
-    fn start(tag: &str, doors: Vec<Door>, extra: &str, hosts_allow: &str, sshd: bool) -> Rig {
-        let net = NetPair::new(tag);
-        let root = ServerRoot::new(&net);
-        root.write_hosts_allow(hosts_allow);
-        let sshd = sshd.then(|| Sshd::start(&root, &net));
-        let mut config = DaemonConfig::new(&root, doors);
-        config.extra = extra.to_owned();
-        let path = config.write(&root);
-        let daemon = Daemon::start(&root, &path, "1");
-        net.warm_neighbours();
-        Rig {
-            daemon,
-            sshd,
-            root,
-            net,
-        }
-    }
-
-    fn server(&self) -> String {
-        self.net.server_v4().to_string()
-    }
-
-    fn client(&self) -> String {
-        self.net.client_v4().to_string()
-    }
-
-    fn hosts_allow(&self) -> String {
-        self.root.read_hosts_allow()
-    }
-
-    /// Runs the real `knock` in the client namespace.
-    fn knock(&self, args: &[&str]) {
-        run_ok(self.net.client_cmd("knock").args(args));
-    }
-
-    fn wait_line(&self, line: &str, timeout: Duration) -> Option<Instant> {
-        wait_for_line(&self.root.hosts_allow(), line, timeout)
-    }
-
-    /// Panics (with the file and the daemon log) unless `line` appears within 5 s.
-    fn expect_line(&self, line: &str) {
-        if self.wait_line(line, Duration::from_secs(5)).is_none() {
-            panic!(
-                "expected hosts.allow line {line:?} within 5 s; hosts.allow is {:?}\ndaemon log:\n{}",
-                self.hosts_allow(),
-                self.daemon.log()
-            );
-        }
-    }
-
-    /// Waits until `line` is gone; the instant it went.
-    fn wait_gone(&self, line: &str, timeout: Duration) -> Option<Instant> {
-        let path = self.root.hosts_allow();
-        let gone = wait_until(timeout, Duration::from_millis(2), || {
-            !lines_of(&path).iter().any(|l| l == line)
-        });
-        gone.then(Instant::now)
-    }
-
-    /// Lets in-flight packets and decisions settle, then asserts `line` is absent.
-    fn expect_no_line(&self, line: &str, why: &str) {
-        std::thread::sleep(Duration::from_millis(700));
-        assert!(
-            !lines_of(&self.root.hosts_allow()).iter().any(|l| l == line),
-            "{why}: {line:?} was written; hosts.allow is {:?}\ndaemon log:\n{}",
-            self.hosts_allow(),
-            self.daemon.log()
-        );
-    }
-
-    fn verdict(&self, daemon: &str, addr: &str) -> Verdict {
-        tcpdmatch_verdict(&self.root.etc, daemon, addr)
-    }
-}
-
-fn raw_knock(raw: &RawV4, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, ports: &[u16]) {
-    for &port in ports {
-        raw.syn(src, dst, sport, port);
-    }
-}
-
-fn count_lines_with(path: &Path, prefix: &str) -> usize {
-    lines_of(path)
-        .iter()
-        .filter(|l| l.starts_with(prefix))
-        .count()
-}
 
 const FOREIGN: &str = "# hand-written rules stay as they are\r\nsendmail: 198.19.255.254\r\n";
 
@@ -856,19 +758,6 @@ fn ipv6_knock_behind_extension_headers_opens() {
     }
 }
 
-/// Runs `knockwrap knock SERVER --door NAME --config CONFIG` in the client namespace.
-fn knock_door(rig: &Rig, name: &str) {
-    let config = rig.daemon.config.display().to_string();
-    run_ok(rig.net.client_cmd(knockwrap_bin()).args([
-        "knock",
-        &rig.server(),
-        "--door",
-        name,
-        "--config",
-        &config,
-    ]));
-}
-
 #[test]
 fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
     if !require_root_or_skip(
@@ -885,7 +774,7 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .expect("chmod key");
     let otp = files.path().join("open.otp");
-    std::fs::write(&otp, "7301, 7302, 7303\n7401, 7402, 7403\n").expect("otp file");
+    std::fs::write(&otp, "7301, 7305, 7303\n7401, 7405, 7403\n").expect("otp file");
     let extra = format!(
         "\n[[door]]\nname = \"totpSSH\"\ntotp_secret_file = {:?}\ntotp_length = 3\n\
          totp_ports = \"20000-40000\"\ntotp_step = \"30s\"\nseq_timeout = \"5s\"\n\
@@ -919,7 +808,7 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
     knock_door(&rig, "otpSSH");
     rig.expect_line(&format!("in.otpd: {client}"));
     let second = rig.net.client_subnet_v4(22);
-    raw_knock(&raw, second, server, 43_001, &[7301, 7302, 7303]);
+    raw_knock(&raw, second, server, 43_001, &[7301, 7305, 7303]);
     rig.expect_no_line(
         &format!("in.otpd: {second}"),
         "used one-time sequence replayed",
@@ -928,12 +817,12 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
     // Across a restart the daemon resumes at the next unused sequence.
     rig.daemon.stop(Duration::from_secs(5));
     rig.daemon = Daemon::start(&rig.root, &rig.daemon.config.clone(), "2");
-    raw_knock(&raw, second, server, 43_002, &[7301, 7302, 7303]);
+    raw_knock(&raw, second, server, 43_002, &[7301, 7305, 7303]);
     rig.expect_no_line(
         &format!("in.otpd: {second}"),
         "used sequence after a restart",
     );
-    raw_knock(&raw, second, server, 43_003, &[7401, 7402, 7403]);
+    raw_knock(&raw, second, server, 43_003, &[7401, 7405, 7403]);
     rig.expect_line(&format!("in.otpd: {second}"));
     // That was the last one: the door is now disabled, and says so.
     assert!(

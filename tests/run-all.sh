@@ -11,6 +11,8 @@ for pair in tcpdmatch:tcpd knock:knockd sshd:openssh-server ip:iproute2 unshare:
     bin=${pair%%:*} pkg=${pair##*:}
     command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("$pkg")
 done
+# A library, not a command: the clock-jump test preloads it into the daemon.
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || need+=(libfaketime)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive

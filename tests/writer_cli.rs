@@ -111,10 +111,7 @@ fn dry_run_prints_the_diff_and_changes_nothing() {
 fn tcpdmatch(dir: &Path, client: &str) -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/sbin/tcpdmatch").exists() {
-        if std::env::var("KNOCKWRAP_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("tcpdmatch cross-check needs root and tcpd; KNOCKWRAP_REQUIRE_PRIVILEGED=1");
-        }
-        eprintln!("SKIPPED (needs root): tcpdmatch cross-check");
+        test_support::skip_or_fail("tcpdmatch cross-check", "root and tcpd");
         return None;
     }
     let o = Command::new("unshare")

@@ -8,17 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("KNOCKWRAP_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test} needs root and KNOCKWRAP_REQUIRE_PRIVILEGED=1 is set");
-    }
-    eprintln!("SKIPPED (needs root): {test}");
-    false
-}
+use test_support::require_root_or_skip as require_root;
 
 const ORIGINAL: &[u8] = b"# production hosts.allow\r\nsshd: 10.0.0.0/8\r\nSSHD: 203.0.113.45\r\n";
 

@@ -345,7 +345,7 @@ mod tests {
         let key = dir.join("totp.key");
         std::fs::write(&key, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(dir.join("open.otp"), "# used\n1111,2222:udp\n3333\n").unwrap();
+        std::fs::write(dir.join("open.otp"), "# used\n1111,2222:udp\n3333,4444\n").unwrap();
         let path = dir.join("knockwrap.toml");
         std::fs::write(
             &path,

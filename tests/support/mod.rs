@@ -10,6 +10,7 @@ pub mod net;
 pub mod packets;
 pub mod probe;
 pub mod process;
+pub mod rig;
 pub mod server;
 
 use std::io::Write;
@@ -25,20 +26,8 @@ pub use probe::{ssh_banner, tcpdmatch_verdict, Verdict};
 pub use process::Proc;
 pub use server::{ServerRoot, Sshd};
 
-/// True when the test may go on. Without root it prints a loud SKIPPED line and returns
-/// false, unless KNOCKWRAP_REQUIRE_PRIVILEGED=1 asks for a failure instead.
-pub fn require_root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("KNOCKWRAP_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test} needs root and KNOCKWRAP_REQUIRE_PRIVILEGED=1 forbids skipping it");
-    }
-    // Straight to fd 2: eprintln! would be swallowed by the test harness's output capture.
-    let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
-    false
-}
+/// The one skip-or-fail rule (crate `test-support`).
+pub use test_support::require_root_or_skip;
 
 /// Serializes the tests of one binary: they time knocks, leases and latencies on a small
 /// shared machine, and parallel runs would make those figures and deadlines noisy.

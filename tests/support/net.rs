@@ -16,6 +16,12 @@ pub const CLIENT_IF: &str = "kwc";
 
 static NEXT_SUBNET: AtomicU8 = AtomicU8::new(0);
 
+/// The subnet number the next [`NetPair::new`] of this process will use (tests that must
+/// know an address before the pair exists; the test binary's pairs are created serially).
+pub fn peek_subnet() -> u8 {
+    NEXT_SUBNET.load(Ordering::SeqCst) % 120 + 1
+}
+
 pub struct NetPair {
     pub server_ns: String,
     pub client_ns: String,

@@ -30,14 +30,7 @@ fn is_root() -> bool {
 }
 
 fn require_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("KNOCKWRAP_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test} needs root and KNOCKWRAP_REQUIRE_PRIVILEGED=1 is set");
-    }
-    eprintln!("SKIPPED (needs root): {test}");
-    false
+    is_root() || test_support::skip_or_fail(test, "root")
 }
 
 fn leftovers(dir: &Path) -> Vec<String> {

@@ -206,11 +206,7 @@ fn require_tcpdmatch(test: &str) -> bool {
     } else {
         "root"
     };
-    if std::env::var("KNOCKWRAP_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test} needs {why} and KNOCKWRAP_REQUIRE_PRIVILEGED=1 is set");
-    }
-    eprintln!("SKIPPED (needs {why}): {test}");
-    false
+    test_support::skip_or_fail(test, why)
 }
 
 #[test]

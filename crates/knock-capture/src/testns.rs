@@ -5,7 +5,7 @@
 //! return, unless `KNOCKWRAP_REQUIRE_PRIVILEGED=1`, in which case the lack is a failure.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::process::Command;
@@ -29,14 +29,7 @@ pub fn privileged(test: &str) -> bool {
     if root && has_ip {
         return true;
     }
-    let why = if root { "needs iproute2" } else { "needs root" };
-    if std::env::var("KNOCKWRAP_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and KNOCKWRAP_REQUIRE_PRIVILEGED=1");
-    }
-    // Straight to the stderr handle: the test harness captures `eprintln!`, and a skip must
-    // be visible.
-    let _ = writeln!(io::stderr().lock(), "SKIPPED ({why}): {test}");
-    false
+    test_support::skip_or_fail(test, if root { "iproute2" } else { "root" })
 }
 
 /// Run `ip` with `args`; an error carries its stderr.

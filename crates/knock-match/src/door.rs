@@ -318,7 +318,37 @@ fn check_sequence(steps: &[Step]) -> Result<(), String> {
     if steps.iter().any(|s| s.port == 0) {
         return Err("port 0 in sequence".into());
     }
+    if let Some(why) = sweep_shaped(steps) {
+        return Err(why);
+    }
     Ok(())
+}
+
+/// Why a port sweep would complete this sequence, if it would: a single step (any packet to
+/// that port opens it), or steps on adjacent ports in one direction (7000, 7001, 7002), which
+/// an ascending or descending sweep sends in order with nothing in between.
+pub fn sweep_shaped(steps: &[Step]) -> Option<String> {
+    if steps.len() == 1 {
+        return Some(
+            "a single-step sequence is opened by any port sweep: use at least two steps".into(),
+        );
+    }
+    let adjacent = |d: i32| {
+        steps
+            .windows(2)
+            .all(|w| w[0].proto == w[1].proto && i32::from(w[1].port) - i32::from(w[0].port) == d)
+    };
+    if steps.len() > 1 && (adjacent(1) || adjacent(-1)) {
+        return Some(format!(
+            "steps on adjacent ports ({}) are opened by any port sweep: spread them out",
+            steps
+                .iter()
+                .map(Step::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    None
 }
 
 impl Door {
@@ -361,8 +391,10 @@ impl Door {
                         MIN_TOTP_SECRET * 8
                     )));
                 }
-                if p.length == 0 || p.length > MAX_STEPS {
-                    return Err(fail(format!("totp_length must be 1 to {MAX_STEPS}")));
+                if p.length < 2 || p.length > MAX_STEPS {
+                    return Err(fail(format!(
+                        "totp_length must be 2 to {MAX_STEPS} (a single step is opened by any port sweep)"
+                    )));
                 }
                 if p.lo == 0 || p.lo > p.hi {
                     return Err(fail("totp_ports must be lo-hi with 1 <= lo <= hi".into()));

@@ -42,6 +42,13 @@ pub fn parse_one_time(text: &str) -> Result<Vec<Vec<Step>>, OneTimeError> {
             steps.push(step);
             offset += token.len() + 1;
         }
+        if let Some(why) = crate::door::sweep_shaped(&steps) {
+            return Err(OneTimeError {
+                line: line_no,
+                column: raw.len() - raw.trim_start().len() + 1,
+                message: why,
+            });
+        }
         if steps.len() > MAX_STEPS {
             return Err(OneTimeError {
                 line: line_no,
@@ -68,13 +75,13 @@ mod tests {
                     \n\
                     #1111,2222 (used by knockd)\n\
                     \t 1234:UDP , 4321  # trailing comment\r\n\
-                    5\n";
+                    5,9\n";
         assert_eq!(
             parse_one_time(text).unwrap(),
             vec![
                 vec![Step::tcp(7000), Step::udp(8000), Step::tcp(9000)],
                 vec![Step::udp(1234), Step::tcp(4321)],
-                vec![Step::tcp(5)],
+                vec![Step::tcp(5), Step::tcp(9)],
             ]
         );
     }
@@ -83,7 +90,9 @@ mod tests {
     fn reports_line_and_column() {
         let cases = [
             ("7000,8000\n7000,80x0\n", 2, 6),
-            ("1,2\n\n  3,,4\n", 3, 5),
+            ("1,3\n\n  3,,4\n", 3, 5),
+            ("1,3\n  7000,7001,7002\n", 2, 3),
+            ("1,3\n4444\n", 2, 1),
             ("99999\n", 1, 1),
             ("1:tcp, 2:sctp\n", 1, 8),
             ("1,2,\n", 1, 5),
@@ -98,7 +107,7 @@ mod tests {
             .join(",");
         assert_eq!(parse_one_time(&long).unwrap_err().line, 1);
         let ok32 = (1..=32)
-            .map(|p| p.to_string())
+            .map(|p| (p * 2).to_string())
             .collect::<Vec<_>>()
             .join(",");
         assert_eq!(parse_one_time(&ok32).unwrap()[0].len(), 32);

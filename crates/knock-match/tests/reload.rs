@@ -17,7 +17,7 @@ fn progress_on_an_unchanged_door_survives_a_reload() {
     assert!(old.observe(&syn(100, 1, 8000)).is_empty());
 
     // The new configuration adds a door and reorders: the index of `abc` changes.
-    let mut new = matcher(vec![door("other", "1,2", 10, &[]), abc()]);
+    let mut new = matcher(vec![door("other", "1,3", 10, &[]), abc()]);
     assert_eq!(new.adopt_progress(&old), 1);
     let got = new.observe(&syn(200, 1, 9000));
     assert_eq!(got.len(), 1);

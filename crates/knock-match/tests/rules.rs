@@ -389,10 +389,10 @@ fn cases() -> Vec<Case> {
             want: vec![(4, "abc", 1), (5, "abc", 2)],
         },
         Case {
-            name: "single-step door",
-            doors: vec![door("one", "4444:udp", 1, &[])],
-            events: vec![udp(0, 1, 4443), udp(10, 1, 4444)],
-            want: vec![(1, "one", 1)],
+            name: "two-step UDP door",
+            doors: vec![door("two", "4444:udp,4446:udp", 1, &[])],
+            events: vec![udp(0, 1, 4443), udp(5, 1, 4444), udp(10, 1, 4446)],
+            want: vec![(2, "two", 1)],
         },
         Case {
             name: "completion does not restart the same door",
@@ -517,9 +517,9 @@ fn one_time_door(next: usize) -> Door {
     let mut d = door("otp", "1", 10, &["syn"]);
     d.kind = DoorKind::OneTime {
         sequences: vec![
-            steps("1001,1002"),
+            steps("1001,1009"),
             steps("2001,2002:udp"),
-            steps("3001,3002"),
+            steps("3001,3009"),
         ],
         next,
     };
@@ -539,9 +539,9 @@ fn knock(m: &mut Matcher, t: u64, from: u32, seq: &[KnockEvent]) -> Vec<knock_ma
 
 #[test]
 fn one_time_sequences_rotate_and_survive_a_restart() {
-    let first = [syn(0, 0, 1001), syn(0, 0, 1002)];
+    let first = [syn(0, 0, 1001), syn(0, 0, 1009)];
     let second = [syn(0, 0, 2001), udp(0, 0, 2002)];
-    let third = [syn(0, 0, 3001), syn(0, 0, 3002)];
+    let third = [syn(0, 0, 3001), syn(0, 0, 3009)];
 
     let mut m = Matcher::new(vec![one_time_door(0)], MatcherOptions::default()).unwrap();
     assert!(
@@ -597,8 +597,8 @@ fn one_time_sequence_in_progress_elsewhere_dies_when_used() {
     let mut m = Matcher::new(vec![one_time_door(0)], MatcherOptions::default()).unwrap();
     assert!(m.observe(&syn(0, 1, 1001)).is_empty());
     assert!(m.observe(&syn(1, 2, 1001)).is_empty());
-    assert_eq!(m.observe(&syn(2, 2, 1002)).len(), 1);
-    assert!(m.observe(&syn(3, 1, 1002)).is_empty(), "sequence 0 is used");
+    assert_eq!(m.observe(&syn(2, 2, 1009)).len(), 1);
+    assert!(m.observe(&syn(3, 1, 1009)).is_empty(), "sequence 0 is used");
 }
 
 #[test]

@@ -150,12 +150,16 @@ fn each_step_is_accepted_once() {
         knock_counter(&mut m, T0 + 2_000, 2, C).is_empty(),
         "replay, other source"
     );
-    assert!(
-        knock_counter(&mut m, T0 + 3_000, 2, C - 1).is_empty(),
-        "older step"
+    // The neighbours of a used step stay usable (issue 8: a grant for step k must never
+    // refuse the legitimate client's k-1 or k+1), each once.
+    assert_eq!(
+        knock_counter(&mut m, T0 + 3_000, 2, C - 1).len(),
+        1,
+        "older step refused"
     );
+    assert!(knock_counter(&mut m, T0 + 3_500, 3, C - 1).is_empty());
     assert_eq!(knock_counter(&mut m, T0 + 4_000, 2, C + 1).len(), 1);
-    assert_eq!(m.counters().grants, 2);
+    assert_eq!(m.counters().grants, 3);
 
     // After a restart with the persisted counter, the used steps stay used.
     let mut m = fresh(Some(C));

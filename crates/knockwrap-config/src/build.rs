@@ -376,12 +376,16 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
             .collect();
         let n = v.get_ref().len();
         if n == 0 {
-            sink.at(v.span(), "`sequence` is empty: give 1 to 32 steps");
+            sink.at(v.span(), "`sequence` is empty: give 2 to 32 steps");
         } else if n > MAX_STEPS {
             sink.at(
                 v.span(),
                 format!("`sequence` has {n} steps, at most {MAX_STEPS} allowed"),
             );
+        } else if steps.len() == n {
+            if let Some(why) = knock_match::door::sweep_shaped(&steps) {
+                sink.at(v.span(), format!("`sequence`: {why}"));
+            }
         }
         DoorKind::Static { steps }
     } else if let Some(v) = &d.one_time_sequences {
@@ -398,10 +402,13 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
             None => DEFAULT_TOTP_LENGTH,
             Some(l) => {
                 let n = *l.get_ref();
-                if !(1..=MAX_STEPS as i64).contains(&n) {
+                if !(2..=MAX_STEPS as i64).contains(&n) {
                     sink.at(
                         l.span(),
-                        format!("`totp_length` must be from 1 to {MAX_STEPS}, not {n}"),
+                        format!(
+                            "`totp_length` must be from 2 to {MAX_STEPS}, not {n} \
+                             (a single step is opened by any port sweep)"
+                        ),
                     );
                     DEFAULT_TOTP_LENGTH
                 } else {

@@ -47,7 +47,7 @@ fn setup(otp: &str, key: &str, key_mode: u32) -> tempfile::TempDir {
 
 #[test]
 fn loads_files_relative_to_the_config() {
-    let dir = setup("# used ones\n1001,1002\n2001,2002:udp\n", KEY_B32, 0o600);
+    let dir = setup("# used ones\n1001,1009\n2001,2002:udp\n", KEY_B32, 0o600);
     let c = Config::load(dir.path().join("knockwrap.toml")).unwrap();
     assert_eq!(c.state_dir, dir.path().join("state"));
     match &c.doors[0].door.kind {
@@ -55,7 +55,7 @@ fn loads_files_relative_to_the_config() {
             assert_eq!(
                 sequences,
                 &vec![
-                    vec![Step::tcp(1001), Step::tcp(1002)],
+                    vec![Step::tcp(1001), Step::tcp(1009)],
                     vec![Step::tcp(2001), Step::udp(2002)]
                 ]
             );
@@ -76,7 +76,7 @@ fn loads_files_relative_to_the_config() {
 fn file_problems_are_reported_where_they_are() {
     let cfg = |d: &tempfile::TempDir| d.path().join("knockwrap.toml");
     // A bad line in the one-time file: that file's line and column.
-    let d = setup("1001,1002\n2001,20x2\n", KEY_B32, 0o600);
+    let d = setup("1001,1009\n2001,20x2\n", KEY_B32, 0o600);
     let errs = check(cfg(&d));
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].path, d.path().join("open.otp"));
@@ -85,17 +85,17 @@ fn file_problems_are_reported_where_they_are() {
     let cases: [(&str, &str, u32, usize, usize, &str); 6] = [
         ("", KEY_B32, 0o600, 6, 22, "holds no sequence"),
         (
-            "1,2\n",
+            "1,3\n",
             KEY_B32,
             0o640,
             12,
             20,
             "accessible by group or others",
         ),
-        ("1,2\n", KEY_B32, 0o604, 12, 20, "mode 0604"),
-        ("1,2\n", "GEZDGNBVGY3TQOJQ\n", 0o600, 12, 20, "80 bits"),
-        ("1,2\n", "not base32!\n", 0o600, 12, 20, "not base32"),
-        ("1,2\n", "\n", 0o600, 12, 20, "not base32"),
+        ("1,3\n", KEY_B32, 0o604, 12, 20, "mode 0604"),
+        ("1,3\n", "GEZDGNBVGY3TQOJQ\n", 0o600, 12, 20, "80 bits"),
+        ("1,3\n", "not base32!\n", 0o600, 12, 20, "not base32"),
+        ("1,3\n", "\n", 0o600, 12, 20, "not base32"),
     ];
     for (otp, key, mode, line, col, msg) in cases {
         let d = setup(otp, key, mode);
@@ -107,7 +107,7 @@ fn file_problems_are_reported_where_they_are() {
         assert!(e.message.contains(msg), "{e}");
     }
 
-    let d = setup("1,2\n", KEY_B32, 0o600);
+    let d = setup("1,3\n", KEY_B32, 0o600);
     fs::remove_file(d.path().join("open.otp")).unwrap();
     let errs = check(cfg(&d));
     assert!(
@@ -170,17 +170,17 @@ fn knock(m: &mut Matcher, store: &ProgressStore, t: u64, seq: &[(u16, Proto)]) -
 
 #[test]
 fn one_time_rotation_survives_restarts() {
-    let d = setup("1001,1002\n2001,2002:udp\n3001,3002\n", KEY_B32, 0o600);
-    let first = [(1001, Proto::Tcp), (1002, Proto::Tcp)];
+    let d = setup("1001,1009\n2001,2002:udp\n3001,3009\n", KEY_B32, 0o600);
+    let first = [(1001, Proto::Tcp), (1009, Proto::Tcp)];
     let second = [(2001, Proto::Tcp), (2002, Proto::Udp)];
-    let third = [(3001, Proto::Tcp), (3002, Proto::Tcp)];
+    let third = [(3001, Proto::Tcp), (3009, Proto::Tcp)];
 
     let (mut m, store) = start(d.path());
     assert_eq!(knock(&mut m, &store, 1_000, &first), 1);
     assert!(d.path().join("state/onetime-otp.json").exists());
     assert_eq!(
         fs::read_to_string(d.path().join("open.otp")).unwrap(),
-        "1001,1002\n2001,2002:udp\n3001,3002\n",
+        "1001,1009\n2001,2002:udp\n3001,3009\n",
         "the operator's file is never rewritten"
     );
     // No temp file left behind.
@@ -198,7 +198,7 @@ fn one_time_rotation_survives_restarts() {
     // Appending sequences keeps progress.
     fs::write(
         d.path().join("open.otp"),
-        "1001,1002\n2001,2002:udp\n3001,3002\n4001,4002\n",
+        "1001,1009\n2001,2002:udp\n3001,3009\n4001,4009\n",
     )
     .unwrap();
     let (mut m, store) = start(d.path());
@@ -209,7 +209,7 @@ fn one_time_rotation_survives_restarts() {
             &mut m,
             &store,
             6_000,
-            &[(4001, Proto::Tcp), (4002, Proto::Tcp)]
+            &[(4001, Proto::Tcp), (4009, Proto::Tcp)]
         ),
         1
     );
@@ -222,7 +222,7 @@ fn one_time_rotation_survives_restarts() {
     // Editing used lines disables the door with an error instead of guessing.
     fs::write(
         d.path().join("open.otp"),
-        "1111,1112\n2001,2002:udp\n3001,3002\n4001,4002\n5001,5002\n",
+        "1111,1119\n2001,2002:udp\n3001,3009\n4001,4009\n5001,5009\n",
     )
     .unwrap();
     let c = Config::load(d.path().join("knockwrap.toml")).unwrap();
@@ -237,7 +237,7 @@ fn one_time_rotation_survives_restarts() {
 
 #[test]
 fn totp_neighbours_of_a_used_step_stay_usable_across_restarts() {
-    let d = setup("1,2\n", KEY_B32, 0o600);
+    let d = setup("1,3\n", KEY_B32, 0o600);
     let secret = b"12345678901234567890";
     let t0 = 1_700_000_000_000u64;
     let c = t0 / 30_000;
@@ -273,7 +273,7 @@ fn totp_neighbours_of_a_used_step_stay_usable_across_restarts() {
 
 #[test]
 fn totp_progress_of_the_old_format_is_a_floor() {
-    let d = setup("1,2\n", KEY_B32, 0o600);
+    let d = setup("1,3\n", KEY_B32, 0o600);
     fs::create_dir_all(d.path().join("state")).unwrap();
     fs::write(
         d.path().join("state/totp-totp.json"),
@@ -287,7 +287,7 @@ fn totp_progress_of_the_old_format_is_a_floor() {
 
 #[test]
 fn totp_progress_survives_restarts() {
-    let d = setup("1,2\n", KEY_B32, 0o600);
+    let d = setup("1,3\n", KEY_B32, 0o600);
     let secret = b"12345678901234567890";
     let t0 = 1_700_000_000_000u64;
     let c = t0 / 30_000;
@@ -325,7 +325,7 @@ fn totp_progress_survives_restarts() {
 
 #[test]
 fn record_rejects_mismatched_progress() {
-    let d = setup("1,2\n", KEY_B32, 0o600);
+    let d = setup("1,3\n", KEY_B32, 0o600);
     let c = Config::load(d.path().join("knockwrap.toml")).unwrap();
     let store = ProgressStore::new(&c.state_dir);
     let otp = &c.doors[0].door;

@@ -178,7 +178,7 @@ fn error_cases() -> Vec<(String, Vec<Want>)> {
     let s = |t: &str| t.to_string();
     vec![
         (s("interface = \"eth0\"\nbogus = 1\n"), vec![(2, 1, "unknown field `bogus`")]),
-        (door("colour = \"red\"\nsequence = [\"1\"]"), vec![(4, 1, "unknown field `colour`")]),
+        (door("colour = \"red\"\nsequence = [\"1\", \"3\"]"), vec![(4, 1, "unknown field `colour`")]),
         (door("sequence = \"7000\""), vec![(4, 12, "invalid type")]),
         (s("backup = \"yes\"\n"), vec![(1, 10, "expected a boolean")]),
         (s("max_sources = \"many\"\n"), vec![(1, 15, "invalid type")]),
@@ -187,7 +187,7 @@ fn error_cases() -> Vec<(String, Vec<Want>)> {
         (s("interface = \"eth0/x\"\n"), vec![(1, 13, "not a valid interface")]),
         (s("interface = \"averyveryverylongname\"\n"), vec![(1, 13, "1 to 15")]),
         (s("hosts_allow = \"\"\n"), vec![(1, 15, "must not be empty")]),
-        (s("[[door]]\nname = \"d\"\nsequence = [\"1\"]\n"), vec![(1, 1, "missing field `service`")]),
+        (s("[[door]]\nname = \"d\"\nsequence = [\"1\", \"3\"]\n"), vec![(1, 1, "missing field `service`")]),
         (door("sequence = [0]"), vec![(4, 13, "port 0")]),
         (door("sequence = [65536]"), vec![(4, 13, "port 65536")]),
         (door("sequence = [\"1\", \"70000\"]"), vec![(4, 18, "70000")]),
@@ -195,37 +195,40 @@ fn error_cases() -> Vec<(String, Vec<Want>)> {
         (door("sequence = [\"7000:icmp\"]"), vec![(4, 13, "unknown protocol `icmp`")]),
         (door("sequence = [true]"), vec![(4, 13, "invalid type")]),
         (door("sequence = []"), vec![(4, 12, "empty")]),
+        (door("sequence = [7000]"), vec![(4, 12, "single-step")]),
+        (door("sequence = [7000, 7001, 7002]"), vec![(4, 12, "adjacent ports")]),
+        (door("sequence = [\"9002\", \"9001\", \"9000\"]"), vec![(4, 12, "adjacent ports")]),
         (
             door(&format!("sequence = [{}]", (1..=33).map(|p| p.to_string()).collect::<Vec<_>>().join(","))),
             vec![(4, 12, "33 steps")],
         ),
-        (door("sequence = [\"1\"]\ntcp_flags = [\"syn\", \"sin\"]"), vec![(5, 13, "unknown TCP flag `sin`")]),
-        (door("sequence = [\"1\"]\ntcp_flags = \"syn,!syn\""), vec![(5, 13, "both required and forbidden")]),
-        (door("sequence = [\"1\"]\nlease = 0"), vec![(5, 9, "`lease` must be positive")]),
-        (door("sequence = [\"1\"]\nlease = \"0s\""), vec![(5, 9, "`lease` must be positive")]),
-        (door("sequence = [\"1\"]\nlease = -5"), vec![(5, 9, "negative")]),
-        (door("sequence = [\"1\"]\nlease = \"1 hour\""), vec![(5, 9, "not a duration")]),
-        (door("sequence = [\"1\"]\nseq_timeout = 0"), vec![(5, 15, "`seq_timeout` must be positive")]),
-        (door("sequence = [\"1\"]\naction = \"open\""), vec![(5, 10, "\"allow\" or \"revoke\"")]),
-        (door("sequence = [\"1\"]\naction = \"revoke\"\nlease = \"1h\""), vec![(6, 9, "only to doors with action = \"allow\"")]),
-        (door("sequence = [\"1\"]\ntarget = \"gateway\""), vec![(5, 10, "IP address")]),
-        (door("sequence = [\"1\"]\none_time_sequences = \"x.otp\""), vec![(5, 22, "cannot be combined with `sequence`")]),
+        (door("sequence = [\"1\", \"3\"]\ntcp_flags = [\"syn\", \"sin\"]"), vec![(5, 13, "unknown TCP flag `sin`")]),
+        (door("sequence = [\"1\", \"3\"]\ntcp_flags = \"syn,!syn\""), vec![(5, 13, "both required and forbidden")]),
+        (door("sequence = [\"1\", \"3\"]\nlease = 0"), vec![(5, 9, "`lease` must be positive")]),
+        (door("sequence = [\"1\", \"3\"]\nlease = \"0s\""), vec![(5, 9, "`lease` must be positive")]),
+        (door("sequence = [\"1\", \"3\"]\nlease = -5"), vec![(5, 9, "negative")]),
+        (door("sequence = [\"1\", \"3\"]\nlease = \"1 hour\""), vec![(5, 9, "not a duration")]),
+        (door("sequence = [\"1\", \"3\"]\nseq_timeout = 0"), vec![(5, 15, "`seq_timeout` must be positive")]),
+        (door("sequence = [\"1\", \"3\"]\naction = \"open\""), vec![(5, 10, "\"allow\" or \"revoke\"")]),
+        (door("sequence = [\"1\", \"3\"]\naction = \"revoke\"\nlease = \"1h\""), vec![(6, 9, "only to doors with action = \"allow\"")]),
+        (door("sequence = [\"1\", \"3\"]\ntarget = \"gateway\""), vec![(5, 10, "IP address")]),
+        (door("sequence = [\"1\", \"3\"]\none_time_sequences = \"x.otp\""), vec![(5, 22, "cannot be combined with `sequence`")]),
         (
-            door("totp_secret_file = \"k\"\ntotp_ports = \"1-9\"\nsequence = [\"1\"]"),
+            door("totp_secret_file = \"k\"\ntotp_ports = \"1-9\"\nsequence = [\"1\", \"3\"]"),
             vec![(6, 12, "cannot be combined with `totp_secret_file`")],
         ),
         (door(""), vec![(2, 8, "needs one of `sequence`")]),
-        (door("sequence = [\"1\"]\ntotp_length = 4"), vec![(5, 15, "only to doors with `totp_secret_file`")]),
+        (door("sequence = [\"1\", \"3\"]\ntotp_length = 4"), vec![(5, 15, "only to doors with `totp_secret_file`")]),
         (door("totp_secret_file = \"k\""), vec![(2, 8, "needs `totp_ports")]),
         (door("totp_secret_file = \"k\"\ntotp_ports = \"40000-20000\""), vec![(5, 14, "lo <= hi")]),
         (door("totp_secret_file = \"k\"\ntotp_ports = \"0-20\""), vec![(5, 14, "lo <= hi")]),
         (door("totp_secret_file = \"k\"\ntotp_ports = \"20000\""), vec![(5, 14, "\"lo-hi\"")]),
-        (door("totp_secret_file = \"k\"\ntotp_ports = \"1-9\"\ntotp_length = 0"), vec![(6, 15, "1 to 32")]),
-        (door("totp_secret_file = \"k\"\ntotp_ports = \"1-99\"\ntotp_length = 33"), vec![(6, 15, "1 to 32")]),
+        (door("totp_secret_file = \"k\"\ntotp_ports = \"1-9\"\ntotp_length = 1"), vec![(6, 15, "2 to 32")]),
+        (door("totp_secret_file = \"k\"\ntotp_ports = \"1-99\"\ntotp_length = 33"), vec![(6, 15, "2 to 32")]),
         (door("totp_secret_file = \"k\"\ntotp_ports = \"1-3\"\ntotp_length = 4"), vec![(5, 14, "fewer than totp_length")]),
         (door("totp_secret_file = \"k\"\ntotp_ports = \"1-9\"\ntotp_step = \"0s\""), vec![(6, 13, "`totp_step` must be positive")]),
         (
-            s("[[door]]\nname = \"a\"\nservice = \"S\"\nsequence = [1]\n[[door]]\nname = \"a\"\nservice = \"S\"\nsequence = [2]\n"),
+            s("[[door]]\nname = \"a\"\nservice = \"S\"\nsequence = [1, 3]\n[[door]]\nname = \"a\"\nservice = \"S\"\nsequence = [2, 4]\n"),
             vec![(6, 8, "duplicate door name `a` (first defined at line 1)")],
         ),
         (
@@ -233,9 +236,9 @@ fn error_cases() -> Vec<(String, Vec<Want>)> {
             vec![(6, 13, "only pure SYNs")],
         ),
         (door("one_time_sequences = \"x.otp\"\ntcp_flags = \"fin\""), vec![(5, 13, "only pure SYNs")]),
-        (door("sequence = [\"1\"]\nlink_local_sources = \"yes\""), vec![(5, 22, "expected a boolean")]),
-        (s("[[door]]\nname = \"../x\"\nservice = \"S\"\nsequence = [1]\n"), vec![(2, 8, "door name")]),
-        (s("[[door]]\nname = \"\"\nservice = \"S\"\nsequence = [1]\n"), vec![(2, 8, "door name")]),
+        (door("sequence = [\"1\", \"3\"]\nlink_local_sources = \"yes\""), vec![(5, 22, "expected a boolean")]),
+        (s("[[door]]\nname = \"../x\"\nservice = \"S\"\nsequence = [1, 3]\n"), vec![(2, 8, "door name")]),
+        (s("[[door]]\nname = \"\"\nservice = \"S\"\nsequence = [1, 3]\n"), vec![(2, 8, "door name")]),
     ]
 }
 
@@ -274,14 +277,14 @@ fn bad_services() {
         ("EXCEPT", 11),
         ("a\\\\b", 11),
     ] {
-        let text = format!("[[door]]\nname = \"d\"\nservice = \"{service}\"\nsequence = [1]\n");
+        let text = format!("[[door]]\nname = \"d\"\nservice = \"{service}\"\nsequence = [1, 3]\n");
         let errs = Config::from_toml_str(&text, "k.toml").expect_err(service).0;
         assert_eq!(errs.len(), 1, "{service}");
         assert_eq!((errs[0].line, errs[0].column), (3, col), "{service}");
         assert!(errs[0].message.contains("service"), "{}", errs[0].message);
     }
     for ok in ["SSHD", "sshd", "in.telnetd", "ALL", "vsftpd@192.0.2.1"] {
-        let text = format!("[[door]]\nname = \"d\"\nservice = \"{ok}\"\nsequence = [1]\n");
+        let text = format!("[[door]]\nname = \"d\"\nservice = \"{ok}\"\nsequence = [1, 3]\n");
         assert!(Config::from_toml_str(&text, "k.toml").is_ok(), "{ok}");
     }
 }

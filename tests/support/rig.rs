@@ -1,0 +1,124 @@
+//! The running daemon with its namespaces that most end-to-end tests start from, and the
+//! knocks they send through it.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::daemon::knockwrap_bin;
+use super::process::run_ok;
+use super::{
+    lines_of, tcpdmatch_verdict, wait_for_line, wait_until, Daemon, DaemonConfig, Door, NetPair,
+    RawV4, ServerRoot, Sshd, Verdict,
+};
+
+/// A running daemon with its namespaces. Fields drop in order: daemon, sshd, root, net.
+pub struct Rig {
+    pub daemon: Daemon,
+    pub sshd: Option<Sshd>,
+    pub root: ServerRoot,
+    pub net: NetPair,
+}
+
+impl Rig {
+    /// `hosts_allow` is the initial content of the private /etc/hosts.allow.
+    pub fn start(tag: &str, doors: Vec<Door>, extra: &str, hosts_allow: &str, sshd: bool) -> Rig {
+        let net = NetPair::new(tag);
+        let root = ServerRoot::new(&net);
+        root.write_hosts_allow(hosts_allow);
+        let sshd = sshd.then(|| Sshd::start(&root, &net));
+        let mut config = DaemonConfig::new(&root, doors);
+        config.extra = extra.to_owned();
+        let path = config.write(&root);
+        let daemon = Daemon::start(&root, &path, "1");
+        net.warm_neighbours();
+        Rig {
+            daemon,
+            sshd,
+            root,
+            net,
+        }
+    }
+
+    pub fn server(&self) -> String {
+        self.net.server_v4().to_string()
+    }
+
+    pub fn client(&self) -> String {
+        self.net.client_v4().to_string()
+    }
+
+    pub fn hosts_allow(&self) -> String {
+        self.root.read_hosts_allow()
+    }
+
+    /// Runs the real `knock` in the client namespace.
+    pub fn knock(&self, args: &[&str]) {
+        run_ok(self.net.client_cmd("knock").args(args));
+    }
+
+    pub fn wait_line(&self, line: &str, timeout: Duration) -> Option<Instant> {
+        wait_for_line(&self.root.hosts_allow(), line, timeout)
+    }
+
+    /// Panics (with the file and the daemon log) unless `line` appears within 5 s.
+    pub fn expect_line(&self, line: &str) {
+        if self.wait_line(line, Duration::from_secs(5)).is_none() {
+            panic!(
+                "expected hosts.allow line {line:?} within 5 s; hosts.allow is {:?}\ndaemon log:\n{}",
+                self.hosts_allow(),
+                self.daemon.log()
+            );
+        }
+    }
+
+    /// Waits until `line` is gone; the instant it went.
+    pub fn wait_gone(&self, line: &str, timeout: Duration) -> Option<Instant> {
+        let path = self.root.hosts_allow();
+        let gone = wait_until(timeout, Duration::from_millis(2), || {
+            !lines_of(&path).iter().any(|l| l == line)
+        });
+        gone.then(Instant::now)
+    }
+
+    /// Lets in-flight packets and decisions settle, then asserts `line` is absent.
+    pub fn expect_no_line(&self, line: &str, why: &str) {
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            !lines_of(&self.root.hosts_allow()).iter().any(|l| l == line),
+            "{why}: {line:?} was written; hosts.allow is {:?}\ndaemon log:\n{}",
+            self.hosts_allow(),
+            self.daemon.log()
+        );
+    }
+
+    pub fn verdict(&self, daemon: &str, addr: &str) -> Verdict {
+        tcpdmatch_verdict(&self.root.etc, daemon, addr)
+    }
+}
+
+pub fn raw_knock(raw: &RawV4, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, ports: &[u16]) {
+    for &port in ports {
+        raw.syn(src, dst, sport, port);
+    }
+}
+
+pub fn count_lines_with(path: &Path, prefix: &str) -> usize {
+    lines_of(path)
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}
+
+/// Runs `knockwrap knock SERVER --door NAME --config CONFIG` in the client namespace.
+pub fn knock_door(rig: &Rig, name: &str) {
+    let config = rig.daemon.config.display().to_string();
+    run_ok(rig.net.client_cmd(knockwrap_bin()).args([
+        "knock",
+        &rig.server(),
+        "--door",
+        name,
+        "--config",
+        &config,
+    ]));
+}
