@@ -5,13 +5,17 @@
 //!
 //! When is the door open? sshd under TCP Wrappers accepts every TCP connection and then, for
 //! a client hosts.allow does not admit, closes it without a word (after libwrap's 5 s pause).
-//! So a connection counts only once the server has sent its first bytes (ssh's banner), or,
-//! with `--no-banner`, as soon as TCP connects. Attempts start one after the other, round
-//! robin over the knocked addresses, a new one every [`PACE`] while earlier ones still wait
-//! (a refused attempt is retried after [`RETRY`]); the first to get bytes wins, the others
-//! are closed. Nothing is tried after the deadline (`--timeout`, the profile's
-//! `connect_timeout`, 5 s by default). On failure the message says what was knocked, what
-//! each address's connections got, and what to check.
+//! So a connection counts only once the server has sent its first bytes and kept the
+//! connection open (an `SSH-` line counts at once; other words count once the server has not
+//! closed for [`GREETING_SETTLE`], since sshd says `Exceeded MaxStartups` and closes), or, with
+//! `--no-banner`, as soon as TCP connects. Attempts start one after the other, round robin
+//! over the knocked addresses, a new one after [`PACE`] (doubling to at most a second) while
+//! earlier ones still wait, and a refused one is retried after [`RETRY`]; the first to get a
+//! banner wins, the others are closed. Each refused-but-held attempt occupies one of sshd's
+//! MaxStartups slots (10 by default) for libwrap's 5 s, hence the pacing and [`MAX_LIVE`].
+//! Nothing is tried after the deadline (`--timeout`, the profile's `connect_timeout`, 5 s by
+//! default). On failure the message says what was knocked, what each address's connections
+//! got, and what to check.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -32,12 +36,19 @@ use crate::failure::{CliResult, Failure};
 /// Pause between the knock and the first attempt: the daemon's grant takes a few
 /// milliseconds, and an attempt that arrives before it costs a [`PACE`].
 const SETTLE: Duration = Duration::from_millis(40);
-/// A new attempt starts this long after the previous one while no banner has arrived.
-const PACE: Duration = Duration::from_millis(300);
+/// A new attempt starts this long after the first one while no banner has arrived; the
+/// pause doubles after each attempt, up to [`MAX_PACE`].
+const PACE: Duration = Duration::from_millis(250);
+const MAX_PACE: Duration = Duration::from_secs(1);
+/// How long an attempt waits for a banner: longer than libwrap's 5 s pause before it closes
+/// a refused connection, so that a long `--timeout` reports that closing.
+const BANNER_WAIT: Duration = Duration::from_secs(6);
+/// After first bytes that are not an `SSH-` line, the connection must stay open this long.
+const GREETING_SETTLE: Duration = Duration::from_millis(200);
 /// A refused (or reset) attempt is followed by the next this soon.
 const RETRY: Duration = Duration::from_millis(150);
 /// Most attempts waiting at once.
-const MAX_LIVE: usize = 8;
+const MAX_LIVE: usize = 6;
 
 pub fn run(args: ConnectArgs) -> CliResult {
     let plan = Plan::build(&Source {
@@ -129,6 +140,8 @@ enum Got {
     Unreachable(io::Error),
     ClosedBeforeBanner,
     ResetBeforeBanner,
+    /// The server said something (its first line) and closed.
+    ClosedAfterGreeting(String),
     Silent,
     Other(io::Error),
 }
@@ -141,6 +154,7 @@ impl Got {
             Got::Unreachable(_) => "unreachable",
             Got::ClosedBeforeBanner => "accepted, then closed before any banner",
             Got::ResetBeforeBanner => "accepted, then reset before any banner",
+            Got::ClosedAfterGreeting(_) => "accepted, said something, then closed",
             Got::Silent => "accepted, but no banner before the deadline",
             Got::Other(_) => "failed",
         }
@@ -149,6 +163,7 @@ impl Got {
     fn detail(&self) -> Option<String> {
         match self {
             Got::Unreachable(e) | Got::Other(e) => Some(e.to_string()),
+            Got::ClosedAfterGreeting(line) => Some(format!("`{line}`")),
             _ => None,
         }
     }
@@ -206,9 +221,10 @@ fn open(
             }
             let (tx, done) = (tx.clone(), Arc::clone(&done));
             std::thread::spawn(move || attempt(id, ip, port, deadline, no_banner, &done, &tx));
+            let pace = PACE.saturating_mul(1 << id.min(8)).min(MAX_PACE);
             id += 1;
             live += 1;
-            next_start = now + PACE;
+            next_start = now + pace;
         }
         let until = if now < deadline {
             next_start.min(deadline)
@@ -300,29 +316,64 @@ fn attempt(
     if let Ok(clone) = stream.try_clone() {
         let _ = tx.send(Event::Connected(id, clone));
     }
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-        return fail(Got::Silent);
-    }
+    let wait_until = deadline.min(Instant::now() + BANNER_WAIT);
+    let mut got: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 4096];
     let mut reader = &stream;
-    match reader.read(&mut buf) {
-        Ok(0) => fail(Got::ClosedBeforeBanner),
-        Ok(n) => {
-            buf.truncate(n);
-            let _ = tx.send(Event::Open(id, ip, stream, buf));
+    loop {
+        let left = wait_until.saturating_duration_since(Instant::now());
+        let left = if got.is_empty() {
+            left
+        } else {
+            left.min(GREETING_SETTLE)
+        };
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return fail(Got::Silent);
         }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => fail(Got::ResetBeforeBanner),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            fail(Got::Silent)
+        match reader.read(&mut buf) {
+            Ok(0) if got.is_empty() => return fail(Got::ClosedBeforeBanner),
+            Ok(0) => return fail(Got::ClosedAfterGreeting(first_line(&got))),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if is_ssh_banner(&got) || got.len() >= 16 * 1024 {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if got.is_empty() {
+                    return fail(Got::Silent);
+                }
+                break; // a greeting, and the server keeps the connection open
+            }
+            Err(_) if !got.is_empty() => return fail(Got::ClosedAfterGreeting(first_line(&got))),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return fail(Got::ResetBeforeBanner)
+            }
+            Err(e) => return fail(Got::Other(e)),
         }
-        Err(e) => fail(Got::Other(e)),
     }
+    let _ = tx.send(Event::Open(id, ip, stream, got));
+}
+
+/// An SSH identification line (RFC 4253 4.2: other lines may precede it).
+fn is_ssh_banner(got: &[u8]) -> bool {
+    got.starts_with(b"SSH-") || got.windows(5).any(|w| w == b"\nSSH-")
+}
+
+/// The first line of what the server said, printable and short.
+fn first_line(got: &[u8]) -> String {
+    let line = got.split(|&b| b == b'\n').next().unwrap_or_default();
+    String::from_utf8_lossy(line)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(80)
+        .collect()
 }
 
 /// Copies the connection to standard output and standard input to the connection until the
@@ -425,6 +476,11 @@ fn failure_message(
                  (hosts.allow) refused this client, so the door did not open for the address \
                  the bastion sees"
             }
+            k if k == Got::ClosedAfterGreeting(String::new()).kind() => {
+                "said something and closed: read its words; sshd's `Exceeded MaxStartups` means \
+                 too many connections are waiting to authenticate (refused ones that TCP \
+                 Wrappers holds for 5 s count)"
+            }
             k if k == Got::Silent.kind() => {
                 "accepted but silent: TCP Wrappers holds a refused client for 5 s before \
                  closing, or the service is slow or speaks only after the client (then use \
@@ -460,6 +516,48 @@ fn failure_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn banners_and_greetings() {
+        assert!(is_ssh_banner(b"SSH-2.0-OpenSSH_9.2p1\r\n"));
+        assert!(is_ssh_banner(b"hello\r\nSSH-2.0-x\r\n"));
+        assert!(!is_ssh_banner(b"Exceeded MaxStartups\r\n"));
+        assert_eq!(
+            first_line(b"Exceeded MaxStartups\r\n"),
+            "Exceeded MaxStartups"
+        );
+    }
+
+    #[test]
+    fn a_server_that_greets_then_closes_is_not_open() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        // sshd over its MaxStartups: a line, then close; every time, for a second.
+        let server = std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < until {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.write_all(b"Exceeded MaxStartups\r\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let tries = open(&[ip], port, Duration::from_millis(900), false, None)
+            .err()
+            .expect("a greeting then a close is not an open door");
+        assert!(!tries.is_empty());
+        assert!(
+            tries.iter().all(
+                |(_, g)| matches!(g, Got::ClosedAfterGreeting(l) if l == "Exceeded MaxStartups")
+            ),
+            "{tries:?}"
+        );
+        server.join().unwrap();
+    }
 
     #[test]
     fn timeouts() {
