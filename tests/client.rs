@@ -311,7 +311,8 @@ fn ssh_proxycommand_with_a_totp_door_from_a_profile_runs_a_command() {
     let config = rig.client.ssh_config(
         "ssh_config",
         &format!(
-            "Match host prod\n    HostName bastion.test\n    ProxyCommand {} connect --profile {} %h %p\n",
+            "Host prod\n    HostName bastion.test\n\nMatch host bastion.test\n    \
+             ProxyCommand {} connect --profile {} %h %p\n",
             knockwrap_bin(),
             profile.display()
         ),
