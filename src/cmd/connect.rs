@@ -96,8 +96,9 @@ pub fn run(args: ConnectArgs) -> CliResult {
         }
     }
     let what = format!(
-        "knocked with the sequence from {} ({n} knocks):\n    {}",
+        "knocked with the sequence from {} ({n} knock{}):\n    {}",
         plan.origin,
+        if n == 1 { "" } else { "s" },
         knock_lines.join("\n    ")
     );
     if addrs.is_empty() {
@@ -226,8 +227,11 @@ fn open(
             live += 1;
             next_start = now + pace;
         }
-        let until = if now < deadline {
+        let until = if now < deadline && live < MAX_LIVE {
             next_start.min(deadline)
+        } else if now < deadline {
+            // Every slot taken: the next event (an attempt ending) or the deadline.
+            deadline
         } else {
             // Past the deadline: attempts in flight end by themselves within moments.
             now + Duration::from_millis(500)
