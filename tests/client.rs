@@ -276,6 +276,27 @@ fn ssh_proxycommand_with_a_static_door_runs_a_command() {
     // An exit status comes back through the relay too.
     let out = rig.ssh(&config, &["bastion.test", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // connect only connects where it knocked: mixed.test's IPv4 address cannot be sent to,
+    // so only its IPv6 address is tried. With stdin empty, the relay half-closes at once and
+    // sshd's banner comes through before it closes.
+    let out = rig.knockwrap(&["connect", "-v", "mixed.test", "22", "7000", "8000", "9000"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(text(&out.stdout).starts_with("SSH-2.0-"), "{out:?}");
+    let s6 = rig.net.server_v6();
+    assert!(
+        stderr.contains("mixed.test 198.19.0.9: NOT knocked"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("connecting to [{s6}]:22")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("connecting to 198.19.0.9"), "{stderr}");
+    for line in stderr.lines().filter(|l| l.contains("answered")) {
+        eprintln!("{line}");
+    }
 }
 
 #[test]
