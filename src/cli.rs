@@ -31,8 +31,11 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// List active leases.
     List(ListArgs),
-    /// Send a knock sequence (compatible with knockd's `knock`).
+    /// Send a knock sequence to every address of a host (compatible with knockd's `knock`).
     Knock(KnockArgs),
+    /// Knock, then connect to HOST:PORT once the door opens and relay stdin/stdout (for ssh's
+    /// ProxyCommand).
+    Connect(ConnectArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -135,20 +138,23 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct KnockArgs {
-    /// HOST[,HOST...]
+    /// HOST[,HOST...], or the name of a target in the client profile.
     pub host: String,
-    /// PORT[:tcp|:udp]...
+    /// PORT[:tcp|:udp]... (none: the door of the profile target HOST names).
     pub ports: Vec<String>,
     /// Default protocol UDP instead of TCP.
     #[arg(short = 'u', long = "udp")]
     pub udp: bool,
-    /// Delay between knocks in milliseconds.
-    #[arg(short = 'd', long = "delay", default_value_t = 0)]
-    pub delay_ms: u64,
+    /// Delay between knocks in milliseconds (default 0, or the profile's `delay_ms`).
+    #[arg(short = 'd', long = "delay")]
+    pub delay_ms: Option<u64>,
+    /// Knock only the IPv4 addresses of each host.
     #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
     pub ipv4: bool,
+    /// Knock only the IPv6 addresses of each host.
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
+    /// Show each address and each knock as it is sent.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
     /// Take the sequence from this door of the config (TOTP doors included).
@@ -156,6 +162,54 @@ pub struct KnockArgs {
     pub door: Option<String>,
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Client profile (default: $XDG_CONFIG_HOME/knockwrap/client.toml, else
+    /// ~/.config/knockwrap/client.toml).
+    #[arg(long, value_name = "PATH")]
+    pub profile: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// The host to knock and connect to, or the name of a target in the client profile.
+    pub host: String,
+    /// The port to connect to (default: the profile target's `port`, else 22).
+    #[arg(value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Knock steps PORT[:tcp|:udp]... (instead of --door or a profile target).
+    pub steps: Vec<String>,
+    /// Default protocol UDP instead of TCP for the knock steps.
+    #[arg(short = 'u', long = "udp")]
+    pub udp: bool,
+    /// Delay between knocks in milliseconds (default 0, or the profile's `delay_ms`).
+    #[arg(short = 'd', long = "delay")]
+    pub delay_ms: Option<u64>,
+    /// Knock and connect over IPv4 only.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Knock and connect over IPv6 only.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Report each knock and each connection attempt on standard error.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+    /// Take the sequence from this door of the config (TOTP doors included).
+    #[arg(long, requires = "config")]
+    pub door: Option<String>,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Client profile (default: $XDG_CONFIG_HOME/knockwrap/client.toml, else
+    /// ~/.config/knockwrap/client.toml).
+    #[arg(long, value_name = "PATH")]
+    pub profile: Option<PathBuf>,
+    /// How long to keep trying after the knock, e.g. "5s", "1500ms" (default: the profile's
+    /// `connect_timeout`, else 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// The door is open as soon as TCP connects (for protocols where the client speaks first);
+    /// by default the server's first bytes (ssh's banner) are awaited, since TCP Wrappers
+    /// accepts every connection and refuses by closing it.
+    #[arg(long)]
+    pub no_banner: bool,
 }
 
 #[derive(Args, Debug)]

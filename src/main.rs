@@ -7,6 +7,7 @@ mod failure;
 mod logging;
 mod target;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,7 +17,8 @@ fn main() -> ExitCode {
     match cmd::dispatch(cli.command) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("knockwrap: {failure}");
+            // A closed or broken stderr must not turn a clean failure into a panic.
+            let _ = writeln!(std::io::stderr(), "knockwrap: {failure}");
             failure.exit_code()
         }
     }

@@ -1,94 +1,345 @@
-//! `knockwrap knock`: the knock client, compatible with knockd's `knock`.
+//! `knockwrap knock`: the knock client, compatible with knockd's `knock`, and the knocking half
+//! of `knockwrap connect`.
 //!
 //! Like `knock`, a TCP step is a non-blocking `connect` closed at once (one SYN on the wire,
 //! no handshake completed by us) and a UDP step is one datagram of one zero byte. `-u` makes
 //! every step UDP, `-d MS` waits between steps, `-4`/`-6` pick the address family. Unlike
-//! `knock`, several comma-separated hosts each get the whole sequence, an unknown protocol
-//! suffix is an error rather than TCP, and there is no wait after the last step.
+//! `knock`, a name is resolved to every A and AAAA record and each address gets the whole
+//! sequence, the addresses of one name in parallel (a dual-stack or round-robin bastion is
+//! open whichever address ssh then picks), with one result line per address; several
+//! comma-separated hosts get it one host after the other; an unknown protocol suffix is an
+//! error rather than TCP; and there is no wait after the last step.
 //!
-//! `--door NAME --config PATH` takes the sequence from the configuration: a static door's
-//! steps, a one-time door's next unused sequence, a TOTP door's sequence for this moment.
+//! Where the sequence comes from (a [`Plan`]): PORTs on the command line; `--door NAME
+//! --config PATH` (a static door's steps, a one-time door's next unused sequence, a TOTP
+//! door's sequence for this moment); or, with neither, the client profile's target that HOST
+//! names (`knockwrap knock prod`), see `knockwrap_config::client`.
 
-use std::io;
+use std::io::{self, Write};
 use std::mem;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use hosts_writer::time::now_ms;
-use knock_match::{totp_counter, totp_sequence, Door, DoorKind, Proto, Step, TcpFlags};
+use knock_match::{totp_counter, totp_sequence, DoorKind, Proto, Step, TcpFlags};
+use knockwrap_config::client::{ClientProfile, ClientTarget, Family, Pick};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::Config;
 
 use crate::cli::KnockArgs;
 use crate::failure::{CliResult, Failure};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Family {
-    Any,
-    V4,
-    V6,
+fn accepts(family: Family, ip: &IpAddr) -> bool {
+    match family {
+        Family::Any => true,
+        Family::V4 => ip.is_ipv4(),
+        Family::V6 => ip.is_ipv6(),
+    }
 }
 
-impl Family {
-    fn accepts(self, ip: &IpAddr) -> bool {
-        match self {
-            Family::Any => true,
-            Family::V4 => ip.is_ipv4(),
-            Family::V6 => ip.is_ipv6(),
-        }
+/// `-4` / `-6` win over the profile's `family`.
+pub(crate) fn family(ipv4: bool, ipv6: bool, default: Family) -> Family {
+    match (ipv4, ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => default,
     }
+}
+
+/// Writes one line to standard output; a closed or full stdout is not worth a panic.
+pub(crate) fn say(line: &str) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
+}
+
+/// Writes one line to standard error, for `connect`, whose stdout is the connection.
+pub(crate) fn say_err(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
 pub fn run(args: KnockArgs) -> CliResult {
-    let hosts = parse_hosts(&args.host)?;
-    let steps = match (&args.door, &args.config) {
-        (Some(_), _) if !args.ports.is_empty() => {
-            return Err(Failure::usage(
-                "knock: give either PORTs or --door, not both",
-            ))
-        }
-        (Some(_), _) if args.udp => {
-            return Err(Failure::usage(
-                "knock: -u would change the door's protocols; leave it out with --door",
-            ))
-        }
-        (Some(name), Some(path)) => door_steps(name, path, now_ms())?,
-        (Some(_), None) => return Err(Failure::usage("knock: --door needs --config PATH")),
-        (None, _) if args.ports.is_empty() => {
-            return Err(Failure::usage("knock: give at least one PORT[:tcp|:udp]"))
-        }
-        (None, _) => parse_steps(&args.ports, args.udp)?,
-    };
-    let family = match (args.ipv4, args.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    };
-    // Resolve everything first: a typo in the second host must not leave half a knock.
-    let targets = hosts
-        .iter()
-        .map(|h| resolve(h, family))
-        .collect::<Result<Vec<IpAddr>, Failure>>()?;
-    let delay = Duration::from_millis(args.delay_ms);
-    let mut first = true;
-    for ip in targets {
-        for step in &steps {
-            if !first && !delay.is_zero() {
-                std::thread::sleep(delay);
-            }
-            first = false;
-            if args.verbose {
-                println!("hitting {} {}:{}", step.proto, ip, step.port);
-            }
-            hit(SocketAddr::new(ip, step.port), step.proto).map_err(|e| {
-                Failure::failed(format!("knock {} {}:{}: {e}", step.proto, ip, step.port))
-            })?;
+    let plan = Plan::build(&Source {
+        cmd: "knock",
+        host: &args.host,
+        ports: &args.ports,
+        udp: args.udp,
+        door: args.door.as_deref(),
+        config: args.config.as_deref(),
+        profile: args.profile.as_deref(),
+    })?;
+    let family = family(args.ipv4, args.ipv6, plan.family());
+    let delay = args
+        .delay_ms
+        .map(Duration::from_millis)
+        .unwrap_or_else(|| plan.delay());
+    let verbose = |line: &str| say(line);
+    let log: Option<&(dyn Fn(&str) + Sync)> = if args.verbose { Some(&verbose) } else { None };
+    let groups = resolve_groups(&plan.hosts, family, log)?;
+    let results = send(&groups, &plan.steps, delay, log);
+    plan.sent(&results)?;
+    let mut failed = Vec::new();
+    for r in &results {
+        match &r.result {
+            Ok(()) => say(&r.summary(plan.steps.len())),
+            Err(_) => failed.push(r.summary(plan.steps.len())),
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::failed(format!(
+            "knock: {} of {} addresses not knocked:\n  {}",
+            failed.len(),
+            results.len(),
+            failed.join("\n  ")
+        )))
+    }
+}
+
+/// What the command line says about the sequence.
+pub(crate) struct Source<'a> {
+    /// "knock" or "connect", for messages.
+    pub cmd: &'static str,
+    pub host: &'a str,
+    pub ports: &'a [String],
+    pub udp: bool,
+    pub door: Option<&'a str>,
+    pub config: Option<&'a Path>,
+    pub profile: Option<&'a Path>,
+}
+
+/// The hosts to knock and the sequence to send them, with the profile target's settings
+/// when one was used.
+pub(crate) struct Plan {
+    pub hosts: Vec<String>,
+    pub steps: Vec<Step>,
+    /// Where the sequence came from, for messages ("door `x` of /etc/knockwrap.toml").
+    pub origin: String,
+    pub target: Option<ClientTarget>,
+    one_time: Option<OneTimeMark>,
+}
+
+/// A one-time sequence of a profile target about to be sent: `next` is recorded in `state`
+/// once it has been (a sequence that reached the wire is spent, as the daemon has it).
+struct OneTimeMark {
+    state: PathBuf,
+    next: usize,
+}
+
+impl Plan {
+    pub fn build(src: &Source) -> Result<Plan, Failure> {
+        let cmd = src.cmd;
+        if src.door.is_some() && !src.ports.is_empty() {
+            return Err(Failure::usage(format!(
+                "{cmd}: give either PORTs or --door, not both"
+            )));
+        }
+        if !src.ports.is_empty() {
+            return Ok(Plan {
+                hosts: parse_hosts(src.host)?,
+                steps: parse_steps(src.ports, src.udp)?,
+                origin: "the command line".into(),
+                target: None,
+                one_time: None,
+            });
+        }
+        if src.udp {
+            return Err(Failure::usage(format!(
+                "{cmd}: -u would change the door's protocols; leave it out with --door or a \
+                 profile target"
+            )));
+        }
+        if let Some(name) = src.door {
+            let Some(path) = src.config else {
+                return Err(Failure::usage(format!("{cmd}: --door needs --config PATH")));
+            };
+            return Ok(Plan {
+                hosts: parse_hosts(src.host)?,
+                steps: door_steps(name, path, now_ms())?,
+                origin: format!("door `{name}` of {}", path.display()),
+                target: None,
+                one_time: None,
+            });
+        }
+        Plan::from_profile(src)
+    }
+
+    fn from_profile(src: &Source) -> Result<Plan, Failure> {
+        let cmd = src.cmd;
+        let explicit = src.profile.is_some();
+        let Some(path) = src
+            .profile
+            .map(Path::to_path_buf)
+            .or_else(default_profile_path)
+        else {
+            return Err(Failure::usage(format!(
+                "{cmd}: no knock sequence for `{}`: give PORT[:tcp|:udp]..., --door NAME \
+                 --config PATH, or --profile PATH (neither XDG_CONFIG_HOME nor HOME is set)",
+                src.host
+            )));
+        };
+        if !explicit && !path.exists() {
+            return Err(Failure::usage(format!(
+                "{cmd}: no knock sequence for `{}`: give PORT[:tcp|:udp]..., --door NAME \
+                 --config PATH, or a target in the client profile {} (there is none)",
+                src.host,
+                path.display()
+            )));
+        }
+        let profile = ClientProfile::load(&path).map_err(|e| Failure::usage(e.to_string()))?;
+        let Some((found, pick)) = profile.find(src.host) else {
+            let names: Vec<&str> = profile.targets.iter().map(|t| t.name.as_str()).collect();
+            return Err(Failure::usage(format!(
+                "{cmd}: `{}` is neither the name nor a host of a target in {} (targets: {}); \
+                 give PORT[:tcp|:udp]... or --door NAME --config PATH",
+                src.host,
+                path.display(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        };
+        let mut target = found.clone();
+        target
+            .load_files(&path)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        let hosts = match pick {
+            Pick::ByName => target.hosts.clone(),
+            Pick::ByHost => vec![src.host.to_string()],
+        };
+        let origin = format!("target `{}` of {}", target.name, path.display());
+        let mut one_time = None;
+        let steps = match &target.kind {
+            DoorKind::OneTime { sequences, .. } => {
+                let state = one_time_state_path(&target.name).ok_or_else(|| {
+                    Failure::failed(format!(
+                        "{cmd}: target `{}`: nowhere to keep one-time progress (neither \
+                         XDG_STATE_HOME nor HOME is set)",
+                        target.name
+                    ))
+                })?;
+                let next = read_one_time_next(&state)?;
+                let Some(seq) = sequences.get(next) else {
+                    return Err(Failure::failed(format!(
+                        "{cmd}: target `{}`: every one-time sequence has been used ({} of {}, \
+                         progress in {})",
+                        target.name,
+                        next,
+                        sequences.len(),
+                        state.display()
+                    )));
+                };
+                one_time = Some(OneTimeMark {
+                    state,
+                    next: next + 1,
+                });
+                seq.clone()
+            }
+            kind => kind_steps(kind, now_ms())
+                .map_err(|m| Failure::failed(format!("{cmd}: target `{}`: {m}", target.name)))?,
+        };
+        Ok(Plan {
+            hosts,
+            steps,
+            origin,
+            target: Some(target),
+            one_time,
+        })
+    }
+
+    pub fn family(&self) -> Family {
+        self.target.as_ref().map_or(Family::Any, |t| t.family)
+    }
+
+    pub fn delay(&self) -> Duration {
+        self.target.as_ref().map_or(Duration::ZERO, |t| t.delay)
+    }
+
+    /// Records a profile target's one-time sequence as used once any of it went out.
+    pub fn sent(&self, results: &[Knocked]) -> Result<(), Failure> {
+        let Some(mark) = &self.one_time else {
+            return Ok(());
+        };
+        let on_the_wire = results
+            .iter()
+            .any(|r| r.result.as_ref().map_or_else(|e| e.index > 0, |()| true));
+        if !on_the_wire {
+            return Ok(());
+        }
+        write_one_time_next(&mark.state, mark.next)
+    }
+}
+
+/// `$XDG_CONFIG_HOME/knockwrap/client.toml`, else `$HOME/.config/knockwrap/client.toml`.
+pub(crate) fn default_profile_path() -> Option<PathBuf> {
+    xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("knockwrap").join("client.toml"))
+}
+
+fn one_time_state_path(target: &str) -> Option<PathBuf> {
+    xdg_dir("XDG_STATE_HOME", ".local/state")
+        .map(|d| d.join("knockwrap").join(format!("onetime-{target}.json")))
+}
+
+/// An XDG base directory: the variable when it holds an absolute path (the specification
+/// says to ignore a relative one), else `$HOME/<fallback>`.
+fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os(var) {
+        let p = PathBuf::from(v);
+        if p.is_absolute() {
+            return Some(p);
+        }
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(PathBuf::from(home).join(fallback))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OneTimeState {
+    next: usize,
+}
+
+fn read_one_time_next(state: &Path) -> Result<usize, Failure> {
+    match std::fs::read_to_string(state) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Failure::failed(format!(
+            "cannot read one-time progress {}: {e}",
+            state.display()
+        ))),
+        Ok(text) => serde_json::from_str::<OneTimeState>(&text)
+            .map(|s| s.next)
+            .map_err(|e| {
+                Failure::failed(format!(
+                    "{}:{}:{}: one-time progress is not {{\"next\": N}}: {e}",
+                    state.display(),
+                    e.line(),
+                    e.column()
+                ))
+            }),
+    }
+}
+
+/// temp + fsync + rename, so a crash leaves the old or the new count, never half a file.
+fn write_one_time_next(state: &Path, next: usize) -> Result<(), Failure> {
+    let fail = |e: io::Error| {
+        Failure::failed(format!(
+            "cannot record one-time progress in {}: {e} (the sequence was sent; next time, \
+             set \"next\" to {next} by hand)",
+            state.display()
+        ))
+    };
+    let dir = state.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let tmp = state.with_extension("json.tmp");
+    let body = serde_json::to_string(&OneTimeState { next }).unwrap_or_default() + "\n";
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(body.as_bytes()).map_err(fail)?;
+    f.sync_all().map_err(fail)?;
+    drop(f);
+    std::fs::rename(&tmp, state).map_err(fail)
 }
 
 fn parse_hosts(text: &str) -> Result<Vec<String>, Failure> {
@@ -135,12 +386,14 @@ fn door_steps(name: &str, path: &Path, now_ms: u64) -> Result<Vec<Step>, Failure
              carry; its TCP steps will not count"
         );
     }
-    sequence_now(&door, now_ms).map_err(|m| Failure::failed(format!("knock: door `{name}`: {m}")))
+    kind_steps(&door.kind, now_ms)
+        .map_err(|m| Failure::failed(format!("knock: door `{name}`: {m}")))
 }
 
-/// The steps `door` expects at `now_ms` (one-time progress already applied).
-fn sequence_now(door: &Door, now_ms: u64) -> Result<Vec<Step>, String> {
-    match &door.kind {
+/// The steps a door of this kind expects at `now_ms` (one-time progress already applied).
+/// The TOTP sequence is the daemon's own derivation (`knock_match::totp_sequence`).
+fn kind_steps(kind: &DoorKind, now_ms: u64) -> Result<Vec<Step>, String> {
+    match kind {
         DoorKind::Static { steps } => Ok(steps.clone()),
         DoorKind::OneTime { sequences, next } => sequences
             .get(*next)
@@ -158,21 +411,26 @@ fn sequence_now(door: &Door, now_ms: u64) -> Result<Vec<Step>, String> {
     }
 }
 
-/// A numeric address (brackets allowed around IPv6) or a name via the system resolver; the
-/// first address of the wanted family, as `knock` takes the first `getaddrinfo` result.
-fn resolve(host: &str, family: Family) -> Result<IpAddr, Failure> {
+fn family_word(family: Family) -> &'static str {
+    match family {
+        Family::Any => "",
+        Family::V4 => " IPv4",
+        Family::V6 => " IPv6",
+    }
+}
+
+/// Every address of `host` of the wanted family, in the resolver's order (RFC 6724, the
+/// order ssh tries them in), without repeats: a numeric address (brackets allowed around
+/// IPv6) is itself, a name goes through the system resolver (getaddrinfo: /etc/hosts, DNS).
+fn resolve(host: &str, family: Family) -> Result<Vec<IpAddr>, Failure> {
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    let wanted = match family {
-        Family::Any => "",
-        Family::V4 => " IPv4",
-        Family::V6 => " IPv6",
-    };
+    let wanted = family_word(family);
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return if family.accepts(&ip) {
-            Ok(ip)
+        return if accepts(family, &ip) {
+            Ok(vec![ip])
         } else {
             Err(Failure::failed(format!(
                 "knock: `{host}` is not an{wanted} address"
@@ -182,10 +440,182 @@ fn resolve(host: &str, family: Family) -> Result<IpAddr, Failure> {
     let found = (bare, 0u16)
         .to_socket_addrs()
         .map_err(|e| Failure::failed(format!("knock: cannot resolve `{host}`: {e}")))?;
-    found
-        .map(|sa| sa.ip())
-        .find(|ip| family.accepts(ip))
-        .ok_or_else(|| Failure::failed(format!("knock: `{host}` has no{wanted} address")))
+    let mut all: Vec<IpAddr> = Vec::new();
+    for ip in found.map(|sa| sa.ip()) {
+        if !all.contains(&ip) {
+            all.push(ip);
+        }
+    }
+    let kept: Vec<IpAddr> = all
+        .iter()
+        .copied()
+        .filter(|ip| accepts(family, ip))
+        .collect();
+    if kept.is_empty() {
+        let has = if all.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = all.iter().map(ToString::to_string).collect();
+            format!(" (it resolves to {})", list.join(", "))
+        };
+        return Err(Failure::failed(format!(
+            "knock: `{host}` has no{wanted} address{has}"
+        )));
+    }
+    Ok(kept)
+}
+
+/// Each host with its addresses. Everything is resolved before anything is sent: a typo in
+/// the second host must not leave half a knock.
+pub(crate) fn resolve_groups(
+    hosts: &[String],
+    family: Family,
+    log: Option<&(dyn Fn(&str) + Sync)>,
+) -> Result<Vec<(String, Vec<IpAddr>)>, Failure> {
+    hosts
+        .iter()
+        .map(|h| {
+            let addrs = resolve(h, family)?;
+            if let Some(log) = log {
+                let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                log(&format!("{h}: {}", list.join(", ")));
+            }
+            Ok((h.clone(), addrs))
+        })
+        .collect()
+}
+
+/// Why an address did not get its whole sequence.
+#[derive(Debug)]
+pub(crate) struct KnockError {
+    /// 0-based index of the step that failed (the earlier ones were sent).
+    pub index: usize,
+    pub step: Step,
+    pub error: io::Error,
+}
+
+/// One address's knock.
+#[derive(Debug)]
+pub(crate) struct Knocked {
+    pub host: String,
+    pub ip: IpAddr,
+    pub result: Result<(), KnockError>,
+}
+
+impl Knocked {
+    /// `bastion.example.org 198.18.0.1`, or the address alone when HOST was that address.
+    pub fn label(&self) -> String {
+        let bare = self
+            .host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&self.host);
+        if bare.parse::<IpAddr>().is_ok() {
+            self.ip.to_string()
+        } else {
+            format!("{} {}", self.host, self.ip)
+        }
+    }
+
+    /// The result line for this address.
+    pub fn summary(&self, steps: usize) -> String {
+        match &self.result {
+            Ok(()) => format!("{}: knocked ({steps} of {steps} sent)", self.label()),
+            Err(e) => format!(
+                "{}: NOT knocked: knock {} of {steps} ({} {}) failed: {}{}",
+                self.label(),
+                e.index + 1,
+                e.step.proto,
+                e.step.port,
+                e.error,
+                send_hint(&self.ip, &e.error)
+            ),
+        }
+    }
+}
+
+/// What an unsendable address usually means.
+fn send_hint(ip: &IpAddr, e: &io::Error) -> &'static str {
+    let unsendable = matches!(
+        e.raw_os_error(),
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+    );
+    match (unsendable, ip.is_ipv6()) {
+        (true, true) => {
+            " (this machine cannot send IPv6 there: no IPv6 address or route; -4 knocks only \
+             the IPv4 addresses)"
+        }
+        (true, false) => {
+            " (this machine cannot send IPv4 there: no IPv4 address or route; -6 knocks only \
+             the IPv6 addresses)"
+        }
+        _ => "",
+    }
+}
+
+/// Sends `steps` to every address: hosts one after the other (with `delay` between the last
+/// knock of one and the first of the next, as between steps), the addresses of one host in
+/// parallel. Results in resolution order.
+pub(crate) fn send(
+    groups: &[(String, Vec<IpAddr>)],
+    steps: &[Step],
+    delay: Duration,
+    log: Option<&(dyn Fn(&str) + Sync)>,
+) -> Vec<Knocked> {
+    let mut out = Vec::new();
+    for (i, (host, addrs)) in groups.iter().enumerate() {
+        if i > 0 && !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        let results: Vec<Result<(), KnockError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = addrs
+                .iter()
+                .map(|&ip| scope.spawn(move || knock_one(ip, steps, delay, log)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(KnockError {
+                            index: 0,
+                            step: steps.first().copied().unwrap_or(Step::tcp(1)),
+                            error: io::Error::other("the knocking thread failed"),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for (ip, result) in addrs.iter().zip(results) {
+            out.push(Knocked {
+                host: host.clone(),
+                ip: *ip,
+                result,
+            });
+        }
+    }
+    out
+}
+
+fn knock_one(
+    ip: IpAddr,
+    steps: &[Step],
+    delay: Duration,
+    log: Option<&(dyn Fn(&str) + Sync)>,
+) -> Result<(), KnockError> {
+    for (index, step) in steps.iter().enumerate() {
+        if index > 0 && !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        if let Some(log) = log {
+            log(&format!("hitting {} {}:{}", step.proto, ip, step.port));
+        }
+        hit(SocketAddr::new(ip, step.port), step.proto).map_err(|error| KnockError {
+            index,
+            step: *step,
+            error,
+        })?;
+    }
+    Ok(())
 }
 
 fn hit(dst: SocketAddr, proto: Proto) -> io::Result<()> {
@@ -285,12 +715,13 @@ mod tests {
             host: host.into(),
             ports: ports.iter().map(|p| p.to_string()).collect(),
             udp: false,
-            delay_ms: 0,
+            delay_ms: None,
             ipv4: false,
             ipv6: false,
             verbose: false,
             door: None,
             config: None,
+            profile: None,
         }
     }
 
@@ -318,8 +749,8 @@ mod tests {
     fn numeric_resolution_and_families() {
         let v4: IpAddr = "198.18.0.1".parse().unwrap();
         let v6: IpAddr = "fd00:4b57::1".parse().unwrap();
-        assert_eq!(resolve("198.18.0.1", Family::Any).unwrap(), v4);
-        assert_eq!(resolve("[fd00:4b57::1]", Family::V6).unwrap(), v6);
+        assert_eq!(resolve("198.18.0.1", Family::Any).unwrap(), vec![v4]);
+        assert_eq!(resolve("[fd00:4b57::1]", Family::V6).unwrap(), vec![v6]);
         assert_eq!(
             resolve("fd00:4b57::1", Family::V4).unwrap_err().code,
             FAILED
@@ -452,7 +883,7 @@ service = "SSHD"
         }
         let pair = testns::VethPair::new("knock").unwrap();
         let mut a = args("198.18.0.1,fd00:4b57::1", &["7000", "8000:udp", "9000"]);
-        a.delay_ms = 30;
+        a.delay_ms = Some(30);
         let (ours, times) = capture_knocks(&pair, || {
             run(a).unwrap();
         });

@@ -2,6 +2,7 @@
 
 pub mod allow;
 pub mod check;
+pub mod connect;
 pub mod knock;
 pub mod list;
 pub mod matching;
@@ -35,5 +36,6 @@ pub fn dispatch(command: Command) -> CliResult {
         Command::Revoke(args) => revoke::run(args),
         Command::List(args) => list::run(args),
         Command::Knock(args) => knock::run(args),
+        Command::Connect(args) => connect::run(args),
     }
 }

@@ -4,6 +4,7 @@
 //! knockwrap daemon with sd_notify readiness. No mocks; every resource has a Drop guard.
 #![allow(dead_code, unused_imports)]
 
+pub mod client;
 pub mod daemon;
 pub mod knockd;
 pub mod net;

@@ -103,6 +103,11 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(root: &ServerRoot, net: &NetPair) -> Sshd {
+        Sshd::start_with(root, net, "")
+    }
+
+    /// As [`Sshd::start`], with `extra` appended to sshd_config (e.g. `AuthorizedKeysFile`).
+    pub fn start_with(root: &ServerRoot, net: &NetPair, extra: &str) -> Sshd {
         let dir = root.dir();
         let key = dir.join("ssh_host_ed25519_key");
         run_ok(
@@ -117,7 +122,7 @@ impl Sshd {
             &config,
             format!(
                 "ListenAddress {v4}\nListenAddress {v6}\nHostKey {}\nPidFile none\n\
-                 UsePAM no\nUseDNS no\nLogLevel VERBOSE\n",
+                 UsePAM no\nUseDNS no\nLogLevel VERBOSE\n{extra}",
                 key.display()
             ),
         )

@@ -240,7 +240,7 @@ fn bit_index(proto: Proto, port: u16) -> usize {
 
 impl Matcher {
     /// Builds a matcher for `doors` (each validated). One-time progress comes in
-    /// `DoorKind::OneTime::next`, TOTP progress in `TotpParams::last_used`.
+    /// `DoorKind::OneTime::next`, TOTP progress in `TotpParams::used`.
     pub fn new(doors: Vec<Door>, options: MatcherOptions) -> Result<Matcher, DoorError> {
         let mut timeouts: Vec<u64> = Vec::new();
         let mut states = Vec::with_capacity(doors.len());
@@ -286,7 +286,7 @@ impl Matcher {
         Ok(m)
     }
 
-    /// The doors with their current progress (one-time `next`, TOTP `last_used`).
+    /// The doors with their current progress (one-time `next`, TOTP `used`).
     pub fn doors(&self) -> impl Iterator<Item = &Door> {
         self.doors.iter().map(|d| &d.door)
     }

@@ -56,11 +56,11 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// toml's messages end with a newline and sometimes repeat themselves; keep one line.
-fn tidy_toml_message(m: &str) -> String {
+pub(crate) fn tidy_toml_message(m: &str) -> String {
     m.trim().replace('\n', "; ")
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -69,7 +69,12 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-fn nonempty_path(v: &Spanned<String>, key: &str, base: &Path, sink: &mut Sink) -> PathBuf {
+pub(crate) fn nonempty_path(
+    v: &Spanned<String>,
+    key: &str,
+    base: &Path,
+    sink: &mut Sink,
+) -> PathBuf {
     if v.get_ref().trim().is_empty() {
         sink.at(v.span(), format!("`{key}` must not be empty"));
     }
@@ -155,7 +160,7 @@ fn check_interface(name: &str) -> Result<(), String> {
 }
 
 /// Door names become file names in `state_dir`, so keep them plain.
-fn check_door_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_door_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err("door name must be 1 to 64 characters".into());
     }
@@ -190,7 +195,11 @@ pub(crate) fn check_service(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn duration_value(v: &Spanned<RawDuration>, key: &str, sink: &mut Sink) -> Option<Duration> {
+pub(crate) fn duration_value(
+    v: &Spanned<RawDuration>,
+    key: &str,
+    sink: &mut Sink,
+) -> Option<Duration> {
     match &v.get_ref().0 {
         Err(m) => {
             sink.at(v.span(), format!("`{key}`: {m}"));
@@ -204,7 +213,7 @@ fn duration_value(v: &Spanned<RawDuration>, key: &str, sink: &mut Sink) -> Optio
     }
 }
 
-fn step_value(v: &Spanned<StepSpec>, sink: &mut Sink) -> Option<Step> {
+pub(crate) fn step_value(v: &Spanned<StepSpec>, sink: &mut Sink) -> Option<Step> {
     match v.get_ref() {
         StepSpec::Number(n) => match u16::try_from(*n).ok().filter(|&p| p != 0) {
             Some(p) => Some(Step::tcp(p)),
@@ -223,7 +232,7 @@ fn step_value(v: &Spanned<StepSpec>, sink: &mut Sink) -> Option<Step> {
     }
 }
 
-fn port_range(v: &Spanned<String>, sink: &mut Sink) -> Option<(u16, u16)> {
+pub(crate) fn port_range(v: &Spanned<String>, sink: &mut Sink) -> Option<(u16, u16)> {
     let t = v.get_ref().trim();
     let parsed = t
         .split_once('-')
@@ -318,139 +327,21 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
             }
         });
 
-    // Exactly one source of sequences.
-    let sources: Vec<(&str, Range<usize>)> = [
-        d.sequence.as_ref().map(|v| ("sequence", v.span())),
-        d.one_time_sequences
-            .as_ref()
-            .map(|v| ("one_time_sequences", v.span())),
-        d.totp_secret_file
-            .as_ref()
-            .map(|v| ("totp_secret_file", v.span())),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if sources.is_empty() {
-        sink.at(
-            d.name.span(),
-            format!(
-                "door `{name}` needs one of `sequence`, `one_time_sequences`, `totp_secret_file`"
-            ),
-        );
-    }
-    let mut by_pos = sources.clone();
-    by_pos.sort_by_key(|s| s.1.start);
-    for extra in by_pos.iter().skip(1) {
-        sink.at(
-            extra.1.clone(),
-            format!(
-                "`{}` cannot be combined with `{}`: a door takes exactly one of `sequence`, `one_time_sequences`, `totp_secret_file`",
-                extra.0, by_pos[0].0
-            ),
-        );
-    }
-    if d.totp_secret_file.is_none() {
-        for (key, span) in [
-            ("totp_length", d.totp_length.as_ref().map(|v| v.span())),
-            ("totp_ports", d.totp_ports.as_ref().map(|v| v.span())),
-            ("totp_step", d.totp_step.as_ref().map(|v| v.span())),
-        ] {
-            if let Some(span) = span {
-                sink.at(
-                    span,
-                    format!("`{key}` applies only to doors with `totp_secret_file`"),
-                );
-            }
-        }
-    }
-
-    let mut one_time_file = None;
-    let mut totp_secret_file = None;
-    let mut file_pos = (line, 1);
-    let kind = if let Some(v) = &d.sequence {
-        let steps: Vec<Step> = v
-            .get_ref()
-            .iter()
-            .filter_map(|s| step_value(s, sink))
-            .collect();
-        let n = v.get_ref().len();
-        if n == 0 {
-            sink.at(v.span(), "`sequence` is empty: give 2 to 32 steps");
-        } else if n > MAX_STEPS {
-            sink.at(
-                v.span(),
-                format!("`sequence` has {n} steps, at most {MAX_STEPS} allowed"),
-            );
-        } else if steps.len() == n {
-            if let Some(why) = knock_match::door::sweep_shaped(&steps) {
-                sink.at(v.span(), format!("`sequence`: {why}"));
-            }
-        }
-        DoorKind::Static { steps }
-    } else if let Some(v) = &d.one_time_sequences {
-        one_time_file = Some(nonempty_path(v, "one_time_sequences", base, sink));
-        file_pos = crate::error::line_col(sink.text, v.span().start);
-        DoorKind::OneTime {
-            sequences: Vec::new(),
-            next: 0,
-        }
-    } else if let Some(v) = &d.totp_secret_file {
-        totp_secret_file = Some(nonempty_path(v, "totp_secret_file", base, sink));
-        file_pos = crate::error::line_col(sink.text, v.span().start);
-        let length = match &d.totp_length {
-            None => DEFAULT_TOTP_LENGTH,
-            Some(l) => {
-                let n = *l.get_ref();
-                if !(2..=MAX_STEPS as i64).contains(&n) {
-                    sink.at(
-                        l.span(),
-                        format!(
-                            "`totp_length` must be from 2 to {MAX_STEPS}, not {n} \
-                             (a single step is opened by any port sweep)"
-                        ),
-                    );
-                    DEFAULT_TOTP_LENGTH
-                } else {
-                    n as usize
-                }
-            }
-        };
-        let (lo, hi) = match &d.totp_ports {
-            None => {
-                sink.at(
-                    d.name.span(),
-                    format!("TOTP door `{name}` needs `totp_ports = \"lo-hi\"`"),
-                );
-                (1, 65535)
-            }
-            Some(v) => {
-                let r = port_range(v, sink).unwrap_or((1, 65535));
-                if usize::from(r.1 - r.0) + 1 < length {
-                    sink.at(
-                        v.span(),
-                        format!("`totp_ports` holds fewer than totp_length = {length} ports"),
-                    );
-                }
-                r
-            }
-        };
-        let step = d
-            .totp_step
-            .as_ref()
-            .and_then(|v| duration_value(v, "totp_step", sink))
-            .unwrap_or(DEFAULT_TOTP_STEP);
-        DoorKind::Totp(TotpParams {
-            secret: Vec::new(),
-            length,
-            lo,
-            hi,
-            step,
-            used: Default::default(),
-        })
-    } else {
-        DoorKind::Static { steps: Vec::new() }
-    };
+    let (kind, one_time_file, totp_secret_file, file_pos) = sequence_source(
+        &SourceKeys {
+            sequence: d.sequence.as_ref(),
+            one_time_sequences: d.one_time_sequences.as_ref(),
+            totp_secret_file: d.totp_secret_file.as_ref(),
+            totp_length: d.totp_length.as_ref(),
+            totp_ports: d.totp_ports.as_ref(),
+            totp_step: d.totp_step.as_ref(),
+        },
+        &d.name,
+        "door",
+        line,
+        base,
+        sink,
+    );
 
     if sink.errors.len() != before {
         return None;
@@ -472,4 +363,163 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
         line,
         file_pos,
     })
+}
+
+/// The keys that give a door (or a client target) its sequences.
+pub(crate) struct SourceKeys<'a> {
+    pub sequence: Option<&'a Spanned<Vec<Spanned<StepSpec>>>>,
+    pub one_time_sequences: Option<&'a Spanned<String>>,
+    pub totp_secret_file: Option<&'a Spanned<String>>,
+    pub totp_length: Option<&'a Spanned<i64>>,
+    pub totp_ports: Option<&'a Spanned<String>>,
+    pub totp_step: Option<&'a Spanned<RawDuration>>,
+}
+
+/// What a door's (or a client target's) sequences come from: exactly one of `sequence`,
+/// `one_time_sequences`, `totp_secret_file`, with the TOTP parameters only beside the last.
+/// Returns the kind (one-time sequences and TOTP secret still empty), the named file and the
+/// line:column of the key naming it. `what` is "door" or "target", for messages.
+pub(crate) fn sequence_source(
+    k: &SourceKeys,
+    name_span: &Spanned<String>,
+    what: &str,
+    line: usize,
+    base: &Path,
+    sink: &mut Sink,
+) -> (DoorKind, Option<PathBuf>, Option<PathBuf>, (usize, usize)) {
+    let name = name_span.get_ref();
+    // Exactly one source of sequences.
+    let sources: Vec<(&str, Range<usize>)> = [
+        k.sequence.as_ref().map(|v| ("sequence", v.span())),
+        k.one_time_sequences
+            .as_ref()
+            .map(|v| ("one_time_sequences", v.span())),
+        k.totp_secret_file
+            .as_ref()
+            .map(|v| ("totp_secret_file", v.span())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if sources.is_empty() {
+        sink.at(
+            name_span.span(),
+            format!(
+                "{what} `{name}` needs one of `sequence`, `one_time_sequences`, `totp_secret_file`"
+            ),
+        );
+    }
+    let mut by_pos = sources.clone();
+    by_pos.sort_by_key(|s| s.1.start);
+    for extra in by_pos.iter().skip(1) {
+        sink.at(
+            extra.1.clone(),
+            format!(
+                "`{}` cannot be combined with `{}`: a {what} takes exactly one of `sequence`, `one_time_sequences`, `totp_secret_file`",
+                extra.0, by_pos[0].0
+            ),
+        );
+    }
+    if k.totp_secret_file.is_none() {
+        for (key, span) in [
+            ("totp_length", k.totp_length.as_ref().map(|v| v.span())),
+            ("totp_ports", k.totp_ports.as_ref().map(|v| v.span())),
+            ("totp_step", k.totp_step.as_ref().map(|v| v.span())),
+        ] {
+            if let Some(span) = span {
+                sink.at(
+                    span,
+                    format!("`{key}` applies only to {what}s with `totp_secret_file`"),
+                );
+            }
+        }
+    }
+
+    let mut one_time_file = None;
+    let mut totp_secret_file = None;
+    let mut file_pos = (line, 1);
+    let kind = if let Some(v) = &k.sequence {
+        let steps: Vec<Step> = v
+            .get_ref()
+            .iter()
+            .filter_map(|s| step_value(s, sink))
+            .collect();
+        let n = v.get_ref().len();
+        if n == 0 {
+            sink.at(v.span(), "`sequence` is empty: give 2 to 32 steps");
+        } else if n > MAX_STEPS {
+            sink.at(
+                v.span(),
+                format!("`sequence` has {n} steps, at most {MAX_STEPS} allowed"),
+            );
+        } else if steps.len() == n {
+            if let Some(why) = knock_match::door::sweep_shaped(&steps) {
+                sink.at(v.span(), format!("`sequence`: {why}"));
+            }
+        }
+        DoorKind::Static { steps }
+    } else if let Some(v) = &k.one_time_sequences {
+        one_time_file = Some(nonempty_path(v, "one_time_sequences", base, sink));
+        file_pos = crate::error::line_col(sink.text, v.span().start);
+        DoorKind::OneTime {
+            sequences: Vec::new(),
+            next: 0,
+        }
+    } else if let Some(v) = &k.totp_secret_file {
+        totp_secret_file = Some(nonempty_path(v, "totp_secret_file", base, sink));
+        file_pos = crate::error::line_col(sink.text, v.span().start);
+        let length = match &k.totp_length {
+            None => DEFAULT_TOTP_LENGTH,
+            Some(l) => {
+                let n = *l.get_ref();
+                if !(2..=MAX_STEPS as i64).contains(&n) {
+                    sink.at(
+                        l.span(),
+                        format!(
+                            "`totp_length` must be from 2 to {MAX_STEPS}, not {n} \
+                             (a single step is opened by any port sweep)"
+                        ),
+                    );
+                    DEFAULT_TOTP_LENGTH
+                } else {
+                    n as usize
+                }
+            }
+        };
+        let (lo, hi) = match &k.totp_ports {
+            None => {
+                sink.at(
+                    name_span.span(),
+                    format!("TOTP {what} `{name}` needs `totp_ports = \"lo-hi\"`"),
+                );
+                (1, 65535)
+            }
+            Some(v) => {
+                let r = port_range(v, sink).unwrap_or((1, 65535));
+                if usize::from(r.1 - r.0) + 1 < length {
+                    sink.at(
+                        v.span(),
+                        format!("`totp_ports` holds fewer than totp_length = {length} ports"),
+                    );
+                }
+                r
+            }
+        };
+        let step = k
+            .totp_step
+            .and_then(|v| duration_value(v, "totp_step", sink))
+            .unwrap_or(DEFAULT_TOTP_STEP);
+        DoorKind::Totp(TotpParams {
+            secret: Vec::new(),
+            length,
+            lo,
+            hi,
+            step,
+            used: Default::default(),
+        })
+    } else {
+        DoorKind::Static { steps: Vec::new() }
+    };
+
+    (kind, one_time_file, totp_secret_file, file_pos)
 }

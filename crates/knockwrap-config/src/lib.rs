@@ -8,12 +8,14 @@
 //!   `knock_match::Matcher::new`.
 //! - [`check`] is what `knockwrap check --config PATH` calls: every problem, as
 //!   `path:line:column: message`.
+//! - [`client`] is the knock client's profile (`client.toml`), read with the same rules.
 //! - [`progress`] is the durable store of one-time and TOTP progress in `state_dir`.
 //!
 //! Relative paths in the file (`hosts_allow`, `state_dir`, `log`, `one_time_sequences`,
 //! `totp_secret_file`) are relative to the directory holding the configuration file.
 
 mod build;
+pub mod client;
 mod duration;
 mod error;
 mod files;
