@@ -52,18 +52,20 @@ pub fn decode(link: LinkType, frame: &[u8], time_ms: u64) -> Option<KnockEvent> 
         0x86dd => parse_ipv6(l3)?,
         _ => return None,
     };
-    let (proto, dport, flags) = match proto {
+    let (proto, dport, flags, attempt) = match proto {
         6 => {
             let h = l4.get(..20)?;
             // A data offset below 5 words is not a TCP header.
             if h[12] >> 4 < 5 {
                 return None;
             }
-            (Proto::Tcp, be16(h, 2)?, TcpFlags(h[13]))
+            let seq = u32::from_be_bytes(array::<4>(h, 4)?);
+            let attempt = KnockEvent::attempt_of(be16(h, 0)?, seq);
+            (Proto::Tcp, be16(h, 2)?, TcpFlags(h[13]), attempt)
         }
         17 => {
             let h = l4.get(..8)?;
-            (Proto::Udp, be16(h, 2)?, TcpFlags(0))
+            (Proto::Udp, be16(h, 2)?, TcpFlags(0), 0)
         }
         _ => return None,
     };
@@ -77,6 +79,7 @@ pub fn decode(link: LinkType, frame: &[u8], time_ms: u64) -> Option<KnockEvent> 
         // Whether the destination is this host is the daemon's to say (it knows the addresses).
         to_host: false,
         via_loopback: false,
+        attempt,
     })
 }
 

@@ -61,4 +61,16 @@ pub struct KnockEvent {
     pub flags: TcpFlags,
     pub to_host: bool,
     pub via_loopback: bool,
+    /// Which connection attempt a TCP packet belongs to: a fingerprint of its source port and
+    /// sequence number ([`KnockEvent::attempt_of`]), which a retransmitted SYN repeats
+    /// exactly; 0 when unknown (UDP, tests).
+    pub attempt: u32,
+}
+
+impl KnockEvent {
+    /// The attempt fingerprint of a TCP segment from `sport` with sequence number `seq`
+    /// (never 0).
+    pub fn attempt_of(sport: u16, seq: u32) -> u32 {
+        (seq ^ u32::from(sport).rotate_left(16) ^ 0x9e37_79b9).max(1)
+    }
 }

@@ -24,8 +24,10 @@
 //!   (its flags pass the door's rule, or it is a UDP datagram), and any pure SYN, sent to a
 //!   port that is not the source's next step, abandons that progress (counted as a reset);
 //!   the packet is then evaluated as a possible first step. A repeat of any earlier step of the
-//!   sequence within [`RETRANSMIT_MS`] of that step's original is a retransmission (Linux
-//!   resends an unanswered SYN after 1 s and 3 s) and changes nothing. Other packets (ACKs of
+//!   sequence that is the same connection attempt as that step's original (same source port
+//!   and TCP sequence number: [`KnockEvent::attempt`]), or arrives within [`RETRANSMIT_MS`] of
+//!   it, is a retransmission (Linux resends an unanswered SYN after 1 s and 3 s, or every
+//!   second for 4 s since 6.5) and changes nothing. Other packets (ACKs of
 //!   an ssh session, FINs, ...) that cannot be a step change nothing. When the next step
 //!   equals an earlier one, the packet is taken as the next step.
 //! - Bounded memory: at most `max_sources` sources in progress. When full, a new source

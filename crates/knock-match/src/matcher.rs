@@ -14,33 +14,40 @@ fn offset(start: u64, t: u64) -> u32 {
 }
 
 impl Track {
-    /// A track whose first step matched at `t`.
-    pub(crate) fn started(door: u32, variant: u64, t: u64) -> Track {
+    /// A track whose first step matched at `t`, from connection attempt `attempt`.
+    pub(crate) fn started(door: u32, variant: u64, t: u64, attempt: u32) -> Track {
+        let mut attempts = [0; MAX_STEPS];
+        attempts[0] = attempt;
         Track {
             door,
             variant,
             stage: 1,
             start_ms: t,
             at: [0; MAX_STEPS],
+            attempts,
         }
     }
 
-    /// True when `step` repeats an earlier step of `seq` whose original arrived at most
-    /// [`RETRANSMIT_MS`] before `t`.
-    fn is_retransmit(&self, seq: &[Step], step: Step, t: u64) -> bool {
+    /// True when the packet repeats an earlier step of `seq`: the same connection attempt as
+    /// that step's original (a retransmitted SYN carries its source port and sequence number
+    /// again, however late), or any packet to that step within [`RETRANSMIT_MS`] of it.
+    fn is_retransmit(&self, seq: &[Step], ev: &KnockEvent, step: Step, t: u64) -> bool {
         let since = offset(self.start_ms, t);
-        seq.iter()
-            .zip(&self.at)
-            .take(usize::from(self.stage))
-            .any(|(s, &at)| *s == step && u64::from(since.saturating_sub(at)) <= RETRANSMIT_MS)
+        (0..usize::from(self.stage).min(seq.len())).any(|j| {
+            seq[j] == step
+                && ((ev.attempt != 0 && self.attempts[j] == ev.attempt)
+                    || u64::from(since.saturating_sub(self.at[j])) <= RETRANSMIT_MS)
+        })
     }
 }
 use crate::totp::{totp_counter, totp_sequence};
 
 /// A repeat of an earlier step this soon after that step's original is a retransmission, not
-/// a new knock: Linux resends an unanswered SYN 1 s and 3 s after the original, so a client
-/// whose knocks go unanswered (a firewall that drops) and that keeps its sockets open while it
-/// knocks slowly resends steps it already made, after later ones.
+/// a new knock: Linux resends an unanswered SYN 1 s and 3 s after the original (1, 2, 3 and
+/// 4 s with Linux 6.5's linear SYN timeouts), so a client whose knocks go unanswered (a
+/// firewall that drops) and that keeps its sockets open while it knocks slowly resends steps
+/// it already made, after later ones. A repeat of the same connection attempt (same source
+/// port and sequence number) is a retransmission at any time.
 pub const RETRANSMIT_MS: u64 = 3_500;
 
 /// Default capacity of the table of sources in progress.
@@ -502,11 +509,12 @@ impl Matcher {
                     }
                     let tr = &mut entry.tracks[i];
                     tr.at[stage] = offset(tr.start_ms, t);
+                    tr.attempts[stage] = ev.attempt;
                     tr.stage += 1;
                     i += 1;
                     continue;
                 }
-                if (pure || could_step) && !tr.is_retransmit(seq, step, t) {
+                if (pure || could_step) && !tr.is_retransmit(seq, ev, step, t) {
                     entry.tracks.swap_remove(i);
                     self.counters.resets += 1;
                     continue;
@@ -557,7 +565,7 @@ impl Matcher {
                     self.table
                         .entry_mut(s)
                         .tracks
-                        .push(Track::started(d as u32, *variant, t));
+                        .push(Track::started(d as u32, *variant, t, ev.attempt));
                     self.table
                         .extend_deadline(s, ds.class, t.saturating_add(ds.timeout_ms));
                 }

@@ -31,6 +31,10 @@ pub(crate) struct Track {
     /// When each matched step arrived, in ms after `start_ms` (`at[0]` is 0): a repeat of
     /// step j is a retransmission only close to step j's own original.
     pub at: [u32; crate::door::MAX_STEPS],
+    /// The connection attempt of each matched step ([`KnockEvent::attempt`]).
+    ///
+    /// [`KnockEvent::attempt`]: crate::KnockEvent::attempt
+    pub attempts: [u32; crate::door::MAX_STEPS],
 }
 
 pub(crate) struct Entry {
@@ -412,6 +416,7 @@ mod tests {
             stage: 2,
             start_ms: 0,
             at: [0; crate::door::MAX_STEPS],
+            attempts: [0; crate::door::MAX_STEPS],
         });
         t.settle(slot);
     }
@@ -444,7 +449,7 @@ mod tests {
         advanced(&mut t, a);
         t.insert(ip(2), 0, 110);
         t.entry_mut(a).tracks.clear();
-        t.entry_mut(a).tracks.push(Track::started(0, 0, 5));
+        t.entry_mut(a).tracks.push(Track::started(0, 0, 5, 0));
         t.settle(a);
         t.insert(ip(3), 0, 120);
         t.insert(ip(4), 0, 130);

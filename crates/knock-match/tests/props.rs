@@ -223,6 +223,7 @@ fn any_event() -> impl Strategy<Value = KnockEvent> {
             flags: TcpFlags(flags),
             to_host: true,
             via_loopback: false,
+            attempt: 0,
         })
 }
 

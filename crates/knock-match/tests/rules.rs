@@ -345,6 +345,33 @@ fn cases() -> Vec<Case> {
             want: vec![(8, "abcd", 1)],
         },
         Case {
+            name:
+                "the same connection attempt repeated late is a retransmit (Linux 6.5+: +4 s, +6 s)",
+            doors: vec![door("abcd", "7000,8000,9000,10000", 20, &[])],
+            events: vec![
+                attempt(syn(0, 1, 7000), 1),
+                attempt(syn(1500, 1, 8000), 2),
+                attempt(syn(4000, 1, 7000), 1),
+                attempt(syn(4500, 1, 9000), 3),
+                attempt(syn(6000, 1, 7000), 1),
+                attempt(syn(7500, 1, 8000), 2),
+                attempt(syn(8000, 1, 10000), 4),
+            ],
+            want: vec![(6, "abcd", 1)],
+        },
+        Case {
+            name: "another connection attempt to an earlier step, late, is a wrong knock",
+            doors: vec![door("abcd", "7000,8000,9000,10000", 20, &[])],
+            events: vec![
+                attempt(syn(0, 1, 7000), 1),
+                attempt(syn(1500, 1, 8000), 2),
+                attempt(syn(4000, 1, 7000), 9),
+                attempt(syn(4500, 1, 9000), 3),
+                attempt(syn(8000, 1, 10000), 4),
+            ],
+            want: vec![],
+        },
+        Case {
             name: "UDP duplicate is a retransmit too",
             doors: vec![door("u", "1111:udp,2222:udp,3333:udp", 5, &[])],
             events: vec![

@@ -29,6 +29,8 @@ fn ethernet_ipv4_tcp_syn() {
             flags: TcpFlags(SYN),
             to_host: false,
             via_loopback: false,
+            // The test frames carry sequence number 0.
+            attempt: KnockEvent::attempt_of(40000, 0),
         }
     );
 }
@@ -227,6 +229,11 @@ fn valid_frame() -> impl Strategy<Value = (LinkType, Vec<u8>, KnockEvent)> {
                     flags: TcpFlags(if is_tcp { flags } else { 0 }),
                     to_host: false,
                     via_loopback: false,
+                    attempt: if is_tcp {
+                        KnockEvent::attempt_of(999, 0)
+                    } else {
+                        0
+                    },
                 };
                 (link, frame(link, tags, &ip), e)
             },

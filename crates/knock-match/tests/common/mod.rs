@@ -46,6 +46,7 @@ pub fn tcp(t: u64, from: u32, port: u16, flags: u8) -> KnockEvent {
         flags: TcpFlags(flags),
         to_host: true,
         via_loopback: false,
+        attempt: 0,
     }
 }
 
@@ -63,6 +64,7 @@ pub fn udp(t: u64, from: u32, port: u16) -> KnockEvent {
         flags: TcpFlags(0),
         to_host: true,
         via_loopback: false,
+        attempt: 0,
     }
 }
 
@@ -71,6 +73,12 @@ pub fn udp(t: u64, from: u32, port: u16) -> KnockEvent {
 pub fn remote(mut ev: KnockEvent, dst: &str) -> KnockEvent {
     ev.dst = dst.parse().unwrap();
     ev.to_host = false;
+    ev
+}
+
+/// The packet as part of connection attempt `n` (its source port and sequence number).
+pub fn attempt(mut ev: KnockEvent, n: u32) -> KnockEvent {
+    ev.attempt = KnockEvent::attempt_of(40_000 + n as u16, n.wrapping_mul(7919));
     ev
 }
 
