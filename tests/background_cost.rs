@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use support::daemon::knockwrap_bin;
 use support::net::{CLIENT_IF, SERVER_IF};
 use support::{DaemonConfig, Door, NetPair, Proc, ServerRoot};
-use test_support::frames::{read_mac, FrameWriter, L4, ACK, PSH, SYN};
+use test_support::frames::{read_mac, FrameWriter, ACK, L4, PSH, SYN};
 use test_support::{require_root_or_skip, Rng};
 
 const FRAMES: u32 = 1_000_000;

@@ -39,16 +39,10 @@ impl ManagedLine {
     /// a bracketed mapped rule matches only the mapped one.
     pub fn new(service: &str, addr: IpAddr) -> Result<ManagedLine, EditError> {
         check_service(service)?;
-        let addr = match addr {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(v6),
-            },
-            v4 => v4,
-        };
+        // The same normalisation as the lease journal's (`IpAddr::to_canonical`).
         Ok(ManagedLine {
             service: service.to_owned(),
-            addr,
+            addr: addr.to_canonical(),
         })
     }
 

@@ -136,6 +136,15 @@ impl Journal {
     /// Records many grants in one durable write (merged as [`Journal::record_grant`] does, in
     /// order); returns the leases as stored, one per grant.
     pub fn record_grants(&self, grants: Vec<Lease>) -> Result<Vec<Lease>, JournalError> {
+        // The address as the managed line writes it (an IPv4-mapped address is IPv4 there):
+        // the journal and the line always agree.
+        let grants: Vec<Lease> = grants
+            .into_iter()
+            .map(|l| Lease {
+                ip: l.ip.to_canonical(),
+                ..l
+            })
+            .collect();
         let mut stored = Vec::with_capacity(grants.len());
         self.modify(|leases| {
             stored.clear();
@@ -192,6 +201,7 @@ impl Journal {
 
     /// Drop the lease of (ip, service); returns it, or None when there was none.
     pub fn record_revoke(&self, ip: IpAddr, service: &str) -> Result<Option<Lease>, JournalError> {
+        let ip = ip.to_canonical();
         let mut removed = None;
         self.modify(|leases| {
             if let Some(k) = leases
@@ -290,6 +300,25 @@ mod tests {
             .unwrap()
             .is_none());
         assert_eq!(again.leases().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn mapped_addresses_are_stored_as_the_line_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::load(dir.path()).unwrap();
+        let stored = j
+            .record_grant(lease("::ffff:203.0.113.9", "d", Some(100), true))
+            .unwrap();
+        assert_eq!(stored.ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        let line =
+            hosts_access::edit::ManagedLine::new("SSHD", "::ffff:203.0.113.9".parse().unwrap())
+                .unwrap();
+        assert_eq!(line.addr(), stored.ip);
+        assert!(j
+            .record_revoke("::ffff:203.0.113.9".parse().unwrap(), "SSHD")
+            .unwrap()
+            .is_some());
+        assert!(j.leases().unwrap().is_empty());
     }
 
     #[test]
