@@ -124,8 +124,14 @@ impl DaemonConfig {
     }
 }
 
+/// The binary under test: this build's, or `KNOCKWRAP_BIN` when set (to run a suite against
+/// an earlier build and see which attacks it lets through).
 pub fn knockwrap_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_knockwrap")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("KNOCKWRAP_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_knockwrap").to_owned())
+    })
 }
 
 pub struct Daemon {

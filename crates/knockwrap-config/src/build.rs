@@ -24,7 +24,8 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         Ok(r) => r,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            sink.at(span, tidy_toml_message(e.message()));
+            let message = tidy_toml_message(e.message(), text, span.start);
+            sink.at(span, message);
             return Err(ConfigErrors(sink.errors));
         }
     };
@@ -55,9 +56,19 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
-/// toml's messages end with a newline and sometimes repeat themselves; keep one line.
-pub(crate) fn tidy_toml_message(m: &str) -> String {
-    m.trim().replace('\n', "; ")
+/// toml's messages end with a newline and sometimes repeat themselves; keep one line. Some
+/// are empty (a control character in a comment, a lone carriage return, a key with no value
+/// at the end): then say what was found at `at`.
+pub(crate) fn tidy_toml_message(m: &str, text: &str, at: usize) -> String {
+    let m = m.trim();
+    if !m.is_empty() {
+        return m.replace('\n', "; ");
+    }
+    match text.get(at..).map(|rest| rest.chars().next()) {
+        Some(Some(c)) => format!("invalid TOML: unexpected character {c:?}"),
+        Some(None) => "invalid TOML: unexpected end of file".into(),
+        None => "invalid TOML".into(),
+    }
 }
 
 pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {

@@ -124,7 +124,9 @@ impl ClientProfile {
         let raw: RawProfile = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                sink.at(e.span().unwrap_or(0..0), tidy_toml_message(e.message()));
+                let span = e.span().unwrap_or(0..0);
+                let message = tidy_toml_message(e.message(), text, span.start);
+                sink.at(span, message);
                 return Err(ConfigErrors(sink.errors));
             }
         };

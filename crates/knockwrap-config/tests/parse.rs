@@ -296,3 +296,30 @@ fn several_semantic_errors_are_all_reported() {
     let lines: Vec<_> = errs.iter().map(|e| (e.line, e.column)).collect();
     assert_eq!(lines, vec![(4, 13), (4, 16), (5, 9), (6, 10)], "{errs}");
 }
+
+/// Found by the `config` fuzz target: toml gives some syntax errors without a message (a
+/// control character in a comment, a lone carriage return, a key with no value at the end),
+/// which left a bare `path:line:column: `.
+#[test]
+fn syntax_errors_always_say_something() {
+    for (text, line, column, want) in [
+        ("# comment\u{4}\n", 1, 10, "unexpected character '\\u{4}'"),
+        (
+            "backup = true\n# \u{7f}",
+            2,
+            3,
+            "unexpected character '\\u{7f}'",
+        ),
+        ("backup = true\n\r", 2, 1, "unexpected character '\\r'"),
+        ("backup =", 1, 9, "unexpected end of file"),
+    ] {
+        let errs = Config::from_toml_str(text, "k.toml").expect_err(text).0;
+        assert_eq!(errs.len(), 1, "{text:?}");
+        assert_eq!((errs[0].line, errs[0].column), (line, column), "{text:?}");
+        assert!(
+            errs[0].message.contains(want),
+            "{text:?}: {:?}",
+            errs[0].message
+        );
+    }
+}

@@ -13,6 +13,7 @@ fn check_positions(text: &str) -> Result<(), TestCaseError> {
         for e in errs.iter() {
             prop_assert!(e.line >= 1 && e.line <= lines, "{e} beyond {lines} lines");
             prop_assert!(e.column >= 1);
+            prop_assert!(!e.message.is_empty(), "{e} has no message");
         }
     }
     Ok(())
