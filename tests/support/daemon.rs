@@ -130,7 +130,9 @@ pub fn knockwrap_bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         std::env::var("KNOCKWRAP_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_knockwrap").to_owned())
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_knockwrap").to_owned())
     })
 }
 

@@ -8,16 +8,26 @@ use crate::door::{Action, Door, DoorError, DoorKind, Step, TcpFlagRules, MAX_STE
 use crate::event::{KnockEvent, Proto};
 use crate::table::{Table, Track};
 
-/// Milliseconds from `start` to `t`, saturating (a step's time within its track).
-fn offset(start: u64, t: u64) -> u32 {
-    t.saturating_sub(start).min(u64::from(u32::MAX)) as u32
+/// Milliseconds from `start` to `t`, saturating at about 65 s (a step's time within its
+/// track). A step matched later than that looks older than it is: its repeats are then
+/// retransmissions only by connection attempt, never by time.
+fn offset(start: u64, t: u64) -> u16 {
+    t.saturating_sub(start).min(u64::from(u16::MAX)) as u16
+}
+
+/// A connection-attempt fingerprint folded to the 16 bits a track keeps (0 stays 0).
+fn fold_attempt(a: u32) -> u16 {
+    match a {
+        0 => 0,
+        a => ((a ^ (a >> 16)) as u16).max(1),
+    }
 }
 
 impl Track {
     /// A track whose first step matched at `t`, from connection attempt `attempt`.
     pub(crate) fn started(door: u32, variant: u64, t: u64, attempt: u32) -> Track {
         let mut attempts = [0; MAX_STEPS];
-        attempts[0] = attempt;
+        attempts[0] = fold_attempt(attempt);
         Track {
             door,
             variant,
@@ -32,11 +42,12 @@ impl Track {
     /// that step's original (a retransmitted SYN carries its source port and sequence number
     /// again, however late), or any packet to that step within [`RETRANSMIT_MS`] of it.
     fn is_retransmit(&self, seq: &[Step], ev: &KnockEvent, step: Step, t: u64) -> bool {
-        let since = offset(self.start_ms, t);
+        let since = t.saturating_sub(self.start_ms);
+        let attempt = fold_attempt(ev.attempt);
         (0..usize::from(self.stage).min(seq.len())).any(|j| {
             seq[j] == step
-                && ((ev.attempt != 0 && self.attempts[j] == ev.attempt)
-                    || u64::from(since.saturating_sub(self.at[j])) <= RETRANSMIT_MS)
+                && ((attempt != 0 && self.attempts[j] == attempt)
+                    || since.saturating_sub(u64::from(self.at[j])) <= RETRANSMIT_MS)
         })
     }
 }
@@ -509,7 +520,7 @@ impl Matcher {
                     }
                     let tr = &mut entry.tracks[i];
                     tr.at[stage] = offset(tr.start_ms, t);
-                    tr.attempts[stage] = ev.attempt;
+                    tr.attempts[stage] = fold_attempt(ev.attempt);
                     tr.stage += 1;
                     i += 1;
                     continue;

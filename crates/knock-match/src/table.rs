@@ -28,13 +28,16 @@ pub(crate) struct Track {
     /// Number of steps already matched (>= 1 while tracked).
     pub stage: u8,
     pub start_ms: u64,
-    /// When each matched step arrived, in ms after `start_ms` (`at[0]` is 0): a repeat of
-    /// step j is a retransmission only close to step j's own original.
-    pub at: [u32; crate::door::MAX_STEPS],
-    /// The connection attempt of each matched step ([`KnockEvent::attempt`]).
+    /// When each matched step arrived, in ms after `start_ms`, saturating at about 65 s
+    /// (`at[0]` is 0): a repeat of step j is a retransmission only close to step j's own
+    /// original. Two bytes a step keep a full table of 32-step tracks small.
+    pub at: [u16; crate::door::MAX_STEPS],
+    /// The connection attempt of each matched step, folded to 16 bits
+    /// ([`KnockEvent::attempt`]; 0: unknown). A collision only makes a wrong repeat of an
+    /// earlier step count as a retransmission, which neither counts nor cancels.
     ///
     /// [`KnockEvent::attempt`]: crate::KnockEvent::attempt
-    pub attempts: [u32; crate::door::MAX_STEPS],
+    pub attempts: [u16; crate::door::MAX_STEPS],
 }
 
 pub(crate) struct Entry {
@@ -217,7 +220,8 @@ impl Table {
             None => {
                 self.entries.push(Entry {
                     key,
-                    tracks: Vec::new(),
+                    // Most sources follow one door: room for one track, not the default four.
+                    tracks: Vec::with_capacity(1),
                     deadline: 0,
                     class: 0,
                     prev: NIL,
