@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use hosts_writer::{Journal, Lease, PolicyOptions};
+use hosts_writer::state::{Applied, Grant, State};
+use hosts_writer::PolicyOptions;
 
 use crate::cli::AllowArgs;
 use crate::cmd::revoke::{managed_line, policy_failure, print_dry_run, write_options};
@@ -34,48 +35,68 @@ pub fn run(args: AllowArgs) -> CliResult {
         hosts_deny: None,
         dry_run: args.target.dry_run,
     };
-    let out =
-        hosts_writer::allow(&target.hosts_allow, &line, &opts).map_err(|e| policy_failure(&e))?;
-
-    if args.target.dry_run {
-        print_dry_run(&out, &line, "allow", "already present in");
-    } else {
-        if let Some(dir) = &target.state_dir {
-            // Durable before the grant is reported.
-            let journal = Journal::load(dir).map_err(|e| Failure::failed(e.to_string()))?;
-            let now = hosts_writer::time::now_ms();
-            let expires_at = lease_for.map(|d| hosts_writer::time::expiry_secs(now, d));
-            journal
-                .record_grant(Lease {
-                    ip: line.addr(),
-                    service: line.service().to_string(),
-                    door: "manual".to_string(),
-                    expires_at,
-                    added_line: out.changed,
-                })
+    let (changed, refused) = match (&target.state_dir, args.target.dry_run) {
+        // With a journal: the state owner's transaction, lease first, under the lock.
+        (Some(dir), false) => {
+            let (mut state, aside) = State::open(&target.hosts_allow, dir, opts)
                 .map_err(|e| Failure::failed(e.to_string()))?;
+            if let Some(a) = aside {
+                let moved = a
+                    .moved_to
+                    .map_or_else(String::new, |p| format!(", moved to {}", p.display()));
+                eprintln!(
+                    "knockwrap: warning: {}: corrupt lease journal{moved} ({}); {} leases restored",
+                    a.path.display(),
+                    a.reason,
+                    a.restored
+                );
+            }
+            let grant = Grant {
+                door: "manual".into(),
+                service: line.service().to_string(),
+                addr: line.addr(),
+                lease: lease_for,
+                wall_ms: hosts_writer::time::now_ms(),
+            };
+            let applied = state
+                .grant_all(std::slice::from_ref(&grant))
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            match applied.into_iter().next() {
+                Some(Applied::Granted { changed }) => (changed, None),
+                Some(Applied::NotEffective {
+                    changed,
+                    decided_by,
+                }) => (changed, Some(format!("denied by {decided_by}"))),
+                other => return Err(Failure::failed(format!("unexpected outcome {other:?}"))),
+            }
         }
-        let what = if out.changed {
-            "added to"
-        } else {
-            "already in"
-        };
-        println!("{}: {what} {}", line.text(), out.file.path.display());
+        _ => {
+            let out = hosts_writer::allow(&target.hosts_allow, &line, &opts)
+                .map_err(|e| policy_failure(&e))?;
+            if args.target.dry_run {
+                print_dry_run(&out, &line, "allow", "already present in");
+            }
+            let refused = (!out.grant.granted()).then(|| out.grant.to_string());
+            (out.changed, refused)
+        }
+    };
+    if !args.target.dry_run {
+        let what = if changed { "added to" } else { "already in" };
+        println!("{}: {what} {}", line.text(), target.hosts_allow.display());
     }
 
-    if !out.grant.granted() {
+    if let Some(why) = refused {
         let verb = if args.target.dry_run {
             "would be added"
-        } else if out.changed {
+        } else if changed {
             "added"
         } else {
             "present"
         };
         eprintln!(
-            "knockwrap: error: line {verb} but libwrap would NOT grant {} to {}: {}",
+            "knockwrap: error: line {verb} but libwrap would NOT grant {} to {}: {why}",
             line.service(),
             line.addr(),
-            out.grant
         );
         return Ok(ExitCode::from(crate::failure::FAILED));
     }

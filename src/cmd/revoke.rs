@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hosts_access::edit::ManagedLine;
-use hosts_writer::{diff, Journal, Options, PolicyError, PolicyOptions, PolicyOutcome};
+use hosts_writer::state::State;
+use hosts_writer::{diff, Options, PolicyError, PolicyOptions, PolicyOutcome};
 
 use crate::cli::RevokeArgs;
 use crate::failure::{CliResult, Failure};
@@ -59,18 +60,22 @@ pub fn run(args: RevokeArgs) -> CliResult {
         hosts_deny: None,
         dry_run: args.target.dry_run,
     };
-    let out =
-        hosts_writer::revoke(&target.hosts_allow, &line, &opts).map_err(|e| policy_failure(&e))?;
+    let out = match (&target.state_dir, args.target.dry_run) {
+        // The state owner: line first, lease after (a crash in between leaves a lease whose
+        // removal repeats).
+        (Some(dir), false) => {
+            let (mut state, _) = State::open(&target.hosts_allow, dir, opts)
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            state
+                .revoke_any(&line)
+                .map_err(|e| Failure::failed(e.to_string()))?
+        }
+        _ => hosts_writer::revoke(&target.hosts_allow, &line, &opts)
+            .map_err(|e| policy_failure(&e))?,
+    };
     if args.target.dry_run {
         print_dry_run(&out, &line, "revoke", "not in");
     } else {
-        // Line first, lease after: a crash in between leaves a lease whose removal repeats.
-        if let Some(dir) = &target.state_dir {
-            let journal = Journal::load(dir).map_err(|e| Failure::failed(e.to_string()))?;
-            journal
-                .record_revoke(line.addr(), line.service())
-                .map_err(|e| Failure::failed(e.to_string()))?;
-        }
         let what = if out.changed {
             "removed from"
         } else {

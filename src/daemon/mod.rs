@@ -27,7 +27,7 @@ use crate::cli::RunArgs;
 use crate::failure::{CliResult, Failure};
 use crate::logging;
 use clock::Clock;
-use grants::{Applied, Grant, Grants};
+use hosts_writer::state::{Applied, Grant, State as Grants};
 use knock_match::{check_source, Refusal};
 use refusals::Refusals;
 
@@ -171,8 +171,7 @@ impl Daemon {
             )));
         }
         check_capture_privilege()?;
-        let mut grants = Grants::open(&config.hosts_allow, &config.state_dir, config.backup)
-            .map_err(Failure::failed)?;
+        let mut grants = grants::open(&config).map_err(Failure::failed)?;
         // Leases that ran out while the daemon was down end before it reports ready.
         let expired = grants
             .expire(now_ms() / 1000)
@@ -231,6 +230,10 @@ impl Daemon {
             let wall = self.clock.wall_at(now);
             self.destinations.refresh();
             self.matcher.tick(now);
+            match self.grants.notice_changes() {
+                Ok(aside) => grants::log_set_aside(aside),
+                Err(e) => error!(error = %e, "cannot read the lease journal"),
+            }
             match self.grants.expire(wall / 1000) {
                 Ok(done) => grants::log_expiries(done),
                 Err(e) => error!(error = %e, "cannot read the lease journal"),
@@ -395,7 +398,7 @@ impl Daemon {
                             lease_s = g.lease.map(|l| l.as_secs()), already_present = !changed,
                             "grant"
                         ),
-                        Applied::NotEffective { decided_by } => error!(
+                        Applied::NotEffective { decided_by, .. } => error!(
                             door = %g.door, addr = %g.addr, service = %g.service,
                             decided_by = %decided_by,
                             "grant written but libwrap would NOT honour it"
@@ -464,11 +467,7 @@ impl Daemon {
             || config.state_dir != self.config.state_dir
             || config.backup != self.config.backup
         {
-            Some(Grants::open(
-                &config.hosts_allow,
-                &config.state_dir,
-                config.backup,
-            )?)
+            Some(grants::open(&config)?)
         } else {
             None
         };
@@ -519,12 +518,24 @@ fn check_capture_privilege() -> Result<(), Failure> {
     Ok(())
 }
 
+/// The matcher for `config`, with the recorded one-time/TOTP progress. A progress file that
+/// cannot be trusted disables its door only (never reusing a sequence), logged with what to
+/// do; every other door serves. Only an invalid door is an error.
 fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, String> {
     let mut doors = config.doors();
     let errors = progress.apply(&mut doors);
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        return Err(list.join("\n"));
+    let mut disabled = Vec::new();
+    for e in &errors {
+        let (door, path) = match e {
+            knockwrap_config::progress::ProgressError::Io { door, path, .. }
+            | knockwrap_config::progress::ProgressError::Invalid { door, path, .. } => (door, path),
+        };
+        error!(
+            door = %door, error = %e,
+            fix = %format!("check the door's files, then delete {} to start its progress over", path.display()),
+            "door disabled until an operator acts: its progress cannot be trusted"
+        );
+        disabled.push(door.clone());
     }
     let options = MatcherOptions {
         max_sources: config.max_sources,
@@ -532,7 +543,9 @@ fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, S
     };
     let matcher = Matcher::new(doors, options).map_err(|e| e.to_string())?;
     for door in matcher.exhausted_doors() {
-        error!(door = %door, "one-time sequences exhausted: door disabled");
+        if !disabled.iter().any(|d| d == door) {
+            error!(door = %door, "one-time sequences exhausted: door disabled");
+        }
     }
     Ok(matcher)
 }

@@ -4,6 +4,8 @@
 //!   re-check, rename, fsync).
 //! - [`policy`]: add/remove a managed line with validation and the effective-grant check.
 //! - [`journal`]: leases in `state_dir`.
+//! - [`state`]: the state owner: grants, revokes and lease expiry as transactions, for the
+//!   daemon and the CLI alike.
 //! - [`diff`]: unified diffs for `--dry-run`.
 //! - [`time`]: RFC 3339 output.
 
@@ -14,6 +16,7 @@ mod fsmeta;
 pub mod journal;
 mod lock;
 pub mod policy;
+pub mod state;
 pub mod time;
 
 pub use atomic::{preview, resolve_target, update, Options, Outcome};

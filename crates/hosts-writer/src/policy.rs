@@ -45,6 +45,9 @@ pub enum PolicyError {
         #[source]
         source: WriteError,
     },
+    /// The lease journal could not record the grant; hosts.allow was not changed.
+    #[error("lease journal: {0}")]
+    Journal(#[from] Box<JournalError>),
 }
 
 fn list(ds: &[Diagnostic]) -> String {
@@ -231,7 +234,44 @@ pub fn allow_all(
     lines: &[ManagedLine],
     opts: &PolicyOptions,
 ) -> Result<BatchOutcome, PolicyError> {
-    let file = checked_edit(path, opts, &|bytes: &[u8]| edit::add_all(bytes, lines))?;
+    allow_all_after(path, lines, opts, &mut |_| Ok(()))
+}
+
+/// [`allow_all`], running `before_write` under the file's lock on the bytes the edit starts
+/// from, before anything is written (and again if the edit is redone on a foreign change).
+/// An error from it leaves the file untouched. The state owner journals the leases there:
+/// journal first, then the line, with the presence check inside the lock.
+pub fn allow_all_after(
+    path: &Path,
+    lines: &[ManagedLine],
+    opts: &PolicyOptions,
+    before_write: &mut dyn FnMut(&[u8]) -> Result<(), PolicyError>,
+) -> Result<BatchOutcome, PolicyError> {
+    let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, PolicyError> {
+        let after = edit::add_all(bytes, lines);
+        if let Some(after) = &after {
+            let new = introduced_errors(bytes, after);
+            if !new.is_empty() {
+                return Err(PolicyError::Introduced {
+                    path: path.to_path_buf(),
+                    diagnostics: new,
+                });
+            }
+        }
+        if !opts.dry_run {
+            before_write(bytes)?;
+        }
+        Ok(after)
+    };
+    let result = if opts.dry_run {
+        atomic::preview(path, edit)
+    } else {
+        atomic::update(path, &opts.write, edit)
+    };
+    let file = result.map_err(|e| match e {
+        UpdateError::Write(w) => PolicyError::Write(w),
+        UpdateError::Edit(p) => p,
+    })?;
     let deny_path = opts
         .hosts_deny
         .clone()

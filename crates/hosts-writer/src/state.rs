@@ -1,0 +1,427 @@
+//! The state owner: every grant, revoke and lease expiry goes through here, for the daemon
+//! and the CLI alike, so that the two can never disagree on order.
+//!
+//! - A grant is one transaction under the hosts.allow lock: the presence check on the locked
+//!   bytes, the leases journaled (durable), then the lines written. A crash in between leaves a
+//!   lease whose expiry removes nothing; never a line without its lease. Grants that arrive
+//!   together are one transaction (one journal write, one edit of hosts.allow).
+//! - A lease's end and a revoke door remove only lines knockwrap added; `revoke_any` (the CLI)
+//!   removes any managed line. Line first, lease after.
+//! - Leases end on time whoever wrote them: [`State::notice_changes`] re-reads the journal's
+//!   next expiry when the file changed under us (a CLI `allow --for` while the daemon runs).
+//! - A corrupt journal never stops the daemon: it is moved aside (`<name>.corrupt-<time>`),
+//!   rebuilt from the leases last read, and the move is reported once.
+
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hosts_access::edit::{self, EditError, ManagedLine};
+use thiserror::Error;
+
+use crate::journal::{Journal, JournalError, Lease};
+use crate::policy::{self, ExpireError, Expired, GrantCheck, PolicyError, PolicyOptions};
+
+/// One grant: the door's service for `addr`, with the door's lease counted from `wall_ms`
+/// (wall-clock milliseconds: the journal keeps wall-clock expiries for restarts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub door: String,
+    pub service: String,
+    pub addr: IpAddr,
+    pub lease: Option<Duration>,
+    pub wall_ms: u64,
+}
+
+/// The outcome of one grant or revoke, for the log line and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The line is present and libwrap grants the pair.
+    Granted { changed: bool },
+    /// The line is present (`changed`: added now) but libwrap would not grant the pair:
+    /// `decided_by` is file:line.
+    NotEffective { changed: bool, decided_by: String },
+    /// The line was removed (or was already absent).
+    Revoked { changed: bool },
+    /// A revoke left the line in place because knockwrap did not add it.
+    Kept,
+}
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Line(#[from] EditError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Expire(#[from] ExpireError),
+}
+
+/// A journal that was corrupt (moved aside: `moved_to`), or emptied or deleted under us
+/// while we knew leases (`moved_to` is `None`), and rebuilt from the leases known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub path: PathBuf,
+    pub moved_to: Option<PathBuf>,
+    pub reason: String,
+    /// Leases written back from memory.
+    pub restored: usize,
+}
+
+/// Seconds between attempts to revoke an expired lease whose removal failed.
+pub const RETRY_SECS: u64 = 5;
+
+/// (inode, size, mtime ns) of the journal file, to notice writes by others.
+type Stamp = (u64, u64, i128);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.size(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    ))
+}
+
+pub struct State {
+    hosts_allow: PathBuf,
+    journal: Journal,
+    policy: PolicyOptions,
+    /// Earliest lease expiry (Unix seconds), from the journal as last read.
+    next_expiry: Option<u64>,
+    /// After a failed revoke, expiry is not retried before this (Unix seconds).
+    retry_at: Option<u64>,
+    /// The journal file as last read or written by us.
+    seen: Option<Stamp>,
+    /// The leases as last read (and written): what a corrupt journal is rebuilt from.
+    known: Vec<Lease>,
+    /// A rebuild that happened during one of our own operations, for the next report.
+    report: Option<SetAside>,
+}
+
+impl State {
+    /// Opens the state of `hosts_allow` kept in `state_dir`. A corrupt journal is moved aside
+    /// and reported (the second value); only a journal that cannot be read or moved is an error.
+    pub fn open(
+        hosts_allow: &Path,
+        state_dir: &Path,
+        policy: PolicyOptions,
+    ) -> Result<(State, Option<SetAside>), StateError> {
+        let journal = Journal::at(state_dir);
+        let mut state = State {
+            hosts_allow: hosts_allow.to_path_buf(),
+            journal,
+            policy,
+            next_expiry: None,
+            retry_at: None,
+            seen: None,
+            known: Vec::new(),
+            report: None,
+        };
+        let aside = state.reread()?;
+        Ok((state, aside))
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Reads the journal again (next expiry, known leases). A corrupt journal is moved aside
+    /// and rebuilt from the leases known before; the move is returned for the caller to log.
+    fn reread(&mut self) -> Result<Option<SetAside>, StateError> {
+        let path = self.journal.path();
+        match self.journal.leases() {
+            // Emptied (`> leases.json`) or deleted under us while leases run: those leases
+            // must still end, so the journal is rebuilt from what we knew. (A revoke leaves a
+            // journal document with no leases, not an empty or missing file.)
+            Ok(leases)
+                if leases.is_empty()
+                    && !self.known.is_empty()
+                    && stamp(&path).is_none_or(|s| s.1 == 0) =>
+            {
+                let known = std::mem::take(&mut self.known);
+                let restored = known.len();
+                self.journal.record_grants(known)?;
+                let leases = self.journal.leases()?;
+                self.note(leases);
+                Ok(Some(SetAside {
+                    path,
+                    moved_to: None,
+                    reason: "emptied or deleted while leases were running".into(),
+                    restored,
+                }))
+            }
+            Ok(leases) => {
+                self.note(leases);
+                Ok(None)
+            }
+            Err(JournalError::Corrupt { message, .. }) => {
+                let secs = crate::time::now_ms() / 1000;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let moved_to = path.with_file_name(format!("{name}.corrupt-{secs}"));
+                std::fs::rename(&path, &moved_to).map_err(|source| {
+                    JournalError::Write(crate::error::WriteError::Io {
+                        path: path.clone(),
+                        op: "moving a corrupt journal aside",
+                        source,
+                    })
+                })?;
+                let known = std::mem::take(&mut self.known);
+                let restored = known.len();
+                if !known.is_empty() {
+                    self.journal.record_grants(known)?;
+                }
+                let leases = self.journal.leases()?;
+                self.note(leases);
+                Ok(Some(SetAside {
+                    path,
+                    moved_to: Some(moved_to),
+                    reason: message,
+                    restored,
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the journal after a change of our own. Our writes always leave a journal
+    /// document (never an empty or missing file), so what it holds is the truth; if someone
+    /// broke it in the instant since, the rebuild is reported by the next
+    /// [`State::notice_changes`].
+    fn reread_own(&mut self) -> Result<(), StateError> {
+        if let Some(aside) = self.reread()? {
+            self.report = Some(aside);
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, leases: Vec<Lease>) {
+        self.next_expiry = leases.iter().filter_map(|l| l.expires_at).min();
+        self.known = leases;
+        self.seen = stamp(&self.journal.path());
+    }
+
+    /// Re-reads the journal when someone else changed it since we last looked (cheap: one
+    /// stat). Returns a set-aside report when the changed journal was corrupt.
+    pub fn notice_changes(&mut self) -> Result<Option<SetAside>, StateError> {
+        if let Some(report) = self.report.take() {
+            return Ok(Some(report));
+        }
+        if stamp(&self.journal.path()) == self.seen {
+            return Ok(None);
+        }
+        self.reread()
+    }
+
+    /// The leases as last read.
+    pub fn leases(&self) -> &[Lease] {
+        &self.known
+    }
+
+    /// Grants every `grants` entry in one transaction (see the module doc). One [`Applied`]
+    /// per grant, in order; an error fails the whole burst with nothing written past it.
+    pub fn grant_all(&mut self, grants: &[Grant]) -> Result<Vec<Applied>, StateError> {
+        if grants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lines = grants
+            .iter()
+            .map(|g| ManagedLine::new(&g.service, g.addr))
+            .collect::<Result<Vec<_>, _>>()?;
+        let journal = self.journal.clone();
+        let mut recorded: Vec<Lease> = Vec::new();
+        let mut record = |bytes: &[u8]| -> Result<(), PolicyError> {
+            // Inside the lock: whether each line is there now decides whose it is. The journal
+            // ORs this into an existing lease's flag, so a line knockwrap added earlier stays
+            // knockwrap's, and an operator's line present now stays the operator's.
+            let leases = grants
+                .iter()
+                .zip(&lines)
+                .map(|(g, line)| Lease {
+                    ip: g.addr,
+                    service: g.service.clone(),
+                    door: g.door.clone(),
+                    expires_at: g.lease.map(|l| crate::time::expiry_secs(g.wall_ms, l)),
+                    added_line: !edit::contains(bytes, line),
+                })
+                .collect();
+            recorded = journal.record_grants(leases).map_err(Box::new)?;
+            Ok(())
+        };
+        let out = policy::allow_all_after(&self.hosts_allow, &lines, &self.policy, &mut record);
+        // What we just made durable is known, even if the journal breaks before we read it.
+        for lease in recorded {
+            match self
+                .known
+                .iter_mut()
+                .find(|l| l.ip == lease.ip && l.service == lease.service)
+            {
+                Some(k) => *k = lease,
+                None => self.known.push(lease),
+            }
+        }
+        // Whatever happened, the journal may have changed.
+        self.reread_own()?;
+        Ok(out?.lines.into_iter().map(applied).collect())
+    }
+
+    /// A revoke door: removes the line if knockwrap added it, and drops the lease.
+    pub fn revoke(&mut self, service: &str, addr: IpAddr) -> Result<Applied, StateError> {
+        let line = ManagedLine::new(service, addr)?;
+        let addr = line.addr();
+        let Some(lease) = self
+            .journal
+            .leases()?
+            .into_iter()
+            .find(|l| l.ip == addr && l.service == service)
+        else {
+            let bytes = crate::atomic::read_bytes(&self.hosts_allow)
+                .map_err(|e| StateError::Policy(e.into()))?;
+            return Ok(if edit::contains(&bytes, &line) {
+                Applied::Kept
+            } else {
+                Applied::Revoked { changed: false }
+            });
+        };
+        let result = policy::end_lease(&self.hosts_allow, &self.journal, &lease, &self.policy);
+        self.reread_own()?;
+        Ok(match result? {
+            true => Applied::Revoked { changed: true },
+            false if lease.added_line => Applied::Revoked { changed: false },
+            false => Applied::Kept,
+        })
+    }
+
+    /// The operator's revoke: removes the managed line whoever added it (line first), then
+    /// the lease. Returns the edit's outcome (for `--dry-run` diffs and the grant check).
+    pub fn revoke_any(&mut self, line: &ManagedLine) -> Result<policy::PolicyOutcome, StateError> {
+        let out = policy::revoke(&self.hosts_allow, line, &self.policy)?;
+        if !self.policy.dry_run {
+            self.journal.record_revoke(line.addr(), line.service())?;
+            self.reread_own()?;
+        }
+        Ok(out)
+    }
+
+    /// Ends every lease that has expired at `now` (Unix seconds). A lease whose revoke failed
+    /// stays in the journal and is retried after [`RETRY_SECS`].
+    pub fn expire(&mut self, now: u64) -> Result<Vec<Expired>, StateError> {
+        if self.wake_at().is_none_or(|t| t > now) {
+            return Ok(Vec::new());
+        }
+        let done = policy::expire_leases(&self.hosts_allow, &self.journal, now, &self.policy)?;
+        self.retry_at = done
+            .iter()
+            .any(|e| e.result.is_err())
+            .then_some(now + RETRY_SECS);
+        self.reread_own()?;
+        Ok(done)
+    }
+
+    /// Moves every lease's expiry by `delta_secs` (the wall clock jumped by that much).
+    pub fn shift_expiries(&mut self, delta_secs: i64) -> Result<usize, StateError> {
+        let moved = self.journal.shift_expiries(delta_secs)?;
+        self.retry_at = None;
+        self.reread_own()?;
+        Ok(moved)
+    }
+
+    /// When the caller should next call [`State::expire`] (Unix seconds).
+    pub fn wake_at(&self) -> Option<u64> {
+        match (self.next_expiry, self.retry_at) {
+            (Some(t), Some(r)) => Some(t.max(r)),
+            (t, _) => t,
+        }
+    }
+}
+
+fn applied((changed, grant): (bool, GrantCheck)) -> Applied {
+    if grant.granted() {
+        Applied::Granted { changed }
+    } else {
+        Applied::NotEffective {
+            changed,
+            decided_by: grant.location().unwrap_or_else(|| "unknown rule".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hosts.allow"), "").unwrap();
+        std::fs::write(dir.path().join("hosts.deny"), "ALL: ALL\n").unwrap();
+        let (state, aside) = State::open(
+            &dir.path().join("hosts.allow"),
+            &dir.path().join("state"),
+            PolicyOptions::default(),
+        )
+        .unwrap();
+        assert!(aside.is_none());
+        (dir, state)
+    }
+
+    fn grant(addr: &str, secs: u64) -> Grant {
+        Grant {
+            door: "d".into(),
+            service: "sshd".into(),
+            addr: addr.parse().unwrap(),
+            lease: Some(Duration::from_secs(secs)),
+            wall_ms: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn a_broken_journal_is_rebuilt_from_the_leases_known() {
+        let (dir, mut s) = setup();
+        let applied = s.grant_all(&[grant("198.18.0.5", 60)]).unwrap();
+        assert_eq!(applied, vec![Applied::Granted { changed: true }]);
+        assert_eq!(s.leases().len(), 1);
+        let journal = dir.path().join("state/leases.json");
+        for broken in ["{\"leases\": [", ""] {
+            std::fs::write(&journal, broken).unwrap();
+            let aside = s.notice_changes().unwrap().expect("noticed");
+            assert_eq!(aside.restored, 1, "{broken:?}");
+            assert_eq!(aside.moved_to.is_some(), !broken.is_empty());
+            assert_eq!(s.journal().leases().unwrap().len(), 1);
+            assert_eq!(s.wake_at(), Some(1_000 + 60));
+            assert!(s.notice_changes().unwrap().is_none(), "reported once");
+        }
+        std::fs::remove_file(&journal).unwrap();
+        assert_eq!(s.notice_changes().unwrap().unwrap().restored, 1);
+        // A revoke leaves a journal without leases: that is no loss.
+        assert_eq!(
+            s.revoke("sshd", "198.18.0.5".parse().unwrap()).unwrap(),
+            Applied::Revoked { changed: true }
+        );
+        assert!(s.notice_changes().unwrap().is_none());
+        assert!(s.leases().is_empty());
+    }
+
+    #[test]
+    fn a_lease_written_by_someone_else_is_noticed() {
+        let (dir, mut s) = setup();
+        assert_eq!(s.wake_at(), None);
+        let other = Journal::at(&dir.path().join("state"));
+        other
+            .record_grant(Lease {
+                ip: "198.18.0.9".parse().unwrap(),
+                service: "sshd".into(),
+                door: "manual".into(),
+                expires_at: Some(1234),
+                added_line: true,
+            })
+            .unwrap();
+        assert!(s.notice_changes().unwrap().is_none());
+        assert_eq!(s.wake_at(), Some(1234));
+    }
+}

@@ -1,0 +1,196 @@
+//! The state owner against the operator and against broken state files, with the real daemon
+//! in a network namespace: leases made by the CLI end on time under a running daemon, and a
+//! corrupt journal or an untrustworthy progress file never keeps the way in from starting or
+//! serving. Needs root.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::daemon::knockwrap_bin;
+use support::process::run_ok;
+use support::rig::Rig;
+use support::{lines_of, require_root_or_skip, serial, wait_until, Daemon, Door};
+
+const OPEN: [&str; 3] = ["7000", "8000", "9000"];
+
+fn journal(rig: &Rig) -> std::path::PathBuf {
+    rig.root.dir().join("state").join("leases.json")
+}
+
+/// `knockwrap allow ADDR --for 3s` while the daemon runs: the daemon notices the journal
+/// changed and ends the lease on time, without a knock.
+#[test]
+fn a_cli_lease_ends_on_time_under_a_running_daemon() {
+    if !require_root_or_skip("a_cli_lease_ends_on_time_under_a_running_daemon") {
+        return;
+    }
+    let _serial = serial();
+    let rig = Rig::start(
+        "clilease",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
+    let config = rig.daemon.config.display().to_string();
+    let started = Instant::now();
+    run_ok(rig.root.command(knockwrap_bin()).args([
+        "allow",
+        "198.18.0.77",
+        "--for",
+        "3s",
+        "--config",
+        &config,
+    ]));
+    let line = "SSHD: 198.18.0.77";
+    assert!(lines_of(&rig.root.hosts_allow()).iter().any(|l| l == line));
+    let gone = wait_until(Duration::from_secs(8), Duration::from_millis(20), || {
+        !lines_of(&rig.root.hosts_allow()).iter().any(|l| l == line)
+    });
+    let took = started.elapsed();
+    assert!(
+        gone,
+        "the CLI's 3 s lease was still there after 8 s\n{}",
+        rig.daemon.log()
+    );
+    assert!(took >= Duration::from_secs(3), "ended early: {took:?}");
+    assert!(
+        rig.daemon.log().contains("revoke: lease expired"),
+        "{}",
+        rig.daemon.log()
+    );
+}
+
+/// A corrupt journal at start-up is moved aside and logged; the daemon starts and doors open.
+#[test]
+fn a_corrupt_journal_at_start_is_set_aside_and_doors_open() {
+    if !require_root_or_skip("a_corrupt_journal_at_start_is_set_aside_and_doors_open") {
+        return;
+    }
+    let _serial = serial();
+    let mut rig = Rig::start(
+        "corrupt",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
+    rig.daemon.stop(Duration::from_secs(5));
+    std::fs::write(journal(&rig), "{\"version\": 1, \"leases\": [ {").expect("corrupt journal");
+    rig.daemon = Daemon::start(&rig.root, &rig.daemon.config.clone(), "2");
+    let log = rig.daemon.log();
+    assert!(log.contains("moved aside"), "{log}");
+    let aside: Vec<_> = std::fs::read_dir(rig.root.dir().join("state"))
+        .expect("state dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("leases.json.corrupt-")
+        })
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the corrupt journal is kept for the operator"
+    );
+    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
+    rig.expect_line(&format!("SSHD: {}", rig.client()));
+}
+
+/// The journal truncated under the running daemon: one log line, no spin, the lease the
+/// daemon knew still ends on time, and new knocks still open.
+#[test]
+fn a_journal_broken_under_the_daemon_is_rebuilt_and_leases_still_end() {
+    if !require_root_or_skip("a_journal_broken_under_the_daemon_is_rebuilt_and_leases_still_end") {
+        return;
+    }
+    let _serial = serial();
+    let door = Door::allow("openSSH", &OPEN).lease("6s");
+    let rig = Rig::start("truncate", vec![door], "", "", false);
+    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
+    let line = format!("SSHD: {}", rig.client());
+    rig.expect_line(&line);
+    let granted = Instant::now();
+    std::fs::write(journal(&rig), "{\"leases\": [").expect("truncate journal");
+    std::thread::sleep(Duration::from_millis(1500));
+    let gone = wait_until(Duration::from_secs(8), Duration::from_millis(20), || {
+        !lines_of(&rig.root.hosts_allow()).contains(&line)
+    });
+    assert!(gone, "the lease never ended\n{}", rig.daemon.log());
+    assert!(granted.elapsed() >= Duration::from_secs(5), "ended early");
+    let log = rig.daemon.log();
+    assert_eq!(log.matches("moved aside").count(), 1, "{log}");
+    assert!(
+        log.lines().count() < 40,
+        "{} log lines\n{log}",
+        log.lines().count()
+    );
+    // New knocks still open.
+    let other = rig.net.client_subnet_v4(50);
+    let raw = rig.net.in_client(support::RawV4::new);
+    support::rig::raw_knock(
+        &raw,
+        other,
+        rig.net.server_v4(),
+        45_500,
+        &[7000, 8000, 9000],
+    );
+    rig.expect_line(&format!("SSHD: {other}"));
+}
+
+/// A one-time list edited after use disables that door only: the daemon starts and the other
+/// door opens; the log says what to do.
+#[test]
+fn an_edited_one_time_list_disables_only_its_door() {
+    if !require_root_or_skip("an_edited_one_time_list_disables_only_its_door") {
+        return;
+    }
+    let _serial = serial();
+    let files = tempfile::tempdir().expect("tempdir");
+    let otp = files.path().join("open.otp");
+    std::fs::write(&otp, "7301,7305,7303\n7401,7405,7403\n").expect("otp file");
+    let extra = format!(
+        "\n[[door]]\nname = \"otpSSH\"\none_time_sequences = {:?}\nseq_timeout = \"5s\"\n\
+         service = \"in.otpd\"\n",
+        otp.display().to_string()
+    );
+    let mut rig = Rig::start(
+        "otpedit",
+        vec![Door::allow("openSSH", &OPEN)],
+        &extra,
+        "",
+        false,
+    );
+    support::rig::knock_door(&rig, "otpSSH");
+    rig.expect_line(&format!("in.otpd: {}", rig.client()));
+    rig.daemon.stop(Duration::from_secs(5));
+    // The used first line is changed: which sequences were used can no longer be trusted.
+    std::fs::write(&otp, "7311,7315,7313\n7401,7405,7403\n").expect("otp file");
+    rig.daemon = Daemon::start(&rig.root, &rig.daemon.config.clone(), "2");
+    let log = rig.daemon.log();
+    assert!(
+        log.contains("door disabled until an operator acts"),
+        "{log}"
+    );
+    assert!(log.contains("onetime-otpSSH.json"), "{log}");
+    let other = rig.net.client_subnet_v4(51);
+    let raw = rig.net.in_client(support::RawV4::new);
+    support::rig::raw_knock(
+        &raw,
+        other,
+        rig.net.server_v4(),
+        45_600,
+        &[7311, 7315, 7313],
+    );
+    rig.expect_no_line(&format!("in.otpd: {other}"), "a disabled door opened");
+    support::rig::raw_knock(
+        &raw,
+        other,
+        rig.net.server_v4(),
+        45_601,
+        &[7000, 8000, 9000],
+    );
+    rig.expect_line(&format!("SSHD: {other}"));
+}
