@@ -53,8 +53,8 @@ NOISE = [
     )
 ]
 # "TOKEN: host not found" is DNS noise for anything that could be a host name. A token with
-# brackets or a slash can never resolve: then tcpdchk is telling us it did not parse the token
-# as an address pattern, which is a finding. A token ending in CR (CRLF file) is tcpdchk's own
+# brackets or a slash can never resolve, and neither can an empty one: then tcpdchk is telling us
+# it did not parse the token as an address pattern, which is a finding. A token ending in CR (CRLF file) is tcpdchk's own
 # artefact, as the run time treats CR as a separator: `cr_retry` decides those.
 HOST_NOT_FOUND_RE = re.compile(r"^warning: hosts\.(?:allow|deny), line \d+: (.*): host not found$", re.S)
 
@@ -69,7 +69,8 @@ def noise(text):
         token = m.group(1)
         if "\r" in token:
             return "crlf"
-        if not re.search(r"[\[\]/]", token):
+        # An empty token (`sshd@`, `root@`: nothing after the `@`) is no name either.
+        if token and not re.search(r"[\[\]/]", token):
             return "dns"
     return None
 

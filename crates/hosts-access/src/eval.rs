@@ -31,6 +31,19 @@ pub enum RequestError {
     EmptyUser(String),
     #[error("client {0:?} is not a numeric IPv4 or IPv6 address")]
     BadClient(String),
+    /// A spelling tcpdmatch takes but compares as typed, while a real connection from that
+    /// address is seen as glibc's `inet_ntop` text (`seen`).
+    #[error(
+        "client {typed:?} is not written the way libwrap sees this address at run time \
+         ({seen}): tcpdmatch would compare the text as typed, so its answer could differ from \
+         a real connection's; give {seen}"
+    )]
+    NotAsSeen { typed: String, seen: String },
+    #[error(
+        "client {0:?} has a scope (`%...`): knockwrap predicts for addresses as libwrap's rules \
+         see them, without a scope; give the address without it"
+    )]
+    Scoped(String),
 }
 
 impl Request {
@@ -46,6 +59,11 @@ impl Request {
 
     /// Reads tcpdmatch's argument forms: `DAEMON[@SERVER]` and `[USER@]CLIENT_ADDR`, where the
     /// address may be IPv4, IPv6, or bracketed IPv6 (`[2001:db8::1]`).
+    ///
+    /// The address must be written as the run time sees it ([`address_text`], hex case
+    /// aside; an IPv4-mapped client may also be written `::ffff:a.b.c.d`). tcpdmatch also
+    /// takes other spellings (`010.0.0.1`, `10.1`, `::a00:1`, `fe80::1%lo`) but then compares
+    /// the text as typed; those are refused here with the form to use.
     pub fn parse(daemon_arg: &str, client_arg: &str) -> Result<Request, RequestError> {
         let (daemon, server) = match daemon_arg.split_once('@') {
             Some((d, s)) => {
@@ -72,11 +90,38 @@ impl Request {
             .strip_prefix('[')
             .and_then(|a| a.strip_suffix(']'))
             .unwrap_or(addr);
-        let client: IpAddr = bare
-            .parse()
-            .map_err(|_| RequestError::BadClient(client_arg.to_owned()))?;
+        let client: IpAddr = match bare.parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                return Err(if bare.contains('%') {
+                    RequestError::Scoped(bare.to_owned())
+                } else if let Some(v4) = crate::pattern::inet_aton(bare.as_bytes())
+                    .filter(|_| bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
+                {
+                    RequestError::NotAsSeen {
+                        typed: bare.to_owned(),
+                        seen: std::net::Ipv4Addr::from(v4).to_string(),
+                    }
+                } else {
+                    RequestError::BadClient(client_arg.to_owned())
+                })
+            }
+        };
         if bare.len() != addr.len() && client.is_ipv4() {
             return Err(RequestError::BadClient(client_arg.to_owned()));
+        }
+        let seen = address_text(client);
+        let mapped_form = match client {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Some(ntop6(v6)),
+            _ => None,
+        };
+        if !bare.eq_ignore_ascii_case(&seen)
+            && !mapped_form.is_some_and(|m| bare.eq_ignore_ascii_case(&m))
+        {
+            return Err(RequestError::NotAsSeen {
+                typed: bare.to_owned(),
+                seen,
+            });
         }
         Ok(Request {
             daemon: daemon.to_owned(),
@@ -143,12 +188,12 @@ pub struct Decision {
 /// newline-less chunk (last line without newline, over-long line, ...) makes Debian's libwrap
 /// stop reading that file.
 pub fn evaluate(allow: &[u8], deny: &[u8], request: &Request) -> Decision {
-    let client_addr = address_string(request.client);
+    let client_addr = address_text(request.client);
     let server_addr;
     let server = match &request.server {
         Some(s) => match s.parse::<IpAddr>() {
             Ok(ip) => {
-                server_addr = address_string(ip);
+                server_addr = address_text(ip);
                 HostInfo {
                     addr: server_addr.as_bytes(),
                     name: UNKNOWN,
@@ -263,15 +308,66 @@ pub(crate) fn problem_text(p: Problem) -> &'static str {
     }
 }
 
-/// The address string libwrap compares with: IPv4-mapped IPv6 as plain IPv4.
-fn address_string(ip: IpAddr) -> String {
+/// The address text libwrap's patterns see at run time: IPv4-mapped IPv6 as plain IPv4,
+/// IPv6 as glibc's `inet_ntop` writes it (which differs from Rust's `Display`: an
+/// IPv4-compatible address `::a00:1` is `::10.0.0.1`).
+pub fn address_text(ip: IpAddr) -> String {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
-            None => v6.to_string(),
+            None => ntop6(v6),
         },
         IpAddr::V4(v4) => v4.to_string(),
     }
+}
+
+/// glibc's `inet_ntop(AF_INET6)`: lower-case hex without leading zeros, the first longest
+/// run of two or more zero words written `::`, and the last 32 bits dotted when the first
+/// six words are zero (IPv4-compatible) or five zeros and `ffff` (IPv4-mapped).
+fn ntop6(a: std::net::Ipv6Addr) -> String {
+    use std::fmt::Write as _;
+    let w = a.segments();
+    let mut best: Option<(usize, usize)> = None;
+    let mut cur: Option<(usize, usize)> = None;
+    for (i, &word) in w.iter().enumerate() {
+        if word == 0 {
+            let (base, len) = cur.map_or((i, 1), |(b, l)| (b, l + 1));
+            cur = Some((base, len));
+            if best.is_none_or(|(_, bl)| len > bl) {
+                best = cur;
+            }
+        } else {
+            cur = None;
+        }
+    }
+    let best = best.filter(|&(_, len)| len >= 2);
+    let mut out = String::with_capacity(40);
+    for i in 0..8 {
+        if let Some((base, len)) = best {
+            if (base..base + len).contains(&i) {
+                if i == base {
+                    out.push(':');
+                }
+                continue;
+            }
+        }
+        if i != 0 {
+            out.push(':');
+        }
+        if i == 6
+            && best
+                .is_some_and(|(base, len)| base == 0 && (len == 6 || (len == 5 && w[5] == 0xffff)))
+        {
+            let o = a.octets();
+            let _ = write!(out, "{}.{}.{}.{}", o[12], o[13], o[14], o[15]);
+            return out;
+        }
+        let _ = write!(out, "{:x}", w[i]);
+    }
+    if best.is_some_and(|(base, len)| base + len == 8) {
+        out.push(':');
+    }
+    out
 }
 
 struct Ctx<'a> {
@@ -406,6 +502,82 @@ mod tests {
         );
         assert!(Request::parse("sshd@", "192.0.2.1").is_err());
         assert!(Request::parse("sshd", "@192.0.2.1").is_err());
+    }
+
+    #[test]
+    fn addresses_as_glibc_writes_them() {
+        let t = |s: &str| address_text(s.parse().unwrap());
+        assert_eq!(t("::a00:1"), "::10.0.0.1");
+        assert_eq!(t("::a00:0"), "::10.0.0.0");
+        assert_eq!(t("::1:0"), "::0.1.0.0");
+        assert_eq!(t("::102"), "::102");
+        assert_eq!(t("::1"), "::1");
+        assert_eq!(t("::"), "::");
+        assert_eq!(t("::ffff:a00:1"), "10.0.0.1");
+        assert_eq!(t("::ffff:0:a00:1"), "::ffff:0:a00:1");
+        assert_eq!(t("2001:db8::1"), "2001:db8::1");
+        assert_eq!(t("2001:DB8:0:0:1::"), "2001:db8:0:0:1::");
+        assert_eq!(t("1:0:0:2:0:0:0:3"), "1:0:0:2::3");
+        assert_eq!(t("1:0:0:2:0:0:3:4"), "1::2:0:0:3:4");
+        assert_eq!(t("1:2:3:4:5:6:0:8"), "1:2:3:4:5:6:0:8");
+        assert_eq!(t("10.0.0.1"), "10.0.0.1");
+    }
+
+    #[test]
+    fn ipv4_compatible_client_is_seen_dotted() {
+        // libwrap sees `::10.0.0.1` (glibc), so a glob on the dotted text matches.
+        let deny = "ALL: ALL\n";
+        assert_eq!(
+            ev("sshd: *10.0.0.1\n", deny, "sshd", "::10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(ev("sshd: *.0.1\n", deny, "sshd", "::10.0.0.1").0, Granted);
+        assert_eq!(
+            ev("sshd: [::a00:1]\n", deny, "sshd", "::10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd: 10.0.0.0/8\n", deny, "sshd", "::10.0.0.1").0,
+            Denied
+        );
+    }
+
+    #[test]
+    fn client_spellings_the_run_time_never_sees_are_refused() {
+        for (typed, seen) in [
+            ("::a00:1", "::10.0.0.1"),
+            ("::ffff:a00:1", "10.0.0.1"),
+            ("0:0:0:0:0:ffff:10.0.0.1", "10.0.0.1"),
+            ("2001:db8:0:0::1", "2001:db8::1"),
+            ("2001:0db8::1", "2001:db8::1"),
+            ("010.0.0.1", "8.0.0.1"),
+            ("10.0.0.01", "10.0.0.1"),
+            ("0x0a.0.0.1", "10.0.0.1"),
+            ("10.1", "10.0.0.1"),
+            ("167772161", "10.0.0.1"),
+        ] {
+            let want = Err(RequestError::NotAsSeen {
+                typed: typed.into(),
+                seen: seen.into(),
+            });
+            assert_eq!(Request::parse("sshd", typed), want, "{typed}");
+            let msg = Request::parse("sshd", typed).unwrap_err().to_string();
+            assert!(msg.contains("give"), "{msg}");
+        }
+        assert_eq!(
+            Request::parse("sshd", "fe80::1%lo"),
+            Err(RequestError::Scoped("fe80::1%lo".into()))
+        );
+        for ok in [
+            "::10.0.0.1",
+            "2001:DB8::1",
+            "::ffff:10.0.0.1",
+            "::FFFF:10.0.0.1",
+            "root@::10.0.0.1",
+            "[2001:db8::1]",
+        ] {
+            assert!(Request::parse("sshd", ok).is_ok(), "{ok}");
+        }
     }
 
     fn ev(
