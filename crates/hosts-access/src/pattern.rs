@@ -368,8 +368,10 @@ pub(crate) fn host_match(tok: &[u8], pat: &HostPattern, host: &HostInfo<'_>) -> 
         HostPattern::Local => {
             !host.name.contains(&b'.') && !host.name.eq_ignore_ascii_case(UNKNOWN)
         }
+        // `masked_match` reads the client text with dot_quad_addr too (tcpdmatch keeps a
+        // typed `010.0.0.1` as text, and 8.0.0.0/8 matches it).
         HostPattern::NetMask4 { net, mask } => {
-            plain_ipv4(host.addr).is_some_and(|a| u32::from(a) & mask == *net)
+            dot_quad(host.addr).is_some_and(|a| a & mask == *net)
         }
         HostPattern::NetMask6 { net, len } => std::str::from_utf8(host.addr)
             .ok()
