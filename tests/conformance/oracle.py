@@ -378,6 +378,11 @@ def sink(argv):
 def main():
     if sys.argv[1:2] == ["--exec"]:
         sink(sys.argv[2:])
+    if sys.argv[1:2] == ["--fuzz"]:
+        sys.path.insert(0, HERE)
+        import fuzz  # the differential fuzzer (fuzz.py), which needs this sandbox
+
+        fuzz.main(sys.argv[2:])
     names = sys.argv[1:] or sorted(
         n for n in os.listdir(CASES) if os.path.isfile(os.path.join(CASES, n, "queries"))
     )
