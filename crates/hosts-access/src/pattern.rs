@@ -55,7 +55,9 @@ pub(crate) enum StringPattern {
     Known,
     /// Ends in `.`: prefix match (`10.`, `192.168.`).
     Prefix,
-    /// `[v6]`, optionally with a `%scope` (which a numeric request never has).
+    /// `[v6]`, optionally with a `%scope`. libwrap parses it with the resolver, which
+    /// accepts a numeric scope or an existing interface name and then compares the address
+    /// alone; `scoped` marks a scope it cannot resolve (see [`parse_v6`]), which never matches.
     V6 {
         addr: Ipv6Addr,
         scoped: bool,
@@ -207,10 +209,17 @@ pub(crate) fn atoi(s: &[u8]) -> i64 {
     }
 }
 
+/// An IPv6 address with an optional `%scope`; the flag is true when the scope is one the
+/// resolver would not take. knockwrap does no I/O, so it knows only the interface every Linux
+/// host has: a numeric scope and `lo` resolve (as tcpdmatch shows: `[fe80::1%lo]` and
+/// `[fe80::1%1]` match client fe80::1), any other name is taken as absent.
 fn parse_v6(s: &[u8]) -> Option<(Ipv6Addr, bool)> {
     let s = std::str::from_utf8(s).ok()?;
     let (addr, scoped) = match s.split_once('%') {
-        Some((a, scope)) if !scope.is_empty() => (a, true),
+        Some((a, scope)) if !scope.is_empty() => (
+            a,
+            !(scope == "lo" || scope.bytes().all(|b| b.is_ascii_digit())),
+        ),
         Some(_) => return None,
         None => (s, false),
     };
@@ -263,7 +272,7 @@ fn net_mask(net: &[u8], mask: &[u8]) -> HostPattern {
         if net.len() < 2 || net[net.len() - 1] != b']' {
             return HostPattern::BadNetMask(NetMaskProblem::BadV6);
         }
-        let Some((addr, _)) = parse_v6(&net[1..net.len() - 1]) else {
+        let Some((addr, false)) = parse_v6(&net[1..net.len() - 1]) else {
             return HostPattern::BadNetMask(NetMaskProblem::BadV6);
         };
         let len = atoi(mask);
@@ -489,6 +498,12 @@ mod tests {
         assert!(!hm("[2001:db8::]/32", "2001:db9::5"));
         assert!(!hm("[2001:db8::/32]", "2001:db8::"));
         assert!(!hm("[fe80::1%eth0]", "fe80::1"));
+        // A scope the resolver takes is dropped before comparing (tcpdmatch grants these).
+        assert!(hm("[fe80::1%lo]", "fe80::1"));
+        assert!(hm("[fe80::1%1]", "fe80::1"));
+        assert!(hm("[fe80::1%lo]/64", "fe80::2"));
+        assert!(!hm("[fe80::1%]", "fe80::1"));
+        assert!(!hm("[fe80::1%eth0]/64", "fe80::2"));
         // No host-bits check for IPv6; the length is read with atoi.
         assert!(hm("[2001:db8:0:1::5]/64", "2001:db8:0:1::6"));
         assert!(hm("[2001:db8:5::1]/0", "2001:db9::1"));
