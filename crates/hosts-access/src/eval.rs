@@ -36,8 +36,8 @@ pub enum RequestError {
     #[error("client {0:?} is not a numeric IPv4 or IPv6 address")]
     BadClient(String),
     #[error(
-        "client {0:?} has a scope (`%...`): knockwrap predicts for addresses as libwrap's rules \
-         see them, without a scope; give the address without it"
+        "client {0:?} has a scope (`%...`) knockwrap cannot resolve: it does no I/O and knows \
+         only numeric scopes and `lo`; give the address without the scope or with its number"
     )]
     Scoped(String),
 }
@@ -62,7 +62,9 @@ impl Request {
     /// except that a leading `::ffff:` before a dotted quad is dropped, and a shorthand
     /// `inet_aton` form with fewer than four parts (`10.1`, `167772161`) is converted to
     /// `10.0.0.1`. A real connection is seen as [`address_text`] writes it; [`Decision`]'s
-    /// reason says when the two differ. A scoped address (`fe80::1%lo`) is refused.
+    /// reason says when the two differ. A scoped address is read with its scope dropped when
+    /// the scope is numeric or `lo` (`fe80::1%lo`); any other scope is refused, as knockwrap
+    /// cannot tell whether the interface exists.
     pub fn parse(daemon_arg: &str, client_arg: &str) -> Result<Request, RequestError> {
         let (daemon, server) = match daemon_arg.split_once('@') {
             Some((d, s)) => {
@@ -98,7 +100,10 @@ impl Request {
                 };
                 (ip, text)
             }
-            Err(_) if bare.contains('%') => return Err(RequestError::Scoped(bare.to_owned())),
+            Err(_) if bare.contains('%') => match crate::pattern::client_v6(bare.as_bytes()) {
+                Some(v6) => (IpAddr::V6(v6), bare.to_owned()),
+                None => return Err(RequestError::Scoped(bare.to_owned())),
+            },
             Err(_) => {
                 let v4 = crate::pattern::inet_aton(bare.as_bytes())
                     .filter(|_| bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
@@ -612,9 +617,25 @@ mod tests {
             Request::parse("sshd", "::ffff:10.0.0.1").unwrap().text,
             None
         );
+        // Scoped: the scope is dropped for IPv6 patterns, kept for text (tcpdmatch grants
+        // both `[fe80::1]` and `*%*`).
+        let deny = "ALL: ALL\n";
         assert_eq!(
-            Request::parse("sshd", "fe80::1%lo"),
-            Err(RequestError::Scoped("fe80::1%lo".into()))
+            ev("sshd: [fe80::1]\n", deny, "sshd", "fe80::1%lo").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd: [fe80::]/16\n", deny, "sshd", "fe80::1%1").0,
+            Granted
+        );
+        assert_eq!(ev("sshd: *%*\n", deny, "sshd", "fe80::1%lo").0, Granted);
+        assert_eq!(
+            ev("sshd: [fe80::2]\n", deny, "sshd", "fe80::1%lo").0,
+            Denied
+        );
+        assert_eq!(
+            Request::parse("sshd", "fe80::1%eth7"),
+            Err(RequestError::Scoped("fe80::1%eth7".into()))
         );
         assert_eq!(
             Request::parse("sshd", "10.0.0.1.2"),

@@ -226,6 +226,15 @@ fn parse_v6(s: &[u8]) -> Option<(Ipv6Addr, bool)> {
     Some((addr.parse().ok()?, scoped))
 }
 
+/// The IPv6 address in a client's text, as libwrap's resolver reads it: a scope it takes
+/// (`fe80::1%lo`, as tcpdmatch is given it) is dropped.
+pub(crate) fn client_v6(s: &[u8]) -> Option<Ipv6Addr> {
+    match parse_v6(s) {
+        Some((addr, false)) => Some(addr),
+        _ => None,
+    }
+}
+
 /// Classifies what `string_match` will do with `tok`.
 pub(crate) fn string_pattern(tok: &[u8]) -> StringPattern {
     if tok.iter().any(|&b| b == b'*' || b == b'?') {
@@ -349,13 +358,7 @@ pub(crate) fn string_match(tok: &[u8], kind: &StringPattern, string: &[u8]) -> b
         StringPattern::Prefix => {
             string.len() >= tok.len() && string[..tok.len()].eq_ignore_ascii_case(tok)
         }
-        StringPattern::V6 { addr, scoped } => {
-            !scoped
-                && std::str::from_utf8(string)
-                    .ok()
-                    .and_then(|s| s.parse::<Ipv6Addr>().ok())
-                    == Some(*addr)
-        }
+        StringPattern::V6 { addr, scoped } => !scoped && client_v6(string) == Some(*addr),
         StringPattern::BadV6 => false,
         StringPattern::Exact => tok.eq_ignore_ascii_case(string),
     }
@@ -382,10 +385,9 @@ pub(crate) fn host_match(tok: &[u8], pat: &HostPattern, host: &HostInfo<'_>) -> 
         HostPattern::NetMask4 { net, mask } => {
             dot_quad(host.addr).is_some_and(|a| a & mask == *net)
         }
-        HostPattern::NetMask6 { net, len } => std::str::from_utf8(host.addr)
-            .ok()
-            .and_then(|s| s.parse::<Ipv6Addr>().ok())
-            .is_some_and(|a| u128::from(a) & v6_mask(*len) == *net),
+        HostPattern::NetMask6 { net, len } => {
+            client_v6(host.addr).is_some_and(|a| u128::from(a) & v6_mask(*len) == *net)
+        }
         HostPattern::BadNetMask(_) => false,
         HostPattern::String(sp) => {
             string_match(tok, sp, host.addr)
