@@ -47,7 +47,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 # ---------------------------------------------------------------------------------------------
 # Generator: the grammar's pieces, weighted towards the edges. No piece may depend on the
 # machine: `/path` patterns name files that do not exist (libwrap would read an existing one as
-# a pattern list; knockwrap never reads it), user and group options name root, banners /etc.
+# a pattern list; knockwrap never reads it), and there are no `user`, `group` or `banners`
+# options (libwrap looks the names up on the machine, and tcpdchk really calls setuid/setgid, so
+# its messages even depend on the rules it checked before).
 
 DAEMONS = [
     "sshd", "sshd", "SSHD", "vsftpd", "in.telnetd", "ALL", "ALL", "all", "ss*", "sshd?",
@@ -90,8 +92,7 @@ OPTIONS = [
     "setenv A b", "umask 077", "allow yes", "spawn", "spawn echo %o", "spawn echo %a %h %u %%",
     "twist echo %x", "setenv X %c%d", "aclexec echo %Z", "spawn echo %\\:x", "spawn echo 100%",
     "linger \x0b0", "nice \x0c-5", "umask \x0b022", "rfc931 \x0b3", "linger\x0b0",
-    "severity \x0bauth.info", "keepalive\x0b", "allow\x0b", "banners /etc", "user root",
-    "group root", "umask 999", "linger abc", "nice", "rfc931 0", "severity auth",
+    "severity \x0bauth.info", "keepalive\x0b", "allow\x0b", "umask 999", "linger abc", "nice", "rfc931 0", "severity auth",
     "spawn echo hi\x01", "twist /bin/echo %p %r %R %s %n %N %A %H", "deny : allow", "", ":",
 ]
 SEPS = [", ", " ", ",", "\t", " , ", ",,", "  "]
@@ -150,15 +151,17 @@ def rule(rng):
     pool = [client(rng) for _ in range(4)]
     clients = pattern_list(rng, lambda: rng.choice(pool))
     line = daemons + rng.choice((": ", ":", " : ", ":\t")) + clients
+    r = rng.random()
+    if r < 0.02:
+        line = line + " # " + rng.choice(HOSTS)  # mid-line "comment"
     if rng.random() < 0.3:
         line += rng.choice((" : ", ": ", ":")) + rng.choice(OPTIONS)
-    r = rng.random()
-    if r < 0.03:
-        line = line.replace(":", "", 1)  # missing colon
+    if r < 0.02:
+        pass
     elif r < 0.05:
-        line = daemons + ":"  # empty client list
+        line = line.replace(":", "", 1)  # missing colon
     elif r < 0.07:
-        line = line + " # " + rng.choice(HOSTS)  # mid-line "comment"
+        line = daemons + ":"  # empty client list
     elif r < 0.09:
         at = rng.randrange(len(line) + 1)
         line = line[:at] + rng.choice(CONTROL) + line[at:]

@@ -97,7 +97,13 @@ def cr_retry(listener, case_dir, msgs):
                 with open(src, "rb") as f, open(os.path.join(d, name), "wb") as g:
                     g.write(strip_cr(f.read()))
         _, again = run(listener, ["tcpdchk", "-d"], d)
-    still = {(m["file"], m["line"]) for m in again if m["noise"] is None}
+    # An unterminated-line message names the line *before* the chunk: not this line's finding.
+    still = {
+        (m["file"], m["line"])
+        for m in again
+        if m["noise"] is None and "missing newline or line too long" not in m["text"]
+        and "subsequent rules" not in m["text"]
+    }
     for m in crlf:
         if (m["file"], m["line"]) in still:
             m.update(noise=None, ignorable=False)

@@ -37,11 +37,15 @@ pub(crate) enum ValueCheck {
     Nice,
     /// `facility.level` or `level`, from syslog's names.
     Severity,
+    /// A user or group name (`user` takes `user.group`): libwrap looks it up on the machine,
+    /// which knockwrap cannot do, but a name with a blank or a control byte exists nowhere
+    /// (tcpdmatch denies `user root # x`: "unknown user").
+    Name,
 }
 
 const SPECS: &[Spec] = &[
-    spec("user", Arg::Required, false, ValueCheck::Any),
-    spec("group", Arg::Required, false, ValueCheck::Any),
+    spec("user", Arg::Required, false, ValueCheck::Name),
+    spec("group", Arg::Required, false, ValueCheck::Name),
     spec("umask", Arg::Required, false, ValueCheck::Umask),
     spec("linger", Arg::Required, false, ValueCheck::Linger),
     spec("keepalive", Arg::None, false, ValueCheck::Any),
@@ -154,6 +158,9 @@ fn check(s: &Spec, value: Option<&[u8]>, more: bool) -> Option<Problem> {
         (ValueCheck::Rfc931, Some(v)) => scan_int(v, 10).is_some_and(|x| x > 0),
         (ValueCheck::Nice, Some(v)) => scan_int(v, 10).is_some(),
         (ValueCheck::Severity, Some(v)) => severity_ok(v),
+        (ValueCheck::Name, Some(v)) => !v
+            .iter()
+            .any(|&b| crate::syntax::is_space(b) || b < 0x20 || b == 0x7f),
     };
     (!ok).then_some(Problem::BadValue)
 }
@@ -259,6 +266,25 @@ mod tests {
             run(" severity \x0bauth.info\n"),
             Outcome::Failed(0, Problem::BadValue)
         );
+    }
+
+    #[test]
+    fn user_and_group_names_that_exist_nowhere() {
+        // tcpdmatch: "unknown user" / "unknown group", and the rule denies.
+        assert_eq!(
+            run(" user root # x\n"),
+            Outcome::Failed(0, Problem::BadValue)
+        );
+        assert_eq!(
+            run(" user ro\x01ot\n"),
+            Outcome::Failed(0, Problem::BadValue)
+        );
+        assert_eq!(
+            run(" group root x\n"),
+            Outcome::Failed(0, Problem::BadValue)
+        );
+        assert_eq!(run(" user root.root\n"), Outcome::TableVerdict);
+        assert_eq!(run(" user root\x0b\n"), Outcome::TableVerdict);
     }
 
     #[test]

@@ -914,8 +914,11 @@ fn harmless_control(text: &[u8], p: usize) -> bool {
     else {
         return false;
     };
-    if options.as_ref().is_some_and(|o| o.contains(&p)) {
-        return true;
+    if let Some(o) = options.filter(|o| o.contains(&p)) {
+        // Except in a banners directory, which libwrap looks up on the machine.
+        return !fields(text, o)
+            .iter()
+            .any(|f| f.raw.contains(&p) && f.spec.is_some_and(|s| s.name == "banners"));
     }
     if !matches!(text[p], 0x0b | 0x0c) {
         return false;
@@ -1314,6 +1317,14 @@ SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
             Vec::<&str>::new()
         );
         assert_eq!(c(b"sshd: 10.0.0.1: spawn echo \x01\n"), Vec::<&str>::new());
+        assert_eq!(
+            c(b"sshd: 10.0.0.1: banners /etc\x01\n"),
+            vec!["control-byte"]
+        );
+        assert_eq!(
+            c(b"sshd: 10.0.0.1: user ro\x01ot\n"),
+            vec!["bad-option-value"]
+        );
         // Elsewhere they still spoil the pattern.
         assert_eq!(c(b"sshd: 10.0.0.1\x0b\n"), vec!["control-byte"]);
         assert_eq!(c(b"sshd\x0c: 10.0.0.1\n"), vec!["control-byte"]);
