@@ -93,7 +93,7 @@ OPTIONS = [
     "twist echo %x", "setenv X %c%d", "aclexec echo %Z", "spawn echo %\\:x", "spawn echo 100%",
     "linger \x0b0", "nice \x0c-5", "umask \x0b022", "rfc931 \x0b3", "linger\x0b0",
     "severity \x0bauth.info", "keepalive\x0b", "allow\x0b", "umask 999", "linger abc", "nice", "rfc931 0", "severity auth",
-    "spawn echo hi\x01", "twist /bin/echo %p %r %R %s %n %N %A %H", "deny : allow", "", ":",
+    "spawn echo hi\x01", "twist /bin/echo %r %R %s %n %N %A %H", "deny : allow", "", ":",
 ]
 SEPS = [", ", " ", ",", "\t", " , ", ",,", "  "]
 CONTROL = ["\x01", "\x0b", "\x0c", "\x1b", "\x7f", "\x0b", "\x0c"]
