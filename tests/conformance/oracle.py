@@ -53,8 +53,8 @@ NOISE = [
     )
 ]
 # "TOKEN: host not found" is DNS noise for anything that could be a host name. A token with
-# brackets or a slash can never resolve: then tcpdchk is telling us it did not parse the token
-# as an address pattern, which is a finding. A token ending in CR (CRLF file) is tcpdchk's own
+# brackets or a slash can never resolve, and neither can an empty one: then tcpdchk is telling us
+# it did not parse the token as an address pattern, which is a finding. A token ending in CR (CRLF file) is tcpdchk's own
 # artefact, as the run time treats CR as a separator: `cr_retry` decides those.
 HOST_NOT_FOUND_RE = re.compile(r"^warning: hosts\.(?:allow|deny), line \d+: (.*): host not found$", re.S)
 
@@ -69,7 +69,8 @@ def noise(text):
         token = m.group(1)
         if "\r" in token:
             return "crlf"
-        if not re.search(r"[\[\]/]", token):
+        # An empty token (`sshd@`, `root@`: nothing after the `@`) is no name either.
+        if token and not re.search(r"[\[\]/]", token):
             return "dns"
     return None
 
@@ -83,8 +84,9 @@ def strip_cr(data):
 
 def cr_retry(listener, case_dir, msgs):
     """For "TOKEN-with-CR: host not found": run tcpdchk again with every CR made a blank; the
-    message is a finding when tcpdchk still finds a bracketed or slashed token on that line
-    wrong (a CR inside `[2001:db8::1]` breaks it at run time, a trailing one does not)."""
+    message is a finding when tcpdchk still finds something wrong on that line (a CR inside
+    `[2001:db8::1]` breaks it at run time, a trailing one does not; `*192.0.2.` + CR is a
+    pattern ending in a dot once the CR is a separator)."""
     crlf = [m for m in msgs if m["noise"] == "crlf"]
     if not crlf:
         return
@@ -95,10 +97,12 @@ def cr_retry(listener, case_dir, msgs):
                 with open(src, "rb") as f, open(os.path.join(d, name), "wb") as g:
                     g.write(strip_cr(f.read()))
         _, again = run(listener, ["tcpdchk", "-d"], d)
+    # An unterminated-line message names the line *before* the chunk: not this line's finding.
     still = {
         (m["file"], m["line"])
         for m in again
-        if m["noise"] is None and HOST_NOT_FOUND_RE.match(m["text"])
+        if m["noise"] is None and "missing newline or line too long" not in m["text"]
+        and "subsequent rules" not in m["text"]
     }
     for m in crlf:
         if (m["file"], m["line"]) in still:
@@ -377,6 +381,11 @@ def sink(argv):
 def main():
     if sys.argv[1:2] == ["--exec"]:
         sink(sys.argv[2:])
+    if sys.argv[1:2] == ["--fuzz"]:
+        sys.path.insert(0, HERE)
+        import fuzz  # the differential fuzzer (fuzz.py), which needs this sandbox
+
+        fuzz.main(sys.argv[2:])
     names = sys.argv[1:] or sorted(
         n for n in os.listdir(CASES) if os.path.isfile(os.path.join(CASES, n, "queries"))
     )

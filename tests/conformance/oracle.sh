@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates tests/conformance/cases/*/expected.json from the REAL Debian tools (package tcpd:
 # tcpdmatch, tcpdchk). Usage: bash tests/conformance/oracle.sh [CASE_DIR_NAME...]
+#        bash tests/conformance/oracle.sh --fuzz --seed N --cases N ...  (the differential fuzzer,
+#          fuzz.py; see tests/conformance/README.md)
 #        bash tests/conformance/oracle.sh --exec CMD [ARG...]   (run CMD in the same sandbox,
 #        e.g. to time tcpdchk while its syslog output is really being delivered)
 #

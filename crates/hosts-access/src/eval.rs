@@ -18,6 +18,10 @@ pub struct Request {
     pub server: Option<String>,
     pub user: Option<String>,
     pub client: IpAddr,
+    /// The client text patterns compare with, when it is not [`address_text`] of `client`:
+    /// tcpdmatch keeps a numeric client as typed (`::a00:1`, `010.0.0.1`), while a real
+    /// connection is seen as glibc writes the address. None: the run-time text.
+    pub text: Option<String>,
 }
 
 /// Why a `match` request could not be read.
@@ -31,6 +35,11 @@ pub enum RequestError {
     EmptyUser(String),
     #[error("client {0:?} is not a numeric IPv4 or IPv6 address")]
     BadClient(String),
+    #[error(
+        "client {0:?} has a scope (`%...`) knockwrap cannot resolve: it does no I/O and knows \
+         only numeric scopes and `lo`; give the address without the scope or with its number"
+    )]
+    Scoped(String),
 }
 
 impl Request {
@@ -41,11 +50,21 @@ impl Request {
             server: None,
             user: None,
             client,
+            text: None,
         }
     }
 
     /// Reads tcpdmatch's argument forms: `DAEMON[@SERVER]` and `[USER@]CLIENT_ADDR`, where the
     /// address may be IPv4, IPv6, or bracketed IPv6 (`[2001:db8::1]`).
+    ///
+    /// Every numeric spelling tcpdmatch takes is read as tcpdmatch reads it: the patterns see
+    /// the text as typed (`::a00:1`, `0:0:0:0:0:ffff:10.0.0.1`, `010.0.0.1`, `10.0.0.01`),
+    /// except that a leading `::ffff:` before a dotted quad is dropped, and a shorthand
+    /// `inet_aton` form with fewer than four parts (`10.1`, `167772161`) is converted to
+    /// `10.0.0.1`. A real connection is seen as [`address_text`] writes it; [`Decision`]'s
+    /// reason says when the two differ. A scoped address is read with its scope dropped when
+    /// the scope is numeric or `lo` (`fe80::1%lo`); any other scope is refused, as knockwrap
+    /// cannot tell whether the interface exists.
     pub fn parse(daemon_arg: &str, client_arg: &str) -> Result<Request, RequestError> {
         let (daemon, server) = match daemon_arg.split_once('@') {
             Some((d, s)) => {
@@ -72,17 +91,43 @@ impl Request {
             .strip_prefix('[')
             .and_then(|a| a.strip_suffix(']'))
             .unwrap_or(addr);
-        let client: IpAddr = bare
-            .parse()
-            .map_err(|_| RequestError::BadClient(client_arg.to_owned()))?;
+        let (client, text) = match bare.parse::<IpAddr>() {
+            Ok(ip) => {
+                let low = bare.to_ascii_lowercase();
+                let text = match low.strip_prefix("::ffff:") {
+                    Some(v4) if v4.parse::<std::net::Ipv4Addr>().is_ok() => v4.to_owned(),
+                    _ => bare.to_owned(),
+                };
+                (ip, text)
+            }
+            Err(_) if bare.contains('%') => match crate::pattern::client_v6(bare.as_bytes()) {
+                Some(v6) => (IpAddr::V6(v6), bare.to_owned()),
+                None => return Err(RequestError::Scoped(bare.to_owned())),
+            },
+            Err(_) => {
+                let v4 = crate::pattern::inet_aton(bare.as_bytes())
+                    .filter(|_| bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
+                    .map(std::net::Ipv4Addr::from)
+                    .ok_or_else(|| RequestError::BadClient(client_arg.to_owned()))?;
+                // Four parts: tcpdmatch takes it as an address and keeps the text; fewer: it
+                // goes through the resolver, which hands back the address.
+                let text = match crate::pattern::dot_quad(bare.as_bytes()) {
+                    Some(_) => bare.to_owned(),
+                    None => v4.to_string(),
+                };
+                (IpAddr::V4(v4), text)
+            }
+        };
         if bare.len() != addr.len() && client.is_ipv4() {
             return Err(RequestError::BadClient(client_arg.to_owned()));
         }
+        let text = (!text.eq_ignore_ascii_case(&address_text(client))).then_some(text);
         Ok(Request {
             daemon: daemon.to_owned(),
             server,
             user,
             client,
+            text,
         })
     }
 }
@@ -143,12 +188,13 @@ pub struct Decision {
 /// newline-less chunk (last line without newline, over-long line, ...) makes Debian's libwrap
 /// stop reading that file.
 pub fn evaluate(allow: &[u8], deny: &[u8], request: &Request) -> Decision {
-    let client_addr = address_string(request.client);
+    let seen = address_text(request.client);
+    let client_addr = request.text.clone().unwrap_or_else(|| seen.clone());
     let server_addr;
     let server = match &request.server {
         Some(s) => match s.parse::<IpAddr>() {
             Ok(ip) => {
-                server_addr = address_string(ip);
+                server_addr = address_text(ip);
                 HostInfo {
                     addr: server_addr.as_bytes(),
                     name: UNKNOWN,
@@ -174,6 +220,13 @@ pub fn evaluate(allow: &[u8], deny: &[u8], request: &Request) -> Decision {
         server,
     };
     let mut notes = String::new();
+    if request.text.is_some() {
+        notes.push_str(&format!(
+            "; note: the client is compared as typed (`{client_addr}`), as tcpdmatch does, but a \
+             real connection from this address is seen as `{seen}`, which some patterns match \
+             differently"
+        ));
+    }
     for (table, bytes) in [(Table::Allow, allow), (Table::Deny, deny)] {
         match table_match(bytes, &ctx) {
             Scan::Matched {
@@ -263,15 +316,66 @@ pub(crate) fn problem_text(p: Problem) -> &'static str {
     }
 }
 
-/// The address string libwrap compares with: IPv4-mapped IPv6 as plain IPv4.
-fn address_string(ip: IpAddr) -> String {
+/// The address text libwrap's patterns see at run time: IPv4-mapped IPv6 as plain IPv4,
+/// IPv6 as glibc's `inet_ntop` writes it (which differs from Rust's `Display`: an
+/// IPv4-compatible address `::a00:1` is `::10.0.0.1`).
+pub fn address_text(ip: IpAddr) -> String {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
-            None => v6.to_string(),
+            None => ntop6(v6),
         },
         IpAddr::V4(v4) => v4.to_string(),
     }
+}
+
+/// glibc's `inet_ntop(AF_INET6)`: lower-case hex without leading zeros, the first longest
+/// run of two or more zero words written `::`, and the last 32 bits dotted when the first
+/// six words are zero (IPv4-compatible) or five zeros and `ffff` (IPv4-mapped).
+fn ntop6(a: std::net::Ipv6Addr) -> String {
+    use std::fmt::Write as _;
+    let w = a.segments();
+    let mut best: Option<(usize, usize)> = None;
+    let mut cur: Option<(usize, usize)> = None;
+    for (i, &word) in w.iter().enumerate() {
+        if word == 0 {
+            let (base, len) = cur.map_or((i, 1), |(b, l)| (b, l + 1));
+            cur = Some((base, len));
+            if best.is_none_or(|(_, bl)| len > bl) {
+                best = cur;
+            }
+        } else {
+            cur = None;
+        }
+    }
+    let best = best.filter(|&(_, len)| len >= 2);
+    let mut out = String::with_capacity(40);
+    for i in 0..8 {
+        if let Some((base, len)) = best {
+            if (base..base + len).contains(&i) {
+                if i == base {
+                    out.push(':');
+                }
+                continue;
+            }
+        }
+        if i != 0 {
+            out.push(':');
+        }
+        if i == 6
+            && best
+                .is_some_and(|(base, len)| base == 0 && (len == 6 || (len == 5 && w[5] == 0xffff)))
+        {
+            let o = a.octets();
+            let _ = write!(out, "{}.{}.{}.{}", o[12], o[13], o[14], o[15]);
+            return out;
+        }
+        let _ = write!(out, "{:x}", w[i]);
+    }
+    if best.is_some_and(|(base, len)| base + len == 8) {
+        out.push(':');
+    }
+    out
 }
 
 struct Ctx<'a> {
@@ -406,6 +510,137 @@ mod tests {
         );
         assert!(Request::parse("sshd@", "192.0.2.1").is_err());
         assert!(Request::parse("sshd", "@192.0.2.1").is_err());
+    }
+
+    #[test]
+    fn addresses_as_glibc_writes_them() {
+        let t = |s: &str| address_text(s.parse().unwrap());
+        assert_eq!(t("::a00:1"), "::10.0.0.1");
+        assert_eq!(t("::a00:0"), "::10.0.0.0");
+        assert_eq!(t("::1:0"), "::0.1.0.0");
+        assert_eq!(t("::102"), "::102");
+        assert_eq!(t("::1"), "::1");
+        assert_eq!(t("::"), "::");
+        assert_eq!(t("::ffff:a00:1"), "10.0.0.1");
+        assert_eq!(t("::ffff:0:a00:1"), "::ffff:0:a00:1");
+        assert_eq!(t("2001:db8::1"), "2001:db8::1");
+        assert_eq!(t("2001:DB8:0:0:1::"), "2001:db8:0:0:1::");
+        assert_eq!(t("1:0:0:2:0:0:0:3"), "1:0:0:2::3");
+        assert_eq!(t("1:0:0:2:0:0:3:4"), "1::2:0:0:3:4");
+        assert_eq!(t("1:2:3:4:5:6:0:8"), "1:2:3:4:5:6:0:8");
+        assert_eq!(t("10.0.0.1"), "10.0.0.1");
+    }
+
+    #[test]
+    fn ipv4_compatible_client_is_seen_dotted() {
+        // libwrap sees `::10.0.0.1` (glibc), so a glob on the dotted text matches.
+        let deny = "ALL: ALL\n";
+        assert_eq!(
+            ev("sshd: *10.0.0.1\n", deny, "sshd", "::10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(ev("sshd: *.0.1\n", deny, "sshd", "::10.0.0.1").0, Granted);
+        assert_eq!(
+            ev("sshd: [::a00:1]\n", deny, "sshd", "::10.0.0.1").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd: 10.0.0.0/8\n", deny, "sshd", "::10.0.0.1").0,
+            Denied
+        );
+    }
+
+    #[test]
+    fn client_spellings_as_tcpdmatch_reads_them() {
+        // Each row: typed client, then the patterns tcpdmatch matched it with (out of the
+        // rules below), measured with tcpd 7.6.q-32.
+        let rules = [
+            "*10.0.0.1",
+            "*a00:1",
+            "[::a00:1]",
+            "10.0.0.0/8",
+            "10.",
+            "[::]/96",
+            "*ffff*",
+            "10.0.0.1",
+            "8.0.0.1",
+            "[::ffff:10.0.0.1]",
+            "010.0.0.1",
+            "8.0.0.0/8",
+            "[::ffff:0:0]/96",
+        ];
+        let rows: [(&str, &[&str]); 12] = [
+            ("::10.0.0.1", &["*10.0.0.1", "[::a00:1]", "[::]/96"]),
+            ("::a00:1", &["[::a00:1]", "[::]/96"]),
+            (
+                "::ffff:10.0.0.1",
+                &["*10.0.0.1", "10.0.0.0/8", "10.", "10.0.0.1"],
+            ),
+            (
+                "::FFFF:10.0.0.1",
+                &["*10.0.0.1", "10.0.0.0/8", "10.", "10.0.0.1"],
+            ),
+            (
+                "::ffff:a00:1",
+                &["*ffff*", "[::ffff:10.0.0.1]", "[::ffff:0:0]/96"],
+            ),
+            (
+                "0:0:0:0:0:ffff:10.0.0.1",
+                &[
+                    "*10.0.0.1",
+                    "*ffff*",
+                    "[::ffff:10.0.0.1]",
+                    "[::ffff:0:0]/96",
+                ],
+            ),
+            ("010.0.0.1", &["*10.0.0.1", "010.0.0.1", "8.0.0.0/8"]),
+            ("10.0.0.01", &["10.0.0.0/8", "10."]),
+            ("0x0a.0.0.1", &["10.0.0.0/8"]),
+            ("10.1", &["*10.0.0.1", "10.0.0.0/8", "10.", "10.0.0.1"]),
+            ("167772161", &["*10.0.0.1", "10.0.0.0/8", "10.", "10.0.0.1"]),
+            ("10.0.0.1", &["*10.0.0.1", "10.0.0.0/8", "10.", "10.0.0.1"]),
+        ];
+        for (client, want) in rows {
+            for rule in rules {
+                let allow = format!("sshd: {rule}\n");
+                let got = ev(&allow, "ALL: ALL\n", "sshd", client).0 == Granted;
+                assert_eq!(got, want.contains(&rule), "{client} against {rule}");
+            }
+        }
+        let r = Request::parse("sshd", "::a00:1").unwrap();
+        assert_eq!(r.text.as_deref(), Some("::a00:1"));
+        let d = evaluate(b"", b"", &r);
+        assert!(d.reason.contains("seen as `::10.0.0.1`"), "{}", d.reason);
+        assert_eq!(Request::parse("sshd", "::10.0.0.1").unwrap().text, None);
+        assert_eq!(Request::parse("sshd", "2001:DB8::1").unwrap().text, None);
+        assert_eq!(
+            Request::parse("sshd", "::ffff:10.0.0.1").unwrap().text,
+            None
+        );
+        // Scoped: the scope is dropped for IPv6 patterns, kept for text (tcpdmatch grants
+        // both `[fe80::1]` and `*%*`).
+        let deny = "ALL: ALL\n";
+        assert_eq!(
+            ev("sshd: [fe80::1]\n", deny, "sshd", "fe80::1%lo").0,
+            Granted
+        );
+        assert_eq!(
+            ev("sshd: [fe80::]/16\n", deny, "sshd", "fe80::1%1").0,
+            Granted
+        );
+        assert_eq!(ev("sshd: *%*\n", deny, "sshd", "fe80::1%lo").0, Granted);
+        assert_eq!(
+            ev("sshd: [fe80::2]\n", deny, "sshd", "fe80::1%lo").0,
+            Denied
+        );
+        assert_eq!(
+            Request::parse("sshd", "fe80::1%eth7"),
+            Err(RequestError::Scoped("fe80::1%eth7".into()))
+        );
+        assert_eq!(
+            Request::parse("sshd", "10.0.0.1.2"),
+            Err(RequestError::BadClient("10.0.0.1.2".into()))
+        );
     }
 
     fn ev(

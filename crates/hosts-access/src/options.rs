@@ -37,11 +37,15 @@ pub(crate) enum ValueCheck {
     Nice,
     /// `facility.level` or `level`, from syslog's names.
     Severity,
+    /// A user or group name (`user` takes `user.group`): libwrap looks it up on the machine,
+    /// which knockwrap cannot do, but a name with a blank or a control byte exists nowhere
+    /// (tcpdmatch denies `user root # x`: "unknown user").
+    Name,
 }
 
 const SPECS: &[Spec] = &[
-    spec("user", Arg::Required, false, ValueCheck::Any),
-    spec("group", Arg::Required, false, ValueCheck::Any),
+    spec("user", Arg::Required, false, ValueCheck::Name),
+    spec("group", Arg::Required, false, ValueCheck::Name),
     spec("umask", Arg::Required, false, ValueCheck::Umask),
     spec("linger", Arg::Required, false, ValueCheck::Linger),
     spec("keepalive", Arg::None, false, ValueCheck::Any),
@@ -154,12 +158,20 @@ fn check(s: &Spec, value: Option<&[u8]>, more: bool) -> Option<Problem> {
         (ValueCheck::Rfc931, Some(v)) => scan_int(v, 10).is_some_and(|x| x > 0),
         (ValueCheck::Nice, Some(v)) => scan_int(v, 10).is_some(),
         (ValueCheck::Severity, Some(v)) => severity_ok(v),
+        (ValueCheck::Name, Some(v)) => !v
+            .iter()
+            .any(|&b| crate::syntax::is_space(b) || b < 0x20 || b == 0x7f),
     };
     (!ok).then_some(Problem::BadValue)
 }
 
-/// `sscanf(v, "%d%c") == 1` (or `%o`): optional sign, digits, nothing after.
+/// `sscanf(v, "%d%c") == 1` (or `%o`): leading `isspace` bytes skipped (VT and FF too: the
+/// value is only cut at blanks, tabs, CR and LF), optional sign, digits, nothing after.
 fn scan_int(v: &[u8], radix: u32) -> Option<i64> {
+    let v = &v[v
+        .iter()
+        .take_while(|&&b| crate::syntax::is_space(b))
+        .count()..];
     let (neg, digits) = match v.first() {
         Some(b'-') => (true, &v[1..]),
         Some(b'+') => (false, &v[1..]),
@@ -235,6 +247,44 @@ mod tests {
         assert_eq!(run(" nice -5\n"), Outcome::TableVerdict);
         assert_eq!(run(" umask 022\n"), Outcome::TableVerdict);
         assert_eq!(run(" allow=\n"), Outcome::Allow);
+    }
+
+    #[test]
+    fn numbers_after_vertical_tab_or_form_feed() {
+        // The value is cut only at blank, tab, CR, LF; sscanf's %d then skips VT and FF
+        // (tcpdmatch grants `linger <VT>0`), and the trailing ones are chopped.
+        assert_eq!(run(" linger \x0b0\n"), Outcome::TableVerdict);
+        assert_eq!(run(" linger=\x0b0\n"), Outcome::TableVerdict);
+        assert_eq!(run(" linger 0\x0b\n"), Outcome::TableVerdict);
+        assert_eq!(run(" nice \x0c-5\n"), Outcome::TableVerdict);
+        assert_eq!(run(" umask \x0b022\n"), Outcome::TableVerdict);
+        assert_eq!(run(" rfc931 \x0b5\n"), Outcome::TableVerdict);
+        assert_eq!(run(" keepalive\x0b\n"), Outcome::TableVerdict);
+        // Not a blank to the name/value split, and severity names are not skipped over.
+        assert_eq!(run(" linger\x0b0\n"), Outcome::Failed(0, Problem::Unknown));
+        assert_eq!(
+            run(" severity \x0bauth.info\n"),
+            Outcome::Failed(0, Problem::BadValue)
+        );
+    }
+
+    #[test]
+    fn user_and_group_names_that_exist_nowhere() {
+        // tcpdmatch: "unknown user" / "unknown group", and the rule denies.
+        assert_eq!(
+            run(" user root # x\n"),
+            Outcome::Failed(0, Problem::BadValue)
+        );
+        assert_eq!(
+            run(" user ro\x01ot\n"),
+            Outcome::Failed(0, Problem::BadValue)
+        );
+        assert_eq!(
+            run(" group root x\n"),
+            Outcome::Failed(0, Problem::BadValue)
+        );
+        assert_eq!(run(" user root.root\n"), Outcome::TableVerdict);
+        assert_eq!(run(" user root\x0b\n"), Outcome::TableVerdict);
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub(crate) enum StringPattern {
     Known,
     /// Ends in `.`: prefix match (`10.`, `192.168.`).
     Prefix,
-    /// `[v6]`, optionally with a `%scope` (which a numeric request never has).
+    /// `[v6]`, optionally with a `%scope`. libwrap parses it with the resolver, which
+    /// accepts a numeric scope or an existing interface name and then compares the address
+    /// alone; `scoped` marks a scope it cannot resolve (see [`parse_v6`]), which never matches.
     V6 {
         addr: Ipv6Addr,
         scoped: bool,
@@ -66,43 +68,87 @@ pub(crate) enum StringPattern {
     Exact,
 }
 
-/// inet_aton/inet_addr on a string of exactly four dot-separated parts (libwrap's
-/// `dot_quad_addr` counts runs first). Parts may be decimal, octal (`0` prefix) or hex (`0x`).
+/// libwrap's `dot_quad_addr`: the string must hold exactly four runs of non-dot bytes (counted
+/// over the whole string), then it goes to `inet_addr`. `inet_addr`'s error value is
+/// INADDR_NONE, so libwrap cannot tell 255.255.255.255 from junk.
 pub(crate) fn dot_quad(s: &[u8]) -> Option<u32> {
-    let mut parts = [0u32; 4];
-    let mut n = 0;
-    for part in s.split(|&b| b == b'.') {
-        if n == 4 {
-            return None;
+    let mut runs = 0;
+    let mut in_run = false;
+    for &b in s {
+        if b == b'.' {
+            in_run = false;
+        } else if !in_run {
+            in_run = true;
+            runs += 1;
         }
-        parts[n] = c_number(part).filter(|&v| v <= 255)?;
-        n += 1;
     }
-    if n != 4 {
+    if runs != 4 {
         return None;
     }
-    // inet_addr's error value is INADDR_NONE, so libwrap cannot tell 255.255.255.255 from junk.
-    Some(parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3]).filter(|&a| a != u32::MAX)
+    inet_aton(s).filter(|&a| a != u32::MAX)
 }
 
-/// One inet_aton part: `0x` hex, `0` octal, else decimal; at least one digit.
-fn c_number(p: &[u8]) -> Option<u32> {
-    let (digits, radix) = if p.len() > 2 && (p.starts_with(b"0x") || p.starts_with(b"0X")) {
-        (&p[2..], 16)
-    } else if p.len() > 1 && p[0] == b'0' {
-        (&p[1..], 8)
-    } else {
-        (p, 10)
+/// glibc's `inet_aton`: one to four parts, each read with `strtoul(.., 0)` (a `0x` prefix is
+/// hex, a leading `0` octal) after a check that it starts with a digit; the text may end at a
+/// NUL or at any `isspace` byte (blank, tab, CR, LF, VT, FF), after which anything goes. The
+/// last part fills the remaining bytes (`10.1` is 10.0.0.1).
+pub(crate) fn inet_aton(s: &[u8]) -> Option<u32> {
+    let mut parts = [0u32; 3];
+    let mut n = 0;
+    let mut i = 0;
+    let last = loop {
+        if !s.get(i).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        let (val, used) = strtoul0(&s[i..])?;
+        i += used;
+        if s.get(i) == Some(&b'.') {
+            if n == 3 || val > 0xff {
+                return None;
+            }
+            parts[n] = val as u32;
+            n += 1;
+            i += 1;
+        } else {
+            break val;
+        }
     };
-    if digits.is_empty() {
+    if let Some(&c) = s.get(i) {
+        if !crate::syntax::is_space(c) {
+            return None;
+        }
+    }
+    let max: u64 = [0xffff_ffff, 0x00ff_ffff, 0xffff, 0xff][n];
+    if last > max {
         return None;
     }
-    let mut v: u32 = 0;
-    for &d in digits {
-        let x = (d as char).to_digit(radix)?;
-        v = v.checked_mul(radix)?.checked_add(x)?;
+    let mut addr = last as u32;
+    for (k, &p) in parts[..n].iter().enumerate() {
+        addr |= p << (24 - 8 * k);
     }
-    Some(v)
+    Some(addr)
+}
+
+/// `strtoul(s, &end, 0)` on text that starts with a digit: the value and the bytes used;
+/// None when it does not fit in 32 bits (inet_aton rejects those).
+fn strtoul0(s: &[u8]) -> Option<(u64, usize)> {
+    let (radix, mut i) = if s.len() > 2
+        && s[0] == b'0'
+        && (s[1] == b'x' || s[1] == b'X')
+        && s[2].is_ascii_hexdigit()
+    {
+        (16, 2)
+    } else if s[0] == b'0' {
+        (8, 1)
+    } else {
+        (10, 0)
+    };
+    let mut v: u64 = 0;
+    while let Some(d) = s.get(i).and_then(|&b| (b as char).to_digit(radix)) {
+        v = (v * u64::from(radix) + u64::from(d)).min(1 << 40);
+        i += 1;
+    }
+    (v <= 0xffff_ffff).then_some((v, i))
 }
 
 /// Plain dotted-decimal IPv4 (four parts 0-255, no leading zeros, no octal or hex): what an
@@ -163,14 +209,30 @@ pub(crate) fn atoi(s: &[u8]) -> i64 {
     }
 }
 
+/// An IPv6 address with an optional `%scope`; the flag is true when the scope is one the
+/// resolver would not take. knockwrap does no I/O, so it knows only the interface every Linux
+/// host has: a numeric scope and `lo` resolve (as tcpdmatch shows: `[fe80::1%lo]` and
+/// `[fe80::1%1]` match client fe80::1), any other name is taken as absent.
 fn parse_v6(s: &[u8]) -> Option<(Ipv6Addr, bool)> {
     let s = std::str::from_utf8(s).ok()?;
     let (addr, scoped) = match s.split_once('%') {
-        Some((a, scope)) if !scope.is_empty() => (a, true),
+        Some((a, scope)) if !scope.is_empty() => (
+            a,
+            !(scope == "lo" || scope.bytes().all(|b| b.is_ascii_digit())),
+        ),
         Some(_) => return None,
         None => (s, false),
     };
     Some((addr.parse().ok()?, scoped))
+}
+
+/// The IPv6 address in a client's text, as libwrap's resolver reads it: a scope it takes
+/// (`fe80::1%lo`, as tcpdmatch is given it) is dropped.
+pub(crate) fn client_v6(s: &[u8]) -> Option<Ipv6Addr> {
+    match parse_v6(s) {
+        Some((addr, false)) => Some(addr),
+        _ => None,
+    }
 }
 
 /// Classifies what `string_match` will do with `tok`.
@@ -219,7 +281,7 @@ fn net_mask(net: &[u8], mask: &[u8]) -> HostPattern {
         if net.len() < 2 || net[net.len() - 1] != b']' {
             return HostPattern::BadNetMask(NetMaskProblem::BadV6);
         }
-        let Some((addr, _)) = parse_v6(&net[1..net.len() - 1]) else {
+        let Some((addr, false)) = parse_v6(&net[1..net.len() - 1]) else {
             return HostPattern::BadNetMask(NetMaskProblem::BadV6);
         };
         let len = atoi(mask);
@@ -296,13 +358,7 @@ pub(crate) fn string_match(tok: &[u8], kind: &StringPattern, string: &[u8]) -> b
         StringPattern::Prefix => {
             string.len() >= tok.len() && string[..tok.len()].eq_ignore_ascii_case(tok)
         }
-        StringPattern::V6 { addr, scoped } => {
-            !scoped
-                && std::str::from_utf8(string)
-                    .ok()
-                    .and_then(|s| s.parse::<Ipv6Addr>().ok())
-                    == Some(*addr)
-        }
+        StringPattern::V6 { addr, scoped } => !scoped && client_v6(string) == Some(*addr),
         StringPattern::BadV6 => false,
         StringPattern::Exact => tok.eq_ignore_ascii_case(string),
     }
@@ -324,13 +380,14 @@ pub(crate) fn host_match(tok: &[u8], pat: &HostPattern, host: &HostInfo<'_>) -> 
         HostPattern::Local => {
             !host.name.contains(&b'.') && !host.name.eq_ignore_ascii_case(UNKNOWN)
         }
+        // `masked_match` reads the client text with dot_quad_addr too (tcpdmatch keeps a
+        // typed `010.0.0.1` as text, and 8.0.0.0/8 matches it).
         HostPattern::NetMask4 { net, mask } => {
-            plain_ipv4(host.addr).is_some_and(|a| u32::from(a) & mask == *net)
+            dot_quad(host.addr).is_some_and(|a| a & mask == *net)
         }
-        HostPattern::NetMask6 { net, len } => std::str::from_utf8(host.addr)
-            .ok()
-            .and_then(|s| s.parse::<Ipv6Addr>().ok())
-            .is_some_and(|a| u128::from(a) & v6_mask(*len) == *net),
+        HostPattern::NetMask6 { net, len } => {
+            client_v6(host.addr).is_some_and(|a| u128::from(a) & v6_mask(*len) == *net)
+        }
         HostPattern::BadNetMask(_) => false,
         HostPattern::String(sp) => {
             string_match(tok, sp, host.addr)
@@ -362,6 +419,40 @@ mod tests {
         assert_eq!(dot_quad(b"1..2.3"), None);
         assert_eq!(dot_quad(b"08.0.0.1"), None);
         assert_eq!(dot_quad(b"255.255.255.255"), None);
+    }
+
+    #[test]
+    fn inet_addr_stops_at_any_isspace() {
+        // glibc's inet_aton ends the address at a blank, and VT and FF are blanks to isspace:
+        // libwrap then matches `10.0.0.0<VT>/8` as 10.0.0.0/8 (checked with tcpdmatch).
+        assert_eq!(dot_quad(b"10.0.0.0\x0b"), Some(0x0a00_0000));
+        assert_eq!(dot_quad(b"10.0.0.0\x0cjunk"), Some(0x0a00_0000));
+        assert_eq!(dot_quad(b"10.0.0.0\x0bx"), Some(0x0a00_0000));
+        // Four runs, but inet_aton stops after `25`: one part, the whole 32 bits.
+        assert_eq!(dot_quad(b"25\x0b5.0.0.0"), Some(25));
+        assert_eq!(dot_quad(b"\x0b10.0.0.0"), None);
+        assert_eq!(inet_aton(b"10.1"), Some(0x0a00_0001));
+        assert_eq!(inet_aton(b"167772161"), Some(0x0a00_0001));
+        assert_eq!(inet_aton(b"0x0a.0.0.1"), Some(0x0a00_0001));
+        assert_eq!(inet_aton(b"10.0.0.01"), Some(0x0a00_0001));
+        assert_eq!(inet_aton(b"10.0.256"), Some(0x0a00_0100));
+        assert_eq!(inet_aton(b"10.0.65536"), None);
+        assert_eq!(inet_aton(b"0x"), None);
+        assert!(hm("10.0.0.0\x0b/8", "10.0.0.1"));
+        assert!(hm("10.0.0.0\x0bx/255.0.0.0", "10.0.0.1"));
+        assert!(hm("10.0.0.0/255.0.0.0\x0b", "10.0.0.1"));
+        assert!(hm("10.0.0.0/255.0.0.0\x0cjunk", "10.0.0.1"));
+        assert!(hm("10.0.0.0/\x0b8", "10.0.0.1"));
+        assert!(hm("10.0.0.0/8\x0b", "10.0.0.1"));
+        assert!(hm("[::]/0\x0b", "2001:db8::1"));
+        assert_eq!(
+            host_pattern(b"10.0.0.0/\x0b255.0.0.0"),
+            HostPattern::BadNetMask(NetMaskProblem::Bad)
+        );
+        assert_eq!(
+            host_pattern(b"10.0.0.0/25\x0b5.0.0.0"),
+            HostPattern::BadNetMask(NetMaskProblem::HostBits)
+        );
     }
 
     #[test]
@@ -409,6 +500,12 @@ mod tests {
         assert!(!hm("[2001:db8::]/32", "2001:db9::5"));
         assert!(!hm("[2001:db8::/32]", "2001:db8::"));
         assert!(!hm("[fe80::1%eth0]", "fe80::1"));
+        // A scope the resolver takes is dropped before comparing (tcpdmatch grants these).
+        assert!(hm("[fe80::1%lo]", "fe80::1"));
+        assert!(hm("[fe80::1%1]", "fe80::1"));
+        assert!(hm("[fe80::1%lo]/64", "fe80::2"));
+        assert!(!hm("[fe80::1%]", "fe80::1"));
+        assert!(!hm("[fe80::1%eth0]/64", "fe80::2"));
         // No host-bits check for IPv6; the length is read with atoi.
         assert!(hm("[2001:db8:0:1::5]/64", "2001:db8:0:1::6"));
         assert!(hm("[2001:db8:5::1]/0", "2001:db9::1"));

@@ -165,16 +165,19 @@ impl Validator<'_> {
                 ),
             );
         }
-        if let Some(at) = raw.control {
-            self.push_src(
-                at,
-                Severity::Error,
-                "control-byte",
-                format!(
-                    "control byte 0x{:02x}: it is part of a pattern that then never matches",
-                    self.src[at]
-                ),
-            );
+        if raw.control.is_some() {
+            if let Some(at) = harmful_control(text) {
+                self.push(
+                    raw,
+                    at,
+                    Severity::Error,
+                    "control-byte",
+                    format!(
+                        "control byte 0x{:02x}: it is part of a pattern that then never matches",
+                        text[at]
+                    ),
+                );
+            }
         }
         if text.ends_with(b"\\\r\n") {
             self.push(
@@ -346,32 +349,24 @@ impl Validator<'_> {
                 }
                 continue;
             }
+            // `name@host`: split at the first `@` after the first byte.
             let at = split_token(&tok[1..], b'@').map(|a| t.start + a + 2);
+            // The part before the `@` (daemon or user name), or the whole token.
+            let name = &text[t.start..at.map_or(t.end, |h| h - 1)];
             match which {
                 List::Daemons => {
                     if let Some(host) = at {
                         self.host(raw, text, host..t.end);
                     }
-                    if tok[0] == b'@'
-                        || tok.contains(&b'/')
-                        || tok[0] == b'.'
-                        || tok[tok.len() - 1] == b'.'
-                    {
-                        self.push(
-                            raw,
-                            t.start,
-                            Severity::Warning,
-                            "daemon-name",
-                            format!(
-                                "`{}` is not a daemon (process) name: a leading `@` or `.`, a \
-                                 trailing `.` or a `/` never matches one as intended",
-                                Shown(tok)
-                            ),
-                        );
-                    }
+                    self.daemon_name(raw, t.start, name);
                 }
                 List::Clients(v6) if v6 == Some(t.start) => {}
-                List::Clients(_) => self.host(raw, text, at.unwrap_or(t.start)..t.end),
+                List::Clients(_) => {
+                    if at.is_some() {
+                        self.user_name(raw, t.start, name);
+                    }
+                    self.host(raw, text, at.unwrap_or(t.start)..t.end);
+                }
             }
         }
         if let Some(at) = last_except {
@@ -386,15 +381,87 @@ impl Validator<'_> {
         count
     }
 
+    /// The daemon part of a daemon pattern (`name` of `name@host`), as tcpdchk checks it.
+    fn daemon_name(&mut self, raw: &RawLine, at: usize, d: &[u8]) {
+        let why = if d[0] == b'@' || d.contains(&b'/') || d[0] == b'.' || d[d.len() - 1] == b'.' {
+            "a leading `@` or `.`, a trailing `.` or a `/` never matches one as intended"
+        } else if RESERVED.iter().any(|r| d.eq_ignore_ascii_case(r)) {
+            "it is one of libwrap's host keywords (LOCAL, KNOWN, PARANOID; FAIL is obsolete), \
+             which tcpdchk flags as a daemon name"
+        } else {
+            return;
+        };
+        self.push(
+            raw,
+            at,
+            Severity::Warning,
+            "daemon-name",
+            format!("`{}` is not a daemon (process) name: {why}", Shown(d)),
+        );
+    }
+
+    /// The user part of a `user@host` client pattern, as tcpdchk checks it.
+    fn user_name(&mut self, raw: &RawLine, at: usize, u: &[u8]) {
+        let why = if u[0] == b'@' {
+            "it begins with `@` (netgroups are for hosts)"
+        } else if u[0] == b'/' {
+            "it begins with `/` (pattern files are for hosts)"
+        } else if u[0] == b'.' {
+            "it begins with a dot (domain suffixes are for hosts)"
+        } else if u[u.len() - 1] == b'.' {
+            "it ends in a dot (address prefixes are for hosts)"
+        } else if RESERVED[..3].iter().any(|r| u.eq_ignore_ascii_case(r)) {
+            "LOCAL and PARANOID are host keywords and FAIL is obsolete; as a user name it is \
+             compared as plain text"
+        } else {
+            return;
+        };
+        self.push(
+            raw,
+            at,
+            Severity::Warning,
+            "user-pattern",
+            format!("`{}` is not a user name pattern: {why}", Shown(u)),
+        );
+    }
+
     /// Checks one host pattern (a client, or the server after `daemon@`).
     fn host(&mut self, raw: &RawLine, text: &[u8], t: Range<usize>) {
         let tok = &text[t.clone()];
+        if tok.is_empty() {
+            // `sshd@` or `root@`: the `@` is the token's last byte.
+            self.push(
+                raw,
+                t.start.saturating_sub(1),
+                Severity::Error,
+                "empty-host-pattern",
+                "nothing after `@`: the host part is empty, so this pattern never matches".into(),
+            );
+            return;
+        }
         // Fast path: a plain dotted-decimal address (most tokens of a managed file) is fine.
-        // Control bytes are reported once, as such.
-        if tok.is_empty()
-            || (tok[0].is_ascii_digit() && plain_ipv4(tok).is_some())
-            || tok.iter().any(|&b| b < 0x20 || b == 0x7f)
-        {
+        if tok[0].is_ascii_digit() && plain_ipv4(tok).is_some() {
+            return;
+        }
+        // Control bytes are reported once, per line (`harmful_control`); a VT or FF where
+        // inet_addr or atoi stops or skips is harmless but worth a word.
+        if tok.iter().any(|&b| is_control(b)) {
+            if matches!(
+                host_pattern(tok),
+                HostPattern::NetMask4 { .. } | HostPattern::NetMask6 { .. }
+            ) {
+                self.push(
+                    raw,
+                    t.start,
+                    Severity::Warning,
+                    "ignored-control-byte",
+                    format!(
+                        "`{}`: libwrap reads the net and mask only up to the vertical tab or form \
+                         feed (inet_addr and atoi stop or skip there), so the rest is ignored",
+                        Shown(tok)
+                    ),
+                );
+            }
             return;
         }
         let shown = Shown(tok);
@@ -462,6 +529,18 @@ impl Validator<'_> {
                          (use `[net]/len`)"
                     ),
                 ),
+                StringPattern::Glob
+                    if tok.contains(&b'[') || tok.contains(&b']') || tok.ends_with(b".") =>
+                {
+                    (
+                        Severity::Error,
+                        "glob-never-matches",
+                        format!(
+                            "`{shown}`: no address or host name contains a bracket or ends in a \
+                             dot, so this wildcard pattern never matches"
+                        ),
+                    )
+                }
                 StringPattern::Glob | StringPattern::All | StringPattern::Known => return,
                 StringPattern::V6 { .. } => return,
                 StringPattern::BadV6 if tok.contains(&b'/') => (
@@ -549,6 +628,24 @@ impl Validator<'_> {
 
     fn options(&mut self, raw: &RawLine, text: &[u8], part: Range<usize>) {
         for f in fields(text, part) {
+            if let (Some(spec), Some(v)) = (f.spec, &f.value) {
+                if EXPANDS.contains(&spec.name) {
+                    if let Some((at, ch)) = unknown_expansion(&text[v.clone()]) {
+                        self.push(
+                            raw,
+                            v.start + at,
+                            Severity::Warning,
+                            "unknown-expansion",
+                            format!(
+                                "`%{}` is not one of libwrap's expansions (%a %A %c %d %h %H %n \
+                                 %N %p %r %R %s %u %%): it logs \"unrecognized\" each time the \
+                                 rule runs",
+                                char::from(ch).escape_default()
+                            ),
+                        );
+                    }
+                }
+            }
             let Some(p) = f.problem else { continue };
             let name = String::from_utf8_lossy(&text[f.name.clone()]);
             let at = if f.name.is_empty() {
@@ -753,6 +850,94 @@ impl Hasher for IdHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+}
+
+/// Words tcpdchk flags as daemon names (case-insensitive): host keywords, and the obsolete
+/// FAIL. The first three are also flagged as user names (KNOWN is a user keyword).
+const RESERVED: &[&[u8]] = &[b"LOCAL", b"PARANOID", b"FAIL", b"KNOWN"];
+
+/// Options whose value goes through `percent_x` (`%` expansions).
+const EXPANDS: &[&str] = &["spawn", "twist", "setenv", "aclexec"];
+
+/// The first `%x` that `percent_x` does not know, as (offset of the `%`, x). `\:` is the
+/// colon it stands for; a `%` at the very end is left alone.
+fn unknown_expansion(v: &[u8]) -> Option<(usize, u8)> {
+    let mut i = 0;
+    while i + 1 < v.len() {
+        if v[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        let (ch, width) = if v[i + 1] == b'\\' && v.get(i + 2) == Some(&b':') {
+            (b':', 3)
+        } else {
+            (v[i + 1], 2)
+        };
+        if !b"aAcdhHnNprRsu%".contains(&ch) {
+            return Some((i, ch));
+        }
+        i += width;
+    }
+    None
+}
+
+/// A byte the scanner counts as a control byte (not tab, CR or LF).
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f
+}
+
+/// The first control byte in a logical line that changes what libwrap does with it. Harmless
+/// ones: anything in the options part (the option checks report values it spoils), and a VT
+/// or FF in the host part of a net/mask pattern that still parses (inet_addr stops and atoi
+/// skips at them, as tcpdmatch shows).
+fn harmful_control(text: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while let Some(p) = text[at..]
+        .iter()
+        .position(|&b| is_control(b))
+        .map(|p| p + at)
+    {
+        if !harmless_control(text, p) {
+            return Some(p);
+        }
+        at = p + 1;
+    }
+    None
+}
+
+fn harmless_control(text: &[u8], p: usize) -> bool {
+    let Shape::Rule {
+        daemons,
+        clients,
+        options,
+    } = shape(text)
+    else {
+        return false;
+    };
+    if let Some(o) = options.filter(|o| o.contains(&p)) {
+        // Except in a banners directory, which libwrap looks up on the machine.
+        return !fields(text, o)
+            .iter()
+            .any(|f| f.raw.contains(&p) && f.spec.is_some_and(|s| s.name == "banners"));
+    }
+    if !matches!(text[p], 0x0b | 0x0c) {
+        return false;
+    }
+    for (field, clients) in [(daemons, false), (clients, true)] {
+        if let Some(t) = tokens(text, field).find(|t| t.contains(&p)) {
+            let host = match split_token(&text[t.start + 1..t.end], b'@') {
+                Some(a) => t.start + a + 2,
+                None if clients => t.start,
+                None => return false,
+            };
+            return p >= host
+                && matches!(
+                    host_pattern(&text[host..t.end]),
+                    HostPattern::NetMask4 { .. } | HostPattern::NetMask6 { .. }
+                );
+        }
+    }
+    false
 }
 
 /// `10.`, `192.168.`, `10.1.2.`: one to three decimal parts 0-255, each followed by a dot.
@@ -1031,6 +1216,120 @@ SSHD@192.0.2.1: 10.0.0.3 : severity auth.info : twist /bin/echo no\n";
         assert_eq!(codes(b"sshd.: ALL\n"), vec![(1, 1, "daemon-name")]);
         assert_eq!(codes(b".sshd: ALL\n"), vec![(1, 1, "daemon-name")]);
         assert_eq!(codes(b"ALL 10.0.0.1.: ALL\n"), vec![(1, 5, "daemon-name")]);
+    }
+
+    #[test]
+    fn daemon_at_host_checks_each_part() {
+        // Server-endpoint patterns are fine: only the daemon part is a daemon name.
+        assert_eq!(codes(b"sshd@198.18.0.0/24: ALL\n"), vec![]);
+        assert_eq!(codes(b"sshd@198.18.0.: ALL\n"), vec![]);
+        assert_eq!(codes(b"sshd@[2001:db8::]/64: ALL\n"), vec![]);
+        assert_eq!(codes(b"ALL@ALL: ALL\n"), vec![]);
+        // The host part is checked as a host pattern.
+        assert_eq!(
+            codes(b"sshd@10.1.2.3/8: ALL\n"),
+            vec![(1, 6, "net-host-bits")]
+        );
+        assert_eq!(codes(b"sshd@x.: ALL\n"), vec![(1, 6, "name-pattern")]);
+        assert_eq!(codes(b"@x@10.0.0.1: ALL\n"), vec![(1, 1, "daemon-name")]);
+        assert_eq!(codes(b"sshd.@10.0.0.1: ALL\n"), vec![(1, 1, "daemon-name")]);
+    }
+
+    #[test]
+    fn reserved_words_as_daemon_names() {
+        for d in ["LOCAL", "known", "Paranoid", "FAIL"] {
+            let src = format!("{d}: ALL\n");
+            assert_eq!(codes(src.as_bytes()), vec![(1, 1, "daemon-name")], "{d}");
+        }
+        assert_eq!(codes(b"UNKNOWN: ALL\nALL: ALL\n"), vec![]);
+    }
+
+    #[test]
+    fn empty_host_part() {
+        assert_eq!(codes(b"sshd@: ALL\n"), vec![(1, 5, "empty-host-pattern")]);
+        assert_eq!(codes(b"sshd: root@\n"), vec![(1, 11, "empty-host-pattern")]);
+        assert_eq!(sev(b"sshd: root@\n", "empty-host-pattern"), Severity::Error);
+    }
+
+    #[test]
+    fn user_parts() {
+        for u in ["@root", "/x", ".root", "root.", "local", "PARANOID", "fail"] {
+            let src = format!("sshd: {u}@10.0.0.1\n");
+            assert_eq!(codes(src.as_bytes()), vec![(1, 7, "user-pattern")], "{u}");
+        }
+        for u in ["root", "KNOWN", "UNKNOWN", "ALL", "r*"] {
+            let src = format!("sshd: {u}@10.0.0.1\n");
+            assert_eq!(codes(src.as_bytes()), vec![], "{u}");
+        }
+    }
+
+    #[test]
+    fn globs_that_never_match() {
+        assert_eq!(
+            codes(b"sshd: 192.168.1.?[10.0.0.1]\n"),
+            vec![(1, 7, "glob-never-matches")]
+        );
+        assert_eq!(
+            codes(b"sshd: *192.168.1.\n"),
+            vec![(1, 7, "glob-never-matches")]
+        );
+        assert_eq!(codes(b"sshd: 192.168.1.* 10.*\n"), vec![]);
+    }
+
+    #[test]
+    fn unknown_percent_expansions() {
+        assert_eq!(
+            codes(b"sshd: ALL: spawn echo %o\n"),
+            vec![(1, 23, "unknown-expansion")]
+        );
+        assert_eq!(
+            codes(b"sshd: ALL: twist echo %a %A %c %d %h %H %n %N %p %r %R %s %u %% %\n"),
+            vec![]
+        );
+        assert_eq!(
+            codes(b"sshd: ALL: setenv X %x\n"),
+            vec![(1, 21, "unknown-expansion")]
+        );
+        assert_eq!(
+            codes(b"sshd: ALL: aclexec echo %o\n"),
+            vec![(1, 25, "unknown-expansion")]
+        );
+        assert_eq!(
+            codes(b"sshd: ALL: spawn echo %\\:x\n"),
+            vec![(1, 23, "unknown-expansion")]
+        );
+        assert_eq!(codes(b"sshd: ALL: banners /x%o\n"), vec![]);
+        assert_eq!(codes(b"sshd: ALL: spawn echo 100%% %u\n"), vec![]);
+    }
+
+    #[test]
+    fn vertical_tab_and_form_feed_where_libc_ignores_them() {
+        let c = |s: &[u8]| codes(s).into_iter().map(|x| x.2).collect::<Vec<_>>();
+        assert_eq!(c(b"sshd: 10.0.0.0\x0b/8\n"), vec!["ignored-control-byte"]);
+        assert_eq!(
+            c(b"sshd: 10.0.0.0/255.0.0.0\x0cjunk\n"),
+            vec!["ignored-control-byte"]
+        );
+        assert_eq!(c(b"sshd: 10.0.0.0/\x0b8\n"), vec!["ignored-control-byte"]);
+        assert_eq!(c(b"sshd: 10.0.0.1: linger \x0b0\n"), Vec::<&str>::new());
+        assert_eq!(
+            c(b"sshd: 10.0.0.1: nice \x0c-5 : keepalive\x0b\n"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(c(b"sshd: 10.0.0.1: spawn echo \x01\n"), Vec::<&str>::new());
+        assert_eq!(
+            c(b"sshd: 10.0.0.1: banners /etc\x01\n"),
+            vec!["control-byte"]
+        );
+        assert_eq!(
+            c(b"sshd: 10.0.0.1: user ro\x01ot\n"),
+            vec!["bad-option-value"]
+        );
+        // Elsewhere they still spoil the pattern.
+        assert_eq!(c(b"sshd: 10.0.0.1\x0b\n"), vec!["control-byte"]);
+        assert_eq!(c(b"sshd\x0c: 10.0.0.1\n"), vec!["control-byte"]);
+        assert_eq!(c(b"sshd: 10.0.0.0/\x0b255.0.0.0\n"), vec!["control-byte"]);
+        assert_eq!(c(b"sshd: 10.0.0.1: linger\x0b0\n"), vec!["unknown-option"]);
     }
 
     #[test]
