@@ -1,16 +1,15 @@
 //! `knockwrap allow`: add the managed line, record the lease, and fail loudly when libwrap would
 //! not honour the grant.
 
-use std::process::ExitCode;
-
 use hosts_writer::{Journal, Lease, PolicyOptions};
 
 use crate::cli::AllowArgs;
 use crate::cmd::revoke::{managed_line, policy_failure, print_dry_run, write_options};
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
+use crate::output::outln;
 use crate::target;
 
-pub fn run(args: AllowArgs) -> CliResult {
+pub fn run(args: AllowArgs) -> Outcome {
     let line = managed_line(&args.ip, &args.service)?;
     let lease_for = match &args.duration {
         Some(text) => match knockwrap_config::parse_duration(text) {
@@ -60,7 +59,7 @@ pub fn run(args: AllowArgs) -> CliResult {
         } else {
             "already in"
         };
-        println!("{}: {what} {}", line.text(), out.file.path.display());
+        outln!("{}: {what} {}", line.text(), out.file.path.display());
     }
 
     if !out.grant.granted() {
@@ -77,7 +76,7 @@ pub fn run(args: AllowArgs) -> CliResult {
             line.addr(),
             out.grant
         );
-        return Ok(ExitCode::from(crate::failure::FAILED));
+        return Ok(Exit::Failed);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

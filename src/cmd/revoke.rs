@@ -1,16 +1,15 @@
 //! `knockwrap revoke`: remove exactly the managed line (and its lease), and warn when another
 //! rule still grants the address.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use hosts_access::edit::ManagedLine;
 use hosts_writer::{diff, Journal, Options, PolicyError, PolicyOptions, PolicyOutcome};
 
 use crate::cli::RevokeArgs;
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
+use crate::output::outln;
 use crate::target;
 
 /// The managed line for a CLI address and service; anything but a plain IP address is a usage
@@ -45,13 +44,13 @@ pub fn print_dry_run(out: &PolicyOutcome, line: &ManagedLine, op: &str, unchange
         &format!("{label} (after {op})"),
         3,
     );
-    let _ = std::io::stdout().write_all(&d);
+    crate::output::bytes(&d);
     if d.is_empty() {
-        println!("{}: {unchanged} {label}; nothing to do", line.text());
+        outln!("{}: {unchanged} {label}; nothing to do", line.text());
     }
 }
 
-pub fn run(args: RevokeArgs) -> CliResult {
+pub fn run(args: RevokeArgs) -> Outcome {
     let line = managed_line(&args.ip, &args.service)?;
     let target = target::resolve(&args.target)?;
     let opts = PolicyOptions {
@@ -76,7 +75,7 @@ pub fn run(args: RevokeArgs) -> CliResult {
         } else {
             "not in"
         };
-        println!("{}: {what} {}", line.text(), out.file.path.display());
+        outln!("{}: {what} {}", line.text(), out.file.path.display());
     }
     if out.grant.granted() {
         eprintln!(
@@ -86,5 +85,5 @@ pub fn run(args: RevokeArgs) -> CliResult {
             out.grant
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

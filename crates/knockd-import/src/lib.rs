@@ -124,14 +124,14 @@ impl Converter {
             match self.door(d) {
                 Ok(door) => doors.push(door),
                 Err((line, why)) => {
-                    self.left_out(line, format!("door [{}] left out: {why}", d.name));
+                    self.left_out(line, format!("door [{}]: {why}", d.name));
                 }
             }
         }
         let mut toml = header(source);
         for (k, v, comments) in &settings {
             for c in comments {
-                let _ = writeln!(toml, "# {}", comment_text(c));
+                write_comment(&mut toml, c);
             }
             let _ = writeln!(toml, "{k:<11} = {v}");
         }
@@ -156,7 +156,7 @@ impl Converter {
         for d in doors {
             let _ = writeln!(toml);
             for c in &d.comments {
-                let _ = writeln!(toml, "# {}", comment_text(c));
+                write_comment(&mut toml, c);
             }
             let _ = writeln!(toml, "[[door]]");
             for (k, v) in &d.keys {
@@ -187,8 +187,9 @@ impl Converter {
                 "interface",
                 quote(KNOCKD_INTERFACE),
                 vec![format!(
-                    "knockd listened on {KNOCKD_INTERFACE} when its file named no interface; \
-                     check the name with `ip link`"
+                    "knockd listened on {KNOCKD_INTERFACE} when its file named no interface \
+                     (unless started with -i, e.g. from /etc/default/knockd): check the name \
+                     with `ip link`"
                 )],
             )),
             Some(at) => match interface_name(&at.value) {
@@ -356,7 +357,13 @@ impl Converter {
                 ));
             }
             all_udp = steps.iter().all(|s| s.proto == Proto::Udp);
-            let list: Vec<String> = steps.iter().map(|s| quote(&s.to_string())).collect();
+            let list: Vec<String> = steps
+                .iter()
+                .map(|s| match s.proto {
+                    Proto::Tcp => quote(&s.port.to_string()),
+                    Proto::Udp => quote(&s.to_string()),
+                })
+                .collect();
             keys.push(("sequence", format!("[{}]", list.join(", "))));
         }
 
@@ -437,7 +444,12 @@ impl Converter {
                 ("allow", open.lease)
             }
             (Effect::Grant, Some(stop)) => {
-                let close = mapped(stop, "stop_command")?;
+                let close = mapped(stop, "stop_command").map_err(|(line, why)| {
+                    (
+                        line,
+                        format!("{why}; converting only the start would leave access open"),
+                    )
+                })?;
                 if close.effect != Effect::Remove || close.service != open.service {
                     return Err((
                         stop.line,
@@ -485,11 +497,10 @@ impl Converter {
                  must deny sshd (`knockwrap doctor` checks the last two)",
             );
         }
-        if open.effect == Effect::Remove {
+        if open.effect == Effect::Remove && open.via == Via::HostsAllow {
             comments.push(
-                "knockwrap removes exactly the line `SERVICE: ADDR` it would write (a perl or \
-                 sed pattern also removed lines that merely contain it, and its dots matched \
-                 any character)"
+                "knockwrap removes exactly the line `SERVICE: ADDR` (knockd's pattern also \
+                 removed every line merely containing it, and its dots matched any character)"
                     .into(),
             );
         }
@@ -523,8 +534,9 @@ impl Converter {
         Ok(out)
     }
 
-    /// knockd 0.8 ran `start_command_6`/`stop_command_6` for IPv6 knockers (and nothing when
-    /// they were absent); knockwrap grants IPv6 knockers exactly as IPv4 ones.
+    /// knockd 0.8 ran `start_command_6`/`stop_command_6` for IPv6 knockers (falling back to
+    /// the IPv4 commands when they are absent); knockwrap grants IPv6 knockers exactly as IPv4
+    /// ones, so a `_6` command is carried only when it does what the IPv4 one does.
     fn ipv6(&mut self, d: &DoorSpec, open: &Mapped, comments: &mut Vec<String>) {
         let pairs = [
             (&d.start_command_6, Some(open.effect), "start_command_6"),
@@ -534,10 +546,8 @@ impl Converter {
                 "stop_command_6",
             ),
         ];
-        let mut any = false;
         for (cmd, want, key) in pairs {
             let Some(at) = cmd else { continue };
-            any = true;
             match classify(&at.value) {
                 Ok(m) if Some(m.effect) == want && m.service == open.service => {
                     comments.push(format!(
@@ -562,13 +572,6 @@ impl Converter {
                     ),
                 ),
             }
-        }
-        if !any {
-            comments.push(
-                "IPv6: knockd 0.8 ran nothing for IPv6 knockers without start_command_6; \
-                 knockwrap lets them in like IPv4 ones (`SERVICE: [2001:db8::7]`)"
-                    .into(),
-            );
         }
     }
 
@@ -722,9 +725,9 @@ fn log_path(v: &str) -> Result<String, String> {
 
 fn duration_text(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -749,6 +752,24 @@ fn quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Writes `text` as `# ` comment lines of at most about 96 characters.
+fn write_comment(toml: &mut String, text: &str) {
+    let text = comment_text(text);
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.len() + 1 + word.len() > 94 {
+            let _ = writeln!(toml, "# {line}");
+            line = String::from("  ");
+        } else if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.trim().is_empty() {
+        let _ = writeln!(toml, "# {line}");
+    }
 }
 
 /// Text safe inside a TOML comment (no control characters but tab).
