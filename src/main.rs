@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod daemon;
+mod doctor;
 mod failure;
 mod logging;
 mod output;
