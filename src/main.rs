@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd;
+mod configfile;
 mod daemon;
 mod doctor;
 mod failure;

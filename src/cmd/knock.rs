@@ -26,7 +26,6 @@ use hosts_writer::time::now_ms;
 use knock_match::{totp_counter, totp_sequence, DoorKind, Proto, Step, TcpFlags};
 use knockwrap_config::client::{ClientProfile, ClientTarget, Family, Pick};
 use knockwrap_config::progress::ProgressStore;
-use knockwrap_config::Config;
 
 use crate::cli::KnockArgs;
 use crate::failure::{Exit, Failure, Outcome};
@@ -368,7 +367,7 @@ fn parse_steps(ports: &[String], all_udp: bool) -> Result<Vec<Step>, Failure> {
 /// not consume it, the daemon does when it accepts), a TOTP door's sequence for the current
 /// step (TCP knocks).
 fn door_steps(name: &str, path: &Path, now_ms: u64) -> Result<Vec<Step>, Failure> {
-    let config = Config::load(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let config = crate::configfile::load(path)?;
     let found = config
         .door(name)
         .ok_or_else(|| Failure::usage(format!("{}: no door named `{name}`", path.display())))?;
