@@ -243,7 +243,9 @@ fn what_cannot_be_mapped_is_reported_at_its_line() {
            stop_command = /usr/local/bin/close %IP%\n\
          [fork]\n  sequence = 3000,1000\n  acl = 10.0.0.0/8\n\
          [nothing]\n  sequence = 3000,5000\n\
-         [good one]\n  sequence = 6000,2000\n  command = echo 'sshd: %IP%' >> /etc/hosts.allow\n",
+         [good one]\n  sequence = 6000,2000\n  command = echo 'sshd: %IP%' >> /etc/hosts.allow\n\
+         [twice wrong]\n  sequence = 4000,4001\n  protocol = tcp\n  cmd_timeout = 5\n\
+           command = ufw allow from %IP% to any port 22\n",
     );
     assert_eq!(code, 1, "{err}");
     for (line, what) in [
@@ -270,6 +272,15 @@ fn what_cannot_be_mapped_is_reported_at_its_line() {
         ),
         (21, "left out: door [fork]: `acl` is not a knockd 0.8 key"),
         (22, "left out: door [nothing]: it has no start_command"),
+        // Every reason a door has, each at its line.
+        (
+            28,
+            "left out: door [twice wrong]: sequence `4000,4001`: steps on adjacent ports",
+        ),
+        (
+            29,
+            "left out: door [twice wrong]: `protocol` is not a knockd 0.8 key",
+        ),
     ] {
         assert!(
             err.contains(&format!(":{line}: {what}")),
@@ -277,6 +288,9 @@ fn what_cannot_be_mapped_is_reported_at_its_line() {
         );
     }
     assert!(err.contains("would leave access open"), "{err}");
+    // Notes about a door that is left out are not printed.
+    assert!(!err.contains("cmd_timeout has no effect"), "{err}");
+    assert!(!err.contains("note: firewall commands"), "{err}");
     let c = c.unwrap();
     assert_eq!(c.doors.len(), 1);
     assert_eq!(c.doors[0].door.name, "good_one");

@@ -123,8 +123,10 @@ impl Converter {
         for d in &conf.doors {
             match self.door(d) {
                 Ok(door) => doors.push(door),
-                Err((line, why)) => {
-                    self.left_out(line, format!("door [{}]: {why}", d.name));
+                Err(problems) => {
+                    for (line, why) in problems {
+                        self.left_out(line, format!("door [{}]: {why}", d.name));
+                    }
                 }
             }
         }
@@ -279,10 +281,23 @@ impl Converter {
         out
     }
 
-    fn door(&mut self, d: &DoorSpec) -> Result<DoorOut, (usize, String)> {
-        if let Some(at) = d.unknown.first() {
-            let key = at.value.to_ascii_lowercase();
-            let why = match key.as_str() {
+    /// Converts one door, or says every reason it cannot be (each at its line).
+    fn door(&mut self, d: &DoorSpec) -> Result<DoorOut, Vec<(usize, String)>> {
+        let mut problems: Vec<(usize, String)> = Vec::new();
+        let mut notes: Vec<(usize, String)> = Vec::new();
+        macro_rules! take {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => Some(v),
+                    Err(p) => {
+                        problems.push(p);
+                        None
+                    }
+                }
+            };
+        }
+        for at in &d.unknown {
+            let why = match at.value.to_ascii_lowercase().as_str() {
                 "key" => "`key` is a knock-totp fork's TOTP secret; knockwrap's TOTP doors \
                           (`totp_secret_file`, docs/totp.md) derive their ports differently, so \
                           clients must change: write the door by hand"
@@ -293,7 +308,7 @@ impl Converter {
                     at.value
                 ),
             };
-            return Err((at.line, why));
+            problems.push((at.line, why));
         }
         let mut comments = vec![format!("knockd [{}] at line {}", d.name, d.line)];
         let mut keys: Vec<(&'static str, String)> = Vec::new();
@@ -309,8 +324,9 @@ impl Converter {
         let mut all_udp = false;
         let mut one_time = false;
         if let Some(at) = &d.one_time_sequences {
+            one_time = true;
             if !at.value.starts_with('/') {
-                return Err((
+                problems.push((
                     at.line,
                     format!(
                         "one_time_sequences `{}` is a relative path (knockd resolved it against \
@@ -320,15 +336,14 @@ impl Converter {
                 ));
             }
             if let Some(s) = &d.sequence {
-                self.note(
+                notes.push((
                     s.line,
                     format!(
                         "door [{}]: `sequence` is replaced by one_time_sequences (line {})",
                         d.name, at.line
                     ),
-                );
+                ));
             }
-            one_time = true;
             comments.push(format!(
                 "knockd: one_time_sequences = {} (line {}). knockwrap reads the same format but \
                  never rewrites the file: progress lives in state_dir/onetime-{name}.json, and \
@@ -337,45 +352,47 @@ impl Converter {
                 at.value, at.line
             ));
             keys.push(("one_time_sequences", quote(&at.value)));
-        } else {
-            let Some(at) = &d.sequence else {
-                return Err((
-                    d.line,
-                    "it has no sequence (knockd 0.8 refuses such a door)".into(),
-                ));
-            };
-            let steps = sequence(&at.value).map_err(|why| (at.line, why))?;
-            if let Some(why) = knock_match::door::sweep_shaped(&steps) {
-                return Err((
-                    at.line,
-                    format!(
-                        "sequence `{}`: {why}. knockd opened it on any sweep too; knockwrap \
-                         refuses it: pick two or more ports far apart and out of order, tell \
-                         the clients, and add the door by hand",
-                        at.value
-                    ),
-                ));
+        } else if let Some(at) = &d.sequence {
+            if let Some(steps) = take!(sequence(&at.value).map_err(|why| (at.line, why))) {
+                if let Some(why) = knock_match::door::sweep_shaped(&steps) {
+                    problems.push((
+                        at.line,
+                        format!(
+                            "sequence `{}`: {why}. knockd opened it on any sweep too; knockwrap \
+                             refuses it: pick two or more ports far apart and out of order, \
+                             tell the clients, and add the door by hand",
+                            at.value
+                        ),
+                    ));
+                }
+                all_udp = steps.iter().all(|s| s.proto == Proto::Udp);
+                let list: Vec<String> = steps
+                    .iter()
+                    .map(|s| match s.proto {
+                        Proto::Tcp => quote(&s.port.to_string()),
+                        Proto::Udp => quote(&s.to_string()),
+                    })
+                    .collect();
+                keys.push(("sequence", format!("[{}]", list.join(", "))));
             }
-            all_udp = steps.iter().all(|s| s.proto == Proto::Udp);
-            let list: Vec<String> = steps
-                .iter()
-                .map(|s| match s.proto {
-                    Proto::Tcp => quote(&s.port.to_string()),
-                    Proto::Udp => quote(&s.to_string()),
-                })
-                .collect();
-            keys.push(("sequence", format!("[{}]", list.join(", "))));
+        } else {
+            problems.push((
+                d.line,
+                "it has no sequence (knockd 0.8 refuses such a door)".into(),
+            ));
         }
 
         // Timing.
         let seq_timeout = match &d.seq_timeout {
             None => {
                 comments.push("seq_timeout: knockd's default, 25 s".into());
-                KNOCKD_SEQ_TIMEOUT
+                Some(KNOCKD_SEQ_TIMEOUT)
             }
-            Some(at) => secs(at, "seq_timeout").map_err(|why| (at.line, why))?,
+            Some(at) => take!(secs(at, "seq_timeout").map_err(|why| (at.line, why))),
         };
-        keys.push(("seq_timeout", quote(&format!("{}s", seq_timeout.as_secs()))));
+        if let Some(t) = seq_timeout {
+            keys.push(("seq_timeout", quote(&format!("{}s", t.as_secs()))));
+        }
 
         // TCP flags.
         match &d.tcp_flags {
@@ -386,107 +403,156 @@ impl Converter {
                     .into(),
             ),
             Some(at) => {
-                let flags = tcp_flags(&at.value).map_err(|why| (at.line, why))?;
-                if all_udp {
-                    comments.push(format!(
-                        "knockd: tcpflags = {} (line {}) has no effect on UDP steps; left out",
-                        at.value, at.line
-                    ));
-                } else if flags == ["syn"] || (one_time && flags_fit_pure_syn(&flags)) {
-                    comments.push(format!(
-                        "knockd: tcpflags = {} (line {}); knockwrap's default, a pure SYN (SYN \
-                         set; ACK, RST, FIN clear), is what knock clients send and is stricter",
-                        at.value, at.line
-                    ));
-                } else {
-                    comments.push(format!(
-                        "knockd: tcpflags = {} (line {}); flags beyond a pure SYN make every \
-                         such packet to every port reach knockwrap (see docs/benchmarks.md)",
-                        at.value, at.line
-                    ));
-                    let list: Vec<String> = flags.iter().map(|f| quote(f)).collect();
-                    keys.push(("tcp_flags", format!("[{}]", list.join(", "))));
+                if let Some(flags) = take!(tcp_flags(&at.value).map_err(|why| (at.line, why))) {
+                    if all_udp {
+                        comments.push(format!(
+                            "knockd: tcpflags = {} (line {}) has no effect on UDP steps; left \
+                             out",
+                            at.value, at.line
+                        ));
+                    } else if flags == ["syn"] || (one_time && flags_fit_pure_syn(&flags)) {
+                        comments.push(format!(
+                            "knockd: tcpflags = {} (line {}); knockwrap's default, a pure SYN \
+                             (SYN set; ACK, RST, FIN clear), is what knock clients send and is \
+                             stricter",
+                            at.value, at.line
+                        ));
+                    } else {
+                        comments.push(format!(
+                            "knockd: tcpflags = {} (line {}); flags beyond a pure SYN make \
+                             every such packet to every port reach knockwrap (see \
+                             docs/benchmarks.md)",
+                            at.value, at.line
+                        ));
+                        let list: Vec<String> = flags.iter().map(|f| quote(f)).collect();
+                        keys.push(("tcp_flags", format!("[{}]", list.join(", "))));
+                    }
                 }
             }
         }
 
         // Target.
         if let Some(at) = &d.target {
-            let addr: IpAddr = at.value.parse().map_err(|_| {
-                (
+            match at.value.parse::<IpAddr>() {
+                Ok(addr) => keys.push(("target", quote(&addr.to_string()))),
+                Err(_) => problems.push((
                     at.line,
                     format!("target `{}` is not an IP address", at.value),
-                )
-            })?;
-            keys.push(("target", quote(&addr.to_string())));
+                )),
+            }
         }
 
         // What the door does.
-        let start = d.start_command.as_ref().ok_or_else(|| {
-            (
+        let Some(start) = &d.start_command else {
+            problems.push((
                 d.line,
-                "it has no start_command/command: knockd ran nothing for this door".to_string(),
-            )
-        })?;
-        let open = mapped(start, "start_command")?;
-        let (action, lease) = match (open.effect, &d.stop_command) {
+                "it has no start_command/command: knockd ran nothing for this door".into(),
+            ));
+            return Err(problems);
+        };
+        let Some(open) = take!(mapped(start, "start_command")) else {
+            return Err(problems);
+        };
+        let mut action_lease = None;
+        match (open.effect, &d.stop_command) {
             (Effect::Grant, None) => {
                 if let Some(at) = &d.cmd_timeout {
-                    self.note(
+                    notes.push((
                         at.line,
                         format!(
                             "door [{}]: cmd_timeout has no effect without stop_command (as in \
                              knockd)",
                             d.name
                         ),
-                    );
+                    ));
                 }
-                ("allow", open.lease)
+                action_lease = Some(("allow", open.lease));
             }
             (Effect::Grant, Some(stop)) => {
-                let close = mapped(stop, "stop_command").map_err(|(line, why)| {
+                let close = take!(mapped(stop, "stop_command").map_err(|(line, why)| {
                     (
                         line,
                         format!("{why}; converting only the start would leave access open"),
                     )
-                })?;
-                if close.effect != Effect::Remove || close.service != open.service {
-                    return Err((
-                        stop.line,
-                        format!(
-                            "stop_command does not undo start_command (it {}; the start {}): \
-                             converting only the start would leave access open",
-                            close.what, open.what
-                        ),
-                    ));
-                }
-                let lease = match &d.cmd_timeout {
-                    None => {
-                        comments.push("lease: knockd's default cmd_timeout, 10 s".into());
-                        KNOCKD_CMD_TIMEOUT
+                }));
+                match close {
+                    Some(close)
+                        if close.effect != Effect::Remove || close.service != open.service =>
+                    {
+                        problems.push((
+                            stop.line,
+                            format!(
+                                "stop_command does not undo start_command (it {}; the start \
+                                 {}): converting only the start would leave access open",
+                                close.what, open.what
+                            ),
+                        ));
                     }
-                    Some(at) => secs(at, "cmd_timeout").map_err(|why| (at.line, why))?,
-                };
-                comments.push(format!(
-                    "knockd ran stop_command (line {}) cmd_timeout after the knock: that is \
-                     the lease, which survives restarts",
-                    stop.line
+                    Some(_) => {
+                        let lease = match &d.cmd_timeout {
+                            None => {
+                                comments.push("lease: knockd's default cmd_timeout, 10 s".into());
+                                Some(KNOCKD_CMD_TIMEOUT)
+                            }
+                            Some(at) => {
+                                take!(secs(at, "cmd_timeout").map_err(|why| (at.line, why)))
+                            }
+                        };
+                        comments.push(format!(
+                            "knockd ran stop_command (line {}) cmd_timeout after the knock: \
+                             that is the lease, which survives restarts",
+                            stop.line
+                        ));
+                        action_lease = lease.map(|l| ("allow", Some(l)));
+                    }
+                    None => {}
+                }
+            }
+            (Effect::Remove, None) => action_lease = Some(("revoke", None)),
+            (Effect::Remove, Some(stop)) => problems.push((
+                stop.line,
+                "a door that removes access and then runs a stop_command has no knockwrap \
+                 equivalent"
+                    .into(),
+            )),
+        }
+        if let (Some(file), Some((first, line))) = (&open.hosts_allow, &self.hosts_allow) {
+            if first != file {
+                problems.push((
+                    start.line,
+                    format!(
+                        "it edits {file}, but line {line} edits {first}; knockwrap manages one \
+                         hosts.allow"
+                    ),
                 ));
-                ("allow", Some(lease))
             }
-            (Effect::Remove, None) => ("revoke", None),
-            (Effect::Remove, Some(stop)) => {
-                return Err((
-                    stop.line,
-                    "a door that removes access and then runs a stop_command has no knockwrap \
-                     equivalent"
-                        .into(),
-                ))
-            }
+        }
+        let Some((action, lease)) = action_lease.filter(|_| problems.is_empty()) else {
+            return Err(problems);
         };
+
         comments.push(format!("knockd ran (line {}): {}", start.line, start.value));
         if let Some(stop) = &d.stop_command {
             comments.push(format!("knockd ran (line {}): {}", stop.line, stop.value));
+        }
+        if open.effect == Effect::Remove && open.via == Via::HostsAllow {
+            comments.push(
+                "knockwrap removes exactly the line `SERVICE: ADDR` (knockd's pattern also \
+                 removed every line merely containing it, and its dots matched any character)"
+                    .into(),
+            );
+        }
+        keys.push(("action", quote(action)));
+        keys.push(("service", quote(&open.service)));
+        if let Some(l) = lease {
+            keys.push(("lease", quote(&duration_text(l))));
+        }
+        let mut out = DoorOut { comments, keys };
+        validate(&out).map_err(|why| vec![(d.line, why)])?;
+
+        // Kept: now its notes, the IPv6 commands and the file it edits count.
+        for (line, n) in notes {
+            self.note(line, n);
         }
         if open.via == Via::Firewall && !self.firewall_note {
             self.firewall_note = true;
@@ -497,39 +563,10 @@ impl Converter {
                  must deny sshd (`knockwrap doctor` checks the last two)",
             );
         }
-        if open.effect == Effect::Remove && open.via == Via::HostsAllow {
-            comments.push(
-                "knockwrap removes exactly the line `SERVICE: ADDR` (knockd's pattern also \
-                 removed every line merely containing it, and its dots matched any character)"
-                    .into(),
-            );
+        if let (Some(file), None) = (&open.hosts_allow, &self.hosts_allow) {
+            self.hosts_allow = Some((file.clone(), start.line));
         }
-        if let Some(file) = &open.hosts_allow {
-            match &self.hosts_allow {
-                None => self.hosts_allow = Some((file.clone(), start.line)),
-                Some((first, line)) if first != file => {
-                    return Err((
-                        start.line,
-                        format!(
-                            "it edits {file}, but line {line} edits {first}; knockwrap \
-                             manages one hosts.allow"
-                        ),
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-
-        // The IPv6 commands.
-        self.ipv6(d, &open, &mut comments);
-
-        keys.push(("action", quote(action)));
-        keys.push(("service", quote(&open.service)));
-        if let Some(l) = lease {
-            keys.push(("lease", quote(&duration_text(l))));
-        }
-        let out = DoorOut { comments, keys };
-        validate(&out).map_err(|why| (d.line, why))?;
+        self.ipv6(d, &open, &mut out.comments);
         self.names.insert(name);
         Ok(out)
     }
