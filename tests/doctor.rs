@@ -217,3 +217,34 @@ fn a_missing_config_says_which() {
     assert!(r.out.contains("knockwrap import-knockd"), "{}", r.out);
     assert_eq!(r.code, 1);
 }
+
+#[test]
+fn without_sshd_the_unit_files_execstart_is_used() {
+    let unit = [
+        "/etc/systemd/system/ssh.service",
+        "/lib/systemd/system/ssh.service",
+        "/usr/lib/systemd/system/ssh.service",
+    ]
+    .into_iter()
+    .any(|p| Path::new(p).exists());
+    if !unit
+        && !test_support::skip_or_fail(
+            "doctor reads ssh.service",
+            "an ssh.service unit file (openssh-server)",
+        )
+    {
+        return;
+    }
+    let (_d, config) = setup(ONE_DOOR, "", "sshd: ALL\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_knockwrap"))
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("(from ExecStart of ") && l.contains("ssh.service)")),
+        "{out}"
+    );
+}

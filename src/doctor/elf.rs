@@ -190,7 +190,7 @@ pub fn parse(bytes: &[u8]) -> Result<Dynamic, ElfError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A minimal little-endian ELF64 with one PT_LOAD covering the file and a PT_DYNAMIC.

@@ -282,4 +282,35 @@ mod tests {
         assert_eq!(exec_start(["[Service]\nExecStart=\n"]), None);
         assert_eq!(exec_start(["[Service]\nExecStart=sshd -D\n"]), None);
     }
+
+    #[test]
+    fn libwrap_is_found_through_the_binarys_own_libraries() {
+        use crate::doctor::elf::tests::tiny;
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib");
+        fs::create_dir(&lib).unwrap();
+        // sshd -> libhelper.so.1 (found through RUNPATH $ORIGIN/lib) -> libwrap.so.0
+        fs::write(
+            dir.path().join("sshd"),
+            tiny(&["libhelper.so.1"], Some("$ORIGIN/lib")),
+        )
+        .unwrap();
+        fs::write(lib.join("libhelper.so.1"), tiny(&["libwrap.so.0"], None)).unwrap();
+        let l = find_library(&dir.path().join("sshd"), |n| n.starts_with("libwrap.so")).unwrap();
+        let chain = l.found.expect("found through libhelper");
+        assert_eq!(chain[1..], ["libhelper.so.1", "libwrap.so.0"]);
+        // Without the helper on disk: not found, and the missing name is reported.
+        fs::remove_file(lib.join("libhelper.so.1")).unwrap();
+        let l = find_library(&dir.path().join("sshd"), |n| n.starts_with("libwrap.so")).unwrap();
+        assert!(l.found.is_none());
+        assert_eq!(l.unresolved, ["libhelper.so.1"]);
+        // A loop of libraries ends.
+        fs::write(
+            lib.join("libhelper.so.1"),
+            tiny(&["libhelper.so.1"], Some("$ORIGIN")),
+        )
+        .unwrap();
+        let l = find_library(&dir.path().join("sshd"), |n| n.starts_with("libwrap.so")).unwrap();
+        assert!(l.found.is_none());
+    }
 }
