@@ -36,6 +36,11 @@ pub enum Command {
     /// Knock, then connect to HOST:PORT once the door opens and relay stdin/stdout (for ssh's
     /// ProxyCommand).
     Connect(ConnectArgs),
+    /// Convert a knockd.conf into a knockwrap configuration, reporting what cannot be mapped.
+    ImportKnockd(ImportKnockdArgs),
+    /// Check this host for the failures that make a door silently useless (sshd without
+    /// libwrap, a hosts.deny that denies nothing, shadowing rules, missing interfaces, ...).
+    Doctor(DoctorArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -215,4 +220,24 @@ pub struct ConnectArgs {
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportKnockdArgs {
+    /// The knockd configuration to convert ("-" reads standard input).
+    #[arg(value_name = "KNOCKD_CONF", default_value = "/etc/knockd.conf")]
+    pub knockd_conf: PathBuf,
+    /// Write the knockwrap configuration here (atomically) instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// The sshd binary to inspect (default: the one systemd's ssh.service or sshd.service
+    /// runs, else /usr/sbin/sshd).
+    #[arg(long, value_name = "PATH")]
+    pub sshd: Option<PathBuf>,
 }

@@ -1,16 +1,37 @@
-//! The CLI's error: a message for the operator and the exit code SPEC.md assigns.
+//! The CLI's exit codes and error, as SPEC.md assigns them: one [`Exit`] type for every
+//! command (0 success / no findings, 1 findings or the operation failed, 2 usage error or an
+//! unreadable or invalid configuration), and [`Failure`], a message for the operator with its
+//! exit code.
 
 use std::fmt;
 use std::process::ExitCode;
 
+/// What a command ends with.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// 0: success, no findings.
+    Success = 0,
+    /// 1: findings, or the operation failed.
+    Failed = 1,
+    /// 2: usage error, unreadable or invalid configuration.
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
 /// Exit 1: findings, or the operation failed.
-pub const FAILED: u8 = 1;
+pub const FAILED: Exit = Exit::Failed;
 /// Exit 2: usage error, unreadable or invalid configuration.
-pub const USAGE: u8 = 2;
+pub const USAGE: Exit = Exit::Usage;
 
 #[derive(Debug)]
 pub struct Failure {
-    pub code: u8,
+    pub code: Exit,
     pub message: String,
 }
 
@@ -27,9 +48,6 @@ impl Failure {
             message: message.into(),
         }
     }
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(self.code)
-    }
 }
 
 impl fmt::Display for Failure {
@@ -38,4 +56,9 @@ impl fmt::Display for Failure {
     }
 }
 
+/// What every command returns.
+pub type Outcome = Result<Exit, Failure>;
+
+/// The daemon's signature (`crate::daemon::run`), kept until it returns [`Outcome`] too;
+/// `cmd::dispatch` turns its success into [`Exit::Success`].
 pub type CliResult = Result<ExitCode, Failure>;

@@ -1,10 +1,14 @@
-//! knockwrap: the thin binary. Parses the command line and hands each subcommand to its module.
+//! knockwrap: the thin binary. Parses the command line, hands each subcommand to its module,
+//! and turns the outcome into the exit code (a closed stdout never panics: see `output`).
 
 mod cli;
 mod cmd;
+mod configfile;
 mod daemon;
+mod doctor;
 mod failure;
 mod logging;
+mod output;
 mod target;
 
 use std::io::Write;
@@ -12,14 +16,25 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use failure::Exit;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    match cmd::dispatch(cli.command) {
+    let outcome = cmd::dispatch(cli.command);
+    let write_error = output::finish();
+    let code = match outcome {
         Ok(code) => code,
         Err(failure) => {
             // A closed or broken stderr must not turn a clean failure into a panic.
             let _ = writeln!(std::io::stderr(), "knockwrap: {failure}");
-            failure.exit_code()
+            failure.code
         }
+    };
+    match write_error {
+        Some(e) if code == Exit::Success => {
+            let _ = writeln!(std::io::stderr(), "knockwrap: writing standard output: {e}");
+            Exit::Failed.into()
+        }
+        _ => code.into(),
     }
 }

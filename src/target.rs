@@ -24,12 +24,7 @@ struct FromConfig {
 }
 
 fn load_config(path: &Path) -> Result<FromConfig, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::usage(format!(
-            "{}:1:1: cannot read configuration: {e}",
-            path.display()
-        ))
-    })?;
+    let text = crate::configfile::read(path)?;
     // Only the writer's settings are needed: parse and validate the whole file, but leave the
     // doors' key and sequence files to the daemon.
     let config = knockwrap_config::Config::from_toml_str(&text, path)

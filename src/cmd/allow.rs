@@ -1,17 +1,16 @@
 //! `knockwrap allow`: add the managed line, record the lease, and fail loudly when libwrap would
 //! not honour the grant.
 
-use std::process::ExitCode;
-
 use hosts_writer::state::{Applied, Grant, State};
 use hosts_writer::PolicyOptions;
 
 use crate::cli::AllowArgs;
 use crate::cmd::revoke::{managed_line, policy_failure, print_dry_run, write_options};
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
+use crate::output::outln;
 use crate::target;
 
-pub fn run(args: AllowArgs) -> CliResult {
+pub fn run(args: AllowArgs) -> Outcome {
     let line = managed_line(&args.ip, &args.service)?;
     let lease_for = match &args.duration {
         Some(text) => match knockwrap_config::parse_duration(text) {
@@ -82,7 +81,7 @@ pub fn run(args: AllowArgs) -> CliResult {
     };
     if !args.target.dry_run {
         let what = if changed { "added to" } else { "already in" };
-        println!("{}: {what} {}", line.text(), target.hosts_allow.display());
+        outln!("{}: {what} {}", line.text(), target.hosts_allow.display());
     }
 
     if let Some(why) = refused {
@@ -98,7 +97,7 @@ pub fn run(args: AllowArgs) -> CliResult {
             line.service(),
             line.addr(),
         );
-        return Ok(ExitCode::from(crate::failure::FAILED));
+        return Ok(Exit::Failed);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

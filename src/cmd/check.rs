@@ -8,13 +8,13 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use hosts_access::{validate, Diagnostic, Severity};
 use serde_json::json;
 
 use crate::cli::{CheckArgs, Format};
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
+use crate::output::out;
 
 const DEFAULT_FILES: [&str; 2] = ["/etc/hosts.allow", "/etc/hosts.deny"];
 
@@ -34,7 +34,7 @@ impl Checked {
     }
 }
 
-pub fn run(args: CheckArgs) -> CliResult {
+pub fn run(args: CheckArgs) -> Outcome {
     let (config, config_ok) = match &args.config {
         Some(path) => check_config(path),
         None => (Vec::new(), true),
@@ -54,14 +54,14 @@ pub fn run(args: CheckArgs) -> CliResult {
         Format::Github => github(&checked),
         Format::Json => json_report(&checked),
     };
-    print!("{out}");
+    out!("{out}");
     let errors: usize = checked.iter().map(Checked::errors).sum();
     Ok(if !config_ok {
-        ExitCode::from(crate::failure::USAGE)
+        Exit::Usage
     } else if errors > 0 {
-        ExitCode::from(crate::failure::FAILED)
+        Exit::Failed
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     })
 }
 

@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -31,7 +30,7 @@ use knockwrap_config::parse_duration;
 
 use crate::cli::ConnectArgs;
 use crate::cmd::knock::{family, resolve_groups, say_err, send, Plan, Source};
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
 
 /// Pause between the knock and the first attempt: the daemon's grant takes a few
 /// milliseconds, and an attempt that arrives before it costs a [`PACE`].
@@ -50,7 +49,7 @@ const RETRY: Duration = Duration::from_millis(150);
 /// Most attempts waiting at once.
 const MAX_LIVE: usize = 6;
 
-pub fn run(args: ConnectArgs) -> CliResult {
+pub fn run(args: ConnectArgs) -> Outcome {
     let plan = Plan::build(&Source {
         cmd: "connect",
         host: &args.host,
@@ -383,7 +382,7 @@ fn first_line(got: &[u8]) -> String {
 /// Copies the connection to standard output and standard input to the connection until the
 /// server closes it. End of input half-closes the connection (the server may still answer);
 /// a closed standard output (ssh went away) ends the relay quietly.
-fn relay(open: Open) -> CliResult {
+fn relay(open: Open) -> Outcome {
     let Open { stream, first } = open;
     let _ = stream.set_read_timeout(None);
     let peer = stream
@@ -391,7 +390,7 @@ fn relay(open: Open) -> CliResult {
         .map_or_else(|_| "the server".to_string(), |a| a.to_string());
     let mut out = io::stdout().lock();
     if out.write_all(&first).and_then(|()| out.flush()).is_err() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     if let Ok(mut up) = stream.try_clone() {
         std::thread::spawn(move || {
@@ -416,10 +415,10 @@ fn relay(open: Open) -> CliResult {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match down.read(&mut buf) {
-            Ok(0) => return Ok(ExitCode::SUCCESS),
+            Ok(0) => return Ok(Exit::Success),
             Ok(n) => {
                 if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
-                    return Ok(ExitCode::SUCCESS);
+                    return Ok(Exit::Success);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -20,17 +20,15 @@ use std::mem;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use hosts_writer::time::now_ms;
 use knock_match::{totp_counter, totp_sequence, DoorKind, Proto, Step, TcpFlags};
 use knockwrap_config::client::{ClientProfile, ClientTarget, Family, Pick};
 use knockwrap_config::progress::ProgressStore;
-use knockwrap_config::Config;
 
 use crate::cli::KnockArgs;
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
 
 fn accepts(family: Family, ip: &IpAddr) -> bool {
     match family {
@@ -51,7 +49,7 @@ pub(crate) fn family(ipv4: bool, ipv6: bool, default: Family) -> Family {
 
 /// Writes one line to standard output; a closed or full stdout is not worth a panic.
 pub(crate) fn say(line: &str) {
-    let _ = writeln!(io::stdout().lock(), "{line}");
+    crate::output::print(format_args!("{line}\n"));
 }
 
 /// Writes one line to standard error, for `connect`, whose stdout is the connection.
@@ -59,7 +57,7 @@ pub(crate) fn say_err(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
-pub fn run(args: KnockArgs) -> CliResult {
+pub fn run(args: KnockArgs) -> Outcome {
     let plan = Plan::build(&Source {
         cmd: "knock",
         host: &args.host,
@@ -87,7 +85,7 @@ pub fn run(args: KnockArgs) -> CliResult {
         }
     }
     if failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Success)
     } else {
         Err(Failure::failed(format!(
             "knock: {} of {} addresses not knocked:\n  {}",
@@ -369,7 +367,7 @@ fn parse_steps(ports: &[String], all_udp: bool) -> Result<Vec<Step>, Failure> {
 /// not consume it, the daemon does when it accepts), a TOTP door's sequence for the current
 /// step (TCP knocks).
 fn door_steps(name: &str, path: &Path, now_ms: u64) -> Result<Vec<Step>, Failure> {
-    let config = Config::load(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let config = crate::configfile::load(path)?;
     let found = config
         .door(name)
         .ok_or_else(|| Failure::usage(format!("{}: no door named `{name}`", path.display())))?;

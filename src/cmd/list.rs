@@ -1,15 +1,14 @@
 //! `knockwrap list`: the active leases, as a table or as SPEC's JSON array.
 
-use std::process::ExitCode;
-
 use hosts_writer::time::rfc3339_utc;
 use hosts_writer::Journal;
 
 use crate::cli::{ListArgs, SimpleFormat};
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
+use crate::output::outln;
 use crate::target;
 
-pub fn run(args: ListArgs) -> CliResult {
+pub fn run(args: ListArgs) -> Outcome {
     let dir = target::state_dir_for_list(&args.config, args.state_dir.as_deref())?;
     let journal = Journal::load(&dir).map_err(|e| Failure::failed(e.to_string()))?;
     let mut leases = journal
@@ -41,21 +40,21 @@ pub fn run(args: ListArgs) -> CliResult {
                     expires_at: l.expires_at.map(rfc3339_utc),
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
             );
         }
         SimpleFormat::Human => {
             if leases.is_empty() {
-                println!("no active leases");
+                outln!("no active leases");
             } else {
-                println!("{:<40} {:<12} {:<16} EXPIRES", "IP", "SERVICE", "DOOR");
+                outln!("{:<40} {:<12} {:<16} EXPIRES", "IP", "SERVICE", "DOOR");
                 for l in &leases {
                     let exp = l
                         .expires_at
                         .map_or_else(|| "never".to_string(), rfc3339_utc);
-                    println!(
+                    outln!(
                         "{:<40} {:<12} {:<16} {exp}",
                         l.ip.to_string(),
                         l.service,
@@ -65,5 +64,5 @@ pub fn run(args: ListArgs) -> CliResult {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -4,15 +4,15 @@
 //! itself), 2 on error. Missing files are empty, as for libwrap.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use hosts_access::eval::{evaluate, Request, Table, Verdict};
 use serde_json::json;
 
 use crate::cli::{MatchArgs, SimpleFormat};
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
+use crate::output::outln;
 
-pub fn run(args: MatchArgs) -> CliResult {
+pub fn run(args: MatchArgs) -> Outcome {
     let request = Request::parse(&args.daemon, &args.client)
         .map_err(|e| Failure::usage(format!("match: {e}")))?;
     let allow = read_or_empty(&args.hosts_allow)?;
@@ -23,7 +23,7 @@ pub fn run(args: MatchArgs) -> CliResult {
         Table::Deny => args.hosts_deny.display().to_string(),
     });
     match args.format {
-        SimpleFormat::Json => println!(
+        SimpleFormat::Json => outln!(
             "{}",
             json!({
                 "verdict": decision.verdict.as_str(),
@@ -32,16 +32,16 @@ pub fn run(args: MatchArgs) -> CliResult {
             })
         ),
         SimpleFormat::Human => {
-            println!("access: {}", decision.verdict);
+            outln!("access: {}", decision.verdict);
             if let (Some(f), Some(l)) = (&file, decision.line) {
-                println!("rule:   {f}:{l}");
+                outln!("rule:   {f}:{l}");
             }
-            println!("reason: {}", decision.reason);
+            outln!("reason: {}", decision.reason);
         }
     }
     Ok(match decision.verdict {
-        Verdict::Granted => ExitCode::SUCCESS,
-        Verdict::Denied | Verdict::Delegated => ExitCode::from(crate::failure::FAILED),
+        Verdict::Granted => Exit::Success,
+        Verdict::Denied | Verdict::Delegated => Exit::Failed,
     })
 }
 

@@ -1,9 +1,7 @@
 //! `knockwrap revoke`: remove exactly the managed line (and its lease), and warn when another
 //! rule still grants the address.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use hosts_access::edit::ManagedLine;
@@ -11,7 +9,8 @@ use hosts_writer::state::State;
 use hosts_writer::{diff, Options, PolicyError, PolicyOptions, PolicyOutcome};
 
 use crate::cli::RevokeArgs;
-use crate::failure::{CliResult, Failure};
+use crate::failure::{Exit, Failure, Outcome};
+use crate::output::outln;
 use crate::target;
 
 /// The managed line for a CLI address and service; anything but a plain IP address is a usage
@@ -46,13 +45,13 @@ pub fn print_dry_run(out: &PolicyOutcome, line: &ManagedLine, op: &str, unchange
         &format!("{label} (after {op})"),
         3,
     );
-    let _ = std::io::stdout().write_all(&d);
+    crate::output::bytes(&d);
     if d.is_empty() {
-        println!("{}: {unchanged} {label}; nothing to do", line.text());
+        outln!("{}: {unchanged} {label}; nothing to do", line.text());
     }
 }
 
-pub fn run(args: RevokeArgs) -> CliResult {
+pub fn run(args: RevokeArgs) -> Outcome {
     let line = managed_line(&args.ip, &args.service)?;
     let target = target::resolve(&args.target)?;
     let opts = PolicyOptions {
@@ -81,7 +80,7 @@ pub fn run(args: RevokeArgs) -> CliResult {
         } else {
             "not in"
         };
-        println!("{}: {what} {}", line.text(), out.file.path.display());
+        outln!("{}: {what} {}", line.text(), out.file.path.display());
     }
     if out.grant.granted() {
         eprintln!(
@@ -91,5 +90,5 @@ pub fn run(args: RevokeArgs) -> CliResult {
             out.grant
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

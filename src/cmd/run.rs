@@ -1,8 +1,9 @@
 //! `knockwrap run`: see [`crate::daemon`].
 
 use crate::cli::RunArgs;
-use crate::failure::CliResult;
+use crate::failure::{Exit, Outcome};
 
-pub fn run(args: RunArgs) -> CliResult {
-    crate::daemon::run(args)
+pub fn run(args: RunArgs) -> Outcome {
+    // The daemon returns only success or a Failure.
+    crate::daemon::run(args).map(|_| Exit::Success)
 }
