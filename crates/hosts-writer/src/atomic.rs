@@ -25,6 +25,10 @@ pub struct Options {
     pub durable: bool,
     /// How many times to redo the edit when someone else changes the file meanwhile.
     pub max_attempts: u32,
+    /// A state file of knockwrap's own (lease journal, progress): never written through a
+    /// symlink (a link planted in the state directory is refused, not followed), and always
+    /// owner-only (0600), whatever mode it had.
+    pub private: bool,
 }
 
 impl Default for Options {
@@ -34,6 +38,7 @@ impl Default for Options {
             lock_timeout: Duration::from_secs(10),
             durable: true,
             max_attempts: 20,
+            private: false,
         }
     }
 }
@@ -53,6 +58,20 @@ pub struct Outcome {
     pub written: bool,
     /// Reads done: 1, plus one for each time a foreign edit forced a redo.
     pub attempts: u32,
+}
+
+/// A state file must not be a symlink: one planted in a writable state directory would
+/// otherwise make root create or overwrite a file elsewhere (`/etc/nologin`).
+pub fn refuse_symlink(path: &Path) -> Result<(), WriteError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(WriteError::Symlink {
+            path: path.to_path_buf(),
+            why: "a state file must not be a symlink: refusing to follow it (planted by \
+                  another account?); remove it"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Follow a symlink chain to the file that must be replaced. A missing final target is fine
@@ -232,6 +251,7 @@ fn write_temp(
     bytes: &[u8],
     read: &Current,
     durable: bool,
+    private: bool,
 ) -> Result<TempFile, WriteError> {
     let mut file = OpenOptions::new()
         .write(true)
@@ -246,7 +266,9 @@ fn write_temp(
     file.write_all(bytes)
         .map_err(|e| WriteError::io(target, "write temporary file", e))?;
     let (owner, mode) = match &read.snap {
+        Some(s) if private => (Some((s.uid, s.gid)), 0o600),
         Some(s) => (Some((s.uid, s.gid)), s.mode),
+        None if private => (None, 0o600),
         // A new hosts file: world-readable like the distribution's, owned by us (root).
         None => (None, 0o644),
     };
@@ -287,7 +309,7 @@ fn keep_backup(
                 Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::EMLINK) | Some(libc::ENOTSUP)
             ) =>
         {
-            write_temp(tmp, &bak, &read.bytes, read, durable)?
+            write_temp(tmp, &bak, &read.bytes, read, durable, false)?
         }
         Err(e) => return Err(WriteError::io(&bak, "create backup", e)),
     };
@@ -306,6 +328,9 @@ pub fn update<E, F>(path: &Path, opts: &Options, mut edit: F) -> Result<Outcome,
 where
     F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
 {
+    if opts.private {
+        refuse_symlink(path)?;
+    }
     let target = resolve_target(path)?;
     let (dir, name) = split(&target)?;
     let _lock = lock::acquire(&target, &lock::lock_path(&dir, &name), opts.lock_timeout)?;
@@ -354,6 +379,7 @@ where
             &after,
             &read,
             opts.durable,
+            opts.private,
         )?;
         // The backup goes first so that only a stat separates the last check from the rename.
         if opts.backup && read.snap.is_some() && salvage.is_none() {

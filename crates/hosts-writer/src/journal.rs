@@ -95,7 +95,10 @@ impl Journal {
     pub fn at(dir: &Path) -> Journal {
         Journal {
             dir: dir.to_path_buf(),
-            opts: Options::default(),
+            opts: Options {
+                private: true,
+                ..Options::default()
+            },
         }
     }
 

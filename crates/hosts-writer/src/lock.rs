@@ -64,6 +64,8 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // A lock file planted as a symlink must not make root create the file it names.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path);
     match created {
         Ok(f) => Ok(f),

@@ -58,6 +58,49 @@ pub enum StateError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Expire(#[from] ExpireError),
+    /// The state directory could be used by another account to redirect root's writes.
+    #[error("{}: unsafe state directory: {why}", path.display())]
+    UnsafeStateDir { path: PathBuf, why: String },
+}
+
+/// Refuses a state directory another account could plant files in, as sshd's StrictModes
+/// does: it must not be a symlink, must be owned by root or by us, and must not be writable
+/// by group or others. A missing directory is fine (it is created 0700).
+pub fn check_state_dir(dir: &Path) -> Result<(), StateError> {
+    let unsafe_dir = |why: String| StateError::UnsafeStateDir {
+        path: dir.to_path_buf(),
+        why,
+    };
+    let m = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(unsafe_dir(format!("cannot inspect it: {e}"))),
+    };
+    if m.file_type().is_symlink() {
+        return Err(unsafe_dir(
+            "it is a symlink; give the real directory in `state_dir`".into(),
+        ));
+    }
+    if !m.is_dir() {
+        return Err(unsafe_dir("it is not a directory".into()));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != 0 && m.uid() != me {
+        return Err(unsafe_dir(format!(
+            "owned by uid {}, not root: chown root {}",
+            m.uid(),
+            dir.display()
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "writable by group or others (mode {:04o}): chmod go-w {}",
+            m.mode() & 0o7777,
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A journal that was corrupt (moved aside: `moved_to`), or emptied or deleted under us
@@ -110,6 +153,7 @@ impl State {
         state_dir: &Path,
         policy: PolicyOptions,
     ) -> Result<(State, Option<SetAside>), StateError> {
+        check_state_dir(state_dir)?;
         let journal = Journal::at(state_dir);
         let mut state = State {
             hosts_allow: hosts_allow.to_path_buf(),
@@ -405,6 +449,45 @@ mod tests {
         );
         assert!(s.notice_changes().unwrap().is_none());
         assert!(s.leases().is_empty());
+    }
+
+    #[test]
+    fn planted_links_and_open_state_dirs_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, mut s) = setup();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let outside = dir.path().join("nologin");
+        // A journal planted as a symlink: refused, nothing created where it points.
+        std::os::unix::fs::symlink(&outside, state.join("leases.json")).unwrap();
+        let err = s.grant_all(&[grant("198.18.0.5", 60)]).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(!outside.exists());
+        std::fs::remove_file(state.join("leases.json")).unwrap();
+        // A lock file planted as a symlink: refused too.
+        std::os::unix::fs::symlink(&outside, state.join(".leases.json.knockwrap.lock")).unwrap();
+        assert!(s.grant_all(&[grant("198.18.0.5", 60)]).is_err());
+        assert!(!outside.exists());
+        std::fs::remove_file(state.join(".leases.json.knockwrap.lock")).unwrap();
+        // The journal is owner-only.
+        s.grant_all(&[grant("198.18.0.5", 60)]).unwrap();
+        let mode = std::fs::metadata(state.join("leases.json")).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A world-writable state directory, or a symlinked one, is refused at open.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let open = |d: &Path| {
+            State::open(&dir.path().join("hosts.allow"), d, PolicyOptions::default()).err()
+        };
+        let err = open(&state).expect("refused");
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(open(&state).is_none());
+        let link = dir.path().join("state-link");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        assert!(open(&link)
+            .expect("refused")
+            .to_string()
+            .contains("symlink"));
     }
 
     #[test]

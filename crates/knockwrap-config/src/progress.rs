@@ -1,5 +1,7 @@
 //! Durable one-time and TOTP progress in `state_dir`: `onetime-<door>.json` and
-//! `totp-<door>.json`, each replaced atomically (temp file, fsync, rename, directory fsync).
+//! `totp-<door>.json`, each replaced through the writer's one atomic routine
+//! (`hosts_writer::update`: lock, temp file, fsync, rename, directory fsync; a state file is
+//! never written through a symlink and is always 0600).
 //! The operator's one-time sequences file is never written.
 //!
 //! Contract with `knock_match`: when a `Decision` carries `Consume`, call
@@ -12,8 +14,9 @@
 //! file was edited, not just appended to), the door is disabled with an error rather than
 //! guessing which sequences were used.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use knock_match::{Consume, Door, DoorKind, Step, UsedSteps};
@@ -251,28 +254,27 @@ fn write_json<T: Serialize>(door: &str, path: &Path, value: &T) -> Result<(), Pr
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err)?;
     let mut body = serde_json::to_vec_pretty(value).map_err(|e| io_err(io::Error::other(e)))?;
     body.push(b'\n');
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp"));
-    // A leftover from a crash is stale: the daemon is the only writer.
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(io_err)?;
-    let result = f
-        .write_all(&body)
-        .and_then(|_| f.sync_all())
-        .and_then(|_| fs::rename(&tmp, path))
-        .and_then(|_| File::open(dir)?.sync_all());
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err)
+    // The one atomic-write routine every knockwrap file goes through (lock, temp, fsync,
+    // rename, directory fsync), as a private state file: never through a planted symlink,
+    // always 0600.
+    let opts = hosts_writer::Options {
+        private: true,
+        ..hosts_writer::Options::default()
+    };
+    hosts_writer::update(path, &opts, |_| {
+        Ok::<_, std::convert::Infallible>(Some(body.clone()))
+    })
+    .map(|_| ())
+    .map_err(|e| ProgressError::Invalid {
+        door: door.into(),
+        path: path.into(),
+        message: e.to_string(),
+    })
 }

@@ -184,12 +184,21 @@ fn one_time_rotation_survives_restarts() {
         "1001,1009\n2001,2002:udp\n3001,3009\n",
         "the operator's file is never rewritten"
     );
-    // No temp file left behind.
+    // No temp file left behind (the writer's sidecar lock stays, by design), and the
+    // progress file is private.
     let names: Vec<_> = fs::read_dir(d.path().join("state"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".knockwrap.lock"))
         .collect();
-    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(names, ["onetime-otp.json"], "{names:?}");
+    let mode = fs::metadata(d.path().join("state/onetime-otp.json"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
 
     // Restart: the first sequence stays used, the second works.
     let (mut m, store) = start(d.path());
