@@ -194,3 +194,79 @@ fn an_edited_one_time_list_disables_only_its_door() {
     );
     rig.expect_line(&format!("SSHD: {other}"));
 }
+
+/// Another process holds the hosts.allow lock for 4 s (an editor using flock, a slow
+/// configuration run): the daemon keeps matching and answering (a reload completes during the
+/// hold), logs the holder's PID, and applies the waiting grant and the due expiry right after.
+#[test]
+fn a_lock_held_elsewhere_stalls_neither_matching_nor_expiry() {
+    if !require_root_or_skip("a_lock_held_elsewhere_stalls_neither_matching_nor_expiry") {
+        return;
+    }
+    let _serial = serial();
+    let door = Door::allow("openSSH", &OPEN).lease("2s");
+    let mut rig = Rig::start("lockheld", vec![door], "", "", false);
+    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
+    let first = format!("SSHD: {}", rig.client());
+    rig.expect_line(&first);
+    let mut holder = std::process::Command::new("nsenter");
+    holder
+        .args(["-t", &rig.root.holder_pid().to_string(), "-m", "--"])
+        .args(["flock", "/etc/.hosts.allow.knockwrap.lock", "sleep", "4"]);
+    let mut holder = holder.spawn().expect("flock");
+    std::thread::sleep(Duration::from_millis(300));
+    let held_at = Instant::now();
+    // A knock during the hold: matched now, written when the lock is free.
+    let other = rig.net.client_subnet_v4(52);
+    let raw = rig.net.in_client(support::RawV4::new);
+    support::rig::raw_knock(
+        &raw,
+        other,
+        rig.net.server_v4(),
+        45_700,
+        &[7000, 8000, 9000],
+    );
+    // The loop still answers: a reload completes while the lock is held.
+    rig.daemon.sighup();
+    let reloaded = rig
+        .daemon
+        .wait_notice("RELOADING=1", Duration::from_secs(2))
+        .and_then(|_| rig.daemon.wait_notice("READY=1", Duration::from_secs(2)));
+    assert!(
+        reloaded.is_ok(),
+        "the loop stalled: {reloaded:?}\n{}",
+        rig.daemon.log()
+    );
+    assert!(
+        held_at.elapsed() < Duration::from_secs(3),
+        "reload waited for the lock"
+    );
+    let line = format!("SSHD: {other}");
+    assert!(
+        !lines_of(&rig.root.hosts_allow()).contains(&line),
+        "written under a held lock?"
+    );
+    let _ = holder.wait();
+    let released = Instant::now();
+    rig.expect_line(&line);
+    assert!(
+        released.elapsed() < Duration::from_secs(2),
+        "grant waited {:?}",
+        released.elapsed()
+    );
+    // The first lease (2 s) fell due during the hold: it ends right after.
+    let gone = wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        !lines_of(&rig.root.hosts_allow()).contains(&first)
+    });
+    assert!(
+        gone,
+        "the due lease did not end after the release\n{}",
+        rig.daemon.log()
+    );
+    let log = rig.daemon.log();
+    let said = log
+        .lines()
+        .find(|l| l.contains("locked by another process"))
+        .unwrap_or_else(|| panic!("no log line about the held lock\n{log}"));
+    assert!(!said.contains("holder_pid=unknown"), "{said}");
+}

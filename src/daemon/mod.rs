@@ -146,6 +146,10 @@ struct Daemon {
     refusals: Refusals,
     /// Decisions of the events drained so far, applied together after the drain.
     pending: Vec<Decision>,
+    /// Grants that found the hosts.allow lock held elsewhere, retried every loop turn.
+    deferred: Vec<Grant>,
+    /// When a held lock was last logged (event clock ms): at most one line per 10 s.
+    lock_logged_at: Option<u64>,
 }
 
 fn interfaces_of(cli: &[String], config: &Config) -> Vec<String> {
@@ -201,6 +205,8 @@ impl Daemon {
             clock,
             refusals: Refusals::default(),
             pending: Vec::new(),
+            deferred: Vec::new(),
+            lock_logged_at: None,
             config_path,
             cli_interfaces,
             config,
@@ -239,7 +245,13 @@ impl Daemon {
                 Err(e) => error!(error = %e, "cannot read the lease journal"),
             }
             self.refusals.flush(now, false);
+            if !self.deferred.is_empty() {
+                let waiting = std::mem::take(&mut self.deferred);
+                self.grant_batch(waiting);
+            }
+            let retry = (!self.deferred.is_empty()).then_some(100);
             let wake = [
+                retry,
                 self.matcher.next_deadline().map(|t| t.saturating_sub(now)),
                 self.grants
                     .wake_at()
@@ -390,6 +402,24 @@ impl Daemon {
             return;
         }
         match self.grants.grant_all(&batch) {
+            Err(e) if e.lock_busy().is_some() => {
+                let now = self.clock.boot_ms();
+                if self
+                    .lock_logged_at
+                    .is_none_or(|t| now.saturating_sub(t) >= 10_000)
+                {
+                    self.lock_logged_at = Some(now);
+                    let lock = e.lock_busy().map(|p| p.to_path_buf()).unwrap_or_default();
+                    let holder = hosts_writer::holder_pid(&lock)
+                        .map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+                    warn!(
+                        lock = %lock.display(), holder_pid = %holder,
+                        waiting = batch.len() + self.deferred.len(),
+                        "hosts.allow is locked by another process; grants wait and are retried, knocks and expiry go on"
+                    );
+                }
+                self.deferred.extend(batch);
+            }
             Ok(results) => {
                 for (g, applied) in batch.iter().zip(results) {
                     match applied {

@@ -22,7 +22,7 @@ pub mod time;
 pub use atomic::{preview, resolve_target, update, Options, Outcome};
 pub use error::{UpdateError, WriteError};
 pub use journal::{Journal, JournalError, Lease};
-pub use lock::lock_path;
+pub use lock::{holder_pid, lock_path};
 pub use policy::{
     allow, allow_all, end_lease, expire_leases, revoke, BatchOutcome, ExpireError, Expired,
     GrantCheck, PolicyError, PolicyOptions, PolicyOutcome,

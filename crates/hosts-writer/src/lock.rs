@@ -57,6 +57,28 @@ pub fn acquire(target: &Path, path: &Path, timeout: Duration) -> Result<SidecarL
     }
 }
 
+/// The PID holding a flock on the lock file at `path`, where the kernel reports it
+/// (`/proc/locks`), for the log line about a lock held elsewhere.
+pub fn holder_pid(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(path).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    holder_in(&locks, ino)
+}
+
+/// The PID of an FLOCK on inode `ino` in `/proc/locks` text.
+fn holder_in(locks: &str, ino: u64) -> Option<u32> {
+    locks.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (blocked waiters have "->").
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.get(1) != Some(&"FLOCK") || f.get(2) == Some(&"->") {
+            return None;
+        }
+        let inode = f.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
+        (inode == ino).then(|| f.get(4)?.parse().ok())?
+    })
+}
+
 fn open_lock_file(path: &Path) -> io::Result<File> {
     let created = OpenOptions::new()
         .read(true)
@@ -89,6 +111,22 @@ fn is_readonly_like(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_holder_is_read_from_proc_locks() {
+        let text = "1: POSIX  ADVISORY  WRITE 10 08:01:77 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 4242 fd:00:1234 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 99 fd:00:1234 0 EOF\n";
+        assert_eq!(holder_in(text, 1234), Some(4242));
+        assert_eq!(holder_in(text, 77), None);
+        // A real lock held by this process.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = acquire(&path, &path, Duration::from_secs(1)).unwrap();
+        assert_eq!(holder_pid(&path), Some(std::process::id()));
+        drop(held);
+        assert_eq!(holder_pid(&path), None);
+    }
 
     #[test]
     fn lock_path_is_a_hidden_sibling() {

@@ -63,6 +63,20 @@ pub enum StateError {
     UnsafeStateDir { path: PathBuf, why: String },
 }
 
+impl StateError {
+    /// The lock file another process holds, when that is all that went wrong (the caller may
+    /// retry later without blocking).
+    pub fn lock_busy(&self) -> Option<&Path> {
+        match self {
+            StateError::Policy(PolicyError::Write(crate::error::WriteError::LockTimeout {
+                lock,
+                ..
+            })) => Some(lock),
+            _ => None,
+        }
+    }
+}
+
 /// Refuses a state directory another account could plant files in, as sshd's StrictModes
 /// does: it must not be a symlink, must be owned by root or by us, and must not be writable
 /// by group or others. A missing directory is fine (it is created 0700).
@@ -115,7 +129,7 @@ pub struct SetAside {
 }
 
 /// Seconds between attempts to revoke an expired lease whose removal failed.
-pub const RETRY_SECS: u64 = 5;
+pub const RETRY_SECS: u64 = 1;
 
 /// (inode, size, mtime ns) of the journal file, to notice writes by others.
 type Stamp = (u64, u64, i128);
