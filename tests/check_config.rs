@@ -65,3 +65,54 @@ fn valid_config_checks_its_own_hosts_files() {
     assert!(files[2]["path"].as_str().unwrap().ends_with("hosts.deny"));
     assert_eq!(files[2]["valid"], true);
 }
+
+/// What the daemon would set aside or disable at start is a finding of `check --config` too:
+/// a corrupt lease journal, untrustworthy one-time progress, an open state directory.
+#[test]
+fn state_problems_are_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "interface = \"lo\"\nhosts_allow = \"h.allow\"\nstate_dir = \"st\"\n{DOOR}\
+         [[door]]\nname = \"otp\"\none_time_sequences = \"o.otp\"\nservice = \"SSHD\"\n"
+    );
+    std::fs::write(dir.path().join("k.toml"), text).unwrap();
+    std::fs::write(dir.path().join("h.allow"), "").unwrap();
+    std::fs::write(dir.path().join("o.otp"), "7301,7305\n7401,7405\n").unwrap();
+    let st = dir.path().join("st");
+    std::fs::create_dir(&st).unwrap();
+    std::fs::set_permissions(&st, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, json) = check(&["--config", "k.toml"], dir.path());
+    assert_eq!(code, 0, "a clean state: {json}");
+
+    std::fs::write(
+        st.join("leases.json"),
+        "{\"version\": 1,\n\"leases\": [oops]}",
+    )
+    .unwrap();
+    std::fs::write(
+        st.join("onetime-otp.json"),
+        "{\"door\":\"otp\",\"next\":1,\"used_sha256\":\"00\"}",
+    )
+    .unwrap();
+    std::fs::set_permissions(&st, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, json) = check(&["--config", "k.toml"], dir.path());
+    assert_eq!(code, 1, "{json}");
+    let codes: Vec<String> = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["diagnostics"].as_array().unwrap().clone())
+        .map(|d| d["code"].as_str().unwrap().to_owned())
+        .collect();
+    for want in ["corrupt-journal", "untrusted-progress", "unsafe-state-dir"] {
+        assert!(codes.iter().any(|c| c == want), "{want} missing: {json}");
+    }
+    let journal = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("leases.json"))
+        .expect("the journal is named");
+    assert_eq!(journal["diagnostics"][0]["line"].as_u64(), Some(2));
+}

@@ -75,6 +75,9 @@ fn check_config(path: &Path) -> (Vec<Checked>, bool) {
         diagnostics: Vec::new(),
     }];
     let valid = errors.is_empty();
+    if valid {
+        add_state_problems(path, &mut out);
+    }
     for e in errors {
         let diagnostic = Diagnostic {
             line: e.line,
@@ -93,6 +96,81 @@ fn check_config(path: &Path) -> (Vec<Checked>, bool) {
         }
     }
     (out, valid)
+}
+
+/// What the daemon would find wrong in its state directory at start (it would set these aside
+/// or disable the door and go on; here they are findings, exit 1): an unsafe state
+/// directory, a corrupt lease journal, one-time or TOTP progress that cannot be trusted.
+fn add_state_problems(config: &Path, out: &mut Vec<Checked>) {
+    let Ok(cfg) = knockwrap_config::Config::load(config) else {
+        return;
+    };
+    let mut found: Vec<(PathBuf, usize, usize, &'static str, String)> = Vec::new();
+    if let Err(e) = hosts_writer::state::check_state_dir(&cfg.state_dir) {
+        found.push((
+            cfg.state_dir.clone(),
+            1,
+            1,
+            "unsafe-state-dir",
+            e.to_string(),
+        ));
+    }
+    match hosts_writer::Journal::load(&cfg.state_dir) {
+        Err(hosts_writer::JournalError::Corrupt {
+            path,
+            line,
+            column,
+            message,
+        }) => found.push((
+            path,
+            line.max(1),
+            column.max(1),
+            "corrupt-journal",
+            format!("{message} (the daemon moves it aside and rebuilds it)"),
+        )),
+        Err(e) => found.push((
+            cfg.state_dir.clone(),
+            1,
+            1,
+            "corrupt-journal",
+            e.to_string(),
+        )),
+        Ok(_) => {}
+    }
+    let mut doors = cfg.doors();
+    for e in knockwrap_config::progress::ProgressStore::new(&cfg.state_dir).apply(&mut doors) {
+        let path = match &e {
+            knockwrap_config::progress::ProgressError::Io { path, .. }
+            | knockwrap_config::progress::ProgressError::Invalid { path, .. } => path.clone(),
+        };
+        found.push((
+            path.clone(),
+            1,
+            1,
+            "untrusted-progress",
+            format!(
+                "{e}; the daemon disables this door until the file is fixed or removed ({})",
+                path.display()
+            ),
+        ));
+    }
+    for (path, line, column, code, message) in found {
+        let diagnostic = Diagnostic {
+            line,
+            column,
+            severity: Severity::Error,
+            code,
+            message,
+        };
+        match out.iter_mut().find(|c| c.path == path) {
+            Some(c) => c.diagnostics.push(diagnostic),
+            None => out.push(Checked {
+                path,
+                bytes: Vec::new(),
+                diagnostics: vec![diagnostic],
+            }),
+        }
+    }
 }
 
 /// The hosts_allow a configuration manages and the hosts.deny beside it (missing = empty, as
