@@ -78,18 +78,38 @@ pub(crate) fn load_sequence_files(
     }
 }
 
-/// Reads a base32 TOTP key, refusing one that group or others may read or write.
+/// Reads a base32 TOTP key, refusing one that group or others may read or write, or that
+/// belongs to another account. The checks are made on the opened descriptor (`fstat`) and the
+/// key is read from that same descriptor: swapping the file between check and read changes
+/// nothing.
 pub(crate) fn read_totp_key(file: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     let shown = file.display();
-    let meta =
-        std::fs::metadata(file).map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
+    let mut f =
+        std::fs::File::open(file).map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("TOTP key `{shown}` is not a regular file"));
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
             "TOTP key `{shown}` is accessible by group or others (mode {mode:04o}): chmod 600 it"
         ));
     }
-    let text = std::fs::read_to_string(file)
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "TOTP key `{shown}` belongs to uid {}, not to root or to this user (uid {me}): chown it",
+            meta.uid()
+        ));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text)
         .map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
     let secret =
         decode_base32(&text).map_err(|e| format!("TOTP key `{shown}` is not base32: {e}"))?;

@@ -107,6 +107,27 @@ fn file_problems_are_reported_where_they_are() {
         assert!(e.message.contains(msg), "{e}");
     }
 
+    // A key owned by another account is refused (checked on the opened descriptor).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let d = setup("1,3\n", KEY_B32, 0o600);
+        let key = std::ffi::CString::new(
+            d.path()
+                .join("keys/totp.key")
+                .to_string_lossy()
+                .into_owned(),
+        )
+        .unwrap();
+        // SAFETY: key is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::chown(key.as_ptr(), 65534, 65534) }, 0);
+        let errs = check(cfg(&d));
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("belongs to uid 65534")),
+            "{errs:?}"
+        );
+    }
+
     let d = setup("1,3\n", KEY_B32, 0o600);
     fs::remove_file(d.path().join("open.otp")).unwrap();
     let errs = check(cfg(&d));
