@@ -146,18 +146,34 @@ pub fn checked_edit(
     opts: &PolicyOptions,
     op: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
 ) -> Result<Outcome, PolicyError> {
+    checked_edit_then(path, opts, op, &mut |_| Ok(()))
+}
+
+/// [`checked_edit`], running `before_write` under the file's lock on the bytes the edit starts
+/// from, before anything is written (and again if the edit is redone on a foreign change; not
+/// for a dry run). An error from it leaves the file untouched. The state owner journals leases
+/// there: journal first, then the line, with the presence check inside the lock.
+pub fn checked_edit_then(
+    path: &Path,
+    opts: &PolicyOptions,
+    op: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+    before_write: &mut dyn FnMut(&[u8]) -> Result<(), PolicyError>,
+) -> Result<Outcome, PolicyError> {
     let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, PolicyError> {
-        let Some(after) = op(bytes) else {
-            return Ok(None);
-        };
-        let new = introduced_errors(bytes, &after);
-        if !new.is_empty() {
-            return Err(PolicyError::Introduced {
-                path: path.to_path_buf(),
-                diagnostics: new,
-            });
+        let after = op(bytes);
+        if let Some(after) = &after {
+            let new = introduced_errors(bytes, after);
+            if !new.is_empty() {
+                return Err(PolicyError::Introduced {
+                    path: path.to_path_buf(),
+                    diagnostics: new,
+                });
+            }
         }
-        Ok(Some(after))
+        if !opts.dry_run {
+            before_write(bytes)?;
+        }
+        Ok(after)
     };
     let result = if opts.dry_run {
         atomic::preview(path, edit)
@@ -170,13 +186,8 @@ pub fn checked_edit(
     })
 }
 
-/// libwrap's verdict for the managed line's pair over `allow_bytes` and the deny table.
-pub fn grant_check(
-    path: &Path,
-    allow_bytes: &[u8],
-    line: &ManagedLine,
-    opts: &PolicyOptions,
-) -> Result<GrantCheck, PolicyError> {
+/// The deny table paired with `path` (the sibling hosts.deny unless given): its path and bytes.
+fn deny_table(path: &Path, opts: &PolicyOptions) -> Result<(PathBuf, Vec<u8>), PolicyError> {
     let deny_path = opts
         .hosts_deny
         .clone()
@@ -185,6 +196,17 @@ pub fn grant_check(
         path: deny_path.clone(),
         source,
     })?;
+    Ok((deny_path, deny))
+}
+
+/// libwrap's verdict for the managed line's pair over `allow_bytes` and the deny table.
+pub fn grant_check(
+    path: &Path,
+    allow_bytes: &[u8],
+    line: &ManagedLine,
+    opts: &PolicyOptions,
+) -> Result<GrantCheck, PolicyError> {
+    let (deny_path, deny) = deny_table(path, opts)?;
     let request = Request::new(line.service(), line.addr());
     Ok(GrantCheck {
         decision: eval::evaluate(allow_bytes, &deny, &request),
@@ -237,49 +259,20 @@ pub fn allow_all(
     allow_all_after(path, lines, opts, &mut |_| Ok(()))
 }
 
-/// [`allow_all`], running `before_write` under the file's lock on the bytes the edit starts
-/// from, before anything is written (and again if the edit is redone on a foreign change).
-/// An error from it leaves the file untouched. The state owner journals the leases there:
-/// journal first, then the line, with the presence check inside the lock.
+/// [`allow_all`] with a `before_write` hook (see [`checked_edit_then`]).
 pub fn allow_all_after(
     path: &Path,
     lines: &[ManagedLine],
     opts: &PolicyOptions,
     before_write: &mut dyn FnMut(&[u8]) -> Result<(), PolicyError>,
 ) -> Result<BatchOutcome, PolicyError> {
-    let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, PolicyError> {
-        let after = edit::add_all(bytes, lines);
-        if let Some(after) = &after {
-            let new = introduced_errors(bytes, after);
-            if !new.is_empty() {
-                return Err(PolicyError::Introduced {
-                    path: path.to_path_buf(),
-                    diagnostics: new,
-                });
-            }
-        }
-        if !opts.dry_run {
-            before_write(bytes)?;
-        }
-        Ok(after)
-    };
-    let result = if opts.dry_run {
-        atomic::preview(path, edit)
-    } else {
-        atomic::update(path, &opts.write, edit)
-    };
-    let file = result.map_err(|e| match e {
-        UpdateError::Write(w) => PolicyError::Write(w),
-        UpdateError::Edit(p) => p,
-    })?;
-    let deny_path = opts
-        .hosts_deny
-        .clone()
-        .unwrap_or_else(|| sibling_deny(path));
-    let deny = atomic::read_bytes(&deny_path).map_err(|source| PolicyError::Deny {
-        path: deny_path.clone(),
-        source,
-    })?;
+    let file = checked_edit_then(
+        path,
+        opts,
+        &|b: &[u8]| edit::add_all(b, lines),
+        before_write,
+    )?;
+    let (deny_path, deny) = deny_table(path, opts)?;
     let lines = lines
         .iter()
         .map(|line| {

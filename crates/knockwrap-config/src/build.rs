@@ -18,16 +18,23 @@ use crate::{
     DEFAULT_STATE_DIR, DEFAULT_TOTP_LENGTH, DEFAULT_TOTP_STEP, MAX_MAX_SOURCES,
 };
 
-pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
-    let mut sink = Sink::new(path, text);
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(r) => r,
+/// `text` as TOML of shape `T`; a syntax or shape error goes to `sink` at its position.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, sink: &mut Sink) -> Option<T> {
+    match toml::from_str(text) {
+        Ok(r) => Some(r),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = tidy_toml_message(e.message(), text, span.start);
             sink.at(span, message);
-            return Err(ConfigErrors(sink.errors));
+            None
         }
+    }
+}
+
+pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let mut sink = Sink::new(path, text);
+    let Some(raw) = parse_toml::<RawConfig>(text, &mut sink) else {
+        return Err(ConfigErrors(sink.errors));
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let config = settings(&raw, &base, path, &mut sink);

@@ -21,9 +21,7 @@ use knock_match::{parse_port, DoorKind};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::build::{
-    check_door_name, duration_value, sequence_source, tidy_toml_message, SourceKeys,
-};
+use crate::build::{check_door_name, duration_value, parse_toml, sequence_source, SourceKeys};
 use crate::duration::RawDuration;
 use crate::error::{line_col, ConfigErrors, Sink};
 use crate::files::load_sequence_files;
@@ -121,14 +119,8 @@ impl ClientProfile {
     ) -> Result<ClientProfile, ConfigErrors> {
         let path = path.as_ref();
         let mut sink = Sink::new(path, text);
-        let raw: RawProfile = match toml::from_str(text) {
-            Ok(r) => r,
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                let message = tidy_toml_message(e.message(), text, span.start);
-                sink.at(span, message);
-                return Err(ConfigErrors(sink.errors));
-            }
+        let Some(raw) = parse_toml::<RawProfile>(text, &mut sink) else {
+            return Err(ConfigErrors(sink.errors));
         };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut targets = Vec::new();
