@@ -113,6 +113,8 @@ fn a_journal_broken_under_the_daemon_is_rebuilt_and_leases_still_end() {
     let line = format!("SSHD: {}", rig.client());
     rig.expect_line(&line);
     let granted = Instant::now();
+    // Let the grant's transaction finish (the line is visible before the journal is re-read).
+    std::thread::sleep(Duration::from_millis(300));
     std::fs::write(journal(&rig), "{\"leases\": [").expect("truncate journal");
     std::thread::sleep(Duration::from_millis(1500));
     let gone = wait_until(Duration::from_secs(8), Duration::from_millis(20), || {

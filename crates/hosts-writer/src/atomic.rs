@@ -60,11 +60,55 @@ pub struct Outcome {
     pub attempts: u32,
 }
 
+/// Refuses a file whose directory, or any directory above it, another account could use to
+/// swap the file between knockwrap's checks and its rename (as root, through a planted
+/// symlink): every directory on the resolved path must be owned by root or by us, and not
+/// writable by group or others unless it is sticky (`/tmp`), where nobody may rename another
+/// account's entries.
+pub fn refuse_open_dirs(target: &Path) -> Result<(), WriteError> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mut dir = target.parent();
+    while let Some(d) = dir {
+        let shown = if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        };
+        if let Ok(m) = fs::metadata(shown) {
+            let sticky = m.mode() & 0o1000 != 0;
+            let why = if m.uid() != 0 && m.uid() != me {
+                Some(format!("owned by uid {}", m.uid()))
+            } else if m.mode() & 0o022 != 0 && !sticky {
+                Some(format!(
+                    "writable by group or others (mode {:04o})",
+                    m.mode() & 0o7777
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(WriteError::Unsafe {
+                    path: target.to_path_buf(),
+                    why: format!(
+                        "refusing to write: its directory {} is {why}, so another account could \
+                         swap the file; make it root's and not group/other-writable",
+                        shown.display()
+                    ),
+                });
+            }
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
 /// A state file must not be a symlink: one planted in a writable state directory would
 /// otherwise make root create or overwrite a file elsewhere (`/etc/nologin`).
 pub fn refuse_symlink(path: &Path) -> Result<(), WriteError> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(WriteError::Symlink {
+        Ok(m) if m.file_type().is_symlink() => Err(WriteError::Unsafe {
             path: path.to_path_buf(),
             why: "a state file must not be a symlink: refusing to follow it (planted by \
                   another account?); remove it"
@@ -332,6 +376,7 @@ where
         refuse_symlink(path)?;
     }
     let target = resolve_target(path)?;
+    refuse_open_dirs(&target)?;
     let (dir, name) = split(&target)?;
     let _lock = lock::acquire(&target, &lock::lock_path(&dir, &name), opts.lock_timeout)?;
     pause_at("locked");

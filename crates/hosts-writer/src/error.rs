@@ -39,6 +39,9 @@ pub enum WriteError {
     /// The symlink chain could not be resolved.
     #[error("{}: cannot resolve symlink: {why}", path.display())]
     Symlink { path: PathBuf, why: String },
+    /// Another account could redirect the write (a planted symlink, an open directory).
+    #[error("{}: {why}", path.display())]
+    Unsafe { path: PathBuf, why: String },
 }
 
 impl WriteError {

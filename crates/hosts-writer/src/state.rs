@@ -200,9 +200,8 @@ impl State {
                     && !self.known.is_empty()
                     && stamp(&path).is_none_or(|s| s.1 == 0) =>
             {
-                let known = std::mem::take(&mut self.known);
-                let restored = known.len();
-                self.journal.record_grants(known)?;
+                let restored = self.known.len();
+                self.journal.record_grants(self.known.clone())?;
                 let leases = self.journal.leases()?;
                 self.note(leases);
                 Ok(Some(SetAside {
@@ -230,10 +229,10 @@ impl State {
                         source,
                     })
                 })?;
-                let known = std::mem::take(&mut self.known);
-                let restored = known.len();
-                if !known.is_empty() {
-                    self.journal.record_grants(known)?;
+                let restored = self.known.len();
+                if !self.known.is_empty() {
+                    // On failure (broken again meanwhile) `known` stays for the next try.
+                    self.journal.record_grants(self.known.clone())?;
                 }
                 let leases = self.journal.leases()?;
                 self.note(leases);
@@ -252,9 +251,14 @@ impl State {
     /// document (never an empty or missing file), so what it holds is the truth; if someone
     /// broke it in the instant since, the rebuild is reported by the next
     /// [`State::notice_changes`].
+    /// A read that fails here does not fail the operation that already succeeded: the file
+    /// then differs from what we last saw, and the next [`State::notice_changes`] meets (and
+    /// reports) the problem.
     fn reread_own(&mut self) -> Result<(), StateError> {
-        if let Some(aside) = self.reread()? {
-            self.report = Some(aside);
+        match self.reread() {
+            Ok(Some(aside)) => self.report = Some(aside),
+            Ok(None) => {}
+            Err(_) => self.seen = None,
         }
         Ok(())
     }

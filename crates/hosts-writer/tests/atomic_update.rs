@@ -364,3 +364,46 @@ fn a_file_that_never_stops_changing_gives_up_cleanly() {
     assert_eq!(fs::read(&p).unwrap(), b"a: b\nforeign\nforeign\nforeign\n");
     assert!(leftovers(dir.path()).is_empty());
 }
+
+/// hosts.allow in a directory another account owns (or can write): that account could swap
+/// the file for a symlink between knockwrap's checks and its rename, making root write
+/// elsewhere. Refused, naming the directory; nothing is written or created there or elsewhere.
+#[test]
+fn a_directory_another_account_controls_is_refused() {
+    if !require_root("a_directory_another_account_controls_is_refused") {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("etc");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("hosts.allow");
+    std::fs::write(&file, "ALL: LOCAL\n").unwrap();
+    let c = std::ffi::CString::new(dir.to_string_lossy().into_owned()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    let opts = Options {
+        backup: true,
+        ..Options::default()
+    };
+    let append = |b: &[u8]| -> Result<Option<Vec<u8>>, std::convert::Infallible> {
+        let mut v = b.to_vec();
+        v.extend_from_slice(b"SSHD: 198.18.0.5\n");
+        Ok(Some(v))
+    };
+    let err = update(&file, &opts, append).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("owned by uid 65534"), "{msg}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"ALL: LOCAL\n");
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(names.len(), 1, "nothing created beside it");
+    // Root's again, but writable by others: refused too; sticky (like /tmp) is fine.
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 0, 0) }, 0);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let msg = update(&file, &opts, append).unwrap_err().to_string();
+    assert!(msg.contains("writable by group or others"), "{msg}");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    update(&file, &opts, append).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    update(&file, &opts, append).unwrap();
+}
