@@ -60,11 +60,12 @@ pub struct Outcome {
     pub attempts: u32,
 }
 
-/// Refuses a file whose directory, or any directory above it, another account could use to
-/// swap the file between knockwrap's checks and its rename (as root, through a planted
-/// symlink): every directory on the resolved path must be owned by root or by us, and not
-/// writable by group or others unless it is sticky (`/tmp`), where nobody may rename another
-/// account's entries.
+/// Refuses a file whose directory another account could use to swap the file between
+/// knockwrap's checks and its rename (as root, through a planted symlink): the directory that
+/// holds it must be owned by root or by us, and neither it nor any directory above it may be
+/// writable by group or others unless sticky (`/tmp`, where nobody may rename another
+/// account's entries). Directories above owned by another account are accepted: a checkout in
+/// an operator's home (the quick start) must keep working; `/etc` and `/` are root's.
 pub fn refuse_open_dirs(target: &Path) -> Result<(), WriteError> {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
@@ -78,7 +79,8 @@ pub fn refuse_open_dirs(target: &Path) -> Result<(), WriteError> {
         };
         if let Ok(m) = fs::metadata(shown) {
             let sticky = m.mode() & 0o1000 != 0;
-            let why = if m.uid() != 0 && m.uid() != me {
+            let holder = d == target.parent().unwrap_or(d);
+            let why = if holder && m.uid() != 0 && m.uid() != me {
                 Some(format!("owned by uid {}", m.uid()))
             } else if m.mode() & 0o022 != 0 && !sticky {
                 Some(format!(

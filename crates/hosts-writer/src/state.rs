@@ -13,7 +13,7 @@
 //!   rebuilt from the leases last read, and the move is reported once.
 
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -168,6 +168,17 @@ impl State {
         policy: PolicyOptions,
     ) -> Result<(State, Option<SetAside>), StateError> {
         check_state_dir(state_dir)?;
+        // Created now (0700, with any missing parents), not at the first grant: the quick
+        // start keeps hosts.allow beside the state directory, in a directory that exists only
+        // once this has run.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|source| JournalError::StateDir {
+                path: state_dir.to_path_buf(),
+                source,
+            })?;
         let journal = Journal::at(state_dir);
         let mut state = State {
             hosts_allow: hosts_allow.to_path_buf(),
