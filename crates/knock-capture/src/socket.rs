@@ -1,5 +1,5 @@
 //! The Linux capture socket: an `AF_PACKET`/`SOCK_RAW` socket made here, filtered in the
-//! kernel by the generated cBPF program, then read through pnet's datalink channel.
+//! kernel by the generated cBPF program, then read in batches with `recvmmsg(2)`.
 //!
 //! Order of operations (race-free, so nothing unfiltered is ever queued and nothing needs
 //! draining): the socket is created with protocol 0, which registers no packet hook, so it
@@ -7,28 +7,31 @@
 //! the interface's index) start delivery. The usual alternative (create with `ETH_P_ALL`,
 //! attach a drop-all filter, drain, attach the real one) needs a drain because packets arrive
 //! from `socket()` onwards, on every interface; here the receive queue is provably empty until
-//! the filter is in place. pnet then binds again to the same address, which keeps the filter.
+//! the filter is in place.
+//!
+//! Reading: one `poll` per wake-up, then `recvmmsg` of up to [`SLOTS`] frames per call, each
+//! with its kernel receive stamp as `SCM_TIMESTAMP` control data (no per-frame ioctl), until
+//! the queue is empty or [`MAX_ROUNDS`] calls were made. Decoding happens in place in the
+//! batch buffers (see [`crate::batch`]).
 
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use knock_match::KnockEvent;
-use pnet_datalink::{self as datalink, DataLinkReceiver, NetworkInterface};
 use thiserror::Error;
 
+use crate::batch::{Batch, Received, CTRL_WORDS, SLOTS, SLOT_BYTES};
 use crate::bpf::Insn;
-use crate::decode::decode;
 use crate::filter::{FilterError, FilterSpec};
 use crate::link::LinkType;
 
 // Stable across Linux architectures; not all are exported by the libc crate for every target.
 const SO_ATTACH_FILTER: libc::c_int = 26;
 const PACKET_STATISTICS: libc::c_int = 6;
-/// `SIOCGSTAMP` (the `timeval` form): the kernel receive time of the last frame read.
-const SIOCGSTAMP: libc::c_ulong = 0x8906;
 /// `ARPHRD_LOOPBACK`: the hardware type of `lo`.
 const ARPHRD_LOOPBACK: u16 = 772;
 
@@ -36,8 +39,9 @@ const ARPHRD_LOOPBACK: u16 = 772;
 pub const READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// Receive buffer asked for (as root the kernel's `rmem_max` cap is bypassed).
 const RCVBUF_BYTES: libc::c_int = 4 << 20;
-/// Largest frame copied out; longer ones are truncated, which only cuts payload.
-const READ_BUFFER: usize = 65536;
+/// Most `recvmmsg` calls per wake-up (so at most `MAX_ROUNDS * SLOTS` frames per batch): the
+/// caller gets its turn (filter updates, stop flag, statistics) even under a flood.
+pub const MAX_ROUNDS: usize = 16;
 
 /// `struct tpacket_stats`: counters since the previous read (the kernel resets them).
 #[repr(C)]
@@ -91,9 +95,10 @@ pub struct Capture {
     link: LinkType,
     /// The interface is a loopback device (only local processes can send on it).
     loopback: bool,
-    /// Owned by `rx` (pnet closes it); valid exactly as long as `rx` lives.
-    fd: RawFd,
-    rx: Box<dyn DataLinkReceiver>,
+    fd: OwnedFd,
+    batch: Box<Batch>,
+    /// Events read but not yet handed out by [`Capture::next_event`].
+    pending: VecDeque<KnockEvent>,
     totals: Stats,
 }
 
@@ -208,21 +213,6 @@ fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     (rc == 0 && v != 0).then(|| io::Error::from_raw_os_error(v))
 }
 
-/// The kernel's receive timestamp of the last frame read from `fd`, in wall-clock ms since
-/// the epoch. The first call also turns on timestamping for the socket.
-fn kernel_stamp_ms(fd: RawFd) -> Option<u64> {
-    let mut tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 0,
-    };
-    // SAFETY: tv is a valid timeval for the kernel to fill.
-    if unsafe { libc::ioctl(fd, SIOCGSTAMP as _, &mut tv) } != 0 || tv.tv_sec <= 0 {
-        return None;
-    }
-    let ms = (tv.tv_sec as u64).checked_mul(1000)? + (tv.tv_usec.max(0) as u64) / 1000;
-    Some(ms)
-}
-
 impl Capture {
     /// Open a filtered capture on `interface` in the calling thread's network namespace.
     /// Promiscuous mode stays off; reads time out after [`READ_TIMEOUT`].
@@ -267,8 +257,14 @@ impl Capture {
                 RCVBUF_BYTES,
             );
         }
-        // Turn on kernel receive timestamps before the first frame can be queued.
-        let _ = kernel_stamp_ms(fd.as_raw_fd());
+        // Kernel receive timestamps, as control data with every frame, from the first frame.
+        set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMP, 1).map_err(|source| {
+            CaptureError::Io {
+                interface: interface.into(),
+                op: "SO_TIMESTAMP",
+                source,
+            }
+        })?;
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as libc::c_ushort;
@@ -286,47 +282,14 @@ impl Capture {
             return Err(os_err(interface, "bind"));
         }
 
-        let iface = NetworkInterface {
-            name: interface.to_string(),
-            description: String::new(),
-            index: ifindex,
-            mac: None,
-            ips: Vec::new(),
-            flags: 0,
-        };
-        let config = datalink::Config {
-            read_buffer_size: READ_BUFFER,
-            read_timeout: Some(READ_TIMEOUT),
-            promiscuous: false,
-            socket_fd: Some(fd.as_raw_fd()),
-            ..datalink::Config::default()
-        };
-        // pnet owns the descriptor from here on (it closes it on its own errors too).
-        let raw = fd.into_raw_fd();
-        let rx = match datalink::channel(&iface, config) {
-            Ok(datalink::Channel::Ethernet(_tx, rx)) => rx,
-            Ok(_) => {
-                return Err(CaptureError::Io {
-                    interface: interface.into(),
-                    op: "pnet channel",
-                    source: io::Error::other("unexpected channel type"),
-                })
-            }
-            Err(source) => {
-                return Err(CaptureError::Io {
-                    interface: interface.into(),
-                    op: "pnet channel",
-                    source,
-                })
-            }
-        };
         Ok(Capture {
             name: interface.to_string(),
             ifindex,
             link,
             loopback: hatype == ARPHRD_LOOPBACK,
-            fd: raw,
-            rx,
+            fd,
+            batch: Box::new(Batch::new()),
+            pending: VecDeque::new(),
             totals: Stats::default(),
         })
     }
@@ -339,53 +302,149 @@ impl Capture {
         self.link
     }
 
-    /// Wait up to [`READ_TIMEOUT`] for one frame. `Ok(None)` on timeout or when the frame is
-    /// not a decodable TCP/UDP packet. An error means the capture is unusable: reopen it.
-    /// The event's time is on the event clock ([`crate::clock::boot_ms`]): the kernel's
-    /// receive stamp (wall clock) turned into an age in the queue, so frames read late under
-    /// load keep their arrival time while a wall-clock jump moves nothing.
+    /// Wait up to [`READ_TIMEOUT`] for one event. `Ok(None)` on timeout or when what was read
+    /// held no decodable TCP/UDP packet. An error means the capture is unusable: reopen it.
+    /// A convenience over [`Capture::next_batch`] for tests and one-shot tools.
     pub fn next_event(&mut self) -> Result<Option<KnockEvent>, CaptureError> {
-        match self.rx.next() {
-            Ok(frame) => {
-                let boot = crate::clock::boot_ms();
-                let time_ms = match kernel_stamp_ms(self.fd) {
-                    Some(stamp) => {
-                        crate::clock::from_wall_stamp(stamp, crate::clock::wall_ms(), boot)
+        if let Some(ev) = self.pending.pop_front() {
+            return Ok(Some(ev));
+        }
+        let mut out = Vec::new();
+        self.next_batch(&mut out)?;
+        self.pending.extend(out);
+        Ok(self.pending.pop_front())
+    }
+
+    /// Wait up to [`READ_TIMEOUT`] for frames, then read everything queued (up to
+    /// [`MAX_ROUNDS`] × [`SLOTS`] frames) and append the decodable ones to `out`, in arrival
+    /// order. Returns how many frames were read (decodable or not; 0 on timeout). An error
+    /// means the capture is unusable: reopen it ([`CaptureError::InterfaceDown`] excepted).
+    ///
+    /// Each event's time is on the event clock ([`crate::clock::boot_ms`]): the kernel's
+    /// receive stamp (wall clock) turned into an age in the queue against one clock reading
+    /// per `recvmmsg` call, so frames read late under load keep their arrival time while a
+    /// wall-clock jump moves nothing.
+    pub fn next_batch(&mut self, out: &mut Vec<KnockEvent>) -> Result<usize, CaptureError> {
+        if self.wait_readable()? {
+            return self.receive_error(None);
+        }
+        let mut total = 0;
+        for _ in 0..MAX_ROUNDS {
+            match self.recv_batch() {
+                Ok(n) => {
+                    let boot = crate::clock::boot_ms();
+                    let wall = crate::clock::wall_ms();
+                    self.batch
+                        .decode_into(n, self.link, self.loopback, wall, boot, out);
+                    total += n;
+                    if n < SLOTS {
+                        break;
                     }
-                    None => boot,
-                };
-                Ok(decode(self.link, frame, time_ms).map(|mut ev| {
-                    ev.via_loopback = self.loopback;
-                    ev
-                }))
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::TimedOut
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => {
-                // pnet reports POLLERR ("unexpected poll event") without consuming the socket
-                // error (ENETDOWN when the interface goes down or away): read it, or every
-                // later poll would fail at once.
-                let pending = take_socket_error(self.fd);
-                self.check_interface()?;
-                // Down, not gone: the kernel re-arms the socket when the interface is up again.
-                if pending.as_ref().and_then(io::Error::raw_os_error) == Some(libc::ENETDOWN) {
-                    return Err(CaptureError::InterfaceDown(self.name.clone()));
                 }
-                Err(CaptureError::Io {
-                    interface: self.name.clone(),
-                    op: "receive",
-                    source: pending.unwrap_or(e),
-                })
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    break
+                }
+                Err(e) if total == 0 => return self.receive_error(Some(e)),
+                // Deliver what was read; the error shows again on the next call.
+                Err(_) => break,
             }
         }
+        Ok(total)
+    }
+
+    /// `poll` for input up to [`READ_TIMEOUT`]. `Ok(false)`: readable or timed out (the
+    /// non-blocking read that follows tells which); `Ok(true)`: the socket reported an error
+    /// condition.
+    fn wait_readable(&mut self) -> Result<bool, CaptureError> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: pfd is one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, READ_TIMEOUT.as_millis() as libc::c_int) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(CaptureError::Io {
+                interface: self.name.clone(),
+                op: "poll",
+                source: e,
+            });
+        }
+        Ok(rc > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0)
+    }
+
+    /// One non-blocking `recvmmsg` into the batch buffers; the number of frames read.
+    fn recv_batch(&mut self) -> io::Result<usize> {
+        let batch = &mut *self.batch;
+        // SAFETY: iovec and mmsghdr are plain old data; zeroed is a valid value.
+        let mut iov: [libc::iovec; SLOTS] = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; SLOTS] = unsafe { mem::zeroed() };
+        let frames = batch.frames.as_mut_ptr();
+        let ctrl = batch.ctrl.as_mut_ptr();
+        for (i, (v, h)) in iov.iter_mut().zip(hdrs.iter_mut()).enumerate() {
+            // SAFETY: slot i lies inside `frames` (SLOTS * SLOT_BYTES bytes) and control area
+            // i inside `ctrl` (SLOTS * CTRL_WORDS words); both outlive the call below.
+            unsafe {
+                v.iov_base = frames.add(i * SLOT_BYTES).cast();
+                h.msg_hdr.msg_control = ctrl.add(i * CTRL_WORDS).cast();
+            }
+            v.iov_len = SLOT_BYTES;
+            h.msg_hdr.msg_controllen = (CTRL_WORDS * 8) as _;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        for (v, h) in iov.iter_mut().zip(hdrs.iter_mut()) {
+            h.msg_hdr.msg_iov = v;
+        }
+        // SAFETY: `hdrs` holds SLOTS valid mmsghdr, each with one iovec and a control buffer
+        // of the stated size, all pointing into buffers alive and unaliased for the call.
+        let rc = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                SLOTS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = (rc as usize).min(SLOTS);
+        for (r, h) in batch.received.iter_mut().zip(&hdrs).take(n) {
+            *r = Received {
+                len: h.msg_len as usize,
+                ctrl_len: h.msg_hdr.msg_controllen as usize,
+                flags: h.msg_hdr.msg_flags,
+            };
+        }
+        Ok(n)
+    }
+
+    /// The socket failed (`err` is what the read said, if it said anything): read and clear
+    /// the pending socket error (ENETDOWN when the interface goes down or away), or every
+    /// later poll would fail at once, and classify.
+    fn receive_error<T>(&mut self, err: Option<io::Error>) -> Result<T, CaptureError> {
+        let pending = take_socket_error(self.fd.as_raw_fd()).or(err);
+        self.check_interface()?;
+        // Down, not gone: the kernel re-arms the socket when the interface is up again.
+        if pending.as_ref().and_then(io::Error::raw_os_error) == Some(libc::ENETDOWN) {
+            return Err(CaptureError::InterfaceDown(self.name.clone()));
+        }
+        Err(CaptureError::Io {
+            interface: self.name.clone(),
+            op: "receive",
+            source: pending.unwrap_or_else(|| io::Error::other("socket error condition")),
+        })
     }
 
     /// `InterfaceGone` when no interface of this name and index exists any more. A socket
@@ -407,7 +466,7 @@ impl Capture {
                 interface: self.name.clone(),
                 source,
             })?;
-        attach(self.fd, &prog).map_err(|source| CaptureError::Io {
+        attach(self.fd.as_raw_fd(), &prog).map_err(|source| CaptureError::Io {
             interface: self.name.clone(),
             op: "SO_ATTACH_FILTER",
             source,
@@ -422,7 +481,7 @@ impl Capture {
         // SAFETY: st and len are valid for writes of their sizes.
         let rc = unsafe {
             libc::getsockopt(
-                self.fd,
+                self.fd.as_raw_fd(),
                 libc::SOL_PACKET,
                 PACKET_STATISTICS,
                 (&mut st as *mut TpacketStats).cast(),

@@ -169,7 +169,8 @@ fn reopens_after_the_interface_vanishes_and_stops_promptly() {
     let knock = |v6: bool| {
         pair.client
             .run(|| udp_knock(VethPair::server_addr(v6), DOOR_UDP));
-        let e = rx.recv_timeout(Duration::from_secs(5)).expect("event");
+        let batch: Vec<_> = rx.recv_timeout(Duration::from_secs(5)).expect("event");
+        let e = batch.first().expect("a batch is never empty");
         assert_eq!(
             (e.proto, e.dport, e.src),
             (Proto::Udp, DOOR_UDP, VethPair::client_addr(v6))
@@ -210,7 +211,8 @@ fn interface_down_and_up_keeps_the_same_capture() {
     let knock = || {
         pair.client
             .run(|| udp_knock(VethPair::server_addr(false), DOOR_UDP));
-        let e = rx.recv_timeout(Duration::from_secs(5)).expect("event");
+        let batch: Vec<_> = rx.recv_timeout(Duration::from_secs(5)).expect("event");
+        let e = batch.first().expect("a batch is never empty");
         assert_eq!((e.proto, e.dport), (Proto::Udp, DOOR_UDP));
     };
     knock();
