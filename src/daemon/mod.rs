@@ -34,7 +34,7 @@ use refusals::Refusals;
 /// Longest the loop sleeps without looking at signals.
 const POLL: Duration = Duration::from_millis(200);
 /// Queue between capture threads and the loop, in batches (one per capture wake-up, at most
-/// `knock_capture::MAX_ROUNDS` × 64 events each). When it is full a capture thread waits, so
+/// `knock_capture::MAX_BATCH` events each). When it is full a capture thread waits, so
 /// overload shows up as the kernel's drop counter (logged by the capture thread).
 const QUEUE: usize = 256;
 /// Most events handled between two looks at timers and signals.

@@ -256,7 +256,8 @@ mod tests {
             // Sometimes a plausible header, to get past the first check.
             if len >= 16 && n % 3 == 0 {
                 let word = std::mem::size_of::<usize>();
-                b[..word].copy_from_slice(&(usize::from(b[word]) % 64).to_ne_bytes());
+                let len = usize::from(b[word]) % 64;
+                b[..word].copy_from_slice(&len.to_ne_bytes());
             }
             let _ = timestamp_ms(&b);
         }

@@ -9,10 +9,12 @@
 //! from `socket()` onwards, on every interface; here the receive queue is provably empty until
 //! the filter is in place.
 //!
-//! Reading: one `poll` per wake-up, then `recvmmsg` of up to [`SLOTS`] frames per call, each
-//! with its kernel receive stamp as `SCM_TIMESTAMP` control data (no per-frame ioctl), until
-//! the queue is empty or [`MAX_ROUNDS`] calls were made. Decoding happens in place in the
-//! batch buffers (see [`crate::batch`]).
+//! Reading ([`ReceivePath`]): normally through a `PACKET_RX_RING` set up before `bind` (see
+//! [`crate::ring`]): one `poll` per wake-up and no system call per frame. If the kernel refuses
+//! the ring (memory), through `recvmmsg`: up to [`SLOTS`] frames per call, each with its kernel
+//! receive stamp as `SCM_TIMESTAMP` control data (no per-frame ioctl), until the queue is empty
+//! or [`MAX_ROUNDS`] calls were made (see [`crate::batch`]). Either way frames are decoded in
+//! place, at most [`MAX_BATCH`] per wake-up.
 
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -28,10 +30,14 @@ use crate::batch::{Batch, Received, CTRL_WORDS, SLOTS, SLOT_BYTES};
 use crate::bpf::Insn;
 use crate::filter::{FilterError, FilterSpec};
 use crate::link::LinkType;
+use crate::ring::{RingWalk, BLOCK_NR, BLOCK_SIZE, FRAME_NR, FRAME_SIZE};
 
 // Stable across Linux architectures; not all are exported by the libc crate for every target.
 const SO_ATTACH_FILTER: libc::c_int = 26;
+const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
 /// `ARPHRD_LOOPBACK`: the hardware type of `lo`.
 const ARPHRD_LOOPBACK: u16 = 772;
 
@@ -42,6 +48,113 @@ const RCVBUF_BYTES: libc::c_int = 4 << 20;
 /// Most `recvmmsg` calls per wake-up (so at most `MAX_ROUNDS * SLOTS` frames per batch): the
 /// caller gets its turn (filter updates, stop flag, statistics) even under a flood.
 pub const MAX_ROUNDS: usize = 16;
+/// Most frames read per wake-up, on either path.
+pub const MAX_BATCH: usize = MAX_ROUNDS * SLOTS;
+
+/// `struct tpacket_req`.
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: libc::c_uint,
+    tp_block_nr: libc::c_uint,
+    tp_frame_size: libc::c_uint,
+    tp_frame_nr: libc::c_uint,
+}
+
+/// How frames get from the kernel to the decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceivePath {
+    /// A `PACKET_RX_RING` (`TPACKET_V2`) mapped into this process: zero-copy.
+    Ring,
+    /// `recvmmsg(2)` batches (the fallback when the ring cannot be set up).
+    Recvmmsg,
+}
+
+/// An `mmap`ed `PACKET_RX_RING`, unmapped on drop.
+struct Ring {
+    map: *mut libc::c_void,
+    len: usize,
+    walk: RingWalk,
+}
+
+// SAFETY: the mapping is owned by this value alone; moving it to another thread moves that
+// ownership (the kernel side is indifferent to which thread reads).
+unsafe impl Send for Ring {}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: map/len are exactly what mmap returned; nothing refers to it after this.
+        unsafe { libc::munmap(self.map, self.len) };
+    }
+}
+
+impl Ring {
+    /// Set up a `TPACKET_V2` receive ring on `fd` and map it. `None` if the kernel refuses
+    /// (the socket is then left usable for ordinary reads).
+    fn setup(fd: RawFd) -> Option<Ring> {
+        set_int(fd, libc::SOL_PACKET, PACKET_VERSION, TPACKET_V2).ok()?;
+        let req = TpacketReq {
+            tp_block_size: BLOCK_SIZE as libc::c_uint,
+            tp_block_nr: BLOCK_NR as libc::c_uint,
+            tp_frame_size: FRAME_SIZE as libc::c_uint,
+            tp_frame_nr: FRAME_NR as libc::c_uint,
+        };
+        // SAFETY: req is a valid tpacket_req of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                PACKET_RX_RING,
+                (&req as *const TpacketReq).cast(),
+                mem::size_of::<TpacketReq>() as libc::socklen_t,
+            )
+        };
+        if rc == -1 {
+            return None;
+        }
+        let len = BLOCK_SIZE * BLOCK_NR;
+        // SAFETY: mapping the ring the kernel just allocated for fd, at its exact size.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            // Tear the ring down again so ordinary reads work (a zeroed request frees it).
+            let off = TpacketReq {
+                tp_block_size: 0,
+                tp_block_nr: 0,
+                tp_frame_size: 0,
+                tp_frame_nr: 0,
+            };
+            // SAFETY: as above.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_PACKET,
+                    PACKET_RX_RING,
+                    (&off as *const TpacketReq).cast(),
+                    mem::size_of::<TpacketReq>() as libc::socklen_t,
+                )
+            };
+            return None;
+        }
+        // SAFETY: the mapping is len = FRAME_SIZE * FRAME_NR bytes (blocks hold whole frames),
+        // page-aligned, read/write, and lives as long as `Ring` (which owns the walk); the
+        // kernel writes to it only through the ring protocol. FRAME_SIZE is a multiple of 4.
+        let walk = unsafe { RingWalk::new(map.cast(), FRAME_SIZE, FRAME_NR) };
+        Some(Ring { map, len, walk })
+    }
+}
+
+enum Reader {
+    Ring(Ring),
+    Recvmmsg(Box<Batch>),
+}
 
 /// `struct tpacket_stats`: counters since the previous read (the kernel resets them).
 #[repr(C)]
@@ -95,8 +208,9 @@ pub struct Capture {
     link: LinkType,
     /// The interface is a loopback device (only local processes can send on it).
     loopback: bool,
+    // Declared before `fd`: the ring is unmapped before the socket is closed.
+    reader: Reader,
     fd: OwnedFd,
-    batch: Box<Batch>,
     /// Events read but not yet handed out by [`Capture::next_event`].
     pending: VecDeque<KnockEvent>,
     totals: Stats,
@@ -108,6 +222,7 @@ impl std::fmt::Debug for Capture {
             .field("interface", &self.name)
             .field("ifindex", &self.ifindex)
             .field("link", &self.link)
+            .field("receive", &self.receive_path())
             .finish()
     }
 }
@@ -265,6 +380,11 @@ impl Capture {
                 source,
             }
         })?;
+        // The ring, like the filter, is in place before delivery starts.
+        let reader = match Ring::setup(fd.as_raw_fd()) {
+            Some(ring) => Reader::Ring(ring),
+            None => Reader::Recvmmsg(Box::new(Batch::new())),
+        };
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as libc::c_ushort;
@@ -287,8 +407,8 @@ impl Capture {
             ifindex,
             link,
             loopback: hatype == ARPHRD_LOOPBACK,
+            reader,
             fd,
-            batch: Box::new(Batch::new()),
             pending: VecDeque::new(),
             totals: Stats::default(),
         })
@@ -300,6 +420,14 @@ impl Capture {
 
     pub fn link(&self) -> LinkType {
         self.link
+    }
+
+    /// Which receive path this capture uses.
+    pub fn receive_path(&self) -> ReceivePath {
+        match self.reader {
+            Reader::Ring(_) => ReceivePath::Ring,
+            Reader::Recvmmsg(_) => ReceivePath::Recvmmsg,
+        }
     }
 
     /// Wait up to [`READ_TIMEOUT`] for one event. `Ok(None)` on timeout or when what was read
@@ -315,18 +443,26 @@ impl Capture {
         Ok(self.pending.pop_front())
     }
 
-    /// Wait up to [`READ_TIMEOUT`] for frames, then read everything queued (up to
-    /// [`MAX_ROUNDS`] × [`SLOTS`] frames) and append the decodable ones to `out`, in arrival
-    /// order. Returns how many frames were read (decodable or not; 0 on timeout). An error
-    /// means the capture is unusable: reopen it ([`CaptureError::InterfaceDown`] excepted).
+    /// Wait up to [`READ_TIMEOUT`] for frames, then read what is queued (up to [`MAX_BATCH`]
+    /// frames) and append the decodable ones to `out`, in arrival order. Returns how many
+    /// frames were read (decodable or not; 0 on timeout). An error means the capture is
+    /// unusable: reopen it ([`CaptureError::InterfaceDown`] excepted).
     ///
     /// Each event's time is on the event clock ([`crate::clock::boot_ms`]): the kernel's
     /// receive stamp (wall clock) turned into an age in the queue against one clock reading
-    /// per `recvmmsg` call, so frames read late under load keep their arrival time while a
-    /// wall-clock jump moves nothing.
+    /// per batch, so frames read late under load keep their arrival time while a wall-clock
+    /// jump moves nothing.
     pub fn next_batch(&mut self, out: &mut Vec<KnockEvent>) -> Result<usize, CaptureError> {
+        if let Reader::Ring(ring) = &self.reader {
+            if ring.walk.ready() {
+                return Ok(self.drain_ring(out));
+            }
+        }
         if self.wait_readable()? {
             return self.receive_error(None);
+        }
+        if let Reader::Ring(_) = self.reader {
+            return Ok(self.drain_ring(out));
         }
         let mut total = 0;
         for _ in 0..MAX_ROUNDS {
@@ -334,8 +470,9 @@ impl Capture {
                 Ok(n) => {
                     let boot = crate::clock::boot_ms();
                     let wall = crate::clock::wall_ms();
-                    self.batch
-                        .decode_into(n, self.link, self.loopback, wall, boot, out);
+                    if let Reader::Recvmmsg(batch) = &self.reader {
+                        batch.decode_into(n, self.link, self.loopback, wall, boot, out);
+                    }
                     total += n;
                     if n < SLOTS {
                         break;
@@ -355,6 +492,18 @@ impl Capture {
             }
         }
         Ok(total)
+    }
+
+    fn drain_ring(&mut self, out: &mut Vec<KnockEvent>) -> usize {
+        let (link, loopback) = (self.link, self.loopback);
+        match &mut self.reader {
+            Reader::Ring(ring) => {
+                let boot = crate::clock::boot_ms();
+                let wall = crate::clock::wall_ms();
+                ring.walk.drain(MAX_BATCH, link, loopback, wall, boot, out)
+            }
+            Reader::Recvmmsg(_) => 0,
+        }
     }
 
     /// `poll` for input up to [`READ_TIMEOUT`]. `Ok(false)`: readable or timed out (the
@@ -384,7 +533,9 @@ impl Capture {
 
     /// One non-blocking `recvmmsg` into the batch buffers; the number of frames read.
     fn recv_batch(&mut self) -> io::Result<usize> {
-        let batch = &mut *self.batch;
+        let Reader::Recvmmsg(batch) = &mut self.reader else {
+            return Ok(0);
+        };
         // SAFETY: iovec and mmsghdr are plain old data; zeroed is a valid value.
         let mut iov: [libc::iovec; SLOTS] = unsafe { mem::zeroed() };
         // SAFETY: as above.

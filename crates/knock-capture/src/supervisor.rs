@@ -4,9 +4,9 @@
 //! Stops within a read timeout (plus one backoff slice) of the stop flag being set.
 //!
 //! Under load it coalesces wake-ups: after a wake-up that found several frames queued, it waits
-//! [`COALESCE_WAIT`] before polling again, so a flood is read in batches of hundreds (one
-//! `poll`, a few `recvmmsg`, one channel send per batch) instead of one wake-up per frame. A
-//! lone frame (an honest knock on a quiet host) is never held back.
+//! [`COALESCE_WAIT`] before polling again, so a flood is read in batches of hundreds (at most
+//! one `poll` and one channel send per batch) instead of one wake-up per frame. A lone frame
+//! (an honest knock on a quiet host) is never held back.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 use knock_match::KnockEvent;
 use tracing::{debug, info, warn};
 
-use crate::batch::SLOTS;
 use crate::filter::FilterSpec;
-use crate::socket::{Capture, CaptureError, Stats, MAX_ROUNDS};
+use crate::socket::{Capture, CaptureError, Stats, MAX_BATCH};
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -244,7 +243,7 @@ fn run(
                 warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot open capture")
             }
             Ok(mut cap) => {
-                info!(interface = name, link = ?cap.link(), "capturing");
+                info!(interface = name, link = ?cap.link(), receive = ?cap.receive_path(), "capturing");
                 {
                     let (m, cv) = opens;
                     *lock(m) += 1;
@@ -286,7 +285,7 @@ fn run(
                             }
                             // Busy, but not so busy that the queue is still full: let the
                             // next batch build up (a full read goes straight back).
-                            if frames >= COALESCE_AT && frames < MAX_ROUNDS * SLOTS {
+                            if frames >= COALESCE_AT && frames < MAX_BATCH {
                                 thread::sleep(COALESCE_WAIT);
                             }
                         }
