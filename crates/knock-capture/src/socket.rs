@@ -332,6 +332,17 @@ impl Capture {
     /// Open a filtered capture on `interface` in the calling thread's network namespace.
     /// Promiscuous mode stays off; reads time out after [`READ_TIMEOUT`].
     pub fn open(interface: &str, spec: &FilterSpec) -> Result<Capture, CaptureError> {
+        Capture::open_with(interface, spec, ReceivePath::Ring)
+    }
+
+    /// [`Capture::open`], asking for a receive path: [`ReceivePath::Ring`] falls back to
+    /// [`ReceivePath::Recvmmsg`] when the kernel refuses the ring; asking for
+    /// [`ReceivePath::Recvmmsg`] (tests, diagnosis) skips the ring.
+    pub fn open_with(
+        interface: &str,
+        spec: &FilterSpec,
+        want: ReceivePath,
+    ) -> Result<Capture, CaptureError> {
         let ifindex =
             ifindex(interface).ok_or_else(|| CaptureError::NoSuchInterface(interface.into()))?;
         // Protocol 0: no packet hook until bind, so nothing is queued before the filter.
@@ -381,7 +392,11 @@ impl Capture {
             }
         })?;
         // The ring, like the filter, is in place before delivery starts.
-        let reader = match Ring::setup(fd.as_raw_fd()) {
+        let ring = match want {
+            ReceivePath::Ring => Ring::setup(fd.as_raw_fd()),
+            ReceivePath::Recvmmsg => None,
+        };
+        let reader = match ring {
             Some(ring) => Reader::Ring(ring),
             None => Reader::Recvmmsg(Box::new(Batch::new())),
         };
