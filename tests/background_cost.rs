@@ -68,8 +68,19 @@ fn classes() -> Vec<Class> {
     ]
 }
 
-/// CPU seconds per million packets of `class` for the daemon binary `bin`.
-fn measure(bin: &str, class: &Class) -> (f64, f64) {
+/// The kernel's drop count for the capture, from the daemon's log (the largest
+/// `dropped_total=` it logged; the capture logs it on drops and when it stops).
+fn kernel_drops(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| l.split("dropped_total=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// CPU seconds per million packets of `class` for the daemon binary `bin`, the send rate, and
+/// the kernel's drop count.
+fn measure(bin: &str, class: &Class) -> (f64, f64, u64) {
     let net = NetPair::new("bgcost");
     let root = ServerRoot::new(&net);
     root.write_hosts_allow("");
@@ -111,8 +122,9 @@ fn measure(bin: &str, class: &Class) -> (f64, f64) {
     std::thread::sleep(Duration::from_millis(1500));
     let used = (cpu_ticks(daemon.pid()) - before) as f64 / ticks_per_second();
     daemon.stop(Duration::from_secs(5));
+    let drops = kernel_drops(&daemon.log());
     let pps = f64::from(FRAMES) / sent_for.as_secs_f64();
-    (used * 1_000_000.0 / f64::from(FRAMES), pps)
+    (used * 1_000_000.0 / f64::from(FRAMES), pps, drops)
 }
 
 #[test]
@@ -122,17 +134,19 @@ fn background_cpu_per_million_packets() {
         return;
     }
     let before = std::env::var("KNOCKWRAP_BEFORE_BIN").ok();
-    println!("| background traffic | before: CPU s / M packets | after: CPU s / M packets | send rate (after) |");
-    println!("|---|---|---|---|");
+    println!("| background traffic | before: CPU s / M packets | after: CPU s / M packets | send rate (after) | kernel drops before / after |");
+    println!("|---|---|---|---|---|");
     for class in classes() {
-        let old = before.as_deref().map(|b| measure(b, &class).0);
-        let (new, pps) = measure(knockwrap_bin(), &class);
+        let old = before.as_deref().map(|b| measure(b, &class));
+        let (new, pps, drops) = measure(knockwrap_bin(), &class);
         println!(
-            "| {} | {} | {:.3} | {:.0} k pps |",
+            "| {} | {} | {:.3} | {:.0} k pps | {} / {} |",
             class.name,
-            old.map_or("-".to_owned(), |o| format!("{o:.3}")),
+            old.map_or("-".to_owned(), |o| format!("{:.3}", o.0)),
             new,
-            pps / 1000.0
+            pps / 1000.0,
+            old.map_or("-".to_owned(), |o| o.2.to_string()),
+            drops
         );
     }
 }
