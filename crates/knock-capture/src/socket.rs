@@ -398,7 +398,7 @@ impl Capture {
         };
         let reader = match ring {
             Some(ring) => Reader::Ring(ring),
-            None => Reader::Recvmmsg(Box::new(Batch::new())),
+            None => Reader::Recvmmsg(Box::default()),
         };
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -587,9 +587,12 @@ impl Capture {
         }
         let n = (rc as usize).min(SLOTS);
         for (r, h) in batch.received.iter_mut().zip(&hdrs).take(n) {
+            // msg_controllen is size_t on glibc, socklen_t on musl.
+            #[allow(clippy::unnecessary_cast)]
+            let ctrl_len = h.msg_hdr.msg_controllen as usize;
             *r = Received {
                 len: h.msg_len as usize,
-                ctrl_len: h.msg_hdr.msg_controllen as usize,
+                ctrl_len,
                 flags: h.msg_hdr.msg_flags,
             };
         }

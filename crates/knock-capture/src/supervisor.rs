@@ -285,7 +285,7 @@ fn run(
                             }
                             // Busy, but not so busy that the queue is still full: let the
                             // next batch build up (a full read goes straight back).
-                            if frames >= COALESCE_AT && frames < MAX_BATCH {
+                            if (COALESCE_AT..MAX_BATCH).contains(&frames) {
                                 thread::sleep(COALESCE_WAIT);
                             }
                         }
