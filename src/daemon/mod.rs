@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use knock_capture::{spawn_capture_thread, CaptureThread, FilterSpec, SharedFilter};
+use knock_capture::{spawn_capture_thread, CaptureThread, EventBatch, FilterSpec, SharedFilter};
 use knock_match::{Action, Consume, Decision, Door, KnockEvent, Matcher, MatcherOptions};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::{Config, ConfigErrors};
@@ -33,9 +33,10 @@ use refusals::Refusals;
 
 /// Longest the loop sleeps without looking at signals.
 const POLL: Duration = Duration::from_millis(200);
-/// Queue between capture threads and the loop. When it is full a capture thread waits, so
+/// Queue between capture threads and the loop, in batches (one per capture wake-up, at most
+/// `knock_capture::MAX_BATCH` events each). When it is full a capture thread waits, so
 /// overload shows up as the kernel's drop counter (logged by the capture thread).
-const QUEUE: usize = 16_384;
+const QUEUE: usize = 256;
 /// Most events handled between two looks at timers and signals.
 const DRAIN_BATCH: usize = 4096;
 /// How long start-up waits for each interface's capture to open before reporting ready.
@@ -100,7 +101,7 @@ impl Captures {
     fn spawn(
         interfaces: &[String],
         filter: &SharedFilter,
-        tx: &SyncSender<KnockEvent>,
+        tx: &SyncSender<EventBatch>,
     ) -> Result<Captures, Failure> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -138,8 +139,8 @@ struct Daemon {
     progress: ProgressStore,
     filter: SharedFilter,
     captures: Option<Captures>,
-    tx: SyncSender<KnockEvent>,
-    rx: Receiver<KnockEvent>,
+    tx: SyncSender<EventBatch>,
+    rx: Receiver<EventBatch>,
     signals: Signals,
     destinations: local::Destinations,
     clock: Clock,
@@ -263,13 +264,17 @@ impl Daemon {
             .min()
             .map_or(POLL, |ms| Duration::from_millis(ms).min(POLL));
             match self.rx.recv_timeout(wake) {
-                Ok(event) => {
-                    self.observe(event);
-                    // Drain what is queued, but a bounded batch: under a flood, lease expiry
-                    // and signals must still get their turn.
-                    for _ in 0..DRAIN_BATCH {
+                Ok(batch) => {
+                    let mut seen = batch.len();
+                    batch.into_iter().for_each(|e| self.observe(e));
+                    // Drain what is queued, but a bounded number of events: under a flood,
+                    // lease expiry and signals must still get their turn.
+                    while seen < DRAIN_BATCH {
                         match self.rx.try_recv() {
-                            Ok(event) => self.observe(event),
+                            Ok(batch) => {
+                                seen += batch.len();
+                                batch.into_iter().for_each(|e| self.observe(e));
+                            }
                             Err(_) => break,
                         }
                     }

@@ -4,14 +4,19 @@
 //! - [`filter`]: what to pass ([`FilterSpec`]) and the cBPF program per [`LinkType`] (pure).
 //! - [`clock`]: the event clock (CLOCK_BOOTTIME ms).
 //! - [`decode`]: frame bytes → [`knock_match::KnockEvent`] (pure, total).
-//! - [`socket`]: the Linux socket: [`Capture`] (open, filter, read, kernel drop counter).
+//! - [`batch`]: one `recvmmsg` batch's buffers and their bounds-checked parsing (pure).
+//! - [`ring`]: the `PACKET_RX_RING` layout and the walk over it (tested on heap memory).
+//! - [`socket`]: the Linux socket: [`Capture`] (open, filter, batched reads, kernel drop
+//!   counter).
 //! - [`supervisor`]: one thread per interface, reopened with backoff when it vanishes.
 
+pub mod batch;
 pub mod bpf;
 pub mod clock;
 pub mod decode;
 pub mod filter;
 pub mod link;
+pub mod ring;
 pub mod socket;
 pub mod supervisor;
 #[cfg(feature = "testns")]
@@ -25,5 +30,5 @@ mod vm;
 pub use decode::decode;
 pub use filter::{FilterError, FilterSpec, FlagRule};
 pub use link::LinkType;
-pub use socket::{Capture, CaptureError, Stats, READ_TIMEOUT};
-pub use supervisor::{spawn_capture_thread, CaptureThread, SharedFilter};
+pub use socket::{Capture, CaptureError, ReceivePath, Stats, MAX_BATCH, READ_TIMEOUT};
+pub use supervisor::{spawn_capture_thread, CaptureThread, EventBatch, SharedFilter};

@@ -1,5 +1,5 @@
 //! The Linux capture socket: an `AF_PACKET`/`SOCK_RAW` socket made here, filtered in the
-//! kernel by the generated cBPF program, then read through pnet's datalink channel.
+//! kernel by the generated cBPF program, then read in batches with `recvmmsg(2)`.
 //!
 //! Order of operations (race-free, so nothing unfiltered is ever queued and nothing needs
 //! draining): the socket is created with protocol 0, which registers no packet hook, so it
@@ -7,28 +7,37 @@
 //! the interface's index) start delivery. The usual alternative (create with `ETH_P_ALL`,
 //! attach a drop-all filter, drain, attach the real one) needs a drain because packets arrive
 //! from `socket()` onwards, on every interface; here the receive queue is provably empty until
-//! the filter is in place. pnet then binds again to the same address, which keeps the filter.
+//! the filter is in place.
+//!
+//! Reading ([`ReceivePath`]): normally through a `PACKET_RX_RING` set up before `bind` (see
+//! [`crate::ring`]): one `poll` per wake-up and no system call per frame. If the kernel refuses
+//! the ring (memory), through `recvmmsg`: up to [`SLOTS`] frames per call, each with its kernel
+//! receive stamp as `SCM_TIMESTAMP` control data (no per-frame ioctl), until the queue is empty
+//! or [`MAX_ROUNDS`] calls were made (see [`crate::batch`]). Either way frames are decoded in
+//! place, at most [`MAX_BATCH`] per wake-up.
 
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use knock_match::KnockEvent;
-use pnet_datalink::{self as datalink, DataLinkReceiver, NetworkInterface};
 use thiserror::Error;
 
+use crate::batch::{Batch, Received, CTRL_WORDS, SLOTS, SLOT_BYTES};
 use crate::bpf::Insn;
-use crate::decode::decode;
 use crate::filter::{FilterError, FilterSpec};
 use crate::link::LinkType;
+use crate::ring::{RingWalk, BLOCK_NR, BLOCK_SIZE, FRAME_NR, FRAME_SIZE};
 
 // Stable across Linux architectures; not all are exported by the libc crate for every target.
 const SO_ATTACH_FILTER: libc::c_int = 26;
+const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_STATISTICS: libc::c_int = 6;
-/// `SIOCGSTAMP` (the `timeval` form): the kernel receive time of the last frame read.
-const SIOCGSTAMP: libc::c_ulong = 0x8906;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
 /// `ARPHRD_LOOPBACK`: the hardware type of `lo`.
 const ARPHRD_LOOPBACK: u16 = 772;
 
@@ -36,8 +45,116 @@ const ARPHRD_LOOPBACK: u16 = 772;
 pub const READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// Receive buffer asked for (as root the kernel's `rmem_max` cap is bypassed).
 const RCVBUF_BYTES: libc::c_int = 4 << 20;
-/// Largest frame copied out; longer ones are truncated, which only cuts payload.
-const READ_BUFFER: usize = 65536;
+/// Most `recvmmsg` calls per wake-up (so at most `MAX_ROUNDS * SLOTS` frames per batch): the
+/// caller gets its turn (filter updates, stop flag, statistics) even under a flood.
+pub const MAX_ROUNDS: usize = 16;
+/// Most frames read per wake-up, on either path.
+pub const MAX_BATCH: usize = MAX_ROUNDS * SLOTS;
+
+/// `struct tpacket_req`.
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: libc::c_uint,
+    tp_block_nr: libc::c_uint,
+    tp_frame_size: libc::c_uint,
+    tp_frame_nr: libc::c_uint,
+}
+
+/// How frames get from the kernel to the decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceivePath {
+    /// A `PACKET_RX_RING` (`TPACKET_V2`) mapped into this process: zero-copy.
+    Ring,
+    /// `recvmmsg(2)` batches (the fallback when the ring cannot be set up).
+    Recvmmsg,
+}
+
+/// An `mmap`ed `PACKET_RX_RING`, unmapped on drop.
+struct Ring {
+    map: *mut libc::c_void,
+    len: usize,
+    walk: RingWalk,
+}
+
+// SAFETY: the mapping is owned by this value alone; moving it to another thread moves that
+// ownership (the kernel side is indifferent to which thread reads).
+unsafe impl Send for Ring {}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: map/len are exactly what mmap returned; nothing refers to it after this.
+        unsafe { libc::munmap(self.map, self.len) };
+    }
+}
+
+impl Ring {
+    /// Set up a `TPACKET_V2` receive ring on `fd` and map it. `None` if the kernel refuses
+    /// (the socket is then left usable for ordinary reads).
+    fn setup(fd: RawFd) -> Option<Ring> {
+        set_int(fd, libc::SOL_PACKET, PACKET_VERSION, TPACKET_V2).ok()?;
+        let req = TpacketReq {
+            tp_block_size: BLOCK_SIZE as libc::c_uint,
+            tp_block_nr: BLOCK_NR as libc::c_uint,
+            tp_frame_size: FRAME_SIZE as libc::c_uint,
+            tp_frame_nr: FRAME_NR as libc::c_uint,
+        };
+        // SAFETY: req is a valid tpacket_req of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                PACKET_RX_RING,
+                (&req as *const TpacketReq).cast(),
+                mem::size_of::<TpacketReq>() as libc::socklen_t,
+            )
+        };
+        if rc == -1 {
+            return None;
+        }
+        let len = BLOCK_SIZE * BLOCK_NR;
+        // SAFETY: mapping the ring the kernel just allocated for fd, at its exact size.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            // Tear the ring down again so ordinary reads work (a zeroed request frees it).
+            let off = TpacketReq {
+                tp_block_size: 0,
+                tp_block_nr: 0,
+                tp_frame_size: 0,
+                tp_frame_nr: 0,
+            };
+            // SAFETY: as above.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_PACKET,
+                    PACKET_RX_RING,
+                    (&off as *const TpacketReq).cast(),
+                    mem::size_of::<TpacketReq>() as libc::socklen_t,
+                )
+            };
+            return None;
+        }
+        // SAFETY: the mapping is len = FRAME_SIZE * FRAME_NR bytes (blocks hold whole frames),
+        // page-aligned, read/write, and lives as long as `Ring` (which owns the walk); the
+        // kernel writes to it only through the ring protocol. FRAME_SIZE is a multiple of 4.
+        let walk = unsafe { RingWalk::new(map.cast(), FRAME_SIZE, FRAME_NR) };
+        Some(Ring { map, len, walk })
+    }
+}
+
+enum Reader {
+    Ring(Ring),
+    Recvmmsg(Box<Batch>),
+}
 
 /// `struct tpacket_stats`: counters since the previous read (the kernel resets them).
 #[repr(C)]
@@ -91,9 +208,11 @@ pub struct Capture {
     link: LinkType,
     /// The interface is a loopback device (only local processes can send on it).
     loopback: bool,
-    /// Owned by `rx` (pnet closes it); valid exactly as long as `rx` lives.
-    fd: RawFd,
-    rx: Box<dyn DataLinkReceiver>,
+    // Declared before `fd`: the ring is unmapped before the socket is closed.
+    reader: Reader,
+    fd: OwnedFd,
+    /// Events read but not yet handed out by [`Capture::next_event`].
+    pending: VecDeque<KnockEvent>,
     totals: Stats,
 }
 
@@ -103,6 +222,7 @@ impl std::fmt::Debug for Capture {
             .field("interface", &self.name)
             .field("ifindex", &self.ifindex)
             .field("link", &self.link)
+            .field("receive", &self.receive_path())
             .finish()
     }
 }
@@ -208,25 +328,21 @@ fn take_socket_error(fd: RawFd) -> Option<io::Error> {
     (rc == 0 && v != 0).then(|| io::Error::from_raw_os_error(v))
 }
 
-/// The kernel's receive timestamp of the last frame read from `fd`, in wall-clock ms since
-/// the epoch. The first call also turns on timestamping for the socket.
-fn kernel_stamp_ms(fd: RawFd) -> Option<u64> {
-    let mut tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 0,
-    };
-    // SAFETY: tv is a valid timeval for the kernel to fill.
-    if unsafe { libc::ioctl(fd, SIOCGSTAMP as _, &mut tv) } != 0 || tv.tv_sec <= 0 {
-        return None;
-    }
-    let ms = (tv.tv_sec as u64).checked_mul(1000)? + (tv.tv_usec.max(0) as u64) / 1000;
-    Some(ms)
-}
-
 impl Capture {
     /// Open a filtered capture on `interface` in the calling thread's network namespace.
     /// Promiscuous mode stays off; reads time out after [`READ_TIMEOUT`].
     pub fn open(interface: &str, spec: &FilterSpec) -> Result<Capture, CaptureError> {
+        Capture::open_with(interface, spec, ReceivePath::Ring)
+    }
+
+    /// [`Capture::open`], asking for a receive path: [`ReceivePath::Ring`] falls back to
+    /// [`ReceivePath::Recvmmsg`] when the kernel refuses the ring; asking for
+    /// [`ReceivePath::Recvmmsg`] (tests, diagnosis) skips the ring.
+    pub fn open_with(
+        interface: &str,
+        spec: &FilterSpec,
+        want: ReceivePath,
+    ) -> Result<Capture, CaptureError> {
         let ifindex =
             ifindex(interface).ok_or_else(|| CaptureError::NoSuchInterface(interface.into()))?;
         // Protocol 0: no packet hook until bind, so nothing is queued before the filter.
@@ -267,8 +383,23 @@ impl Capture {
                 RCVBUF_BYTES,
             );
         }
-        // Turn on kernel receive timestamps before the first frame can be queued.
-        let _ = kernel_stamp_ms(fd.as_raw_fd());
+        // Kernel receive timestamps, as control data with every frame, from the first frame.
+        set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMP, 1).map_err(|source| {
+            CaptureError::Io {
+                interface: interface.into(),
+                op: "SO_TIMESTAMP",
+                source,
+            }
+        })?;
+        // The ring, like the filter, is in place before delivery starts.
+        let ring = match want {
+            ReceivePath::Ring => Ring::setup(fd.as_raw_fd()),
+            ReceivePath::Recvmmsg => None,
+        };
+        let reader = match ring {
+            Some(ring) => Reader::Ring(ring),
+            None => Reader::Recvmmsg(Box::default()),
+        };
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as libc::c_ushort;
@@ -286,47 +417,14 @@ impl Capture {
             return Err(os_err(interface, "bind"));
         }
 
-        let iface = NetworkInterface {
-            name: interface.to_string(),
-            description: String::new(),
-            index: ifindex,
-            mac: None,
-            ips: Vec::new(),
-            flags: 0,
-        };
-        let config = datalink::Config {
-            read_buffer_size: READ_BUFFER,
-            read_timeout: Some(READ_TIMEOUT),
-            promiscuous: false,
-            socket_fd: Some(fd.as_raw_fd()),
-            ..datalink::Config::default()
-        };
-        // pnet owns the descriptor from here on (it closes it on its own errors too).
-        let raw = fd.into_raw_fd();
-        let rx = match datalink::channel(&iface, config) {
-            Ok(datalink::Channel::Ethernet(_tx, rx)) => rx,
-            Ok(_) => {
-                return Err(CaptureError::Io {
-                    interface: interface.into(),
-                    op: "pnet channel",
-                    source: io::Error::other("unexpected channel type"),
-                })
-            }
-            Err(source) => {
-                return Err(CaptureError::Io {
-                    interface: interface.into(),
-                    op: "pnet channel",
-                    source,
-                })
-            }
-        };
         Ok(Capture {
             name: interface.to_string(),
             ifindex,
             link,
             loopback: hatype == ARPHRD_LOOPBACK,
-            fd: raw,
-            rx,
+            reader,
+            fd,
+            pending: VecDeque::new(),
             totals: Stats::default(),
         })
     }
@@ -339,53 +437,183 @@ impl Capture {
         self.link
     }
 
-    /// Wait up to [`READ_TIMEOUT`] for one frame. `Ok(None)` on timeout or when the frame is
-    /// not a decodable TCP/UDP packet. An error means the capture is unusable: reopen it.
-    /// The event's time is on the event clock ([`crate::clock::boot_ms`]): the kernel's
-    /// receive stamp (wall clock) turned into an age in the queue, so frames read late under
-    /// load keep their arrival time while a wall-clock jump moves nothing.
+    /// Which receive path this capture uses.
+    pub fn receive_path(&self) -> ReceivePath {
+        match self.reader {
+            Reader::Ring(_) => ReceivePath::Ring,
+            Reader::Recvmmsg(_) => ReceivePath::Recvmmsg,
+        }
+    }
+
+    /// Wait up to [`READ_TIMEOUT`] for one event. `Ok(None)` on timeout or when what was read
+    /// held no decodable TCP/UDP packet. An error means the capture is unusable: reopen it.
+    /// A convenience over [`Capture::next_batch`] for tests and one-shot tools.
     pub fn next_event(&mut self) -> Result<Option<KnockEvent>, CaptureError> {
-        match self.rx.next() {
-            Ok(frame) => {
-                let boot = crate::clock::boot_ms();
-                let time_ms = match kernel_stamp_ms(self.fd) {
-                    Some(stamp) => {
-                        crate::clock::from_wall_stamp(stamp, crate::clock::wall_ms(), boot)
-                    }
-                    None => boot,
-                };
-                Ok(decode(self.link, frame, time_ms).map(|mut ev| {
-                    ev.via_loopback = self.loopback;
-                    ev
-                }))
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::TimedOut
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => {
-                // pnet reports POLLERR ("unexpected poll event") without consuming the socket
-                // error (ENETDOWN when the interface goes down or away): read it, or every
-                // later poll would fail at once.
-                let pending = take_socket_error(self.fd);
-                self.check_interface()?;
-                // Down, not gone: the kernel re-arms the socket when the interface is up again.
-                if pending.as_ref().and_then(io::Error::raw_os_error) == Some(libc::ENETDOWN) {
-                    return Err(CaptureError::InterfaceDown(self.name.clone()));
-                }
-                Err(CaptureError::Io {
-                    interface: self.name.clone(),
-                    op: "receive",
-                    source: pending.unwrap_or(e),
-                })
+        if let Some(ev) = self.pending.pop_front() {
+            return Ok(Some(ev));
+        }
+        let mut out = Vec::new();
+        self.next_batch(&mut out)?;
+        self.pending.extend(out);
+        Ok(self.pending.pop_front())
+    }
+
+    /// Wait up to [`READ_TIMEOUT`] for frames, then read what is queued (up to [`MAX_BATCH`]
+    /// frames) and append the decodable ones to `out`, in arrival order. Returns how many
+    /// frames were read (decodable or not; 0 on timeout). An error means the capture is
+    /// unusable: reopen it ([`CaptureError::InterfaceDown`] excepted).
+    ///
+    /// Each event's time is on the event clock ([`crate::clock::boot_ms`]): the kernel's
+    /// receive stamp (wall clock) turned into an age in the queue against one clock reading
+    /// per batch, so frames read late under load keep their arrival time while a wall-clock
+    /// jump moves nothing.
+    pub fn next_batch(&mut self, out: &mut Vec<KnockEvent>) -> Result<usize, CaptureError> {
+        if let Reader::Ring(ring) = &self.reader {
+            if ring.walk.ready() {
+                return Ok(self.drain_ring(out));
             }
         }
+        if self.wait_readable()? {
+            return self.receive_error(None);
+        }
+        if let Reader::Ring(_) = self.reader {
+            return Ok(self.drain_ring(out));
+        }
+        let mut total = 0;
+        for _ in 0..MAX_ROUNDS {
+            match self.recv_batch() {
+                Ok(n) => {
+                    let boot = crate::clock::boot_ms();
+                    let wall = crate::clock::wall_ms();
+                    if let Reader::Recvmmsg(batch) = &self.reader {
+                        batch.decode_into(n, self.link, self.loopback, wall, boot, out);
+                    }
+                    total += n;
+                    if n < SLOTS {
+                        break;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    break
+                }
+                Err(e) if total == 0 => return self.receive_error(Some(e)),
+                // Deliver what was read; the error shows again on the next call.
+                Err(_) => break,
+            }
+        }
+        Ok(total)
+    }
+
+    fn drain_ring(&mut self, out: &mut Vec<KnockEvent>) -> usize {
+        let (link, loopback) = (self.link, self.loopback);
+        match &mut self.reader {
+            Reader::Ring(ring) => {
+                let boot = crate::clock::boot_ms();
+                let wall = crate::clock::wall_ms();
+                ring.walk.drain(MAX_BATCH, link, loopback, wall, boot, out)
+            }
+            Reader::Recvmmsg(_) => 0,
+        }
+    }
+
+    /// `poll` for input up to [`READ_TIMEOUT`]. `Ok(false)`: readable or timed out (the
+    /// non-blocking read that follows tells which); `Ok(true)`: the socket reported an error
+    /// condition.
+    fn wait_readable(&mut self) -> Result<bool, CaptureError> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: pfd is one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, READ_TIMEOUT.as_millis() as libc::c_int) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(CaptureError::Io {
+                interface: self.name.clone(),
+                op: "poll",
+                source: e,
+            });
+        }
+        Ok(rc > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0)
+    }
+
+    /// One non-blocking `recvmmsg` into the batch buffers; the number of frames read.
+    fn recv_batch(&mut self) -> io::Result<usize> {
+        let Reader::Recvmmsg(batch) = &mut self.reader else {
+            return Ok(0);
+        };
+        // SAFETY: iovec and mmsghdr are plain old data; zeroed is a valid value.
+        let mut iov: [libc::iovec; SLOTS] = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; SLOTS] = unsafe { mem::zeroed() };
+        let frames = batch.frames.as_mut_ptr();
+        let ctrl = batch.ctrl.as_mut_ptr();
+        for (i, (v, h)) in iov.iter_mut().zip(hdrs.iter_mut()).enumerate() {
+            // SAFETY: slot i lies inside `frames` (SLOTS * SLOT_BYTES bytes) and control area
+            // i inside `ctrl` (SLOTS * CTRL_WORDS words); both outlive the call below.
+            unsafe {
+                v.iov_base = frames.add(i * SLOT_BYTES).cast();
+                h.msg_hdr.msg_control = ctrl.add(i * CTRL_WORDS).cast();
+            }
+            v.iov_len = SLOT_BYTES;
+            h.msg_hdr.msg_controllen = (CTRL_WORDS * 8) as _;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        for (v, h) in iov.iter_mut().zip(hdrs.iter_mut()) {
+            h.msg_hdr.msg_iov = v;
+        }
+        // SAFETY: `hdrs` holds SLOTS valid mmsghdr, each with one iovec and a control buffer
+        // of the stated size, all pointing into buffers alive and unaliased for the call.
+        let rc = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                SLOTS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = (rc as usize).min(SLOTS);
+        for (r, h) in batch.received.iter_mut().zip(&hdrs).take(n) {
+            // msg_controllen is size_t on glibc, socklen_t on musl.
+            #[allow(clippy::unnecessary_cast)]
+            let ctrl_len = h.msg_hdr.msg_controllen as usize;
+            *r = Received {
+                len: h.msg_len as usize,
+                ctrl_len,
+                flags: h.msg_hdr.msg_flags,
+            };
+        }
+        Ok(n)
+    }
+
+    /// The socket failed (`err` is what the read said, if it said anything): read and clear
+    /// the pending socket error (ENETDOWN when the interface goes down or away), or every
+    /// later poll would fail at once, and classify.
+    fn receive_error<T>(&mut self, err: Option<io::Error>) -> Result<T, CaptureError> {
+        let pending = take_socket_error(self.fd.as_raw_fd()).or(err);
+        self.check_interface()?;
+        // Down, not gone: the kernel re-arms the socket when the interface is up again.
+        if pending.as_ref().and_then(io::Error::raw_os_error) == Some(libc::ENETDOWN) {
+            return Err(CaptureError::InterfaceDown(self.name.clone()));
+        }
+        Err(CaptureError::Io {
+            interface: self.name.clone(),
+            op: "receive",
+            source: pending.unwrap_or_else(|| io::Error::other("socket error condition")),
+        })
     }
 
     /// `InterfaceGone` when no interface of this name and index exists any more. A socket
@@ -407,7 +635,7 @@ impl Capture {
                 interface: self.name.clone(),
                 source,
             })?;
-        attach(self.fd, &prog).map_err(|source| CaptureError::Io {
+        attach(self.fd.as_raw_fd(), &prog).map_err(|source| CaptureError::Io {
             interface: self.name.clone(),
             op: "SO_ATTACH_FILTER",
             source,
@@ -422,7 +650,7 @@ impl Capture {
         // SAFETY: st and len are valid for writes of their sizes.
         let rc = unsafe {
             libc::getsockopt(
-                self.fd,
+                self.fd.as_raw_fd(),
                 libc::SOL_PACKET,
                 PACKET_STATISTICS,
                 (&mut st as *mut TpacketStats).cast(),

@@ -1,7 +1,12 @@
-//! One capture thread per interface: opens the capture, forwards events to the daemon's
-//! bounded channel, installs filter updates, logs the kernel drop counter, and reopens with
-//! exponential backoff when the interface goes down or away. Stops within a read timeout
-//! (plus one backoff slice) of the stop flag being set.
+//! One capture thread per interface: opens the capture, forwards each wake-up's events to the
+//! daemon's bounded channel as one batch, installs filter updates, logs the kernel drop counter
+//! (rate-limited), and reopens with exponential backoff when the interface goes down or away.
+//! Stops within a read timeout (plus one backoff slice) of the stop flag being set.
+//!
+//! Under load it coalesces wake-ups: after a wake-up that found several frames queued, it waits
+//! [`COALESCE_WAIT`] before polling again, so a flood is read in batches of hundreds (at most
+//! one `poll` and one channel send per batch) instead of one wake-up per frame. A lone frame
+//! (an honest knock on a quiet host) is never held back.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,12 +19,24 @@ use knock_match::KnockEvent;
 use tracing::{debug, info, warn};
 
 use crate::filter::FilterSpec;
-use crate::socket::{Capture, CaptureError, Stats};
+use crate::socket::{Capture, CaptureError, Stats, MAX_BATCH};
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// How often the drop counter is read and logged.
+/// How often the kernel counters are read (one `getsockopt`).
+const STATS_READ_EVERY: Duration = Duration::from_secs(1);
+/// At most one drop warning per interface this often (drops in between are summed).
+const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
+/// How often the counters are logged (at debug level) when nothing was dropped.
 const STATS_EVERY: Duration = Duration::from_secs(60);
+/// A wake-up that read at least this many frames means frames arrive faster than the thread
+/// wakes up: wait [`COALESCE_WAIT`] before the next poll so the next batch is bigger.
+const COALESCE_AT: usize = 4;
+/// The wait after a busy wake-up: the most a frame arriving during a flood is held back.
+pub const COALESCE_WAIT: Duration = Duration::from_millis(1);
+
+/// The events of one wake-up, in arrival order.
+pub type EventBatch = Vec<KnockEvent>;
 /// How often an idle capture checks that its interface still exists.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Granularity of waits that must notice the stop flag.
@@ -112,9 +129,9 @@ enum Delivery {
     Stopped,
 }
 
-/// Hand the event over, waiting while the channel is full (the kernel queue and its drop
+/// Hand the batch over, waiting while the channel is full (the kernel queue and its drop
 /// counter then absorb the overload) but never past `stop`.
-fn deliver(sender: &SyncSender<KnockEvent>, mut ev: KnockEvent, stop: &AtomicBool) -> Delivery {
+fn deliver(sender: &SyncSender<EventBatch>, mut ev: EventBatch, stop: &AtomicBool) -> Delivery {
     loop {
         match sender.try_send(ev) {
             Ok(()) => return Delivery::Sent,
@@ -130,12 +147,54 @@ fn deliver(sender: &SyncSender<KnockEvent>, mut ev: KnockEvent, stop: &AtomicBoo
     }
 }
 
+/// The kernel counters of one capture, and when they were last logged.
+struct StatsLog {
+    /// Counters at the last log line.
+    logged: Stats,
+    last_read: Instant,
+    last_log: Instant,
+}
+
+impl StatsLog {
+    fn new() -> StatsLog {
+        let now = Instant::now();
+        StatsLog {
+            logged: Stats::default(),
+            last_read: now,
+            last_log: now,
+        }
+    }
+
+    /// Read the counters now and then: drops are warned about at most every
+    /// [`DROP_WARN_EVERY`], the rest goes to debug every [`STATS_EVERY`].
+    fn tick(&mut self, interface: &str, cap: &mut Capture) {
+        if self.last_read.elapsed() < STATS_READ_EVERY {
+            return;
+        }
+        self.last_read = Instant::now();
+        let now = cap.stats();
+        let since = self.last_log.elapsed();
+        let dropped = now.dropped > self.logged.dropped;
+        if (dropped && since >= DROP_WARN_EVERY) || since >= STATS_EVERY {
+            self.log(interface, now);
+        }
+    }
+
+    /// Log the counters now (on close), whatever the time.
+    fn log(&mut self, interface: &str, now: Stats) {
+        log_stats(interface, now, &mut self.logged);
+        self.last_log = Instant::now();
+    }
+}
+
 fn log_stats(interface: &str, now: Stats, before: &mut Stats) {
-    let dropped = now.dropped - before.dropped;
+    let dropped = now.dropped.saturating_sub(before.dropped);
+    let received = now.received.saturating_sub(before.received);
     if dropped > 0 {
         warn!(
             interface,
             dropped,
+            received,
             dropped_total = now.dropped,
             received_total = now.received,
             "kernel dropped packets: the capture queue was full"
@@ -156,7 +215,7 @@ fn log_stats(interface: &str, now: Stats, before: &mut Stats) {
 pub fn spawn_capture_thread(
     interface: &str,
     filter: impl Into<SharedFilter>,
-    sender: SyncSender<KnockEvent>,
+    sender: SyncSender<EventBatch>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<CaptureThread> {
     let filter = filter.into();
@@ -172,7 +231,7 @@ pub fn spawn_capture_thread(
 fn run(
     name: &str,
     filter: &SharedFilter,
-    sender: &SyncSender<KnockEvent>,
+    sender: &SyncSender<EventBatch>,
     stop: &AtomicBool,
     opens: &(Mutex<u64>, Condvar),
 ) {
@@ -184,7 +243,7 @@ fn run(
                 warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot open capture")
             }
             Ok(mut cap) => {
-                info!(interface = name, link = ?cap.link(), "capturing");
+                info!(interface = name, link = ?cap.link(), receive = ?cap.receive_path(), "capturing");
                 {
                     let (m, cv) = opens;
                     *lock(m) += 1;
@@ -192,13 +251,12 @@ fn run(
                 }
                 // Reset the backoff only once a session has read at least once.
                 let mut healthy = false;
-                let mut logged = Stats::default();
-                let mut last_log = Instant::now();
+                let mut stats = StatsLog::new();
                 let mut last_check = Instant::now();
                 let mut down = false;
                 loop {
                     if stop.load(Ordering::Relaxed) {
-                        log_stats(name, cap.stats(), &mut logged);
+                        stats.log(name, cap.stats());
                         return;
                     }
                     if filter.generation() != generation {
@@ -211,19 +269,26 @@ fn run(
                             }
                         }
                     }
-                    match cap.next_event() {
-                        Ok(Some(ev)) => {
+                    let mut events = EventBatch::new();
+                    match cap.next_batch(&mut events) {
+                        Ok(frames) => {
                             healthy = true;
-                            if down {
+                            if frames > 0 && down {
                                 info!(interface = name, "interface is back");
                                 down = false;
                             }
-                            match deliver(sender, ev, stop) {
-                                Delivery::Sent => {}
-                                Delivery::Closed | Delivery::Stopped => return,
+                            if !events.is_empty() {
+                                match deliver(sender, events, stop) {
+                                    Delivery::Sent => {}
+                                    Delivery::Closed | Delivery::Stopped => return,
+                                }
+                            }
+                            // Busy, but not so busy that the queue is still full: let the
+                            // next batch build up (a full read goes straight back).
+                            if (COALESCE_AT..MAX_BATCH).contains(&frames) {
+                                thread::sleep(COALESCE_WAIT);
                             }
                         }
-                        Ok(None) => healthy = true,
                         Err(CaptureError::InterfaceDown(_)) => {
                             if !down {
                                 warn!(
@@ -238,7 +303,7 @@ fn run(
                                 backoff = BACKOFF_FIRST;
                             }
                             warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "capture failed; reopening");
-                            log_stats(name, cap.stats(), &mut logged);
+                            stats.log(name, cap.stats());
                             break;
                         }
                     }
@@ -249,14 +314,11 @@ fn run(
                                 backoff = BACKOFF_FIRST;
                             }
                             warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "capture lost its interface; reopening");
-                            log_stats(name, cap.stats(), &mut logged);
+                            stats.log(name, cap.stats());
                             break;
                         }
                     }
-                    if last_log.elapsed() >= STATS_EVERY {
-                        log_stats(name, cap.stats(), &mut logged);
-                        last_log = Instant::now();
-                    }
+                    stats.tick(name, &mut cap);
                 }
             }
         }
