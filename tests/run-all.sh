@@ -23,14 +23,14 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
-cargo build --release --bins
+cargo build --locked --release --bins
 
 # Keep cargo's own output, and close with one total over every test binary (cargo's last
 # line is otherwise the doc-test summary of whichever crate ran last).
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --release 2>&1 | tee "$log" || status=$?
+cargo test --locked --workspace --release 2>&1 | tee "$log" || status=$?
 skipped=$(grep -c 'SKIPPED (needs ' "$log" || true)
 # A privileged test skipped without root returns early, so cargo counts it as passed.
 awk -v s="$skipped" '/^test result:/ { p += $4; f += $6; i += $8 }
