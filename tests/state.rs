@@ -272,3 +272,37 @@ fn a_lock_held_elsewhere_stalls_neither_matching_nor_expiry() {
         .unwrap_or_else(|| panic!("no log line about the held lock\n{log}"));
     assert!(!said.contains("holder_pid=unknown"), "{said}");
 }
+
+/// The doctor's checks run at start-up: a hosts.deny that denies nothing is logged with its
+/// fix, and the daemon starts and serves anyway (a wrong hosts.deny must not also take the
+/// way in away).
+#[test]
+fn a_failed_startup_check_is_logged_and_the_daemon_serves() {
+    if !require_root_or_skip("a_failed_startup_check_is_logged_and_the_daemon_serves") {
+        return;
+    }
+    let _serial = serial();
+    let mut rig = Rig::start(
+        "startup",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
+    assert!(
+        !rig.daemon.log().contains("start-up check failed"),
+        "{}",
+        rig.daemon.log()
+    );
+    rig.daemon.stop(Duration::from_secs(5));
+    std::fs::write(rig.root.etc.join("hosts.deny"), "# nothing denied\n").expect("hosts.deny");
+    rig.daemon = Daemon::start(&rig.root, &rig.daemon.config.clone(), "2");
+    let log = rig.daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("start-up check failed") && l.contains("hosts.deny"))
+        .unwrap_or_else(|| panic!("no start-up warning about hosts.deny\n{log}"));
+    assert!(line.contains("ALL"), "the fix is named: {line}");
+    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
+    rig.expect_line(&format!("SSHD: {}", rig.client()));
+}

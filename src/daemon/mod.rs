@@ -190,6 +190,7 @@ impl Daemon {
         let filter = SharedFilter::new(filter_spec(&config));
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let captures = Captures::spawn(&interfaces, &filter, &tx)?;
+        startup_checks(&config_path);
         info!(
             config = %config_path.display(),
             hosts_allow = %config.hosts_allow.display(),
@@ -534,6 +535,24 @@ impl Daemon {
         }
         self.config = config;
         Ok(carried)
+    }
+}
+
+/// `knockwrap doctor`'s checks at start-up: each failure or warning is logged with its fix,
+/// and none of them keeps the daemon from starting (a wrong hosts.deny must not also take
+/// the way in away).
+fn startup_checks(config_path: &Path) {
+    for check in crate::doctor::run(config_path, None) {
+        let fix = check.fix.as_deref().unwrap_or("");
+        match check.status {
+            crate::doctor::Status::Ok => {}
+            crate::doctor::Status::Fail => {
+                warn!(check = %check.text, fix = %fix, "start-up check failed (knockwrap doctor)")
+            }
+            crate::doctor::Status::Warn => {
+                warn!(check = %check.text, advice = %fix, "start-up check (knockwrap doctor)")
+            }
+        }
     }
 }
 
