@@ -41,6 +41,9 @@ pub enum Command {
     /// Check this host for the failures that make a door silently useless (sshd without
     /// libwrap, a hosts.deny that denies nothing, shadowing rules, missing interfaces, ...).
     Doctor(DoctorArgs),
+    /// What the running daemon is doing: doors, leases, counters (from its published
+    /// snapshot); exit 1 when it is not running or its snapshot is stale.
+    Status(StatusArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -230,6 +233,14 @@ pub struct ImportKnockdArgs {
     /// Write the knockwrap configuration here (atomically) instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    #[arg(long, value_enum, default_value_t = SimpleFormat::Human)]
+    pub format: SimpleFormat,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ mod doctor;
 mod failure;
 mod logging;
 mod output;
+mod status;
 mod target;
 
 use std::io::Write;

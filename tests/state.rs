@@ -306,3 +306,70 @@ fn a_failed_startup_check_is_logged_and_the_daemon_serves() {
     rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
     rig.expect_line(&format!("SSHD: {}", rig.client()));
 }
+
+/// `knockwrap status` shows the running daemon (doors, the lease just granted, counters) and
+/// the metrics file holds the same counters; once the daemon is gone, status says so (exit 1).
+#[test]
+fn status_and_metrics_show_the_running_daemon() {
+    if !require_root_or_skip("status_and_metrics_show_the_running_daemon") {
+        return;
+    }
+    let _serial = serial();
+    let metrics_dir = tempfile::tempdir().expect("tempdir");
+    let metrics = metrics_dir.path().join("knockwrap.prom");
+    let extra = format!("metrics_file = {:?}\n", metrics.display().to_string());
+    let door = Door::allow("openSSH", &OPEN).lease("1h");
+    let mut rig = Rig::start("status", vec![door], &extra, "", false);
+    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
+    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    let config = rig.daemon.config.display().to_string();
+    let status = |rig: &Rig| {
+        rig.root
+            .command(knockwrap_bin())
+            .args(["status", "--config", &config, "--format", "json"])
+            .output()
+            .expect("status")
+    };
+    let published = wait_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        let out = status(&rig);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|v| v["counters"]["grants"] == 1)
+    });
+    assert!(
+        published,
+        "no snapshot with the grant\n{}",
+        rig.daemon.log()
+    );
+    let out = status(&rig);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["running"], true);
+    assert_eq!(v["doors"][0]["name"], "openSSH");
+    assert_eq!(v["doors"][0]["state"], "active");
+    assert_eq!(v["leases"][0]["ip"], rig.client());
+    assert!(v["leases"][0]["seconds_left"].as_u64().unwrap() > 3500);
+    let text = std::fs::read_to_string(&metrics).expect("metrics file");
+    assert!(text.contains("knockwrap_grants_total 1\n"), "{text}");
+    assert!(text.contains("knockwrap_active_leases 1\n"), "{text}");
+    let human = rig
+        .root
+        .command(knockwrap_bin())
+        .args(["status", "--config", &config])
+        .output()
+        .expect("status");
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(
+        human.contains("running") && human.contains("openSSH"),
+        "{human}"
+    );
+
+    rig.daemon.stop(Duration::from_secs(5));
+    let out = status(&rig);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a stopped daemon is not running: {out:?}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["running"], false);
+}

@@ -10,6 +10,7 @@ pub mod list;
 pub mod matching;
 pub mod revoke;
 pub mod run;
+pub mod status;
 
 use clap::CommandFactory;
 
@@ -45,5 +46,6 @@ pub fn dispatch(command: Command) -> Outcome {
         Command::Connect(args) => connect::run(args),
         Command::ImportKnockd(args) => import_knockd::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Status(args) => status::run(args),
     }
 }

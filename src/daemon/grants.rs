@@ -41,7 +41,8 @@ pub fn log_set_aside(aside: Option<SetAside>) {
 }
 
 /// Logs the outcome of expiring leases, one line each.
-pub fn log_expiries(results: Vec<Expired>) {
+pub fn log_expiries(results: Vec<Expired>) -> u64 {
+    let ended = results.iter().filter(|e| e.result.is_ok()).count() as u64;
     for Expired { lease, result } in results {
         match result {
             Ok(true) => info!(
@@ -62,4 +63,5 @@ pub fn log_expiries(results: Vec<Expired>) {
             ),
         }
     }
+    ended
 }

@@ -7,6 +7,7 @@ mod grants;
 mod local;
 pub mod notify;
 mod refusals;
+mod snapshot;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -151,6 +152,14 @@ struct Daemon {
     deferred: Vec<Grant>,
     /// When a held lock was last logged (event clock ms): at most one line per 10 s.
     lock_logged_at: Option<u64>,
+    /// What `knockwrap status` shows: counts kept here, published by [`snapshot`].
+    started_at: u64,
+    stats: crate::status::Counters,
+    last_error: Option<String>,
+    /// Doors disabled because their progress cannot be trusted, and why.
+    disabled: Vec<(String, String)>,
+    published_at: Option<u64>,
+    dirty: bool,
 }
 
 fn interfaces_of(cli: &[String], config: &Config) -> Vec<String> {
@@ -181,11 +190,11 @@ impl Daemon {
         let expired = grants
             .expire(now_ms() / 1000)
             .map_err(|e| Failure::failed(format!("reconciling leases: {e}")))?;
-        grants::log_expiries(expired);
+        let _ = grants::log_expiries(expired);
 
         let progress = ProgressStore::new(&config.state_dir);
         let clock = Clock::new();
-        let mut matcher = build_matcher(&config, &progress).map_err(Failure::failed)?;
+        let (mut matcher, disabled) = build_matcher(&config, &progress).map_err(Failure::failed)?;
         matcher.set_wall_offset(clock.wall_offset());
         let filter = SharedFilter::new(filter_spec(&config));
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -209,6 +218,12 @@ impl Daemon {
             pending: Vec::new(),
             deferred: Vec::new(),
             lock_logged_at: None,
+            started_at: clock::real_wall_ms() / 1000,
+            stats: Default::default(),
+            last_error: None,
+            disabled,
+            published_at: None,
+            dirty: true,
             config_path,
             cli_interfaces,
             config,
@@ -243,10 +258,22 @@ impl Daemon {
                 Err(e) => error!(error = %e, "cannot read the lease journal"),
             }
             match self.grants.expire(wall / 1000) {
-                Ok(done) => grants::log_expiries(done),
+                Ok(done) => {
+                    if !done.is_empty() {
+                        self.stats.expiries += grants::log_expiries(done);
+                        self.dirty = true;
+                    }
+                }
                 Err(e) => error!(error = %e, "cannot read the lease journal"),
             }
             self.refusals.flush(now, false);
+            if self.dirty
+                || self
+                    .published_at
+                    .is_none_or(|t| now.saturating_sub(t) >= 5_000)
+            {
+                self.publish(now);
+            }
             if !self.deferred.is_empty() {
                 let waiting = std::mem::take(&mut self.deferred);
                 self.grant_batch(waiting);
@@ -335,6 +362,7 @@ impl Daemon {
                 return;
             }
         }
+        self.stats.packets += 1;
         let decisions = self.matcher.observe(&event);
         self.pending.extend(decisions);
     }
@@ -345,6 +373,7 @@ impl Daemon {
     /// writes, not thousands.
     fn apply_pending(&mut self) {
         let decisions = std::mem::take(&mut self.pending);
+        self.dirty |= !decisions.is_empty();
         let mut batch: Vec<Grant> = Vec::new();
         for d in decisions {
             if !self.record_progress(&d) {
@@ -428,6 +457,7 @@ impl Daemon {
             }
             Ok(results) => {
                 for (g, applied) in batch.iter().zip(results) {
+                    self.stats.grants += 1;
                     match applied {
                         Applied::Granted { changed } => info!(
                             door = %g.door, addr = %g.addr, service = %g.service,
@@ -446,6 +476,8 @@ impl Daemon {
                 }
             }
             Err(e) => {
+                self.stats.write_failures += 1;
+                self.last_error = Some(format!("grant: {e}"));
                 for g in &batch {
                     error!(
                         door = %g.door, addr = %g.addr, service = %g.service, error = %e,
@@ -462,15 +494,22 @@ impl Daemon {
                 door = %d.door_name, addr = %d.addr, service = %d.service,
                 "revoke refused: the line was not added by knockwrap"
             ),
-            Ok(Applied::Revoked { changed }) => info!(
-                door = %d.door_name, addr = %d.addr, service = %d.service,
-                was_present = changed, "revoke"
-            ),
+            Ok(Applied::Revoked { changed }) => {
+                self.stats.revokes += 1;
+                info!(
+                    door = %d.door_name, addr = %d.addr, service = %d.service,
+                    was_present = changed, "revoke"
+                )
+            }
             Ok(other) => warn!(door = %d.door_name, addr = %d.addr, outcome = ?other, "revoke"),
-            Err(e) => error!(
-                door = %d.door_name, addr = %d.addr, service = %d.service, error = %e,
-                "revoke failed"
-            ),
+            Err(e) => {
+                self.stats.write_failures += 1;
+                self.last_error = Some(format!("revoke: {e}"));
+                error!(
+                    door = %d.door_name, addr = %d.addr, service = %d.service, error = %e,
+                    "revoke failed"
+                )
+            }
         }
     }
 
@@ -508,7 +547,7 @@ impl Daemon {
             None
         };
         let progress = ProgressStore::new(&config.state_dir);
-        let mut matcher = build_matcher(&config, &progress)?;
+        let (mut matcher, disabled) = build_matcher(&config, &progress)?;
         matcher.set_wall_offset(self.clock.wall_offset());
         let carried = matcher.adopt_progress(&self.matcher);
         // Everything is built: install it all at once.
@@ -517,6 +556,8 @@ impl Daemon {
         }
         self.progress = progress;
         self.matcher = matcher;
+        self.disabled = disabled;
+        self.dirty = true;
         self.destinations = local::Destinations::new(targets(&config));
         self.filter.set(filter_spec(&config));
         let same_interfaces = self
@@ -575,7 +616,11 @@ fn check_capture_privilege() -> Result<(), Failure> {
 /// The matcher for `config`, with the recorded one-time/TOTP progress. A progress file that
 /// cannot be trusted disables its door only (never reusing a sequence), logged with what to
 /// do; every other door serves. Only an invalid door is an error.
-fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, String> {
+/// Also returns the doors disabled because their progress cannot be trusted, with why.
+fn build_matcher(
+    config: &Config,
+    progress: &ProgressStore,
+) -> Result<(Matcher, Vec<(String, String)>), String> {
     let mut doors = config.doors();
     let errors = progress.apply(&mut doors);
     let mut disabled = Vec::new();
@@ -589,7 +634,7 @@ fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, S
             fix = %format!("check the door's files, then delete {} to start its progress over", path.display()),
             "door disabled until an operator acts: its progress cannot be trusted"
         );
-        disabled.push(door.clone());
+        disabled.push((door.clone(), e.to_string()));
     }
     let options = MatcherOptions {
         max_sources: config.max_sources,
@@ -597,11 +642,11 @@ fn build_matcher(config: &Config, progress: &ProgressStore) -> Result<Matcher, S
     };
     let matcher = Matcher::new(doors, options).map_err(|e| e.to_string())?;
     for door in matcher.exhausted_doors() {
-        if !disabled.iter().any(|d| d == door) {
+        if !disabled.iter().any(|(d, _)| d == door) {
             error!(door = %door, "one-time sequences exhausted: door disabled");
         }
     }
-    Ok(matcher)
+    Ok((matcher, disabled))
 }
 
 /// The doors' explicit `target` addresses.

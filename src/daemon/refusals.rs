@@ -25,11 +25,14 @@ pub struct Summary {
 pub struct Refusals {
     since: Option<u64>,
     pending: BTreeMap<(&'static str, String), Summary>,
+    /// Every refusal since start, by reason (for `knockwrap status` and metrics).
+    pub totals: BTreeMap<&'static str, u64>,
 }
 
 impl Refusals {
     /// Counts one refusal at event-clock time `now`.
     pub fn note(&mut self, now: u64, reason: &'static str, door: &str, addr: IpAddr) {
+        *self.totals.entry(reason).or_default() += 1;
         self.since.get_or_insert(now);
         self.pending
             .entry((reason, door.to_string()))

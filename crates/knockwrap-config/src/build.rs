@@ -157,6 +157,10 @@ fn settings(raw: &RawConfig, base: &Path, path: &Path, sink: &mut Sink) -> Confi
         log,
         backup: raw.backup.unwrap_or(true),
         max_sources,
+        metrics_file: raw
+            .metrics_file
+            .as_ref()
+            .map(|v| nonempty_path(v, "metrics_file", base, sink)),
         doors: Vec::new(),
     }
 }

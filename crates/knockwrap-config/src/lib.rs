@@ -61,6 +61,9 @@ pub struct Config {
     pub log: LogTarget,
     pub backup: bool,
     pub max_sources: usize,
+    /// Where the daemon writes its counters in the Prometheus text format (for
+    /// node_exporter's textfile collector), if anywhere.
+    pub metrics_file: Option<PathBuf>,
     pub doors: Vec<DoorConfig>,
 }
 

@@ -18,6 +18,7 @@ pub(crate) struct RawConfig {
     pub log: Option<Spanned<String>>,
     pub backup: Option<bool>,
     pub max_sources: Option<Spanned<i64>>,
+    pub metrics_file: Option<Spanned<String>>,
     #[serde(default)]
     pub door: Vec<Spanned<RawDoor>>,
 }

@@ -1,0 +1,114 @@
+//! What the daemon publishes for `knockwrap status` and metrics: its doors, leases and
+//! counters, gathered from the matcher, the state owner and its own counts, written every few
+//! seconds and after every change (`crate::status` owns the format).
+
+use knock_match::DoorKind;
+use tracing::warn;
+
+use super::Daemon;
+use crate::status::{DoorStatus, LeaseStatus, Snapshot};
+
+impl Daemon {
+    /// Writes the snapshot (and the metrics file); a failure is logged, never fatal.
+    pub(super) fn publish(&mut self, now: u64) {
+        let first = self.published_at.is_none();
+        self.published_at = Some(now);
+        self.dirty = false;
+        let s = self.snapshot(now);
+        let metrics = self.config.metrics_file.clone();
+        if let Err(e) = crate::status::publish(&self.config.state_dir, metrics.as_deref(), &s) {
+            // At most every 5 s (the publishing interval); the first time for sure.
+            if first || self.last_error.as_deref() != Some(&e) {
+                warn!(error = %e, "cannot publish the status snapshot");
+            }
+            self.last_error = Some(e);
+        }
+    }
+
+    fn snapshot(&self, now: u64) -> Snapshot {
+        let wall_ms = self.clock.wall_at(now);
+        let wall = wall_ms / 1000;
+        let exhausted = self.matcher.exhausted_doors();
+        let doors = self
+            .matcher
+            .doors()
+            .map(|d| {
+                let disabled = self
+                    .disabled
+                    .iter()
+                    .find(|(name, _)| *name == d.name)
+                    .map(|(_, why)| why.clone())
+                    .or_else(|| {
+                        exhausted
+                            .contains(&d.name.as_str())
+                            .then(|| "one-time sequences exhausted".to_owned())
+                    });
+                let (kind, one_time_left, totp_step) = match &d.kind {
+                    DoorKind::Static { .. } => ("static", None, None),
+                    DoorKind::OneTime { sequences, next } => (
+                        "one-time",
+                        Some(sequences.len().saturating_sub(*next)),
+                        None,
+                    ),
+                    DoorKind::Totp(p) => {
+                        let step = p.step.as_millis().max(1) as u64;
+                        ("totp", None, Some(knock_match::totp_counter(wall_ms, step)))
+                    }
+                };
+                DoorStatus {
+                    name: d.name.clone(),
+                    kind: kind.into(),
+                    state: if disabled.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    }
+                    .into(),
+                    why: disabled,
+                    one_time_left,
+                    totp_step,
+                }
+            })
+            .collect();
+        let leases = self
+            .grants
+            .leases()
+            .iter()
+            .filter(|l| l.expires_at.is_none_or(|t| t > wall))
+            .map(|l| LeaseStatus {
+                ip: l.ip.to_string(),
+                service: l.service.clone(),
+                door: l.door.clone(),
+                expires_at: l.expires_at,
+                seconds_left: l.expires_at.map(|t| t.saturating_sub(wall)),
+            })
+            .collect();
+        let m = self.matcher.counters();
+        let mut counters = self.stats.clone();
+        counters.evictions = m.evictions;
+        counters.resets = m.resets;
+        counters.timeouts = m.timeouts;
+        counters.refused = self
+            .refusals
+            .totals
+            .iter()
+            .map(|(r, n)| ((*r).to_owned(), *n))
+            .collect();
+        Snapshot {
+            pid: std::process::id(),
+            started_at: self.started_at,
+            updated_at: wall,
+            config: self.config_path.display().to_string(),
+            hosts_allow: self.config.hosts_allow.display().to_string(),
+            interfaces: self
+                .captures
+                .as_ref()
+                .map(|c| c.interfaces.clone())
+                .unwrap_or_default(),
+            doors,
+            leases,
+            counters,
+            last_error: self.last_error.clone(),
+        }
+    }
+}

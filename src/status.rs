@@ -1,0 +1,161 @@
+//! The running daemon's published state, the one format the daemon writes and `knockwrap
+//! status` reads: `state_dir/status.json` (private, replaced atomically every few seconds and
+//! after every change), and the same counters in the Prometheus text format for
+//! node_exporter's textfile collector when `metrics_file` is set.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the snapshot in `state_dir`.
+pub const FILE_NAME: &str = "status.json";
+/// A snapshot older than this (seconds) means the daemon is stuck or gone.
+pub const STALE_AFTER_S: u64 = 15;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub pid: u32,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub updated_at: u64,
+    pub config: String,
+    pub hosts_allow: String,
+    pub interfaces: Vec<String>,
+    pub doors: Vec<DoorStatus>,
+    pub leases: Vec<LeaseStatus>,
+    pub counters: Counters,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoorStatus {
+    pub name: String,
+    /// `static`, `one-time` or `totp`.
+    pub kind: String,
+    /// `active` or `disabled`.
+    pub state: String,
+    pub why: Option<String>,
+    pub one_time_left: Option<usize>,
+    /// The TOTP step counter now.
+    pub totp_step: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    pub ip: String,
+    pub service: String,
+    pub door: String,
+    pub expires_at: Option<u64>,
+    pub seconds_left: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Packets that reached the matcher (after the destination and source checks).
+    pub packets: u64,
+    pub grants: u64,
+    pub revokes: u64,
+    pub expiries: u64,
+    /// Refused packets and decisions, by reason.
+    pub refused: BTreeMap<String, u64>,
+    pub evictions: u64,
+    pub resets: u64,
+    pub timeouts: u64,
+    pub write_failures: u64,
+}
+
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(FILE_NAME)
+}
+
+/// Writes the snapshot (0600, atomically), and the metrics file when given.
+pub fn publish(state_dir: &Path, metrics: Option<&Path>, s: &Snapshot) -> Result<(), String> {
+    let mut body = serde_json::to_vec_pretty(s).map_err(|e| e.to_string())?;
+    body.push(b'\n');
+    let private = hosts_writer::Options {
+        private: true,
+        ..hosts_writer::Options::default()
+    };
+    write(&path(state_dir), &private, body)?;
+    if let Some(m) = metrics {
+        write(
+            m,
+            &hosts_writer::Options::default(),
+            prometheus(s).into_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+fn write(path: &Path, opts: &hosts_writer::Options, body: Vec<u8>) -> Result<(), String> {
+    hosts_writer::update(path, opts, |_| {
+        Ok::<_, std::convert::Infallible>(Some(body.clone()))
+    })
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// The counters in the Prometheus text exposition format.
+pub fn prometheus(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        out += &format!("# HELP knockwrap_{name} {help}\n# TYPE knockwrap_{name} counter\n");
+        out += &format!("knockwrap_{name} {value}\n");
+    };
+    let c = &s.counters;
+    counter("packets_total", "Packets matched.", c.packets);
+    counter("grants_total", "Grants applied.", c.grants);
+    counter("revokes_total", "Revokes applied.", c.revokes);
+    counter("lease_expiries_total", "Leases ended.", c.expiries);
+    counter(
+        "evictions_total",
+        "Sources evicted from a full table.",
+        c.evictions,
+    );
+    counter(
+        "resets_total",
+        "Sequences reset by a wrong knock.",
+        c.resets,
+    );
+    counter("timeouts_total", "Sequences timed out.", c.timeouts);
+    counter(
+        "write_failures_total",
+        "Failed writes of hosts.allow or state.",
+        c.write_failures,
+    );
+    out += "# HELP knockwrap_refused_total Refused packets and decisions by reason.\n";
+    out += "# TYPE knockwrap_refused_total counter\n";
+    for (reason, n) in &c.refused {
+        let reason = reason.replace('\\', "\\\\").replace('"', "\\\"");
+        out += &format!("knockwrap_refused_total{{reason=\"{reason}\"}} {n}\n");
+    }
+    out += "# HELP knockwrap_active_leases Leases running now.\n# TYPE knockwrap_active_leases gauge\n";
+    out += &format!("knockwrap_active_leases {}\n", s.leases.len());
+    out += "# HELP knockwrap_start_time_seconds When the daemon started.\n";
+    out += "# TYPE knockwrap_start_time_seconds gauge\n";
+    out += &format!("knockwrap_start_time_seconds {}\n", s.started_at);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_is_well_formed() {
+        let mut s = Snapshot {
+            started_at: 1_700_000_000,
+            ..Snapshot::default()
+        };
+        s.counters.grants = 3;
+        s.counters.refused.insert("multicast \"source\"".into(), 7);
+        let text = prometheus(&s);
+        assert!(text.contains("knockwrap_grants_total 3\n"));
+        assert!(text.contains("knockwrap_refused_total{reason=\"multicast \\\"source\\\"\"} 7\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+        }
+    }
+}
