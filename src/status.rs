@@ -21,11 +21,20 @@ pub struct Snapshot {
     pub updated_at: u64,
     pub config: String,
     pub hosts_allow: String,
-    pub interfaces: Vec<String>,
+    pub interfaces: Vec<InterfaceStatus>,
     pub doors: Vec<DoorStatus>,
     pub leases: Vec<LeaseStatus>,
     pub counters: Counters,
     pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// The kernel's counters since the daemon started: frames that passed the filter, and
+    /// those it dropped because the receive queue or ring was full.
+    pub received: u64,
+    pub dropped: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +138,14 @@ pub fn prometheus(s: &Snapshot) -> String {
     for (reason, n) in &c.refused {
         let reason = reason.replace('\\', "\\\\").replace('"', "\\\"");
         out += &format!("knockwrap_refused_total{{reason=\"{reason}\"}} {n}\n");
+    }
+    out += "# HELP knockwrap_kernel_dropped_total Frames the kernel dropped, by interface.\n";
+    out += "# TYPE knockwrap_kernel_dropped_total counter\n";
+    for i in &s.interfaces {
+        out += &format!(
+            "knockwrap_kernel_dropped_total{{interface=\"{}\"}} {}\n",
+            i.name, i.dropped
+        );
     }
     out += "# HELP knockwrap_active_leases Leases running now.\n# TYPE knockwrap_active_leases gauge\n";
     out += &format!("knockwrap_active_leases {}\n", s.leases.len());

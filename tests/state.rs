@@ -330,10 +330,16 @@ fn status_and_metrics_show_the_running_daemon() {
             .output()
             .expect("status")
     };
-    let published = wait_until(Duration::from_secs(3), Duration::from_millis(50), || {
+    // Published after every change and every 5 s.
+    let published = wait_until(Duration::from_secs(8), Duration::from_millis(100), || {
         let out = status(&rig);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .is_ok_and(|v| v["counters"]["grants"] == 1)
+        // The kernel's counters are read once a second.
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
+            v["counters"]["grants"] == 1
+                && v["interfaces"][0]["received"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 3)
+        })
     });
     assert!(
         published,
@@ -347,6 +353,9 @@ fn status_and_metrics_show_the_running_daemon() {
     assert_eq!(v["doors"][0]["name"], "openSSH");
     assert_eq!(v["doors"][0]["state"], "active");
     assert_eq!(v["leases"][0]["ip"], rig.client());
+    assert_eq!(v["interfaces"][0]["name"], "kws");
+    assert!(v["interfaces"][0]["received"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["interfaces"][0]["dropped"], 0);
     assert!(v["leases"][0]["seconds_left"].as_u64().unwrap() > 3500);
     let text = std::fs::read_to_string(&metrics).expect("metrics file");
     assert!(text.contains("knockwrap_grants_total 1\n"), "{text}");

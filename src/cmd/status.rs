@@ -59,7 +59,14 @@ fn human(s: &Snapshot, running: bool, age: u64) {
         rfc3339_utc(s.started_at)
     );
     outln!("config: {}   hosts.allow: {}", s.config, s.hosts_allow);
-    outln!("interfaces: {}", s.interfaces.join(", "));
+    for i in &s.interfaces {
+        outln!(
+            "interface {}: {} frames passed the filter, {} dropped by the kernel",
+            i.name,
+            i.received,
+            i.dropped
+        );
+    }
     outln!("doors:");
     for d in &s.doors {
         let mut extra = String::new();

@@ -6,7 +6,7 @@ use knock_match::DoorKind;
 use tracing::warn;
 
 use super::Daemon;
-use crate::status::{DoorStatus, LeaseStatus, Snapshot};
+use crate::status::{DoorStatus, InterfaceStatus, LeaseStatus, Snapshot};
 
 impl Daemon {
     /// Writes the snapshot (and the metrics file); a failure is logged, never fatal.
@@ -103,7 +103,20 @@ impl Daemon {
             interfaces: self
                 .captures
                 .as_ref()
-                .map(|c| c.interfaces.clone())
+                .map(|c| {
+                    c.interfaces
+                        .iter()
+                        .zip(&c.threads)
+                        .map(|(name, t)| {
+                            let k = t.stats();
+                            InterfaceStatus {
+                                name: name.clone(),
+                                received: k.received,
+                                dropped: k.dropped,
+                            }
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
             doors,
             leases,

@@ -82,9 +82,23 @@ impl From<FilterSpec> for SharedFilter {
 pub struct CaptureThread {
     pub handle: JoinHandle<()>,
     opens: Arc<(Mutex<u64>, Condvar)>,
+    counters: Counters,
 }
 
+/// The kernel counters of one interface since the thread started, across reopens: the
+/// sessions closed so far, and the current one.
+type Counters = Arc<Mutex<(Stats, Stats)>>;
+
 impl CaptureThread {
+    /// The kernel's counters for this interface since the thread started (all sessions).
+    pub fn stats(&self) -> Stats {
+        let (base, current) = *lock(&self.counters);
+        Stats {
+            received: base.received + current.received,
+            dropped: base.dropped + current.dropped,
+        }
+    }
+
     /// How many times the capture has been (re)opened successfully.
     pub fn opens(&self) -> u64 {
         *lock(&self.opens.0)
@@ -151,14 +165,29 @@ fn deliver(sender: &SyncSender<EventBatch>, mut ev: EventBatch, stop: &AtomicBoo
 struct StatsLog {
     /// Counters at the last log line.
     logged: Stats,
+    /// Shared with the daemon (`CaptureThread::stats`).
+    shared: Counters,
     last_read: Instant,
     last_log: Instant,
 }
 
 impl StatsLog {
-    fn new() -> StatsLog {
+    /// A new session: what the previous one counted joins the closed sessions' total.
+    fn new(shared: Counters) -> StatsLog {
+        {
+            let mut c = lock(&shared);
+            let (base, current) = *c;
+            *c = (
+                Stats {
+                    received: base.received + current.received,
+                    dropped: base.dropped + current.dropped,
+                },
+                Stats::default(),
+            );
+        }
         let now = Instant::now();
         StatsLog {
+            shared,
             logged: Stats::default(),
             last_read: now,
             last_log: now,
@@ -173,6 +202,7 @@ impl StatsLog {
         }
         self.last_read = Instant::now();
         let now = cap.stats();
+        lock(&self.shared).1 = now;
         let since = self.last_log.elapsed();
         let dropped = now.dropped > self.logged.dropped;
         if (dropped && since >= DROP_WARN_EVERY) || since >= STATS_EVERY {
@@ -182,6 +212,7 @@ impl StatsLog {
 
     /// Log the counters now (on close), whatever the time.
     fn log(&mut self, interface: &str, now: Stats) {
+        lock(&self.shared).1 = now;
         log_stats(interface, now, &mut self.logged);
         self.last_log = Instant::now();
     }
@@ -222,10 +253,16 @@ pub fn spawn_capture_thread(
     let name = interface.to_string();
     let opens = Arc::new((Mutex::new(0u64), Condvar::new()));
     let opens_t = Arc::clone(&opens);
+    let counters: Counters = Arc::default();
+    let counters_t = Arc::clone(&counters);
     let handle = thread::Builder::new()
         .name(format!("capture-{interface}"))
-        .spawn(move || run(&name, &filter, &sender, &stop, &opens_t))?;
-    Ok(CaptureThread { handle, opens })
+        .spawn(move || run(&name, &filter, &sender, &stop, &opens_t, &counters_t))?;
+    Ok(CaptureThread {
+        handle,
+        opens,
+        counters,
+    })
 }
 
 fn run(
@@ -234,6 +271,7 @@ fn run(
     sender: &SyncSender<EventBatch>,
     stop: &AtomicBool,
     opens: &(Mutex<u64>, Condvar),
+    counters: &Counters,
 ) {
     let mut backoff = BACKOFF_FIRST;
     while !stop.load(Ordering::Relaxed) {
@@ -251,7 +289,7 @@ fn run(
                 }
                 // Reset the backoff only once a session has read at least once.
                 let mut healthy = false;
-                let mut stats = StatsLog::new();
+                let mut stats = StatsLog::new(Arc::clone(counters));
                 let mut last_check = Instant::now();
                 let mut down = false;
                 loop {
