@@ -116,3 +116,47 @@ fn state_problems_are_reported() {
         .expect("the journal is named");
     assert_eq!(journal["diagnostics"][0]["line"].as_u64(), Some(2));
 }
+
+/// What tcpdchk checks on the machine beyond syntax: a banners directory that does not
+/// exist, a spawn/twist program that cannot run, a user or group this machine lacks.
+#[test]
+fn options_naming_what_this_machine_lacks_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("h.allow"),
+        "sshd: 10.0.0.1 : banners /nonexistent/banners\n\
+         sshd: 10.0.0.2 : spawn /usr/sbin/no-such-finger %h\n\
+         sshd: 10.0.0.4 : user nosuchuser.nosuchgroup\n\
+         sshd: 10.0.0.5 : user root : twist /bin/echo hi\n\
+         in.x: ALL : banners /tmp\n",
+    )
+    .unwrap();
+    let (code, json) = check(&["h.allow"], dir.path());
+    assert_eq!(code, 0, "warnings only: {json}");
+    let found: Vec<(u64, String)> = json["files"][0]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["line"].as_u64().unwrap(),
+                d["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        (1, "missing-banners-dir"),
+        (2, "missing-program"),
+        (3, "unknown-user"),
+        (3, "unknown-group"),
+    ] {
+        assert!(
+            found.iter().any(|(l, c)| *l == want.0 && c == want.1),
+            "{want:?} missing: {json}"
+        );
+    }
+    assert!(
+        !found.iter().any(|(l, _)| *l >= 4),
+        "false warnings: {json}"
+    );
+}

@@ -45,7 +45,12 @@ pub fn run(args: CheckArgs) -> Outcome {
     };
     let mut checked: Vec<Checked> = config;
     checked.extend(files.into_iter().map(|(path, bytes)| Checked {
-        diagnostics: validate(&bytes),
+        diagnostics: {
+            let mut d = validate(&bytes);
+            d.extend(filesystem_findings(&bytes));
+            d.sort_by_key(|d| (d.line, d.column));
+            d
+        },
         path,
         bytes,
     }));
@@ -63,6 +68,116 @@ pub fn run(args: CheckArgs) -> Outcome {
     } else {
         Exit::Success
     })
+}
+
+/// What tcpdchk checks on this machine beyond the syntax, as warnings: a `banners` directory
+/// that does not exist, a `spawn`/`twist` program that does not exist or cannot be run, a
+/// `user`/`group` name this machine does not have (libwrap then refuses the connection).
+fn filesystem_findings(bytes: &[u8]) -> Vec<Diagnostic> {
+    let doc = hosts_access::parse(bytes);
+    let mut out = Vec::new();
+    let at = |offset: usize| {
+        let before = &bytes[..offset.min(bytes.len())];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = offset
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        (line, column)
+    };
+    let mut warn = |offset: usize, code: &'static str, message: String| {
+        let (line, column) = at(offset);
+        out.push(Diagnostic {
+            line,
+            column,
+            severity: Severity::Warning,
+            code,
+            message,
+        });
+    };
+    for (_, rule) in doc.effective_rules() {
+        for opt in rule.options.iter().flatten() {
+            let name = String::from_utf8_lossy(&opt.name)
+                .trim()
+                .to_ascii_lowercase();
+            let value = opt
+                .value
+                .as_ref()
+                .map(|v| String::from_utf8_lossy(v).trim().to_owned())
+                .unwrap_or_default();
+            match name.as_str() {
+                "banners" if !value.is_empty() && !Path::new(&value).is_dir() => warn(
+                    opt.offset,
+                    "missing-banners-dir",
+                    format!("banners directory `{value}` does not exist"),
+                ),
+                "spawn" | "twist" => {
+                    let program = value.split_whitespace().next().unwrap_or("");
+                    if program.starts_with('/') && !program.contains('%') {
+                        let runnable = std::fs::metadata(program).is_ok_and(|m| {
+                            use std::os::unix::fs::PermissionsExt;
+                            m.is_file() && m.permissions().mode() & 0o111 != 0
+                        });
+                        if !runnable {
+                            warn(
+                                opt.offset,
+                                "missing-program",
+                                format!("{name}: `{program}` does not exist or is not executable"),
+                            );
+                        }
+                    }
+                }
+                "user" if !value.is_empty() => {
+                    let (user, group) = match value.split_once('.') {
+                        Some((u, g)) => (u, Some(g)),
+                        None => (value.as_str(), None),
+                    };
+                    if !name_exists(user, false) {
+                        warn(
+                            opt.offset,
+                            "unknown-user",
+                            format!(
+                                "user `{user}` does not exist here: libwrap refuses the connection"
+                            ),
+                        );
+                    }
+                    if let Some(g) = group.filter(|g| !name_exists(g, true)) {
+                        warn(
+                            opt.offset,
+                            "unknown-group",
+                            format!(
+                                "group `{g}` does not exist here: libwrap refuses the connection"
+                            ),
+                        );
+                    }
+                }
+                "group" if !value.is_empty() && !name_exists(&value, true) => warn(
+                    opt.offset,
+                    "unknown-group",
+                    format!("group `{value}` does not exist here: libwrap refuses the connection"),
+                ),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Whether this machine has a user (or group) of that name (getpwnam/getgrnam).
+fn name_exists(name: &str, group: bool) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: c is a valid NUL-terminated string; the returned pointer is only tested.
+    unsafe {
+        if group {
+            !libc::getgrnam(c.as_ptr()).is_null()
+        } else {
+            !libc::getpwnam(c.as_ptr()).is_null()
+        }
+    }
 }
 
 /// The configuration's problems, one [`Checked`] per file they are in, and whether it is valid.
