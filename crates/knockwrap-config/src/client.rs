@@ -23,7 +23,7 @@ use toml::Spanned;
 
 use crate::build::{check_door_name, duration_value, parse_toml, sequence_source, SourceKeys};
 use crate::duration::RawDuration;
-use crate::error::{line_col, ConfigErrors, Sink};
+use crate::error::{ConfigErrors, Sink};
 use crate::files::load_sequence_files;
 use crate::raw::{StepSpec, StringOrList};
 use crate::ConfigError;
@@ -154,28 +154,7 @@ impl ClientProfile {
     /// Reads and validates the profile at `path` (not the files its targets name).
     pub fn load(path: impl AsRef<Path>) -> Result<ClientProfile, ConfigErrors> {
         let path = path.as_ref();
-        let whole = |message: String| {
-            ConfigErrors(vec![ConfigError {
-                path: path.to_path_buf(),
-                line: 1,
-                column: 1,
-                message,
-            }])
-        };
-        let bytes =
-            std::fs::read(path).map_err(|e| whole(format!("cannot read client profile: {e}")))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let (line, column) = line_col(
-                &String::from_utf8_lossy(e.as_bytes()),
-                e.utf8_error().valid_up_to(),
-            );
-            ConfigErrors(vec![ConfigError {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: "client profile is not valid UTF-8".into(),
-            }])
-        })?;
+        let text = crate::error::read_text(path, "client profile")?;
         ClientProfile::from_toml_str(&text, path)
     }
 

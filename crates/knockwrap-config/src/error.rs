@@ -106,6 +106,31 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// The text of the file at `path`; a read failure is an error at 1:1, bytes that are not
+/// UTF-8 an error at the first bad one. `what` names the file in messages ("configuration").
+pub(crate) fn read_text(path: &Path, what: &str) -> Result<String, ConfigErrors> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read {what}: {e}"),
+        }])
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_col(
+            &String::from_utf8_lossy(e.as_bytes()),
+            e.utf8_error().valid_up_to(),
+        );
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: format!("{what} is not valid UTF-8"),
+        }])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

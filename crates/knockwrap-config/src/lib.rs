@@ -107,26 +107,7 @@ impl Config {
     /// its doors name.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
         let path = path.as_ref();
-        let text = std::fs::read(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                path: path.to_path_buf(),
-                line: 1,
-                column: 1,
-                message: format!("cannot read configuration: {e}"),
-            }])
-        })?;
-        let text = String::from_utf8(text).map_err(|e| {
-            let (line, column) = line_col(
-                &String::from_utf8_lossy(e.as_bytes()),
-                e.utf8_error().valid_up_to(),
-            );
-            ConfigErrors(vec![ConfigError {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: "configuration is not valid UTF-8".into(),
-            }])
-        })?;
+        let text = error::read_text(path, "configuration")?;
         let mut config = Config::from_toml_str(&text, path)?;
         let mut errors = Vec::new();
         for d in &mut config.doors {
