@@ -249,18 +249,10 @@ pub struct BatchOutcome {
     pub lines: Vec<(bool, GrantCheck)>,
 }
 
-/// Add every managed line (once each) in one locked, validated, atomic edit: the daemon's way
-/// to apply a burst of grants with one write instead of one per grant.
+/// Add every managed line (once each) in one locked, validated, atomic edit: the state
+/// owner's way to apply a burst of grants with one write instead of one per grant.
+/// `before_write` runs under the lock first (see [`checked_edit_then`]): the journal's turn.
 pub fn allow_all(
-    path: &Path,
-    lines: &[ManagedLine],
-    opts: &PolicyOptions,
-) -> Result<BatchOutcome, PolicyError> {
-    allow_all_after(path, lines, opts, &mut |_| Ok(()))
-}
-
-/// [`allow_all`] with a `before_write` hook (see [`checked_edit_then`]).
-pub fn allow_all_after(
     path: &Path,
     lines: &[ManagedLine],
     opts: &PolicyOptions,
