@@ -384,9 +384,7 @@ impl Daemon {
                 .doors
                 .get(d.door)
                 .is_some_and(|door| door.link_local);
-            if check_source(d.addr, true, &Default::default()) == Err(Refusal::LinkLocal)
-                && !link_local_ok
-            {
+            if knock_match::source::is_link_local(d.addr) && !link_local_ok {
                 self.refusals
                     .note(d.time_ms, Refusal::LinkLocal.as_str(), &d.door_name, d.addr);
                 continue;

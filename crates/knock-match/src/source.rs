@@ -87,6 +87,14 @@ impl HostAddresses {
     }
 }
 
+/// 169.254.0.0/16 or fe80::/10: reachable only from the same link; a door may allow them.
+pub fn is_link_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
 /// The verdict for a source address. `via_loopback`: the packet arrived on a loopback
 /// interface. Link-local sources come back as [`Refusal::LinkLocal`]: the caller decides by
 /// the door.
@@ -125,7 +133,7 @@ fn check_v4(a: Ipv4Addr, via_loopback: bool, host: &HostAddresses) -> Result<(),
             return Err(Refusal::OwnAddress);
         }
     }
-    if a.is_link_local() {
+    if is_link_local(IpAddr::V4(a)) {
         return Err(Refusal::LinkLocal);
     }
     Ok(())
@@ -162,7 +170,7 @@ fn check_v6(a: Ipv6Addr, via_loopback: bool, host: &HostAddresses) -> Result<(),
     if !via_loopback && host.own.contains(&IpAddr::V6(a)) {
         return Err(Refusal::OwnAddress);
     }
-    if (s[0] & 0xffc0) == 0xfe80 {
+    if is_link_local(IpAddr::V6(a)) {
         return Err(Refusal::LinkLocal);
     }
     Ok(())
