@@ -78,21 +78,22 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(FILE_NAME)
 }
 
-/// Writes the snapshot (0600, atomically), and the metrics file when given.
+/// Writes the snapshot (0600, atomically), and the metrics file when given. Without fsync:
+/// both are rewritten every few seconds, and a grant must not wait for them.
 pub fn publish(state_dir: &Path, metrics: Option<&Path>, s: &Snapshot) -> Result<(), String> {
     let mut body = serde_json::to_vec_pretty(s).map_err(|e| e.to_string())?;
     body.push(b'\n');
+    let shared = hosts_writer::Options {
+        durable: false,
+        ..hosts_writer::Options::default()
+    };
     let private = hosts_writer::Options {
         private: true,
-        ..hosts_writer::Options::default()
+        ..shared.clone()
     };
     write(&path(state_dir), &private, body)?;
     if let Some(m) = metrics {
-        write(
-            m,
-            &hosts_writer::Options::default(),
-            prometheus(s).into_bytes(),
-        )?;
+        write(m, &shared, prometheus(s).into_bytes())?;
     }
     Ok(())
 }

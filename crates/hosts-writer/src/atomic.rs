@@ -21,7 +21,8 @@ pub struct Options {
     pub backup: bool,
     /// How long to wait for another writer's lock.
     pub lock_timeout: Duration,
-    /// fsync the temp file and the directory. Only benchmarks turn this off.
+    /// fsync the temp file and the directory. Off only for benchmarks and for files that are
+    /// rewritten every few seconds anyway (the daemon's status snapshot and metrics).
     pub durable: bool,
     /// How many times to redo the edit when someone else changes the file meanwhile.
     pub max_attempts: u32,
