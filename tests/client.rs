@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use support::client::ClientSide;
 use support::daemon::knockwrap_bin;
-use support::{
-    require_root_or_skip, serial, Daemon, DaemonConfig, Door, NetPair, ServerRoot, Sshd,
-};
+use support::{require_root_or_skip, serial, Daemon, Door, NetPair, ServerRoot, Sshd};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 /// RFC 6238's test secret "12345678901234567890" in base32 (160 bits).
@@ -49,11 +47,7 @@ impl Rig {
         ]);
         unlock_root(&root);
         let sshd = Sshd::start_with(&root, &net, &client.sshd_extra());
-        let mut config = DaemonConfig::new(&root, doors);
-        config.extra = extra.to_owned();
-        let path = config.write(&root);
-        let daemon = Daemon::start(&root, &path, "1");
-        net.warm_neighbours();
+        let daemon = support::rig::start_daemon(&root, &net, doors, extra);
         Rig {
             daemon,
             sshd,

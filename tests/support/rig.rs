@@ -27,11 +27,7 @@ impl Rig {
         let root = ServerRoot::new(&net);
         root.write_hosts_allow(hosts_allow);
         let sshd = sshd.then(|| Sshd::start(&root, &net));
-        let mut config = DaemonConfig::new(&root, doors);
-        config.extra = extra.to_owned();
-        let path = config.write(&root);
-        let daemon = Daemon::start(&root, &path, "1");
-        net.warm_neighbours();
+        let daemon = start_daemon(&root, &net, doors, extra);
         Rig {
             daemon,
             sshd,
@@ -95,6 +91,17 @@ impl Rig {
     pub fn verdict(&self, daemon: &str, addr: &str) -> Verdict {
         tcpdmatch_verdict(&self.root.etc, daemon, addr)
     }
+}
+
+/// Writes the daemon's config (`doors`, `extra` top-level keys or doors) into `root`, starts it
+/// (ready), and warms the neighbour caches so the first knock is not an ARP exchange.
+pub fn start_daemon(root: &ServerRoot, net: &NetPair, doors: Vec<Door>, extra: &str) -> Daemon {
+    let mut config = DaemonConfig::new(root, doors);
+    config.extra = extra.to_owned();
+    let path = config.write(root);
+    let daemon = Daemon::start(root, &path, "1");
+    net.warm_neighbours();
+    daemon
 }
 
 pub fn raw_knock(raw: &RawV4, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, ports: &[u16]) {

@@ -165,7 +165,7 @@ pub fn timestamp_ms(ctrl: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testframes::{addr4, frame, ipv4, tcp, udp};
+    use crate::testframes::{addr4, frame, ipv4, udp};
     use knock_match::Proto;
 
     /// A control buffer holding one message of `level`/`kind` with `data`, laid out as the
@@ -283,20 +283,7 @@ mod tests {
     #[test]
     fn a_batch_decodes_in_order_with_each_frame_s_age() {
         let mut batch = Batch::new();
-        let syn = |port| {
-            frame(
-                LinkType::Ethernet,
-                &[],
-                &ipv4(
-                    [10, 0, 0, 1],
-                    [10, 0, 0, 2],
-                    6,
-                    0,
-                    0,
-                    &tcp(40000, port, 0x02),
-                ),
-            )
-        };
+        let syn = crate::testframes::syn_frame;
         let wall_now = 1_700_000_001_000u64;
         let boot_now = 90_000u64;
         // Slot 0: stamped 250 ms ago. Slot 1: no stamp. Slot 2: not a knock (ARP-ish garbage).

@@ -172,7 +172,7 @@ impl RingWalk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testframes::{frame, ipv4, tcp};
+    use crate::testframes::syn_frame as syn;
 
     const SLOT: usize = 256;
 
@@ -229,21 +229,6 @@ mod tests {
         // SAFETY: u8 has no alignment or validity requirements; the length covers exactly the
         // words' bytes.
         unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), words.len() * 4) }
-    }
-
-    fn syn(port: u16) -> Vec<u8> {
-        frame(
-            LinkType::Ethernet,
-            &[],
-            &ipv4(
-                [10, 0, 0, 1],
-                [10, 0, 0, 2],
-                6,
-                0,
-                0,
-                &tcp(40000, port, 0x02),
-            ),
-        )
     }
 
     fn good(len: usize) -> SlotHeader {

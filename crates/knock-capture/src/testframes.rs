@@ -131,3 +131,19 @@ pub fn v6(last: u8) -> [u8; 16] {
     a[15] = last;
     a
 }
+
+/// An Ethernet frame holding a TCP SYN from 10.0.0.1:40000 to 10.0.0.2:`port`.
+pub fn syn_frame(port: u16) -> Vec<u8> {
+    frame(
+        LinkType::Ethernet,
+        &[],
+        &ipv4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            6,
+            0,
+            0,
+            &tcp(40000, port, 0x02),
+        ),
+    )
+}
