@@ -10,6 +10,7 @@ mod failure;
 mod logging;
 mod output;
 mod status;
+mod sys;
 mod target;
 
 use std::io::Write;

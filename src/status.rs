@@ -16,6 +16,9 @@ pub const STALE_AFTER_S: u64 = 15;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub pid: u32,
+    /// The capture process (unprivileged, sandboxed), when one runs.
+    #[serde(default)]
+    pub capture_pid: Option<u32>,
     /// Unix seconds.
     pub started_at: u64,
     pub updated_at: u64,
@@ -72,6 +75,12 @@ pub struct Counters {
     pub resets: u64,
     pub timeouts: u64,
     pub write_failures: u64,
+    /// Capture processes replaced (died, or sent a message the parent refused).
+    #[serde(default)]
+    pub child_restarts: u64,
+    /// Messages from the capture process the parent refused.
+    #[serde(default)]
+    pub refused_messages: u64,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {

@@ -5,56 +5,13 @@
 use std::collections::HashSet;
 
 use knock_match::HostAddresses;
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use tracing::warn;
 
 /// How often the address list is read again (addresses come and go with DHCP, SLAAC, VPNs).
 const REFRESH: Duration = Duration::from_secs(5);
-
-/// Every address configured on an interface of this network namespace, with its prefix
-/// length (from the netmask), as the source policy wants them.
-pub fn addresses() -> io::Result<HostAddresses> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut out = HostAddresses::default();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
-            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
-                libc::AF_INET => {
-                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                    // SAFETY: for AF_INET, a non-null ifa_netmask is a sockaddr_in.
-                    let prefix = if ifa.ifa_netmask.is_null() {
-                        32
-                    } else {
-                        let m = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
-                        u32::from_be(m.sin_addr.s_addr).count_ones() as u8
-                    };
-                    out.add(IpAddr::V4(addr), prefix);
-                }
-                libc::AF_INET6 => {
-                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    out.add(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)), 128);
-                }
-                _ => {}
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    // SAFETY: `head` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    Ok(out)
-}
 
 /// Which destinations a knock may be sent to: this host's addresses (refreshed now and then)
 /// and the doors' targets.
@@ -81,7 +38,7 @@ impl Destinations {
             return;
         }
         self.read_at = Some(Instant::now());
-        match addresses() {
+        match crate::sys::ifaddrs::addresses() {
             Ok(set) => self.local = Some(set),
             // Keep the last good list; with none yet, accept every destination (knockd's
             // behaviour without an address) rather than ignore every knock.

@@ -1,25 +1,34 @@
-//! `knockwrap run`: the daemon. Wires capture threads to the matcher, matcher decisions to the
-//! lease journal and the writer, and time to lease expiry; handles SIGHUP (reload) and
-//! SIGTERM/SIGINT (stop), and tells systemd where it stands (sd_notify).
+//! `knockwrap run`: the daemon, as two processes (see `docs/security.md`).
+//!
+//! This module is the privileged parent: it loads the configuration, starts the capture
+//! child ([`child`]) and gives it its doors over the channel ([`wire`]), checks every knock
+//! the child reports against its own doors and the source policy, records one-time/TOTP
+//! progress, applies grants and revokes through the state owner, ends leases on time,
+//! handles SIGHUP (reload) and SIGTERM/SIGINT (stop), and tells systemd where it stands
+//! (sd_notify). It never reads a packet. A child that dies or sends a message the parent
+//! refuses is replaced, with backoff, while leases keep expiring.
 
+mod child;
 mod clock;
 mod grants;
 mod local;
 pub mod notify;
 mod refusals;
 mod snapshot;
+pub mod wire;
 
 use std::io::Read;
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use knock_capture::{spawn_capture_thread, CaptureThread, EventBatch, FilterSpec, SharedFilter};
-use knock_match::{Action, Consume, Decision, Door, KnockEvent, Matcher, MatcherOptions};
+use knock_match::{Action, Consume, Decision, Door, DoorKind, MatcherOptions};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::{Config, ConfigErrors};
 use tracing::{error, info, warn};
@@ -31,6 +40,10 @@ use clock::Clock;
 use hosts_writer::state::{Applied, Grant, State as Grants};
 use knock_match::{check_source, Refusal};
 use refusals::Refusals;
+use wire::{ChildMessage, ChildStats, Setup, Used};
+
+use crate::sys::privilege::{self, Account};
+use crate::sys::{process, sandbox};
 
 /// Longest the loop sleeps without looking at signals.
 const POLL: Duration = Duration::from_millis(200);
@@ -131,33 +144,56 @@ impl Captures {
     }
 }
 
+/// The capture child as the parent sees it.
+struct ChildProcess {
+    pid: libc::pid_t,
+    channel: OwnedFd,
+    started: Instant,
+}
+
+/// When the next child may start, after one died or was killed.
+struct Restart {
+    at: Instant,
+    delay: Duration,
+}
+
 struct Daemon {
     config_path: PathBuf,
     cli_interfaces: Vec<String>,
     config: Config,
-    matcher: Matcher,
+    /// The doors with their recorded progress: the parent's own copy, against which every
+    /// message from the child is checked, and which it updates before recording progress.
+    doors: Vec<Door>,
+    interfaces: Vec<String>,
+    hash_seed: [u64; 2],
+    account: Account,
+    child: Option<ChildProcess>,
+    restart: Option<Restart>,
+    /// Delay before the next restart; doubles per quick death, back to the minimum after a
+    /// child that ran for a while.
+    restart_delay: Duration,
+    child_stats: ChildStats,
+    ready: bool,
     grants: Grants,
     progress: ProgressStore,
-    filter: SharedFilter,
-    captures: Option<Captures>,
-    tx: SyncSender<EventBatch>,
-    rx: Receiver<EventBatch>,
     signals: Signals,
     destinations: local::Destinations,
     clock: Clock,
     refusals: Refusals,
-    /// Decisions of the events drained so far, applied together after the drain.
+    /// Decisions of the messages drained so far, applied together after the drain.
     pending: Vec<Decision>,
     /// Grants that found the hosts.allow lock held elsewhere, retried every loop turn.
     deferred: Vec<Grant>,
     /// When a held lock was last logged (event clock ms): at most one line per 10 s.
     lock_logged_at: Option<u64>,
+    /// When a refused child message was last logged (event clock ms).
+    attack_logged_at: Option<u64>,
     /// What `knockwrap status` shows: counts kept here, published by [`snapshot`].
     started_at: u64,
     stats: crate::status::Counters,
     last_error: Option<String>,
     /// Doors disabled because their progress cannot be trusted, and why.
-    disabled: Vec<(String, String)>,
+    disabled: Disabled,
     published_at: Option<u64>,
     dirty: bool,
 }
@@ -169,6 +205,14 @@ fn interfaces_of(cli: &[String], config: &Config) -> Vec<String> {
         cli.to_vec()
     }
 }
+
+/// First and longest wait before starting a new capture child.
+const RESTART_MIN: Duration = Duration::from_millis(500);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+/// A child that lived this long resets the restart delay.
+const RESTART_RESET: Duration = Duration::from_secs(60);
+/// Most messages read from the child between two looks at timers and signals.
+const DRAIN_MESSAGES: usize = 4096;
 
 impl Daemon {
     fn start(
@@ -184,7 +228,13 @@ impl Daemon {
                 config_path.display()
             )));
         }
-        check_capture_privilege()?;
+        crate::sys::can_capture().map_err(|e| {
+            Failure::failed(format!(
+                "cannot open a packet socket: {e} (knockwrap run needs root or CAP_NET_RAW)"
+            ))
+        })?;
+        let account = privilege::choose(config.user.as_deref())
+            .map_err(|e| Failure::failed(format!("the capture process's account: {e}")))?;
         let mut grants = grants::open(&config).map_err(Failure::failed)?;
         // Leases that ran out while the daemon was down end before it reports ready.
         let expired = grants
@@ -193,31 +243,16 @@ impl Daemon {
         let _ = grants::log_expiries(expired);
 
         let progress = ProgressStore::new(&config.state_dir);
-        let clock = Clock::new();
-        let (mut matcher, disabled) = build_matcher(&config, &progress).map_err(Failure::failed)?;
-        matcher.set_wall_offset(clock.wall_offset());
-        let filter = SharedFilter::new(filter_spec(&config));
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let captures = Captures::spawn(&interfaces, &filter, &tx)?;
-        startup_checks(&config_path);
-        info!(
-            config = %config_path.display(),
-            hosts_allow = %config.hosts_allow.display(),
-            interfaces = %interfaces.join(","),
-            doors = config.doors.len(),
-            "ready"
-        );
-        if let Err(e) = notify::notify("READY=1") {
-            warn!(error = %e, "sd_notify READY=1 failed");
-        }
+        let (doors, disabled) = prepare_doors(&config, &progress).map_err(Failure::failed)?;
         let destinations = local::Destinations::new(targets(&config));
-        Ok(Daemon {
+        let mut daemon = Daemon {
             destinations,
-            clock,
+            clock: Clock::new(),
             refusals: Refusals::default(),
             pending: Vec::new(),
             deferred: Vec::new(),
             lock_logged_at: None,
+            attack_logged_at: None,
             started_at: clock::real_wall_ms() / 1000,
             stats: Default::default(),
             last_error: None,
@@ -227,14 +262,307 @@ impl Daemon {
             config_path,
             cli_interfaces,
             config,
-            matcher,
+            doors,
+            interfaces,
+            hash_seed: random_seed(),
+            account,
+            child: None,
+            restart: None,
+            restart_delay: RESTART_MIN,
+            child_stats: ChildStats::default(),
+            ready: false,
             grants,
             progress,
-            filter,
-            captures: Some(captures),
-            tx,
-            rx,
             signals,
+        };
+        daemon.spawn_child()?;
+        // Ready once the child has its captures open (or is retrying them in the background).
+        let deadline = Instant::now() + OPEN_WAIT + Duration::from_secs(2);
+        while !daemon.ready && daemon.child.is_some() && Instant::now() < deadline {
+            daemon.read_child(Duration::from_millis(100));
+        }
+        if daemon.child.is_none() {
+            return Err(Failure::failed(
+                "the capture process ended during start-up (see the lines above)".to_owned(),
+            ));
+        }
+        startup_checks(&daemon.config_path);
+        info!(
+            config = %daemon.config_path.display(),
+            hosts_allow = %daemon.config.hosts_allow.display(),
+            interfaces = %daemon.interfaces.join(","),
+            doors = daemon.config.doors.len(),
+            capture_user = %daemon.account.name,
+            "ready"
+        );
+        if let Err(e) = notify::notify("READY=1") {
+            warn!(error = %e, "sd_notify READY=1 failed");
+        }
+        Ok(daemon)
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            doors: self.doors.clone(),
+            link_local: self.config.doors.iter().map(|d| d.link_local).collect(),
+            interfaces: self.interfaces.clone(),
+            options: MatcherOptions {
+                max_sources: self.config.max_sources,
+                hash_seed: self.hash_seed,
+            },
+        }
+    }
+
+    fn send_setup(&self, child: &ChildProcess) -> Result<(), String> {
+        let fragments = wire::setup_fragments(&self.setup()).map_err(|e| e.to_string())?;
+        for f in fragments {
+            process::send(child.channel.as_raw_fd(), &f, Duration::from_secs(2))
+                .map_err(|e| format!("sending the setup to the capture process: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Starts the capture child: a socketpair, fork, and the setup over the channel. The
+    /// parent runs no threads, so fork(2) is safe here.
+    fn spawn_child(&mut self) -> Result<(), Failure> {
+        let (mine, theirs) =
+            process::seqpacket_pair().map_err(|e| Failure::failed(format!("socketpair: {e}")))?;
+        if let Some(n) = process::thread_count().filter(|&n| n > 1) {
+            warn!(
+                threads = n,
+                "forking the capture process from a multi-threaded parent"
+            );
+        }
+        // SAFETY: the parent is single-threaded (checked above; it starts no threads).
+        match unsafe { process::fork() }.map_err(|e| Failure::failed(format!("fork: {e}")))? {
+            process::Forked::Child => {
+                drop(mine);
+                child::main(theirs, &self.account, sandbox::Mode::Kill)
+            }
+            process::Forked::Parent(pid) => {
+                drop(theirs);
+                let child = ChildProcess {
+                    pid,
+                    channel: mine,
+                    started: Instant::now(),
+                };
+                if let Err(e) = self.send_setup(&child) {
+                    error!(error = %e, "capture process not set up; restarting it");
+                    self.child = Some(child);
+                    self.end_child("not set up");
+                    return Ok(());
+                }
+                self.child = Some(child);
+                Ok(())
+            }
+        }
+    }
+
+    /// The child is gone or must go: kill, reap, log, and schedule a new one with backoff.
+    /// Leases keep expiring meanwhile; only new knocks wait.
+    fn end_child(&mut self, why: &str) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        process::kill(child.pid, libc::SIGKILL);
+        let exit = process::reap(child.pid, true);
+        if child.started.elapsed() >= RESTART_RESET {
+            self.restart_delay = RESTART_MIN;
+        }
+        let delay = self.restart_delay;
+        self.restart_delay = (self.restart_delay * 2).min(RESTART_MAX);
+        self.restart = Some(Restart {
+            at: Instant::now() + delay,
+            delay,
+        });
+        self.stats.child_restarts += 1;
+        self.dirty = true;
+        error!(
+            pid = child.pid,
+            why,
+            ended = %exit.map_or_else(|| "unknown".to_owned(), |e| e.to_string()),
+            restart_in_ms = delay.as_millis() as u64,
+            "capture process ended; starting a new one (leases keep expiring meanwhile)"
+        );
+    }
+
+    fn maybe_restart(&mut self) {
+        if self.child.is_some() || self.restart.as_ref().is_none_or(|r| Instant::now() < r.at) {
+            return;
+        }
+        let waited = self.restart.take().map(|r| r.delay);
+        if let Err(e) = self.spawn_child() {
+            error!(error = %e.message, "cannot start the capture process; retrying");
+            self.restart = Some(Restart {
+                at: Instant::now() + self.restart_delay,
+                delay: self.restart_delay,
+            });
+        } else {
+            info!(
+                after_ms = waited.map(|d| d.as_millis() as u64),
+                "capture process restarted"
+            );
+        }
+    }
+
+    /// Waits up to `wait` for the child, then reads what it sent (bounded).
+    fn read_child(&mut self, wait: Duration) {
+        let Some(fd) = self.child.as_ref().map(|c| c.channel.as_raw_fd()) else {
+            std::thread::sleep(wait);
+            return;
+        };
+        if let Err(e) = process::wait(fd, libc::POLLIN, wait) {
+            error!(error = %e, "poll on the capture channel failed");
+            std::thread::sleep(wait.min(POLL));
+        }
+        let mut buf = [0u8; wire::MAX_CHILD_MESSAGE + 1];
+        for _ in 0..DRAIN_MESSAGES {
+            match process::recv(fd, &mut buf) {
+                Ok(None) => break,
+                Ok(Some(0)) => {
+                    self.end_child("closed its channel");
+                    break;
+                }
+                Ok(Some(n)) => {
+                    let message = if n > wire::MAX_CHILD_MESSAGE {
+                        Err(wire::WireError::TooLong(n))
+                    } else {
+                        ChildMessage::decode(&buf[..n])
+                    };
+                    let handled = message
+                        .map_err(|e| e.to_string())
+                        .and_then(|m| self.on_message(m));
+                    if let Err(why) = handled {
+                        self.refused_message(&why);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.end_child(&format!("channel error: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A message the parent does not accept: the child is treated as taken over. Logged (at
+    /// most one line per 10 s), the child replaced, nothing written.
+    fn refused_message(&mut self, why: &str) {
+        let now = self.clock.boot_ms();
+        if self
+            .attack_logged_at
+            .is_none_or(|t| now.saturating_sub(t) >= 10_000)
+        {
+            self.attack_logged_at = Some(now);
+            error!(
+                why,
+                "refused a message from the capture process; treating it as compromised and replacing it"
+            );
+        }
+        self.stats.refused_messages += 1;
+        self.end_child("sent a message the parent refused");
+    }
+
+    fn on_message(&mut self, m: ChildMessage) -> Result<(), String> {
+        match m {
+            ChildMessage::Log { level, text } => {
+                logging::write_child_line(&logging::level_of(level), &text);
+            }
+            ChildMessage::Stats(s) => {
+                if s.interfaces.len() > self.interfaces.len() {
+                    return Err("statistics for more interfaces than configured".into());
+                }
+                self.child_stats = s;
+            }
+            ChildMessage::Ready => self.ready = true,
+            ChildMessage::Knock {
+                door,
+                addr,
+                via_loopback,
+                time_ms,
+                used,
+            } => {
+                let decision = self.check_knock(door, addr, via_loopback, time_ms, used)?;
+                self.pending.push(decision);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a completed knock the child reports against the parent's own doors and the
+    /// source policy, and builds the decision from the parent's door (service, lease,
+    /// action). A one-time index or TOTP counter is consumed here, before anything is written.
+    fn check_knock(
+        &mut self,
+        door: u16,
+        addr: IpAddr,
+        via_loopback: bool,
+        time_ms: u64,
+        used: Used,
+    ) -> Result<Decision, String> {
+        let i = usize::from(door);
+        let Some(d) = self.doors.get_mut(i) else {
+            return Err(format!("door index {door} out of range"));
+        };
+        if self.disabled.iter().any(|(name, _)| *name == d.name) {
+            return Err(format!("door `{}` is disabled", d.name));
+        }
+        match check_source(addr, via_loopback, self.destinations.host()) {
+            Ok(()) | Err(Refusal::LinkLocal) => {}
+            Err(why) => return Err(format!("source {addr}: {why}")),
+        }
+        let now = self.clock.boot_ms();
+        // The knock's time as the child tells it, within reason.
+        let time_ms = if time_ms > now || now - time_ms > 60_000 {
+            now
+        } else {
+            time_ms
+        };
+        let consume = match (used, &mut d.kind) {
+            (Used::None, DoorKind::Static { .. }) => None,
+            (Used::OneTime { index }, DoorKind::OneTime { sequences, next }) => {
+                let index = index as usize;
+                if index < *next || index >= sequences.len() {
+                    return Err(format!(
+                        "door `{}`: one-time sequence {index} is used or does not exist",
+                        d.name
+                    ));
+                }
+                *next = index + 1;
+                Some(Consume::OneTime {
+                    index,
+                    next: index + 1,
+                    remaining: sequences.len() - (index + 1),
+                })
+            }
+            (Used::Totp { counter }, DoorKind::Totp(p)) => {
+                let step = p.step.as_millis().max(1) as u64;
+                let current = knock_match::totp_counter(self.clock.wall_at(now), step);
+                if p.used.contains(counter) || counter.abs_diff(current) > 1 {
+                    return Err(format!(
+                        "door `{}`: TOTP step {counter} is used or outside the window",
+                        d.name
+                    ));
+                }
+                p.used.mark(counter, current);
+                Some(Consume::Totp { counter })
+            }
+            _ => {
+                return Err(format!(
+                    "door `{}`: the knock does not fit its kind",
+                    d.name
+                ))
+            }
+        };
+        Ok(Decision {
+            door: i,
+            door_name: d.name.clone(),
+            action: d.action,
+            addr,
+            service: d.service.clone(),
+            lease: d.lease,
+            time_ms,
+            consume,
         })
     }
 
@@ -249,10 +577,10 @@ impl Daemon {
             if let Some(jump_ms) = self.clock.check_jump() {
                 self.on_clock_jump(jump_ms);
             }
+            self.maybe_restart();
             let now = self.clock.boot_ms();
             let wall = self.clock.wall_at(now);
             self.destinations.refresh();
-            self.matcher.tick(now);
             match self.grants.notice_changes() {
                 Ok(aside) => grants::log_set_aside(aside),
                 Err(e) => error!(error = %e, "cannot read the lease journal"),
@@ -279,9 +607,13 @@ impl Daemon {
                 self.grant_batch(waiting);
             }
             let retry = (!self.deferred.is_empty()).then_some(100);
+            let restart = self
+                .restart
+                .as_ref()
+                .map(|r| r.at.saturating_duration_since(Instant::now()).as_millis() as u64);
             let wake = [
                 retry,
-                self.matcher.next_deadline().map(|t| t.saturating_sub(now)),
+                restart,
                 self.grants
                     .wake_at()
                     .map(|s| s.saturating_mul(1000).saturating_sub(wall)),
@@ -291,50 +623,29 @@ impl Daemon {
             .flatten()
             .min()
             .map_or(POLL, |ms| Duration::from_millis(ms).min(POLL));
-            match self.rx.recv_timeout(wake) {
-                Ok(batch) => {
-                    let mut seen = batch.len();
-                    batch.into_iter().for_each(|e| self.observe(e));
-                    // Drain what is queued, but a bounded number of events: under a flood,
-                    // lease expiry and signals must still get their turn.
-                    while seen < DRAIN_BATCH {
-                        match self.rx.try_recv() {
-                            Ok(batch) => {
-                                seen += batch.len();
-                                batch.into_iter().for_each(|e| self.observe(e));
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.apply_pending();
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    error!("all capture threads ended");
-                    break;
-                }
-            }
+            self.read_child(wake);
+            self.apply_pending();
         }
         let _ = notify::notify("STOPPING=1");
         info!("stopping");
-        if let Some(c) = self.captures.take() {
-            c.shutdown();
+        if let Some(child) = self.child.take() {
+            process::kill(child.pid, libc::SIGTERM);
+            let _ = process::reap(child.pid, true);
         }
         self.refusals.flush(self.clock.boot_ms(), true);
-        let counters = self.matcher.counters();
+        let c = &self.child_stats;
         info!(
-            grants = counters.grants,
-            resets = counters.resets,
-            timeouts = counters.timeouts,
-            evictions = counters.evictions,
+            grants = self.stats.grants,
+            resets = c.resets,
+            timeouts = c.timeouts,
+            evictions = c.evictions,
             "stopped"
         );
     }
 
-    /// The wall clock jumped: TOTP follows it, and every lease keeps its remaining time (the
-    /// journal's wall-clock expiries move with the jump).
+    /// The wall clock jumped: every lease keeps its remaining time (the journal's wall-clock
+    /// expiries move with the jump). The child follows the jump for TOTP by itself.
     fn on_clock_jump(&mut self, jump_ms: i64) {
-        self.matcher.set_wall_offset(self.clock.wall_offset());
         let secs = (jump_ms as f64 / 1000.0).round() as i64;
         match self.grants.shift_expiries(secs) {
             Ok(moved) => warn!(
@@ -344,27 +655,6 @@ impl Daemon {
             ),
             Err(e) => error!(jump_s = secs, error = %e, "the wall clock jumped and the lease journal could not follow"),
         }
-    }
-
-    /// One captured packet: checked for destination and source, then matched. Decisions wait
-    /// in `pending` until the drain ends.
-    fn observe(&mut self, mut event: KnockEvent) {
-        if !self.destinations.accepts(event.dst) {
-            return;
-        }
-        event.to_host = self.destinations.is_local(event.dst);
-        match check_source(event.src, event.via_loopback, self.destinations.host()) {
-            Ok(()) => {}
-            Err(Refusal::LinkLocal) if self.config.doors.iter().any(|d| d.link_local) => {}
-            Err(why) => {
-                self.refusals
-                    .note(event.time_ms, why.as_str(), "any", event.src);
-                return;
-            }
-        }
-        self.stats.packets += 1;
-        let decisions = self.matcher.observe(&event);
-        self.pending.extend(decisions);
     }
 
     /// Applies the decisions of one drain: progress first (each one-time/TOTP decision), then
@@ -412,7 +702,7 @@ impl Daemon {
         let Some(consume) = d.consume else {
             return true;
         };
-        let recorded = match self.matcher.doors().nth(d.door) {
+        let recorded = match self.doors.get(d.door) {
             Some(door) => self
                 .progress
                 .record(door, &consume)
@@ -516,11 +806,7 @@ impl Daemon {
         let _ = notify::notify("RELOADING=1");
         info!(config = %self.config_path.display(), "reloading");
         match self.try_reload() {
-            Ok(carried) => info!(
-                doors = self.config.doors.len(),
-                sequences_kept = carried,
-                "reloaded"
-            ),
+            Ok(()) => info!(doors = self.config.doors.len(), "reloaded"),
             Err(message) => {
                 for line in message.lines() {
                     error!(error = %line, "reload refused; the previous configuration keeps serving");
@@ -530,7 +816,10 @@ impl Daemon {
         let _ = notify::notify("READY=1");
     }
 
-    fn try_reload(&mut self) -> Result<usize, String> {
+    /// Parses and checks the new configuration here; the child gets the result (doors,
+    /// interfaces) over the channel and keeps the progress of sources half-way through an
+    /// unchanged door.
+    fn try_reload(&mut self) -> Result<(), String> {
         let config = load(&self.config_path).map_err(|e| e.to_string())?;
         let interfaces = interfaces_of(&self.cli_interfaces, &config);
         if interfaces.is_empty() {
@@ -545,35 +834,30 @@ impl Daemon {
             None
         };
         let progress = ProgressStore::new(&config.state_dir);
-        let (mut matcher, disabled) = build_matcher(&config, &progress)?;
-        matcher.set_wall_offset(self.clock.wall_offset());
-        let carried = matcher.adopt_progress(&self.matcher);
+        let (doors, disabled) = prepare_doors(&config, &progress)?;
         // Everything is built: install it all at once.
         if let Some(g) = grants {
             self.grants = g;
         }
-        self.progress = progress;
-        self.matcher = matcher;
-        self.disabled = disabled;
-        self.dirty = true;
-        self.destinations = local::Destinations::new(targets(&config));
-        self.filter.set(filter_spec(&config));
-        let same_interfaces = self
-            .captures
-            .as_ref()
-            .is_some_and(|c| c.interfaces == interfaces);
-        if !same_interfaces {
-            if let Some(c) = self.captures.take() {
-                c.shutdown();
-            }
-            self.captures =
-                Some(Captures::spawn(&interfaces, &self.filter, &self.tx).map_err(|e| e.message)?);
-        }
         if config.log != self.config.log {
             warn!("the `log` setting changed: it takes effect at the next restart");
         }
+        if config.user != self.config.user {
+            warn!("the `user` setting changed: it takes effect at the next restart");
+        }
+        self.progress = progress;
+        self.doors = doors;
+        self.disabled = disabled;
+        self.interfaces = interfaces;
+        self.dirty = true;
+        self.destinations = local::Destinations::new(targets(&config));
         self.config = config;
-        Ok(carried)
+        if let Some(child) = &self.child {
+            if let Err(e) = self.send_setup(child) {
+                self.end_child(&e);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -595,30 +879,17 @@ fn startup_checks(config_path: &Path) {
     }
 }
 
-/// Fails start-up at once, with the reason, when this process may not open packet sockets
-/// (the capture threads would otherwise retry forever in the background).
-fn check_capture_privilege() -> Result<(), Failure> {
-    // SAFETY: plain socket(2) call; the descriptor is closed right away.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(Failure::failed(format!(
-            "cannot open a packet socket: {e} (knockwrap run needs root or CAP_NET_RAW)"
-        )));
-    }
-    // SAFETY: fd is a descriptor this function owns.
-    unsafe { libc::close(fd) };
-    Ok(())
-}
+/// Doors disabled because their progress cannot be trusted: (door name, why).
+type Disabled = Vec<(String, String)>;
 
-/// The matcher for `config`, with the recorded one-time/TOTP progress. A progress file that
-/// cannot be trusted disables its door only (never reusing a sequence), logged with what to
-/// do; every other door serves. Only an invalid door is an error.
-/// Also returns the doors disabled because their progress cannot be trusted, with why.
-fn build_matcher(
+/// The doors for `config`, with the recorded one-time/TOTP progress, checked as the matcher
+/// checks them. A progress file that cannot be trusted disables its door only (never reusing
+/// a sequence), logged with what to do; every other door serves. Only an invalid door is an
+/// error. Also returns the doors disabled because their progress cannot be trusted, with why.
+fn prepare_doors(
     config: &Config,
     progress: &ProgressStore,
-) -> Result<(Matcher, Vec<(String, String)>), String> {
+) -> Result<(Vec<Door>, Disabled), String> {
     let mut doors = config.doors();
     let errors = progress.apply(&mut doors);
     let mut disabled = Vec::new();
@@ -634,17 +905,15 @@ fn build_matcher(
         );
         disabled.push((door.clone(), e.to_string()));
     }
-    let options = MatcherOptions {
-        max_sources: config.max_sources,
-        hash_seed: random_seed(),
-    };
-    let matcher = Matcher::new(doors, options).map_err(|e| e.to_string())?;
-    for door in matcher.exhausted_doors() {
-        if !disabled.iter().any(|(d, _)| d == door) {
-            error!(door = %door, "one-time sequences exhausted: door disabled");
+    for d in &doors {
+        d.validate().map_err(|e| e.to_string())?;
+        if matches!(&d.kind, DoorKind::OneTime { sequences, next } if *next >= sequences.len())
+            && !disabled.iter().any(|(name, _)| *name == d.name)
+        {
+            error!(door = %d.name, "one-time sequences exhausted: door disabled");
         }
     }
-    Ok((matcher, disabled))
+    Ok((doors, disabled))
 }
 
 /// The doors' explicit `target` addresses.
@@ -654,10 +923,6 @@ fn targets(config: &Config) -> Vec<IpAddr> {
 
 /// Each door's step rule and UDP, to every port: what sweep detection needs (see
 /// [`FilterSpec::from_doors`]).
-fn filter_spec(config: &Config) -> FilterSpec {
-    spec_for_doors(&config.doors())
-}
-
 fn spec_for_doors(doors: &[Door]) -> FilterSpec {
     FilterSpec::from_doors(doors.iter(), true)
 }

@@ -28,10 +28,15 @@ impl Daemon {
     fn snapshot(&self, now: u64) -> Snapshot {
         let wall_ms = self.clock.wall_at(now);
         let wall = wall_ms / 1000;
-        let exhausted = self.matcher.exhausted_doors();
+        let exhausted: Vec<&str> = self
+            .doors
+            .iter()
+            .filter(|d| matches!(&d.kind, DoorKind::OneTime { sequences, next } if *next >= sequences.len()))
+            .map(|d| d.name.as_str())
+            .collect();
         let doors = self
-            .matcher
-            .doors()
+            .doors
+            .iter()
             .map(|d| {
                 let disabled = self
                     .disabled
@@ -83,8 +88,9 @@ impl Daemon {
                 seconds_left: l.expires_at.map(|t| t.saturating_sub(wall)),
             })
             .collect();
-        let m = self.matcher.counters();
+        let m = &self.child_stats;
         let mut counters = self.stats.clone();
+        counters.packets = m.packets;
         counters.evictions = m.evictions;
         counters.resets = m.resets;
         counters.timeouts = m.timeouts;
@@ -94,30 +100,29 @@ impl Daemon {
             .iter()
             .map(|(r, n)| ((*r).to_owned(), *n))
             .collect();
+        for (r, n) in &m.refused {
+            *counters.refused.entry(r.as_str().to_owned()).or_default() += n;
+        }
         Snapshot {
             pid: std::process::id(),
+            capture_pid: self.child.as_ref().map(|c| c.pid as u32),
             started_at: self.started_at,
             updated_at: wall,
             config: self.config_path.display().to_string(),
             hosts_allow: self.config.hosts_allow.display().to_string(),
             interfaces: self
-                .captures
-                .as_ref()
-                .map(|c| {
-                    c.interfaces
-                        .iter()
-                        .zip(&c.threads)
-                        .map(|(name, t)| {
-                            let k = t.stats();
-                            InterfaceStatus {
-                                name: name.clone(),
-                                received: k.received,
-                                dropped: k.dropped,
-                            }
-                        })
-                        .collect()
+                .interfaces
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let (received, dropped) = m.interfaces.get(i).copied().unwrap_or_default();
+                    InterfaceStatus {
+                        name: name.clone(),
+                        received,
+                        dropped,
+                    }
                 })
-                .unwrap_or_default(),
+                .collect(),
             doors,
             leases,
             counters,

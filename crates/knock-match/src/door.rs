@@ -14,7 +14,7 @@ use crate::event::{Proto, TcpFlags};
 pub const MAX_STEPS: usize = 32;
 
 /// One knock: a destination port and a protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub port: u16,
     pub proto: Proto,
@@ -93,7 +93,7 @@ pub fn parse_port(text: &str) -> Option<u16> {
 }
 
 /// What a door requires of one TCP flag.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FlagRule {
     DontCare,
     /// The flag must be set (`syn`).
@@ -104,7 +104,7 @@ pub enum FlagRule {
 
 /// knockd's `tcpflags`: a tri-state rule per flag; all rules must hold. UDP knocks are
 /// unaffected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TcpFlagRules {
     required: u8,
     forbidden: u8,
@@ -223,7 +223,7 @@ impl TcpFlagRules {
 }
 
 /// What a completed sequence does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     Allow,
     Revoke,
@@ -239,7 +239,7 @@ impl fmt::Display for Action {
 }
 
 /// Parameters of a TOTP door. Its steps are TCP knocks (see `docs/totp.md`).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TotpParams {
     pub secret: Vec<u8>,
     pub length: usize,
@@ -266,7 +266,7 @@ impl fmt::Debug for TotpParams {
 }
 
 /// Where a door's sequence comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DoorKind {
     /// One fixed sequence (`sequence = [...]`).
     Static { steps: Vec<Step> },
@@ -281,7 +281,7 @@ pub enum DoorKind {
 }
 
 /// A door: which knocks open (or close) it and what it then does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Door {
     pub name: String,
     pub kind: DoorKind,

@@ -4,7 +4,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// Transport protocol of a knock step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -20,7 +22,9 @@ impl fmt::Display for Proto {
 }
 
 /// TCP header flag bits as they appear on the wire (byte 13 of the TCP header).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct TcpFlags(pub u8);
 
 impl TcpFlags {

@@ -65,7 +65,7 @@ pub const RETRANSMIT_MS: u64 = 3_500;
 pub const DEFAULT_MAX_SOURCES: usize = 65_536;
 
 /// Construction options.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MatcherOptions {
     /// Most sources tracked at once; when full, the oldest source that has matched only its
     /// first step is evicted (a source further along only when no such source is left).

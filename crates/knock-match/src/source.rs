@@ -38,6 +38,28 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason, in a fixed order (the daemon's channel sends reasons as an index here).
+    pub const ALL: [Refusal; 13] = [
+        Refusal::Unspecified,
+        Refusal::ThisNetwork,
+        Refusal::Loopback,
+        Refusal::OwnAddress,
+        Refusal::Multicast,
+        Refusal::Broadcast,
+        Refusal::DirectedBroadcast,
+        Refusal::Reserved,
+        Refusal::Ipv4Mapped,
+        Refusal::Ipv4Compatible,
+        Refusal::Discard,
+        Refusal::Documentation,
+        Refusal::LinkLocal,
+    ];
+
+    /// The reason named `name` ([`Refusal::as_str`]).
+    pub fn from_name(name: &str) -> Option<Refusal> {
+        Refusal::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// A short, stable name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

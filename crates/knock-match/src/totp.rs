@@ -11,7 +11,7 @@ use thiserror::Error;
 /// The TOTP step counters one door has accepted: every counter at or below `floor`, and each
 /// counter in `above`. A grant for counter k must never refuse the legitimate client's code
 /// for k-1 or k+1, so each used counter is remembered on its own, not as a high-water mark.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsedSteps {
     pub floor: Option<u64>,
     pub above: BTreeSet<u64>,

@@ -161,6 +161,17 @@ fn settings(raw: &RawConfig, base: &Path, path: &Path, sink: &mut Sink) -> Confi
             .metrics_file
             .as_ref()
             .map(|v| nonempty_path(v, "metrics_file", base, sink)),
+        user: raw.user.as_ref().map(|v| {
+            let name = v.get_ref();
+            let portable = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+            if name.is_empty() || name.len() > 32 || !name.chars().all(portable) || name == "root" {
+                sink.at(
+                    v.span(),
+                    format!("`user` must name an unprivileged account (letters, digits, `._-`), not `{name}`"),
+                );
+            }
+            name.clone()
+        }),
         doors: Vec::new(),
     }
 }

@@ -64,6 +64,9 @@ pub struct Config {
     /// Where the daemon writes its counters in the Prometheus text format (for
     /// node_exporter's textfile collector), if anywhere.
     pub metrics_file: Option<PathBuf>,
+    /// The account the capture process runs as (None: `knockwrap` if it exists, else
+    /// `nobody`).
+    pub user: Option<String>,
     pub doors: Vec<DoorConfig>,
 }
 

@@ -19,6 +19,7 @@ pub(crate) struct RawConfig {
     pub backup: Option<bool>,
     pub max_sources: Option<Spanned<i64>>,
     pub metrics_file: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
     #[serde(default)]
     pub door: Vec<Spanned<RawDoor>>,
 }
