@@ -212,7 +212,7 @@ impl Drop for Forwarded {
         let _ = crate::sys::process::send(
             self.fd,
             &message.encode(),
-            std::time::Duration::from_millis(50),
+            Some(std::time::Duration::from_millis(50)),
         );
     }
 }

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use super::clock::Clock;
 use super::local::Destinations;
 use super::refusals::Refusals;
-use super::wire::{ChildMessage, ChildStats, Setup, SetupReader, Used};
+use super::wire::{ChildMessage, ChildStats, Knock, Setup, SetupReader, Used, MAX_KNOCKS};
 use super::{Captures, DRAIN_BATCH, QUEUE};
 use crate::sys::privilege::{self, Account};
 use crate::sys::process;
@@ -31,8 +31,8 @@ use crate::sys::sandbox::{self, Mode};
 const CHANNEL_POLL: Duration = Duration::from_millis(50);
 /// How often counters go to the parent.
 const STATS_EVERY: Duration = Duration::from_secs(1);
-/// How long a send to the parent may wait for buffer space.
-const SEND_WAIT: Duration = Duration::from_millis(200);
+/// How long counters may wait for buffer space (then the next ones will do).
+const STATS_WAIT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Error)]
 pub enum ChildError {
@@ -115,6 +115,8 @@ struct Child {
     refusals: Refusals,
     packets: u64,
     stats_at: Instant,
+    /// Sequences completed in this drain, sent together after it.
+    knocks: Vec<Knock>,
 }
 
 fn build(setup: &Setup) -> Result<Matcher, ChildError> {
@@ -151,13 +153,21 @@ impl Child {
             refusals: Refusals::default(),
             packets: 0,
             stats_at: Instant::now(),
+            knocks: Vec::new(),
         };
         child.send(&ChildMessage::Ready);
         Ok(child)
     }
 
+    /// Sends to the parent. Knocks wait for room as long as it takes: the parent applying a
+    /// large batch holds the child back (the capture queue and the kernel's ring absorb it,
+    /// with the drop counter as the visible sign), a knock is never dropped here.
     fn send(&self, m: &ChildMessage) {
-        if let Err(e) = process::send(self.fd, &m.encode(), SEND_WAIT) {
+        let wait = match m {
+            ChildMessage::Stats(_) => Some(STATS_WAIT),
+            _ => None,
+        };
+        if let Err(e) = process::send(self.fd, &m.encode(), wait) {
             // The parent is gone or not reading: nothing else to tell it with.
             if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET) {
                 std::process::exit(0);
@@ -167,6 +177,12 @@ impl Child {
 
     fn serve(&mut self, reader: &mut SetupReader) -> Result<(), ChildError> {
         loop {
+            if process::term_requested() {
+                // Asked to stop by the parent: the last summaries and counters first.
+                self.refusals.flush(self.clock.boot_ms(), true);
+                self.send(&ChildMessage::Stats(self.stats()));
+                return Ok(());
+            }
             if let Some(setup) = read_setup(self.fd, reader)? {
                 self.reload(setup)?;
             }
@@ -204,6 +220,7 @@ impl Child {
                             Err(_) => break,
                         }
                     }
+                    self.send_knocks();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -260,6 +277,9 @@ impl Child {
         }
         self.packets += 1;
         for d in self.matcher.observe(&event) {
+            if self.knocks.len() >= MAX_KNOCKS {
+                self.send_knocks();
+            }
             let used = match d.consume {
                 None => Used::None,
                 Some(Consume::OneTime { index, .. }) => Used::OneTime {
@@ -267,13 +287,20 @@ impl Child {
                 },
                 Some(Consume::Totp { counter }) => Used::Totp { counter },
             };
-            self.send(&ChildMessage::Knock {
+            self.knocks.push(Knock {
                 door: u16::try_from(d.door).unwrap_or(u16::MAX),
                 addr: d.addr,
                 via_loopback: event.via_loopback,
                 time_ms: d.time_ms,
                 used,
             });
+        }
+    }
+
+    fn send_knocks(&mut self) {
+        if !self.knocks.is_empty() {
+            let knocks = std::mem::take(&mut self.knocks);
+            self.send(&ChildMessage::Knocks(knocks));
         }
     }
 

@@ -40,7 +40,7 @@ use clock::Clock;
 use hosts_writer::state::{Applied, Grant, State as Grants};
 use knock_match::{check_source, Refusal};
 use refusals::Refusals;
-use wire::{ChildMessage, ChildStats, Setup, Used};
+use wire::{ChildMessage, ChildStats, Knock, Setup, Used};
 
 use crate::sys::privilege::{self, Account};
 use crate::sys::{process, sandbox};
@@ -174,6 +174,8 @@ struct Daemon {
     restart_delay: Duration,
     child_stats: ChildStats,
     ready: bool,
+    /// Shutting down: a child that ends is not replaced.
+    stopping: bool,
     grants: Grants,
     progress: ProgressStore,
     signals: Signals,
@@ -271,6 +273,7 @@ impl Daemon {
             restart_delay: RESTART_MIN,
             child_stats: ChildStats::default(),
             ready: false,
+            stopping: false,
             grants,
             progress,
             signals,
@@ -316,7 +319,7 @@ impl Daemon {
     fn send_setup(&self, child: &ChildProcess) -> Result<(), String> {
         let fragments = wire::setup_fragments(&self.setup()).map_err(|e| e.to_string())?;
         for f in fragments {
-            process::send(child.channel.as_raw_fd(), &f, Duration::from_secs(2))
+            process::send(child.channel.as_raw_fd(), &f, Some(Duration::from_secs(2)))
                 .map_err(|e| format!("sending the setup to the capture process: {e}"))?;
         }
         Ok(())
@@ -366,6 +369,9 @@ impl Daemon {
         };
         process::kill(child.pid, libc::SIGKILL);
         let exit = process::reap(child.pid, true);
+        if self.stopping {
+            return;
+        }
         if child.started.elapsed() >= RESTART_RESET {
             self.restart_delay = RESTART_MIN;
         }
@@ -475,15 +481,11 @@ impl Daemon {
                 self.child_stats = s;
             }
             ChildMessage::Ready => self.ready = true,
-            ChildMessage::Knock {
-                door,
-                addr,
-                via_loopback,
-                time_ms,
-                used,
-            } => {
-                let decision = self.check_knock(door, addr, via_loopback, time_ms, used)?;
-                self.pending.push(decision);
+            ChildMessage::Knocks(knocks) => {
+                for k in knocks {
+                    let decision = self.check_knock(k)?;
+                    self.pending.push(decision);
+                }
             }
         }
         Ok(())
@@ -492,14 +494,14 @@ impl Daemon {
     /// Checks a completed knock the child reports against the parent's own doors and the
     /// source policy, and builds the decision from the parent's door (service, lease,
     /// action). A one-time index or TOTP counter is consumed here, before anything is written.
-    fn check_knock(
-        &mut self,
-        door: u16,
-        addr: IpAddr,
-        via_loopback: bool,
-        time_ms: u64,
-        used: Used,
-    ) -> Result<Decision, String> {
+    fn check_knock(&mut self, knock: Knock) -> Result<Decision, String> {
+        let Knock {
+            door,
+            addr,
+            via_loopback,
+            time_ms,
+            used,
+        } = knock;
         let i = usize::from(door);
         let Some(d) = self.doors.get_mut(i) else {
             return Err(format!("door index {door} out of range"));
@@ -628,8 +630,17 @@ impl Daemon {
         }
         let _ = notify::notify("STOPPING=1");
         info!("stopping");
-        if let Some(child) = self.child.take() {
+        self.stopping = true;
+        if let Some(child) = &self.child {
+            // The child's last refusal summaries and counters, then its exit.
             process::kill(child.pid, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while self.child.is_some() && Instant::now() < deadline {
+                self.read_child(Duration::from_millis(50));
+            }
+        }
+        if let Some(child) = self.child.take() {
+            process::kill(child.pid, libc::SIGKILL);
             let _ = process::reap(child.pid, true);
         }
         self.refusals.flush(self.clock.boot_ms(), true);

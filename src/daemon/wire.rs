@@ -63,20 +63,32 @@ pub struct ChildStats {
     pub interfaces: Vec<(u64, u64)>,
 }
 
+/// A door's sequence was completed by `addr` (the door's action follows from the parent's
+/// configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Knock {
+    pub door: u16,
+    pub addr: IpAddr,
+    /// The knock arrived on a loopback interface.
+    pub via_loopback: bool,
+    /// Event clock (CLOCK_BOOTTIME ms) of the completing knock.
+    pub time_ms: u64,
+    pub used: Used,
+}
+
+/// Most knocks in one message (each at most [`KNOCK_BYTES`]).
+pub const MAX_KNOCKS: usize = 100;
+/// Encoded size of one knock with an IPv6 address: door 2, flags 1, time 8, used tag 1,
+/// used value 8, address 16.
+const KNOCK_BYTES: usize = 36;
+const _: () = assert!(4 + MAX_KNOCKS * KNOCK_BYTES <= MAX_CHILD_MESSAGE);
+
 /// A message from the child.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChildMessage {
-    /// A door's sequence was completed by `addr` (the door's action follows from the
-    /// parent's configuration).
-    Knock {
-        door: u16,
-        addr: IpAddr,
-        /// The knock arrived on a loopback interface.
-        via_loopback: bool,
-        /// Event clock (CLOCK_BOOTTIME ms) of the completing knock.
-        time_ms: u64,
-        used: Used,
-    },
+    /// The sequences completed in one drain of the capture queue (1 to [`MAX_KNOCKS`]), so
+    /// the parent applies a burst as one transaction.
+    Knocks(Vec<Knock>),
     /// A log line (level 1 = error … 5 = trace), already formatted.
     Log {
         level: u8,
@@ -120,31 +132,26 @@ impl ChildMessage {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
         match self {
-            ChildMessage::Knock {
-                door,
-                addr,
-                via_loopback,
-                time_ms,
-                used,
-            } => {
+            ChildMessage::Knocks(knocks) => {
                 out.push(KIND_KNOCK);
-                out.extend_from_slice(&door.to_le_bytes());
-                out.push(u8::from(*via_loopback));
-                out.extend_from_slice(&time_ms.to_le_bytes());
-                match used {
-                    Used::None => out.push(0),
-                    Used::OneTime { index } => {
-                        out.push(1);
-                        out.extend_from_slice(&u64::from(*index).to_le_bytes());
+                let knocks = &knocks[..knocks.len().min(MAX_KNOCKS)];
+                out.extend_from_slice(&(knocks.len() as u16).to_le_bytes());
+                for k in knocks {
+                    out.extend_from_slice(&k.door.to_le_bytes());
+                    let v6 = matches!(k.addr, IpAddr::V6(_));
+                    out.push(u8::from(k.via_loopback) | (u8::from(v6) << 1));
+                    out.extend_from_slice(&k.time_ms.to_le_bytes());
+                    let (tag, value) = match k.used {
+                        Used::None => (0u8, 0u64),
+                        Used::OneTime { index } => (1, u64::from(index)),
+                        Used::Totp { counter } => (2, counter),
+                    };
+                    out.push(tag);
+                    out.extend_from_slice(&value.to_le_bytes());
+                    match k.addr {
+                        IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+                        IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
                     }
-                    Used::Totp { counter } => {
-                        out.push(2);
-                        out.extend_from_slice(&counter.to_le_bytes());
-                    }
-                }
-                match addr {
-                    IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
-                    IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
                 }
             }
             ChildMessage::Log { level, text } => {
@@ -197,44 +204,43 @@ impl ChildMessage {
         let mut r = Reader(body);
         let message = match kind {
             KIND_KNOCK => {
-                let door = u16::from_le_bytes(r.take().ok_or_else(bad_len)?);
-                let via_loopback = match r.byte().ok_or_else(bad_len)? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(WireError::Field("loopback flag")),
-                };
-                let time_ms = r.u64().ok_or_else(bad_len)?;
-                let used = match r.byte().ok_or_else(bad_len)? {
-                    0 => Used::None,
-                    1 => {
-                        let index = r.u64().ok_or_else(bad_len)?;
-                        Used::OneTime {
-                            index: u32::try_from(index)
-                                .map_err(|_| WireError::Field("one-time index"))?,
-                        }
-                    }
-                    2 => Used::Totp {
-                        counter: r.u64().ok_or_else(bad_len)?,
-                    },
-                    _ => return Err(WireError::Field("what the knock used")),
-                };
-                let addr = match r.0.len() {
-                    4 => IpAddr::V4(Ipv4Addr::from(
-                        <[u8; 4]>::try_from(r.0).map_err(|_| bad_len())?,
-                    )),
-                    16 => IpAddr::V6(Ipv6Addr::from(
-                        <[u8; 16]>::try_from(r.0).map_err(|_| bad_len())?,
-                    )),
-                    _ => return Err(bad_len()),
-                };
-                r.0 = &[];
-                ChildMessage::Knock {
-                    door,
-                    addr,
-                    via_loopback,
-                    time_ms,
-                    used,
+                let n = usize::from(u16::from_le_bytes(r.take().ok_or_else(bad_len)?));
+                if n == 0 || n > MAX_KNOCKS {
+                    return Err(WireError::Field("knock count"));
                 }
+                let mut knocks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let door = u16::from_le_bytes(r.take().ok_or_else(bad_len)?);
+                    let flags = r.byte().ok_or_else(bad_len)?;
+                    if flags & !0b11 != 0 {
+                        return Err(WireError::Field("knock flags"));
+                    }
+                    let time_ms = r.u64().ok_or_else(bad_len)?;
+                    let tag = r.byte().ok_or_else(bad_len)?;
+                    let value = r.u64().ok_or_else(bad_len)?;
+                    let used = match tag {
+                        0 if value == 0 => Used::None,
+                        1 => Used::OneTime {
+                            index: u32::try_from(value)
+                                .map_err(|_| WireError::Field("one-time index"))?,
+                        },
+                        2 => Used::Totp { counter: value },
+                        _ => return Err(WireError::Field("what the knock used")),
+                    };
+                    let addr = if flags & 0b10 != 0 {
+                        IpAddr::V6(Ipv6Addr::from(r.take::<16>().ok_or_else(bad_len)?))
+                    } else {
+                        IpAddr::V4(Ipv4Addr::from(r.take::<4>().ok_or_else(bad_len)?))
+                    };
+                    knocks.push(Knock {
+                        door,
+                        addr,
+                        via_loopback: flags & 1 != 0,
+                        time_ms,
+                        used,
+                    });
+                }
+                ChildMessage::Knocks(knocks)
             }
             KIND_LOG => {
                 let level = r.byte().ok_or_else(bad_len)?;
@@ -355,13 +361,13 @@ mod tests {
     use super::*;
 
     fn knock(addr: IpAddr, used: Used) -> ChildMessage {
-        ChildMessage::Knock {
+        ChildMessage::Knocks(vec![Knock {
             door: 3,
             addr,
             via_loopback: false,
             time_ms: 123_456,
             used,
-        }
+        }])
     }
 
     #[test]
@@ -386,6 +392,17 @@ mod tests {
                 interfaces: vec![(100, 0), (7, 1)],
             }),
             ChildMessage::Ready,
+            ChildMessage::Knocks(
+                (0..MAX_KNOCKS as u16)
+                    .map(|i| Knock {
+                        door: i,
+                        addr: "fd00:4b57::9".parse().unwrap(),
+                        via_loopback: i % 2 == 0,
+                        time_ms: u64::MAX - u64::from(i),
+                        used: Used::Totp { counter: 1 },
+                    })
+                    .collect(),
+            ),
         ];
         for m in messages {
             assert_eq!(ChildMessage::decode(&m.encode()), Ok(m));
@@ -407,13 +424,19 @@ mod tests {
         long.push(0);
         assert!(ChildMessage::decode(&long).is_err());
         let mut flag = good.clone();
-        flag[4] = 2;
+        flag[6] = 4;
         assert_eq!(
             ChildMessage::decode(&flag),
-            Err(WireError::Field("loopback flag"))
+            Err(WireError::Field("knock flags"))
+        );
+        let mut count = good.clone();
+        count[2] = 0;
+        assert_eq!(
+            ChildMessage::decode(&count),
+            Err(WireError::Field("knock count"))
         );
         let mut tag = good.clone();
-        tag[13] = 9;
+        tag[15] = 9;
         assert!(ChildMessage::decode(&tag).is_err());
         assert_eq!(
             ChildMessage::decode(&vec![1; MAX_CHILD_MESSAGE + 1]),

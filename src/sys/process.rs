@@ -109,20 +109,34 @@ pub fn die_with_parent() -> io::Result<()> {
     Ok(())
 }
 
-/// Signals the child handles itself: SIGTERM ends it (the parent's handlers, inherited
-/// across fork, would only set flags nobody reads), SIGINT and SIGHUP are the parent's.
+static TERM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERM.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Signals the child handles itself: SIGTERM asks it to stop ([`term_requested`]); SIGINT
+/// and SIGHUP are the parent's. The parent's handlers, inherited across fork, are replaced:
+/// they would only set flags nobody reads in the child.
 pub fn child_signals() {
-    // SAFETY: installing the default or ignore disposition.
+    // SAFETY: the handler only stores to an atomic (async-signal-safe); the others install
+    // the ignore disposition.
     unsafe {
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
 
-/// Sends one datagram (never blocks for long: a full buffer waits at most `timeout`).
-pub fn send(fd: RawFd, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+/// Whether SIGTERM arrived since [`child_signals`].
+pub fn term_requested() -> bool {
+    TERM.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sends one datagram; a full buffer waits at most `timeout` (None: until there is room or
+/// the peer is gone).
+pub fn send(fd: RawFd, bytes: &[u8], timeout: Option<Duration>) -> io::Result<()> {
     loop {
         // SAFETY: bytes is valid for its length.
         let n = unsafe {
@@ -140,7 +154,8 @@ pub fn send(fd: RawFd, bytes: &[u8], timeout: Duration) -> io::Result<()> {
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EAGAIN) => {
-                if !wait(fd, libc::POLLOUT, timeout)? {
+                let slice = timeout.unwrap_or(Duration::from_secs(1));
+                if !wait(fd, libc::POLLOUT, slice)? && timeout.is_some() {
                     return Err(io::Error::from_raw_os_error(libc::EAGAIN));
                 }
             }

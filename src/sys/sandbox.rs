@@ -1,9 +1,10 @@
-//! The capture child's seccomp filter: an allow list of the system calls its loop makes
+//! The capture child's seccomp filters: an allow list of the system calls its loop makes
 //! (memory, threads, time, polling, packet and netlink sockets, the channel), and nothing that
-//! takes a path. Without open/openat/creat/mkdir/rename/unlink/execve the child cannot reach
-//! the file system at all, whatever its uid: that is how "no writable file system" is enforced
-//! (stronger than a chroot, which still allows opening files inside it). Anything else kills
-//! the whole process (SIGSYS); the parent logs that and starts a new child.
+//! takes a path: open/openat fail with EACCES, mkdir/rename/unlink/execve and everything else
+//! outside the list kill the whole process (SIGSYS; the parent logs that and starts a new
+//! child). So the child cannot reach the file system at all, whatever its uid: that is how "no
+//! writable file system" is enforced (stronger than a chroot, which still allows opening
+//! files inside it).
 //!
 //! The list is proved by the end-to-end suite, which runs every child under it in kill mode.
 
@@ -107,10 +108,39 @@ fn condition(arg: u8, value: u64) -> Result<SeccompRule, SandboxError> {
     SeccompRule::new(vec![c]).map_err(|e| SandboxError::Build(e.to_string()))
 }
 
-/// The compiled filter.
+/// Opening a file by path fails with EACCES instead of killing: a library that looks for a
+/// file of its own (libfaketime's control file under test, glibc's lazily loaded data) gets
+/// an error it handles, and still no file. A second filter, stacked on the allow list (the
+/// kernel applies the strictest answer of all filters).
+const OPENS: &[libc::c_long] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_open,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_creat,
+    libc::SYS_openat,
+    libc::SYS_openat2,
+];
+
+/// The second filter: path opens fail with EACCES, everything else is left to the first.
+pub fn open_filter() -> Result<BpfProgram, SandboxError> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = OPENS.iter().map(|&nr| (nr, Vec::new())).collect();
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| SandboxError::Build(e.to_string()))?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        arch,
+    )
+    .map_err(|e| SandboxError::Build(e.to_string()))?;
+    BpfProgram::try_from(filter).map_err(|e| SandboxError::Build(e.to_string()))
+}
+
+/// The compiled allow list.
 pub fn child_filter(mode: Mode) -> Result<BpfProgram, SandboxError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for &nr in ALLOWED {
+    for &nr in ALLOWED.iter().chain(OPENS) {
         rules.insert(nr, Vec::new());
     }
     rules.insert(
@@ -147,6 +177,8 @@ pub fn child_filter(mode: Mode) -> Result<BpfProgram, SandboxError> {
 /// NoNewPrivs, which seccomp requires of an unprivileged process.
 pub fn enter(mode: Mode) -> Result<(), SandboxError> {
     let program = child_filter(mode)?;
+    // The open filter first: once the allow list is in, seccomp(2) itself is refused.
+    seccompiler::apply_filter(&open_filter()?).map_err(|e| SandboxError::Install(e.to_string()))?;
     seccompiler::apply_filter(&program).map_err(|e| SandboxError::Install(e.to_string()))
 }
 
@@ -154,11 +186,12 @@ pub fn enter(mode: Mode) -> Result<(), SandboxError> {
 mod tests {
     use super::*;
 
-    /// In a forked process (the filter cannot be removed again): allowed calls work, a path
-    /// call kills the process with SIGSYS.
+    /// In a forked process (the filter cannot be removed again): allowed calls work, open
+    /// fails with EACCES, any other path call kills the process with SIGSYS.
     #[test]
-    fn open_kills_and_allowed_calls_work() {
+    fn open_fails_mkdir_kills_and_allowed_calls_work() {
         let program = child_filter(Mode::Kill).expect("filter");
+        let opens = open_filter().expect("filter");
         assert!(!program.is_empty());
         // SAFETY: the test process may run other threads; the child only makes raw syscalls
         // and _exit, no allocation.
@@ -166,13 +199,25 @@ mod tests {
         assert!(pid >= 0);
         if pid == 0 {
             unsafe {
-                if seccompiler::apply_filter(&program).is_err() {
+                if seccompiler::apply_filter(&opens).is_err()
+                    || seccompiler::apply_filter(&program).is_err()
+                {
                     libc::_exit(3);
                 }
                 if libc::getpid() <= 0 {
                     libc::_exit(4);
                 }
-                libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/etc/passwd".as_ptr(), 0);
+                let fd =
+                    libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/etc/passwd".as_ptr(), 0);
+                if fd != -1 || *libc::__errno_location() != libc::EACCES {
+                    libc::_exit(6);
+                }
+                libc::syscall(
+                    libc::SYS_mkdirat,
+                    libc::AT_FDCWD,
+                    c"/tmp/kw-x".as_ptr(),
+                    0o700,
+                );
                 libc::_exit(5);
             }
         }
