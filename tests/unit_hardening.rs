@@ -132,10 +132,14 @@ struct Container {
 }
 
 impl Container {
-    fn boot(netns: &str, log: &Path) -> Result<Container, String> {
+    /// `dir` holds the nspawn log and the (empty) mount point of the bind mount of /.
+    fn boot(netns: &str, dir: &Path) -> Result<Container, String> {
+        let log = dir.join("nspawn.log");
         let machine = format!("kw-unit-{}", std::process::id());
+        let root = dir.join("root");
+        std::fs::create_dir(&root).expect("creating the container's mount point");
         let script = r#"set -e
-root=$(mktemp -d /tmp/kw-unit-root-XXXXXX)
+root=$3
 mount --bind / "$root"
 mount -o remount,bind,ro "$root"
 exec systemd-nspawn --quiet --directory="$root" --volatile=overlay --boot \
@@ -152,8 +156,9 @@ exec systemd-nspawn --quiet --directory="$root" --volatile=overlay --boot \
             "sh",
         ])
         .arg(&machine)
-        .arg(netns);
-        let mut nspawn = Proc::spawn("systemd-nspawn", &mut cmd, log);
+        .arg(netns)
+        .arg(&root);
+        let mut nspawn = Proc::spawn("systemd-nspawn", &mut cmd, &log);
         // unshare and sh exec in place: the pid is nspawn's, and its child is the container's
         // PID 1.
         let pid = nspawn.pid();
@@ -275,8 +280,7 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
         .prefix("kw-unit-")
         .tempdir()
         .expect("tempdir");
-    let c = Container::boot(&net.server_ns, &tmp.path().join("nspawn.log"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = Container::boot(&net.server_ns, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
 
     // The packaged layout, inside the container: the binary at the unit's ExecStart path, the
     // config in /etc/knockwrap, the state in the unit's StateDirectory, logs to syslog.
