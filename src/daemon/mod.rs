@@ -367,12 +367,27 @@ impl Daemon {
         let Some(child) = self.child.take() else {
             return;
         };
-        process::kill(child.pid, libc::SIGKILL);
-        let exit = process::reap(child.pid, true);
+        let ChildProcess {
+            pid,
+            channel,
+            started,
+        } = child;
+        // Closing the channel ends an honest child by itself; SIGKILL ends any child (the
+        // unit keeps CAP_KILL for this: the child runs under another uid).
+        drop(channel);
+        process::kill(pid, libc::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let exit = loop {
+            match process::reap(pid, false) {
+                Some(e) => break Some(e),
+                None if Instant::now() >= deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
         if self.stopping {
             return;
         }
-        if child.started.elapsed() >= RESTART_RESET {
+        if started.elapsed() >= RESTART_RESET {
             self.restart_delay = RESTART_MIN;
         }
         let delay = self.restart_delay;
@@ -384,7 +399,7 @@ impl Daemon {
         self.stats.child_restarts += 1;
         self.dirty = true;
         error!(
-            pid = child.pid,
+            pid,
             why,
             ended = %exit.map_or_else(|| "unknown".to_owned(), |e| e.to_string()),
             restart_in_ms = delay.as_millis() as u64,
