@@ -1,7 +1,8 @@
 //! The state owner against the operator and against broken state files, with the real daemon
 //! in a network namespace: leases made by the CLI end on time under a running daemon, and a
 //! corrupt journal or an untrustworthy progress file never keeps the way in from starting or
-//! serving. Needs root.
+//! serving. Also: the state directory swapped for a symlink under a paused journal write
+//! redirects nothing. Needs root.
 
 mod support;
 
@@ -381,4 +382,86 @@ fn status_and_metrics_show_the_running_daemon() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["running"], false);
+}
+
+/// The state directory S is renamed away and replaced by a symlink to a directory E holding
+/// root's own journal, while `allow --for` is paused in the middle of its journal write (the
+/// lock held; then past the last check). The journal goes into S's inode (under its new name)
+/// or the grant fails cleanly; nothing in E is created, changed or removed, not even a file E
+/// holds under the name of the writer's temp file.
+#[test]
+fn a_state_dir_swapped_for_a_symlink_mid_write_redirects_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use test_support::swap;
+    if !require_root_or_skip("a_state_dir_swapped_for_a_symlink_mid_write_redirects_nothing") {
+        return;
+    }
+    let victim = "{\"version\": 1, \"leases\": [{\"ip\": \"203.0.113.66\", \"service\": \"sshd\", \
+                  \"door\": \"manual\", \"expires_at\": null, \"added_line\": true}]}\n";
+    let mut redirected = Vec::new();
+    for step in ["locked", "checked"] {
+        let p = tempfile::tempdir().expect("tempdir");
+        let hosts = p.path().join("hosts.allow");
+        std::fs::write(&hosts, "ALL: LOCAL\n").expect("hosts.allow");
+        std::fs::write(p.path().join("hosts.deny"), "ALL: ALL\n").expect("hosts.deny");
+        let s = p.path().join("state");
+        let e = p.path().join("elsewhere");
+        for dir in [&s, &e] {
+            std::fs::create_dir(dir).expect("mkdir");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        std::fs::write(e.join("leases.json"), victim).expect("victim journal");
+        let child = std::process::Command::new(knockwrap_bin())
+            .args(["allow", "198.18.0.9", "--for", "1h", "--hosts-allow"])
+            .arg(&hosts)
+            .arg("--state-dir")
+            .arg(&s)
+            .env("KNOCKWRAP_TEST_PAUSE", format!("{step}:1500"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn knockwrap");
+        // The journal's lock is taken inside the hosts.allow transaction, after its pause.
+        swap::wait_for(
+            &s.join(".leases.json.knockwrap.lock"),
+            Duration::from_secs(10),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(
+            e.join(format!(".leases.json.knockwrap.tmp.{}", child.id())),
+            "{\"version\": 1, \"leases\": []}\n",
+        )
+        .expect("planted temp");
+        let before = swap::contents(&e);
+        let moved = p.path().join("state.moved");
+        swap::swap_for_symlink(&s, &moved, &e);
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let after = swap::contents(&e);
+        if after != before {
+            redirected.push(format!("{step}: {before:?} became {after:?} ({stderr})"));
+            continue;
+        }
+        let journal = std::fs::read_to_string(moved.join("leases.json")).unwrap_or_default();
+        let lines = lines_of(&hosts);
+        if out.status.success() {
+            assert!(journal.contains("198.18.0.9"), "{step}: {journal}");
+            assert!(
+                lines.contains(&"SSHD: 198.18.0.9".to_string()),
+                "{step}: {lines:?}"
+            );
+        } else {
+            assert_eq!(
+                lines,
+                ["ALL: LOCAL"],
+                "{step}: a line without its lease; {stderr}"
+            );
+            assert!(!journal.contains("198.18.0.9"), "{step}: {journal}");
+        }
+    }
+    assert!(
+        redirected.is_empty(),
+        "the journal write went through the link:\n{}",
+        redirected.join("\n")
+    );
 }

@@ -2,7 +2,8 @@
 //! bind mount (EROFS). Each must exit 1 with a message naming the file and the reason, leave the
 //! original byte-identical and leave no temp file. Root only: the mounts are made inside a
 //! private mount namespace (`unshare -m`) that disappears with the script, and unmounted
-//! explicitly before it ends.
+//! explicitly before it ends. Also an attacker's race: the directory of hosts.allow swapped for
+//! a symlink while the writer is paused past its checks.
 
 use std::fs;
 use std::path::Path;
@@ -180,4 +181,85 @@ fn allow_for_on_a_full_state_fs_leaves_no_line_without_its_lease() {
     );
     let listing = fs::read_to_string(work.path().join("listing")).unwrap();
     assert!(!listing.contains("leases.json\n"), "{listing}");
+}
+
+/// hosts.allow's directory D is renamed away and replaced by a symlink to another directory E
+/// while the writer is paused after a step (its checks done, its lock held). The writer works
+/// relative to the directory it opened and checked: the write lands in D's inode (now under
+/// its new name) or fails cleanly, and nothing in E is created, changed or removed, not even
+/// a file E holds under the name of the writer's temp file.
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_write_redirects_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+    use test_support::swap;
+    if !require_root("a_directory_swapped_for_a_symlink_mid_write_redirects_nothing") {
+        return;
+    }
+    let mut redirected = Vec::new();
+    for step in ["locked", "backup-kept", "checked"] {
+        let p = tempfile::tempdir().unwrap();
+        let d = p.path().join("etc");
+        let e = p.path().join("elsewhere");
+        for dir in [&d, &e] {
+            fs::create_dir(dir).unwrap();
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::write(d.join("hosts.allow"), ORIGINAL).unwrap();
+        fs::write(
+            e.join("hosts.allow"),
+            b"# the victim: root's, not to be touched\n",
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_knockwrap"))
+            .args(["allow", "192.0.2.7", "--hosts-allow"])
+            .arg(d.join("hosts.allow"))
+            .env("KNOCKWRAP_TEST_PAUSE", format!("{step}:1500"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        swap::wait_for(
+            &d.join(".hosts.allow.knockwrap.lock"),
+            Duration::from_secs(10),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        // What a writer that goes by path would rename into place next.
+        fs::write(
+            e.join(format!(".hosts.allow.knockwrap.tmp.{}", child.id())),
+            b"ALL: ALL\n",
+        )
+        .unwrap();
+        let before = swap::contents(&e);
+        let moved = p.path().join("etc.moved");
+        swap::swap_for_symlink(&d, &moved, &e);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let after = swap::contents(&e);
+        if after != before {
+            redirected.push(format!("{step}: {before:?} became {after:?} ({stderr})"));
+            continue;
+        }
+        let now = fs::read(moved.join("hosts.allow")).unwrap();
+        if out.status.success() {
+            let mut want = ORIGINAL.to_vec();
+            want.extend_from_slice(b"SSHD: 192.0.2.7\r\n");
+            assert_eq!(
+                String::from_utf8_lossy(&now),
+                String::from_utf8_lossy(&want),
+                "{step}"
+            );
+        } else {
+            assert_eq!(
+                now, ORIGINAL,
+                "{step}: failed but changed the file; {stderr}"
+            );
+            assert!(stderr.contains("hosts.allow"), "{step}: {stderr}");
+        }
+    }
+    assert!(
+        redirected.is_empty(),
+        "the write went through the link:\n{}",
+        redirected.join("\n")
+    );
 }

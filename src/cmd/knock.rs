@@ -320,9 +320,12 @@ fn read_one_time_next(state: &Path) -> Result<usize, Failure> {
     }
 }
 
-/// temp + fsync + rename, so a crash leaves the old or the new count, never half a file.
+/// Through the writer's one atomic routine (`hosts_writer::update`: lock, temp, fsync, rename,
+/// directory fsync, all relative to the checked directory), as a private state file: never
+/// through a symlink, always 0600. A crash leaves the old or the new count, never half a file.
 fn write_one_time_next(state: &Path, next: usize) -> Result<(), Failure> {
-    let fail = |e: io::Error| {
+    use std::os::unix::fs::DirBuilderExt;
+    let fail = |e: &dyn std::fmt::Display| {
         Failure::failed(format!(
             "cannot record one-time progress in {}: {e} (the sequence was sent; next time, \
              set \"next\" to {next} by hand)",
@@ -330,14 +333,21 @@ fn write_one_time_next(state: &Path, next: usize) -> Result<(), Failure> {
         ))
     };
     let dir = state.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let tmp = state.with_extension("json.tmp");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail(&e))?;
     let body = serde_json::to_string(&OneTimeState { next }).unwrap_or_default() + "\n";
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(body.as_bytes()).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    drop(f);
-    std::fs::rename(&tmp, state).map_err(fail)
+    let opts = hosts_writer::Options {
+        private: true,
+        ..hosts_writer::Options::default()
+    };
+    hosts_writer::update(state, &opts, |_| {
+        Ok::<_, std::convert::Infallible>(Some(body.clone().into_bytes()))
+    })
+    .map(drop)
+    .map_err(|e| fail(&e))
 }
 
 fn parse_hosts(text: &str) -> Result<Vec<String>, Failure> {

@@ -1,15 +1,26 @@
-//! The atomic update: lock the sidecar, read, edit, write a same-directory temp file carrying the
-//! original's mode/owner/xattrs, fsync, keep `<file>.bak`, re-check nobody changed the file,
-//! rename over it, fsync the directory. On any error the original is untouched and no temp file
-//! is left behind.
+//! The atomic update, the one routine every file knockwrap writes goes through (hosts.allow,
+//! the lease journal, one-time and TOTP progress, the status snapshot and metrics): resolve a
+//! symlinked file once, open and check its directory (`dirfd`), lock the sidecar, read, edit,
+//! write a same-directory temp file carrying the original's mode/owner/xattrs, fsync, keep
+//! `<file>.bak`, re-check nobody changed the file, rename over it, fsync the directory. On any
+//! error the original is untouched and no temp file is left behind.
+//!
+//! Every step after the directory is opened and checked is relative to that one descriptor
+//! (`openat` with `O_NOFOLLOW`, `linkat`, `renameat`, `unlinkat`, `fstatat` without following,
+//! `fsync` of the descriptor): swapping the directory, or one above it, for a symlink between
+//! the check and the rename cannot redirect root's write. The write lands in the directory that
+//! was checked, or fails.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::dirfd::{self, HeldDir};
 use crate::error::{UpdateError, WriteError};
 use crate::fsmeta::{self, Snapshot, Xattr};
 use crate::lock;
@@ -67,56 +78,40 @@ pub struct Outcome {
 /// writable by group or others unless sticky (`/tmp`, where nobody may rename another
 /// account's entries). Directories above owned by another account are accepted: a checkout in
 /// an operator's home (the quick start) must keep working; `/etc` and `/` are root's.
+///
+/// The checks are made on descriptors, walking from `/` without following symlinks (see
+/// `dirfd`); [`update`] then writes through the descriptor it checked.
 pub fn refuse_open_dirs(target: &Path) -> Result<(), WriteError> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    let mut dir = target.parent();
-    while let Some(d) = dir {
-        let shown = if d.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            d
-        };
-        if let Ok(m) = fs::metadata(shown) {
-            let sticky = m.mode() & 0o1000 != 0;
-            let holder = d == target.parent().unwrap_or(d);
-            let why = if holder && m.uid() != 0 && m.uid() != me {
-                Some(format!("owned by uid {}", m.uid()))
-            } else if m.mode() & 0o022 != 0 && !sticky {
-                Some(format!(
-                    "writable by group or others (mode {:04o})",
-                    m.mode() & 0o7777
-                ))
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                return Err(WriteError::Unsafe {
-                    path: target.to_path_buf(),
-                    why: format!(
-                        "refusing to write: its directory {} is {why}, so another account could \
-                         swap the file; make it root's and not group/other-writable",
-                        shown.display()
-                    ),
-                });
-            }
-        }
-        dir = d.parent();
-    }
-    Ok(())
+    let (dir, _) = split(target)?;
+    dirfd::open_for_write(&dir, target, false).map(drop)
 }
 
 /// A state file must not be a symlink: one planted in a writable state directory would
 /// otherwise make root create or overwrite a file elsewhere (`/etc/nologin`).
 pub fn refuse_symlink(path: &Path) -> Result<(), WriteError> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(WriteError::Unsafe {
-            path: path.to_path_buf(),
-            why: "a state file must not be a symlink: refusing to follow it (planted by \
-                  another account?); remove it"
-                .into(),
-        }),
+        Ok(m) if m.file_type().is_symlink() => Err(symlinked_state_file(path)),
+        _ => Ok(()),
+    }
+}
+
+fn symlinked_state_file(path: &Path) -> WriteError {
+    WriteError::Unsafe {
+        path: path.to_path_buf(),
+        why: "a state file must not be a symlink: refusing to follow it (planted by another \
+              account?); remove it"
+            .into(),
+    }
+}
+
+/// [`refuse_symlink`] on a name in a held directory (`fstatat` without following).
+fn refuse_symlink_at(dir: &HeldDir, name: &OsStr, path: &Path) -> Result<(), WriteError> {
+    match rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st)
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink =>
+        {
+            Err(symlinked_state_file(path))
+        }
         _ => Ok(()),
     }
 }
@@ -176,10 +171,12 @@ struct Current {
     file: Option<File>,
 }
 
-fn read_current(target: &Path) -> Result<Current, WriteError> {
-    let mut file = match File::open(target) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+/// Reads `name` in `dir` (`target` is its path, for messages), never through a symlink.
+fn read_current(dir: &HeldDir, name: &OsStr, target: &Path) -> Result<Current, WriteError> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut file = match rustix::fs::openat(dir.fd(), name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => {
             return Ok(Current {
                 bytes: Vec::new(),
                 snap: None,
@@ -187,7 +184,7 @@ fn read_current(target: &Path) -> Result<Current, WriteError> {
                 file: None,
             })
         }
-        Err(e) => return Err(WriteError::io(target, "open", e)),
+        Err(e) => return Err(WriteError::io(target, "open", e.into())),
     };
     let meta = file
         .metadata()
@@ -207,26 +204,39 @@ fn read_current(target: &Path) -> Result<Current, WriteError> {
 
 /// Did the file stay exactly as we read it? Metadata first (cheap), then the bytes, because
 /// timestamps can be too coarse to see a same-size rewrite.
-fn unchanged_since(target: &Path, read: &Current) -> Result<bool, WriteError> {
-    if !same_metadata(target, read)? {
+fn unchanged_since(
+    dir: &HeldDir,
+    name: &OsStr,
+    target: &Path,
+    read: &Current,
+) -> Result<bool, WriteError> {
+    if !same_metadata(dir, name, target, read)? {
         return Ok(false);
     }
     match read.snap {
         None => Ok(true),
-        Some(_) => Ok(read_current(target)?.bytes == read.bytes),
+        Some(_) => Ok(read_current(dir, name, target)?.bytes == read.bytes),
     }
 }
 
 /// The cheap check: same inode, size and mtime (or still missing). Done once more right before
 /// the rename, to keep the window for a non-locking append as short as a stat.
-fn same_metadata(target: &Path, read: &Current) -> Result<bool, WriteError> {
-    match (&read.snap, fs::metadata(target)) {
-        (None, Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+fn same_metadata(
+    dir: &HeldDir,
+    name: &OsStr,
+    target: &Path,
+    read: &Current,
+) -> Result<bool, WriteError> {
+    match (
+        &read.snap,
+        rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW),
+    ) {
+        (None, Err(Errno::NOENT)) => Ok(true),
         (None, Ok(_)) => Ok(false),
-        (Some(_), Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        (_, Err(e)) => Err(WriteError::io(target, "stat", e)),
-        (Some(snap), Ok(meta)) => {
-            let now = Snapshot::of(&meta);
+        (Some(_), Err(Errno::NOENT)) => Ok(false),
+        (_, Err(e)) => Err(WriteError::io(target, "stat", e.into())),
+        (Some(snap), Ok(st)) => {
+            let now = Snapshot::of_stat(&st);
             Ok(now.dev == snap.dev
                 && now.ino == snap.ino
                 && now.size == snap.size
@@ -249,65 +259,66 @@ fn pause_at(step: &str) {
     }
 }
 
-/// A temp file that unlinks itself unless it was renamed into place.
-struct TempFile {
-    path: PathBuf,
+/// A temp file in a held directory that unlinks itself unless it was renamed into place.
+struct TempFile<'d> {
+    dir: &'d HeldDir,
+    name: OsString,
     armed: bool,
 }
 
-impl Drop for TempFile {
+impl Drop for TempFile<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = fs::remove_file(&self.path);
+            let _ = rustix::fs::unlinkat(self.dir.fd(), &self.name, AtFlags::empty());
         }
     }
 }
 
-fn sibling(dir: &Path, name: &OsStr, kind: &str) -> PathBuf {
+/// `.<name>.knockwrap.<kind>.<pid>`: a temp name beside `name`.
+fn sibling(name: &OsStr, kind: &str) -> OsString {
     let mut n = OsString::from(".");
     n.push(name);
     n.push(format!(".knockwrap.{kind}.{}", std::process::id()));
-    dir.join(n)
+    n
 }
 
 /// Remove temp files a killed writer left behind. Safe because we hold the lock and temp files
 /// are only ever created under it.
-fn sweep_stale_temps(dir: &Path, name: &OsStr) {
+fn sweep_stale_temps(dir: &HeldDir, name: &OsStr) {
     let mut prefix = OsString::from(".");
     prefix.push(name);
     prefix.push(".knockwrap.");
     let prefix = prefix.as_encoded_bytes().to_vec();
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(entries) = rustix::fs::Dir::read_from(dir.fd()) else {
         return;
     };
     for entry in entries.flatten() {
         let n = entry.file_name();
-        let b = n.as_encoded_bytes();
-        if let Some(rest) = b.strip_prefix(prefix.as_slice()) {
+        if let Some(rest) = n.to_bytes().strip_prefix(prefix.as_slice()) {
             if rest.starts_with(b"tmp.") || rest.starts_with(b"baktmp.") {
-                let _ = fs::remove_file(entry.path());
+                let _ = rustix::fs::unlinkat(dir.fd(), n, AtFlags::empty());
             }
         }
     }
 }
 
-/// Write `bytes` to a fresh temp file beside `target` with the given attributes.
-fn write_temp(
-    temp_path: PathBuf,
+/// Write `bytes` to a fresh temp file `temp_name` in `dir` with the given attributes.
+fn write_temp<'d>(
+    dir: &'d HeldDir,
+    temp_name: OsString,
     target: &Path,
     bytes: &[u8],
     read: &Current,
     durable: bool,
     private: bool,
-) -> Result<TempFile, WriteError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp_path)
-        .map_err(|e| WriteError::io(target, "create temporary file", e))?;
+) -> Result<TempFile<'d>, WriteError> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut file = rustix::fs::openat(dir.fd(), &temp_name, flags, Mode::from_raw_mode(0o600))
+        .map(File::from)
+        .map_err(|e| WriteError::io(target, "create temporary file", e.into()))?;
     let temp = TempFile {
-        path: temp_path,
+        dir,
+        name: temp_name,
         armed: true,
     };
     file.write_all(bytes)
@@ -334,33 +345,30 @@ fn write_temp(
 /// to a temp name and rename that over the old .bak, so .bak is always one whole version. Where
 /// hard links are refused, copy the bytes we read instead (also temp + fsync + rename).
 fn keep_backup(
-    dir: &Path,
+    dir: &HeldDir,
     name: &OsStr,
-    target: &Path,
     read: &Current,
     durable: bool,
 ) -> Result<(), WriteError> {
     let mut bak_name = name.to_os_string();
     bak_name.push(".bak");
-    let bak = dir.join(&bak_name);
-    let tmp = sibling(dir, name, "baktmp");
-    let _ = fs::remove_file(&tmp);
-    let staged = match fs::hard_link(target, &tmp) {
+    let bak = dir.path().join(&bak_name);
+    let tmp = sibling(name, "baktmp");
+    let _ = rustix::fs::unlinkat(dir.fd(), &tmp, AtFlags::empty());
+    // linkat without AT_SYMLINK_FOLLOW links the name itself, never what a symlink names.
+    let staged = match rustix::fs::linkat(dir.fd(), name, dir.fd(), &tmp, AtFlags::empty()) {
         Ok(()) => TempFile {
-            path: tmp,
+            dir,
+            name: tmp,
             armed: true,
         },
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::EMLINK) | Some(libc::ENOTSUP)
-            ) =>
-        {
-            write_temp(tmp, &bak, &read.bytes, read, durable, false)?
+        Err(Errno::PERM | Errno::XDEV | Errno::MLINK | Errno::NOTSUP) => {
+            write_temp(dir, tmp, &bak, &read.bytes, read, durable, false)?
         }
-        Err(e) => return Err(WriteError::io(&bak, "create backup", e)),
+        Err(e) => return Err(WriteError::io(&bak, "create backup", e.into())),
     };
-    fs::rename(&staged.path, &bak).map_err(|e| WriteError::io(&bak, "replace backup", e))?;
+    rustix::fs::renameat(dir.fd(), &staged.name, dir.fd(), &bak_name)
+        .map_err(|e| WriteError::io(&bak, "replace backup", e.into()))?;
     // `staged` stays armed: when .bak already was a link to the same inode, rename(2) does
     // nothing and leaves the temp name, which the drop then removes (ENOENT otherwise).
     drop(staged);
@@ -375,13 +383,19 @@ pub fn update<E, F>(path: &Path, opts: &Options, mut edit: F) -> Result<Outcome,
 where
     F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
 {
+    // A state file is never resolved (a symlink there is refused below); hosts.allow is
+    // resolved once, and the link stays.
+    let target = if opts.private {
+        path.to_path_buf()
+    } else {
+        resolve_target(path)?
+    };
+    let (dir_path, name) = split(&target)?;
+    let dir = dirfd::open_for_write(&dir_path, &target, opts.private)?;
     if opts.private {
-        refuse_symlink(path)?;
+        refuse_symlink_at(&dir, &name, &target)?;
     }
-    let target = resolve_target(path)?;
-    refuse_open_dirs(&target)?;
-    let (dir, name) = split(&target)?;
-    let _lock = lock::acquire(&target, &lock::lock_path(&dir, &name), opts.lock_timeout)?;
+    let _lock = lock::acquire(&target, &dir, &name, opts.lock_timeout)?;
     pause_at("locked");
     sweep_stale_temps(&dir, &name);
     let mut attempts = 0;
@@ -397,7 +411,7 @@ where
             }
             .into());
         }
-        let read = read_current(&target)?;
+        let read = read_current(&dir, &name, &target)?;
         let after = match &salvage {
             Some(tail) => {
                 let mut a = read.bytes.clone();
@@ -422,7 +436,8 @@ where
             },
         };
         let temp = write_temp(
-            sibling(&dir, &name, "tmp"),
+            &dir,
+            sibling(&name, "tmp"),
             &target,
             &after,
             &read,
@@ -431,20 +446,24 @@ where
         )?;
         // The backup goes first so that only a stat separates the last check from the rename.
         if opts.backup && read.snap.is_some() && salvage.is_none() {
-            keep_backup(&dir, &name, &target, &read, opts.durable)?;
+            keep_backup(&dir, &name, &read, opts.durable)?;
             pause_at("backup-kept");
         }
         pause_at("temp-written");
-        if !unchanged_since(&target, &read)? || !same_metadata(&target, &read)? {
+        if !unchanged_since(&dir, &name, &target, &read)?
+            || !same_metadata(&dir, &name, &target, &read)?
+        {
             drop(temp);
             continue;
         }
         pause_at("checked");
-        fs::rename(&temp.path, &target).map_err(|e| WriteError::io(&target, "rename", e))?;
+        rustix::fs::renameat(dir.fd(), &temp.name, dir.fd(), &name)
+            .map_err(|e| WriteError::io(&target, "rename", e.into()))?;
         let mut temp = temp;
         temp.armed = false;
         if opts.durable {
-            fsmeta::sync_dir(&dir).map_err(|e| WriteError::io(&dir, "fsync directory", e))?;
+            dir.sync()
+                .map_err(|e| WriteError::io(dir.path(), "fsync directory", e))?;
         }
         salvage = appended_after_check(&read);
         let result = match outcome.take() {
@@ -491,7 +510,7 @@ where
     F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
 {
     let target = resolve_target(path)?;
-    let read = read_current(&target)?;
+    let read = read_for_display(&target)?;
     let after = edit(&read.bytes)
         .map_err(UpdateError::Edit)?
         .unwrap_or_else(|| read.bytes.clone());
@@ -508,5 +527,31 @@ where
 /// Read a file for display (missing = empty), following symlinks.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, WriteError> {
     let target = resolve_target(path)?;
-    Ok(read_current(&target)?.bytes)
+    Ok(read_for_display(&target)?.bytes)
+}
+
+/// The resolved `target`, read relative to its directory (no checks: nothing is written). A
+/// missing directory holds no file: empty, like a missing file.
+fn read_for_display(target: &Path) -> Result<Current, WriteError> {
+    let (dir_path, name) = split(target)?;
+    match dirfd::open_for_read(&dir_path)? {
+        Some(dir) => read_current(&dir, &name, target),
+        None => Ok(Current {
+            bytes: Vec::new(),
+            snap: None,
+            xattrs: Vec::new(),
+            file: None,
+        }),
+    }
+}
+
+/// Renames the state file at `path` to `new_name` in the same directory (a corrupt journal set
+/// aside), through the state directory's checked descriptor: never in a directory a symlink
+/// swapped in, never the file a planted link names.
+pub fn rename_aside(path: &Path, new_name: &OsStr) -> Result<PathBuf, WriteError> {
+    let (dir_path, name) = split(path)?;
+    let dir = dirfd::open_for_write(&dir_path, path, true)?;
+    rustix::fs::renameat(dir.fd(), &name, dir.fd(), new_name)
+        .map_err(|e| WriteError::io(path, "move aside", e.into()))?;
+    Ok(dir_path.join(new_name))
 }

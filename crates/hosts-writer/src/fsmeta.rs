@@ -6,7 +6,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
 
 /// Identity and attributes of the file as read. Equal snapshots plus equal bytes mean nobody
 /// touched the file between our read and our re-check.
@@ -33,6 +32,24 @@ impl Snapshot {
             mode: meta.mode(),
             uid: meta.uid(),
             gid: meta.gid(),
+        }
+    }
+
+    /// The same from `fstatat` (a name in a held directory, not followed if a symlink).
+    // The field types of `struct stat` differ between architectures: a conversion that is
+    // the identity on one is needed on another.
+    #[allow(clippy::useless_conversion)]
+    pub fn of_stat(st: &rustix::fs::Stat) -> Self {
+        let ns = |secs: i64, nsec: u64| i128::from(secs) * 1_000_000_000 + i128::from(nsec);
+        Snapshot {
+            dev: u64::from(st.st_dev),
+            ino: u64::from(st.st_ino),
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: ns(i64::from(st.st_mtime), u64::from(st.st_mtime_nsec)),
+            ctime_ns: ns(i64::from(st.st_ctime), u64::from(st.st_ctime_nsec)),
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
         }
     }
 }
@@ -134,11 +151,6 @@ pub fn set_owner_and_mode(file: &File, owner: Option<(u32, u32)>, mode: u32) -> 
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// fsync a directory so a rename in it survives a power cut.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn unsupported(e: &io::Error) -> bool {

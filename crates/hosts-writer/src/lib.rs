@@ -1,7 +1,9 @@
 //! Locked, atomic, validated replacement of hosts.allow, and the durable lease journal.
 //!
 //! - [`atomic`]: the generic locked atomic update of any file (lock, read, edit, temp, backup,
-//!   re-check, rename, fsync).
+//!   re-check, rename, fsync), every step relative to one checked directory descriptor.
+//! - `dirfd`: the directory a write happens in, opened without following symlinks and checked
+//!   on its descriptor (owner, mode, ancestors).
 //! - [`policy`]: add/remove a managed line with validation and the effective-grant check.
 //! - [`journal`]: leases in `state_dir`.
 //! - [`state`]: the state owner: grants, revokes and lease expiry as transactions, for the
@@ -11,6 +13,7 @@
 
 pub mod atomic;
 pub mod diff;
+mod dirfd;
 pub mod error;
 mod fsmeta;
 pub mod journal;

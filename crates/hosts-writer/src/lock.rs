@@ -1,22 +1,32 @@
 //! The sidecar lock: an exclusive `flock` on `<dir>/.<name>.knockwrap.lock`, taken with a deadline.
 //!
 //! The lock lives on a file that is never renamed over, so every writer locks the same inode;
-//! locking the managed file itself would be useless once a rename gives it a new inode.
+//! locking the managed file itself would be useless once a rename gives it a new inode. It is
+//! opened relative to the directory the write happens in (see `dirfd`), never through a
+//! symlink.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, TryLockError};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::fs::{Mode, OFlags};
+
+use crate::dirfd::HeldDir;
 use crate::error::WriteError;
 
 /// Path of the sidecar lock for a file named `name` in `dir`.
-pub fn lock_path(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
-    let mut lock_name = std::ffi::OsString::from(".");
+pub fn lock_path(dir: &Path, name: &OsStr) -> PathBuf {
+    dir.join(lock_name(name))
+}
+
+/// `.<name>.knockwrap.lock`.
+fn lock_name(name: &OsStr) -> OsString {
+    let mut lock_name = OsString::from(".");
     lock_name.push(name);
     lock_name.push(".knockwrap.lock");
-    dir.join(lock_name)
+    lock_name
 }
 
 /// An exclusive lock, released when dropped (closing the descriptor releases the flock).
@@ -25,16 +35,23 @@ pub struct SidecarLock {
     _file: File,
 }
 
-/// Take the exclusive lock at `path` for the managed file `target`, polling until `timeout`
-/// has passed. Errors name the managed file first, then the lock file.
-pub fn acquire(target: &Path, path: &Path, timeout: Duration) -> Result<SidecarLock, WriteError> {
+/// Take the exclusive lock beside the file `name` in `dir` for the managed file `target`,
+/// polling until `timeout` has passed. Errors name the managed file first, then the lock file.
+pub fn acquire(
+    target: &Path,
+    dir: &HeldDir,
+    name: &OsStr,
+    timeout: Duration,
+) -> Result<SidecarLock, WriteError> {
+    let path = lock_path(dir.path(), name);
     let lock_err = |op, source| WriteError::Lock {
         path: target.to_path_buf(),
-        lock: path.to_path_buf(),
+        lock: path.clone(),
         op,
         source,
     };
-    let file = open_lock_file(path).map_err(|e| lock_err("create lock file", e))?;
+    let file =
+        open_lock_file(dir, &lock_name(name)).map_err(|e| lock_err("create lock file", e))?;
     let deadline = Instant::now() + timeout;
     // Start with short sleeps so an uncontended or briefly held lock is cheap, then back off.
     let mut pause = Duration::from_micros(200);
@@ -45,7 +62,7 @@ pub fn acquire(target: &Path, path: &Path, timeout: Duration) -> Result<SidecarL
                 if Instant::now() >= deadline {
                     return Err(WriteError::LockTimeout {
                         path: target.to_path_buf(),
-                        lock: path.to_path_buf(),
+                        lock: path,
                         waited: timeout,
                     });
                 }
@@ -79,33 +96,32 @@ fn holder_in(locks: &str, ino: u64) -> Option<u32> {
     })
 }
 
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    let created = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        // A lock file planted as a symlink must not make root create the file it names.
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path);
+fn open_lock_file(dir: &HeldDir, name: &OsStr) -> io::Result<File> {
+    // A lock file planted as a symlink must not make root create the file it names.
+    let flags = OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let created = rustix::fs::openat(
+        dir.fd(),
+        name,
+        flags | OFlags::RDWR | OFlags::CREATE,
+        Mode::from_raw_mode(0o600),
+    );
     match created {
-        Ok(f) => Ok(f),
+        Ok(fd) => Ok(File::from(fd)),
         // On a read-only file system an existing lock file can still be flocked read-only; the
         // write that follows then fails with the real reason (EROFS) naming the managed file.
-        Err(e) if is_readonly_like(&e) => match File::open(path) {
-            Ok(f) => Ok(f),
-            Err(_) => Err(e),
-        },
-        Err(e) => Err(e),
+        Err(e) if is_readonly_like(e) => {
+            match rustix::fs::openat(dir.fd(), name, flags | OFlags::RDONLY, Mode::empty()) {
+                Ok(fd) => Ok(File::from(fd)),
+                Err(_) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
-fn is_readonly_like(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
-    )
+fn is_readonly_like(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    matches!(e, Errno::ROFS | Errno::ACCESS | Errno::PERM)
 }
 
 #[cfg(test)]
@@ -121,8 +137,9 @@ mod tests {
         assert_eq!(holder_in(text, 77), None);
         // A real lock held by this process.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
-        let held = acquire(&path, &path, Duration::from_secs(1)).unwrap();
+        let held_dir = crate::dirfd::open_for_write(dir.path(), dir.path(), false).unwrap();
+        let path = lock_path(held_dir.path(), OsStr::new("x"));
+        let held = acquire(&path, &held_dir, OsStr::new("x"), Duration::from_secs(1)).unwrap();
         assert_eq!(holder_pid(&path), Some(std::process::id()));
         drop(held);
         assert_eq!(holder_pid(&path), None);
@@ -137,15 +154,16 @@ mod tests {
     #[test]
     fn second_lock_times_out_while_first_is_held() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(".x.lock");
+        let d = crate::dirfd::open_for_write(dir.path(), dir.path(), false).unwrap();
         let t = dir.path().join("x");
-        let first = acquire(&t, &p, Duration::from_millis(100)).unwrap();
+        let n = OsStr::new("x");
+        let first = acquire(&t, &d, n, Duration::from_millis(100)).unwrap();
         let start = Instant::now();
-        let err = acquire(&t, &p, Duration::from_millis(150)).unwrap_err();
+        let err = acquire(&t, &d, n, Duration::from_millis(150)).unwrap_err();
         assert!(start.elapsed() >= Duration::from_millis(150));
         assert!(matches!(err, WriteError::LockTimeout { .. }), "{err}");
         assert!(err.to_string().contains("lock timeout"), "{err}");
         drop(first);
-        acquire(&t, &p, Duration::from_millis(100)).unwrap();
+        acquire(&t, &d, n, Duration::from_millis(100)).unwrap();
     }
 }

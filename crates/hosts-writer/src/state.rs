@@ -79,38 +79,26 @@ impl StateError {
 
 /// Refuses a state directory another account could plant files in, as sshd's StrictModes
 /// does: it must not be a symlink, must be owned by root or by us, and must not be writable
-/// by group or others. A missing directory is fine (it is created 0700).
+/// by group or others. A missing directory is fine (it is created 0700). Checked on a
+/// descriptor of the directory (`fstat`), for the message at start-up; every state file
+/// write then checks again on the descriptor it writes through (`atomic::update`).
 pub fn check_state_dir(dir: &Path) -> Result<(), StateError> {
     let unsafe_dir = |why: String| StateError::UnsafeStateDir {
         path: dir.to_path_buf(),
         why,
     };
-    let m = match std::fs::symlink_metadata(dir) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(unsafe_dir(format!("cannot inspect it: {e}"))),
+    let Some((uid, mode)) = crate::dirfd::inspect_state_dir(dir).map_err(unsafe_dir)? else {
+        return Ok(());
     };
-    if m.file_type().is_symlink() {
-        return Err(unsafe_dir(
-            "it is a symlink; give the real directory in `state_dir`".into(),
-        ));
-    }
-    if !m.is_dir() {
-        return Err(unsafe_dir("it is not a directory".into()));
-    }
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if m.uid() != 0 && m.uid() != me {
+    if uid != 0 && uid != crate::dirfd::euid() {
         return Err(unsafe_dir(format!(
-            "owned by uid {}, not root: chown root {}",
-            m.uid(),
+            "owned by uid {uid}, not root (mode {mode:04o}): chown root {}",
             dir.display()
         )));
     }
-    if m.mode() & 0o022 != 0 {
+    if mode & 0o022 != 0 {
         return Err(unsafe_dir(format!(
-            "writable by group or others (mode {:04o}): chmod go-w {}",
-            m.mode() & 0o7777,
+            "writable by group or others (owner uid {uid}, mode {mode:04o}): chmod go-w {}",
             dir.display()
         )));
     }
@@ -232,14 +220,11 @@ impl State {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let moved_to = path.with_file_name(format!("{name}.corrupt-{secs}"));
-                std::fs::rename(&path, &moved_to).map_err(|source| {
-                    JournalError::Write(crate::error::WriteError::Io {
-                        path: path.clone(),
-                        op: "moving a corrupt journal aside",
-                        source,
-                    })
-                })?;
+                let moved_to = crate::atomic::rename_aside(
+                    &path,
+                    std::ffi::OsStr::new(&format!("{name}.corrupt-{secs}")),
+                )
+                .map_err(JournalError::Write)?;
                 let restored = self.known.len();
                 if !self.known.is_empty() {
                     // On failure (broken again meanwhile) `known` stays for the next try.

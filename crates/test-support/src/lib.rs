@@ -7,8 +7,11 @@
 //! - [`Rng`]: a small seeded generator (xorshift64*), for reproducible random tests.
 //! - [`frames`]: Ethernet/IPv4/IPv6/TCP/UDP frames with any source address and any flags,
 //!   written onto an interface with an AF_PACKET socket: what an attacker on the link sends.
+//! - [`swap`]: a directory swapped for a symlink under a paused writer, and the contents of a
+//!   directory to compare before and after: what an attacker racing root's write does.
 
 pub mod frames;
+pub mod swap;
 
 use std::io::Write;
 
