@@ -59,13 +59,19 @@ fn status_field(pid: u32, name: &str) -> String {
 /// (fd, link target, open flags) of every descriptor of `pid`.
 fn descriptors(pid: u32) -> Vec<(RawFd, String, u32)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd dir").flatten() {
-        let fd: RawFd = entry.file_name().to_string_lossy().parse().expect("fd number");
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .flatten()
+    {
+        let fd: RawFd = entry
+            .file_name()
+            .to_string_lossy()
+            .parse()
+            .expect("fd number");
         let Ok(target) = std::fs::read_link(entry.path()) else {
             continue;
         };
-        let info =
-            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
         let flags = info
             .lines()
             .find_map(|l| l.strip_prefix("flags:"))
@@ -91,12 +97,19 @@ fn socket_inode(target: &str) -> Option<&str> {
 
 #[test]
 fn the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket() {
-    if !require_root_or_skip("the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket")
-    {
+    if !require_root_or_skip(
+        "the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket",
+    ) {
         return;
     }
     let _serial = serial();
-    let rig = Rig::start("privsep", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::start(
+        "privsep",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
     let child = capture_pid(&rig);
     let parent = rig.daemon.pid();
 
@@ -109,7 +122,11 @@ fn the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket() {
     }
     for field in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
         let caps = u64::from_str_radix(&status_field(child, field), 16).expect("caps");
-        assert_eq!(caps & !CAP_NET_RAW, 0, "{field} = {caps:#x}: more than CAP_NET_RAW");
+        assert_eq!(
+            caps & !CAP_NET_RAW,
+            0,
+            "{field} = {caps:#x}: more than CAP_NET_RAW"
+        );
     }
     assert_eq!(status_field(child, "NoNewPrivs"), "1");
     assert_eq!(status_field(child, "Seccomp"), "2");
@@ -154,7 +171,13 @@ fn a_killed_capture_process_is_replaced_and_knocks_open() {
         return;
     }
     let _serial = serial();
-    let rig = Rig::start("respawn", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::start(
+        "respawn",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
     let first = capture_pid(&rig);
     // SAFETY: plain kill(2) of the daemon's child.
     unsafe { libc::kill(first as i32, libc::SIGKILL) };
@@ -171,7 +194,11 @@ fn a_killed_capture_process_is_replaced_and_knocks_open() {
         rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
         rig.wait_line(&line, Duration::from_millis(500)).is_some()
     });
-    assert!(opened, "no knock opened after the restart\n{}", rig.daemon.log());
+    assert!(
+        opened,
+        "no knock opened after the restart\n{}",
+        rig.daemon.log()
+    );
 }
 
 /// A duplicate of the capture process's end of the channel (pidfd_getfd), so the test can
@@ -191,9 +218,17 @@ fn steal_channel(child: u32) -> RawFd {
     // SAFETY: raw syscalls with valid arguments; the descriptors are ours.
     unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, child as i32, 0) as RawFd;
-        assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
         let mine = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as RawFd;
-        assert!(mine >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+        assert!(
+            mine >= 0,
+            "pidfd_getfd: {}",
+            std::io::Error::last_os_error()
+        );
         libc::close(pidfd);
         mine
     }
@@ -223,12 +258,16 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
         return;
     }
     let _serial = serial();
-    let rig = Rig::start("garbage", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::start(
+        "garbage",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
     let mut rng = test_support::Rng::new(0x6a7b);
     let random: Vec<u8> = (0..64).map(|_| rng.next_u64() as u8).collect();
     let good_addr: std::net::IpAddr = "198.18.0.66".parse().unwrap();
-    // Sanity: the same message with a valid door and address is accepted (so the refusals
-    // below are about the field that differs).
     let attempts: [(&str, Vec<u8>); 4] = [
         ("random bytes", random),
         ("door out of range", knock_message(99, good_addr)),
@@ -236,10 +275,12 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
             "IPv4-mapped source",
             knock_message(0, "::ffff:198.18.0.5".parse().unwrap()),
         ),
-        ("loopback source", knock_message(0, "127.0.0.1".parse().unwrap())),
+        (
+            "loopback source",
+            knock_message(0, "127.0.0.1".parse().unwrap()),
+        ),
     ];
-    let mut refusals = 0;
-    for (what, bytes) in attempts {
+    for (n, (what, bytes)) in attempts.into_iter().enumerate() {
         let child = capture_pid(&rig);
         let fd = steal_channel(child);
         // SAFETY: fd is ours; bytes valid for their length.
@@ -248,15 +289,24 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
         unsafe { libc::close(fd) };
         refusals += 1;
         let logged = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
-            rig.daemon.log().matches("refused a message from the capture process").count()
+            rig.daemon
+                .log()
+                .matches("refused a message from the capture process")
+                .count()
                 >= refusals
                 || rig.daemon.log().contains("rate") && false
         });
         assert!(logged, "{what}: not refused\n{}", rig.daemon.log());
         let replaced = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-            children(rig.daemon.pid()).first().is_some_and(|&p| p != child)
+            children(rig.daemon.pid())
+                .first()
+                .is_some_and(|&p| p != child)
         });
-        assert!(replaced, "{what}: capture process not replaced\n{}", rig.daemon.log());
+        assert!(
+            replaced,
+            "{what}: capture process not replaced\n{}",
+            rig.daemon.log()
+        );
         // The refusal log is rate-limited to one line per 10 s: wait it out for the next.
         std::thread::sleep(Duration::from_millis(10_100));
         assert_eq!(rig.hosts_allow(), "", "{what}: something was written");
