@@ -2,7 +2,7 @@
 //! configuration's settings and logging what it did. Every grant, revoke and expiry itself is
 //! the state library's, shared with the CLI.
 
-use hosts_writer::state::{SetAside, State};
+use hosts_writer::state::{SetAside, State, StateError};
 use hosts_writer::{Expired, PolicyOptions};
 use knockwrap_config::Config;
 use tracing::{error, info, warn};
@@ -12,15 +12,14 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The state of the configured hosts.allow and state_dir. A corrupt journal was moved aside
 /// (logged); only a journal that cannot be read or moved is an error.
-pub fn open(config: &Config) -> Result<State, String> {
+pub fn open(config: &Config) -> Result<State, StateError> {
     let mut policy = PolicyOptions::default();
     policy.write.backup = config.backup;
     // The loop never waits long for a lock someone else holds (an editor using flock, a slow
     // configuration run): a grant that finds it busy is deferred and retried, and matching
     // and expiry go on meanwhile.
     policy.write.lock_timeout = LOCK_WAIT;
-    let (state, aside) =
-        State::open(&config.hosts_allow, &config.state_dir, policy).map_err(|e| e.to_string())?;
+    let (state, aside) = State::open(&config.hosts_allow, &config.state_dir, policy)?;
     log_set_aside(aside);
     Ok(state)
 }

@@ -10,6 +10,7 @@
 
 mod child;
 mod clock;
+mod error;
 mod grants;
 mod local;
 pub mod notify;
@@ -37,6 +38,7 @@ use crate::cli::RunArgs;
 use crate::failure::{CliResult, Failure};
 use crate::logging;
 use clock::Clock;
+use error::{DaemonError, Refused};
 use hosts_writer::state::{Applied, Grant, State as Grants};
 use knock_match::{check_source, Refusal};
 use refusals::Refusals;
@@ -237,7 +239,7 @@ impl Daemon {
         })?;
         let account = privilege::choose(config.user.as_deref())
             .map_err(|e| Failure::failed(format!("the capture process's account: {e}")))?;
-        let mut grants = grants::open(&config).map_err(Failure::failed)?;
+        let mut grants = grants::open(&config).map_err(|e| Failure::failed(e.to_string()))?;
         // Leases that ran out while the daemon was down end before it reports ready.
         let expired = grants
             .expire(now_ms() / 1000)
@@ -245,7 +247,8 @@ impl Daemon {
         let _ = grants::log_expiries(expired);
 
         let progress = ProgressStore::new(&config.state_dir);
-        let (doors, disabled) = prepare_doors(&config, &progress).map_err(Failure::failed)?;
+        let (doors, disabled) =
+            prepare_doors(&config, &progress).map_err(|e| Failure::failed(e.to_string()))?;
         let destinations = local::Destinations::new(targets(&config));
         let mut daemon = Daemon {
             destinations,
@@ -316,11 +319,10 @@ impl Daemon {
         }
     }
 
-    fn send_setup(&self, child: &ChildProcess) -> Result<(), String> {
-        let fragments = wire::setup_fragments(&self.setup()).map_err(|e| e.to_string())?;
-        for f in fragments {
+    fn send_setup(&self, child: &ChildProcess) -> Result<(), DaemonError> {
+        for f in wire::setup_fragments(&self.setup())? {
             process::send(child.channel.as_raw_fd(), &f, Some(Duration::from_secs(2)))
-                .map_err(|e| format!("sending the setup to the capture process: {e}"))?;
+                .map_err(DaemonError::Channel)?;
         }
         Ok(())
     }
@@ -451,7 +453,7 @@ impl Daemon {
                         ChildMessage::decode(&buf[..n])
                     };
                     let handled = message
-                        .map_err(|e| e.to_string())
+                        .map_err(Refused::from)
                         .and_then(|m| self.on_message(m));
                     if let Err(why) = handled {
                         self.refused_message(&why);
@@ -468,7 +470,7 @@ impl Daemon {
 
     /// A message the parent does not accept: the child is treated as taken over. Logged (at
     /// most one line per 10 s), the child replaced, nothing written.
-    fn refused_message(&mut self, why: &str) {
+    fn refused_message(&mut self, why: &Refused) {
         let now = self.clock.boot_ms();
         if self
             .attack_logged_at
@@ -476,7 +478,7 @@ impl Daemon {
         {
             self.attack_logged_at = Some(now);
             error!(
-                why,
+                why = %why,
                 "refused a message from the capture process; treating it as compromised and replacing it"
             );
         }
@@ -484,14 +486,17 @@ impl Daemon {
         self.end_child("sent a message the parent refused");
     }
 
-    fn on_message(&mut self, m: ChildMessage) -> Result<(), String> {
+    fn on_message(&mut self, m: ChildMessage) -> Result<(), Refused> {
         match m {
             ChildMessage::Log { level, text } => {
                 logging::write_child_line(&logging::level_of(level), &text);
             }
             ChildMessage::Stats(s) => {
                 if s.interfaces.len() > self.interfaces.len() {
-                    return Err("statistics for more interfaces than configured".into());
+                    return Err(Refused::Interfaces {
+                        got: s.interfaces.len(),
+                        configured: self.interfaces.len(),
+                    });
                 }
                 self.child_stats = s;
             }
@@ -509,7 +514,7 @@ impl Daemon {
     /// Checks a completed knock the child reports against the parent's own doors and the
     /// source policy, and builds the decision from the parent's door (service, lease,
     /// action). A one-time index or TOTP counter is consumed here, before anything is written.
-    fn check_knock(&mut self, knock: Knock) -> Result<Decision, String> {
+    fn check_knock(&mut self, knock: Knock) -> Result<Decision, Refused> {
         let Knock {
             door,
             addr,
@@ -519,14 +524,14 @@ impl Daemon {
         } = knock;
         let i = usize::from(door);
         let Some(d) = self.doors.get_mut(i) else {
-            return Err(format!("door index {door} out of range"));
+            return Err(Refused::DoorOutOfRange(door));
         };
         if self.disabled.iter().any(|(name, _)| *name == d.name) {
-            return Err(format!("door `{}` is disabled", d.name));
+            return Err(Refused::DoorDisabled(d.name.clone()));
         }
         match check_source(addr, via_loopback, self.destinations.host()) {
             Ok(()) | Err(Refusal::LinkLocal) => {}
-            Err(why) => return Err(format!("source {addr}: {why}")),
+            Err(why) => return Err(Refused::Source { addr, why }),
         }
         let now = self.clock.boot_ms();
         // The knock's time as the child tells it, within reason.
@@ -538,12 +543,13 @@ impl Daemon {
         let consume = match (used, &mut d.kind) {
             (Used::None, DoorKind::Static { .. }) => None,
             (Used::OneTime { index }, DoorKind::OneTime { sequences, next }) => {
+                let wire_index = index;
                 let index = index as usize;
                 if index < *next || index >= sequences.len() {
-                    return Err(format!(
-                        "door `{}`: one-time sequence {index} is used or does not exist",
-                        d.name
-                    ));
+                    return Err(Refused::OneTimeUsed {
+                        door: d.name.clone(),
+                        index: wire_index,
+                    });
                 }
                 *next = index + 1;
                 Some(Consume::OneTime {
@@ -556,20 +562,15 @@ impl Daemon {
                 let step = p.step.as_millis().max(1) as u64;
                 let current = knock_match::totp_counter(self.clock.wall_at(now), step);
                 if p.used.contains(counter) || counter.abs_diff(current) > 1 {
-                    return Err(format!(
-                        "door `{}`: TOTP step {counter} is used or outside the window",
-                        d.name
-                    ));
+                    return Err(Refused::TotpStep {
+                        door: d.name.clone(),
+                        counter,
+                    });
                 }
                 p.used.mark(counter, current);
                 Some(Consume::Totp { counter })
             }
-            _ => {
-                return Err(format!(
-                    "door `{}`: the knock does not fit its kind",
-                    d.name
-                ))
-            }
+            _ => return Err(Refused::WrongKind(d.name.clone())),
         };
         Ok(Decision {
             door: i,
@@ -833,8 +834,8 @@ impl Daemon {
         info!(config = %self.config_path.display(), "reloading");
         match self.try_reload() {
             Ok(()) => info!(doors = self.config.doors.len(), "reloaded"),
-            Err(message) => {
-                for line in message.lines() {
+            Err(e) => {
+                for line in e.to_string().lines() {
                     error!(error = %line, "reload refused; the previous configuration keeps serving");
                 }
             }
@@ -845,11 +846,11 @@ impl Daemon {
     /// Parses and checks the new configuration here; the child gets the result (doors,
     /// interfaces) over the channel and keeps the progress of sources half-way through an
     /// unchanged door.
-    fn try_reload(&mut self) -> Result<(), String> {
-        let config = load(&self.config_path).map_err(|e| e.to_string())?;
+    fn try_reload(&mut self) -> Result<(), DaemonError> {
+        let config = load(&self.config_path)?;
         let interfaces = interfaces_of(&self.cli_interfaces, &config);
         if interfaces.is_empty() {
-            return Err(format!("{}: no interface", self.config_path.display()));
+            return Err(DaemonError::NoInterface(self.config_path.clone()));
         }
         let grants = if config.hosts_allow != self.config.hosts_allow
             || config.state_dir != self.config.state_dir
@@ -880,7 +881,7 @@ impl Daemon {
         self.config = config;
         if let Some(child) = &self.child {
             if let Err(e) = self.send_setup(child) {
-                self.end_child(&e);
+                self.end_child(&e.to_string());
             }
         }
         Ok(())
@@ -915,7 +916,7 @@ type Disabled = Vec<(String, String)>;
 fn prepare_doors(
     config: &Config,
     progress: &ProgressStore,
-) -> Result<(Vec<Door>, Disabled), String> {
+) -> Result<(Vec<Door>, Disabled), DaemonError> {
     let mut doors = config.doors();
     let errors = progress.apply(&mut doors);
     let mut disabled = Vec::new();
@@ -932,7 +933,7 @@ fn prepare_doors(
         disabled.push((door.clone(), e.to_string()));
     }
     for d in &doors {
-        d.validate().map_err(|e| e.to_string())?;
+        d.validate()?;
         if matches!(&d.kind, DoorKind::OneTime { sequences, next } if *next >= sequences.len())
             && !disabled.iter().any(|(name, _)| *name == d.name)
         {

@@ -136,21 +136,36 @@ pub fn set_xattrs(file: &File, attrs: &[Xattr]) -> io::Result<()> {
     Ok(())
 }
 
-/// Give the replacement the original's owner, then its mode (chown clears set-id bits, so the
-/// mode comes second).
+/// Give the replacement the original's owner and mode. Without set-id bits (hosts.allow never
+/// has them) the mode is set first, while the file is still ours, then the owner: so replacing
+/// a file that belongs to another account needs CAP_CHOWN only, not CAP_FOWNER (the unit keeps
+/// the first and not the second). With set-id bits the owner goes first, because chown clears
+/// them.
 pub fn set_owner_and_mode(file: &File, owner: Option<(u32, u32)>, mode: u32) -> io::Result<()> {
     let fd = file.as_raw_fd();
-    if let Some((uid, gid)) = owner {
+    let chmod = || {
         // SAFETY: plain syscall on an owned descriptor.
-        if unsafe { libc::fchown(fd, uid, gid) } != 0 {
+        if unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(())
+    };
+    let chown = || {
+        if let Some((uid, gid)) = owner {
+            // SAFETY: plain syscall on an owned descriptor.
+            if unsafe { libc::fchown(fd, uid, gid) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    if mode & 0o6000 == 0 {
+        chmod()?;
+        chown()
+    } else {
+        chown()?;
+        chmod()
     }
-    // SAFETY: plain syscall on an owned descriptor.
-    if unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn unsupported(e: &io::Error) -> bool {
