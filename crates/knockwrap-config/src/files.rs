@@ -1,7 +1,6 @@
 //! Reading the files doors name: one-time sequence lists and TOTP keys (with the key's
 //! permission check). The only I/O of the configuration besides reading the file itself.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use knock_match::{decode_base32, parse_one_time, DoorKind, MIN_TOTP_SECRET};
@@ -78,39 +77,69 @@ pub(crate) fn load_sequence_files(
     }
 }
 
-/// Reads a base32 TOTP key, refusing one that group or others may read or write, or that
-/// belongs to another account. The checks are made on the opened descriptor (`fstat`) and the
-/// key is read from that same descriptor: swapping the file between check and read changes
-/// nothing.
-pub(crate) fn read_totp_key(file: &Path) -> Result<Vec<u8>, String> {
+/// Reads a file that must be private to root (or to this user): a TOTP key, a progress file.
+/// The checks are made on the opened descriptor (`fstat`) and the bytes are read from that same
+/// descriptor, so swapping the file between check and read changes nothing. `follow`: whether a
+/// symlink may lead to it (an operator's key may be a link; a state file never is). `Ok(None)`:
+/// the file does not exist. `what` names the file in messages ("TOTP key").
+pub(crate) fn read_private(
+    path: &Path,
+    what: &str,
+    follow: bool,
+) -> Result<Option<Vec<u8>>, String> {
     use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
-    let shown = file.display();
-    let mut f =
-        std::fs::File::open(file).map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let shown = path.display();
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    if !follow {
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut f = match options.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(format!(
+                "{what} `{shown}` is a symlink: refusing to follow it"
+            ))
+        }
+        Err(e) => return Err(format!("cannot read {what} `{shown}`: {e}")),
+    };
     let meta = f
         .metadata()
-        .map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
+        .map_err(|e| format!("cannot read {what} `{shown}`: {e}"))?;
     if !meta.is_file() {
-        return Err(format!("TOTP key `{shown}` is not a regular file"));
+        return Err(format!("{what} `{shown}` is not a regular file"));
     }
-    let mode = meta.permissions().mode() & 0o777;
+    let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
-            "TOTP key `{shown}` is accessible by group or others (mode {mode:04o}): chmod 600 it"
+            "{what} `{shown}` is accessible by group or others (mode {mode:04o}): chmod 600 it"
         ));
     }
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != 0 && meta.uid() != me {
         return Err(format!(
-            "TOTP key `{shown}` belongs to uid {}, not to root or to this user (uid {me}): chown it",
+            "{what} `{shown}` belongs to uid {}, not to root or to this user (uid {me}): chown it",
             meta.uid()
         ));
     }
-    let mut text = String::new();
-    f.read_to_string(&mut text)
-        .map_err(|e| format!("cannot read TOTP key `{shown}`: {e}"))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {what} `{shown}`: {e}"))?;
+    Ok(Some(bytes))
+}
+
+/// Reads a base32 TOTP key, refusing one that group or others may read or write, or that
+/// belongs to another account ([`read_private`]).
+pub(crate) fn read_totp_key(file: &Path) -> Result<Vec<u8>, String> {
+    let shown = file.display();
+    let bytes = read_private(file, "TOTP key", true)?.ok_or_else(|| {
+        format!("cannot read TOTP key `{shown}`: No such file or directory (os error 2)")
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("TOTP key `{shown}` is not base32: not UTF-8"))?;
     let secret =
         decode_base32(&text).map_err(|e| format!("TOTP key `{shown}` is not base32: {e}"))?;
     if secret.len() < MIN_TOTP_SECRET {

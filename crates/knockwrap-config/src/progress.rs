@@ -227,14 +227,16 @@ fn read_json<T: for<'de> Deserialize<'de>>(
     door: &str,
     path: &Path,
 ) -> Result<Option<T>, ProgressError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ProgressError::Io {
+    // Owner root (or us), mode 0600/0400, no symlink: a progress file another account could
+    // write would let it reuse one-time sequences or TOTP steps.
+    let bytes = match crate::files::read_private(path, "progress file", false) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(message) => {
+            return Err(ProgressError::Invalid {
                 door: door.into(),
                 path: path.into(),
-                source,
+                message,
             })
         }
     };

@@ -306,14 +306,38 @@ fn totp_neighbours_of_a_used_step_stay_usable_across_restarts() {
 fn totp_progress_of_the_old_format_is_a_floor() {
     let d = setup("1,3\n", KEY_B32, 0o600);
     fs::create_dir_all(d.path().join("state")).unwrap();
-    fs::write(
-        d.path().join("state/totp-totp.json"),
-        r#"{"door":"totp","last_used_counter":56666666}"#,
-    )
-    .unwrap();
+    let file = d.path().join("state/totp-totp.json");
+    fs::write(&file, r#"{"door":"totp","last_used_counter":56666666}"#).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
     let store = ProgressStore::new(d.path().join("state"));
     let used = store.load_totp("totp").unwrap();
     assert!(used.contains(56_666_666) && used.contains(1) && !used.contains(56_666_667));
+}
+
+/// A progress file group or others could write (or read), or a symlink where it should be,
+/// cannot be trusted: loading it fails (the daemon then disables the door), naming the file,
+/// its mode and the fix; nothing is followed.
+#[test]
+fn progress_files_open_to_others_or_symlinked_are_refused() {
+    let d = setup("1,3\n", KEY_B32, 0o600);
+    fs::create_dir_all(d.path().join("state")).unwrap();
+    let file = d.path().join("state/totp-totp.json");
+    fs::write(&file, r#"{"door":"totp","last_used_counter":56666666}"#).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let store = ProgressStore::new(d.path().join("state"));
+    let err = store.load_totp("totp").unwrap_err().to_string();
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+
+    fs::remove_file(&file).unwrap();
+    let elsewhere = d.path().join("planted.json");
+    fs::write(&elsewhere, r#"{"door":"totp","last_used_counter":1}"#).unwrap();
+    fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+    let err = store.load_totp("totp").unwrap_err().to_string();
+    assert!(err.contains("symlink"), "{err}");
 }
 
 #[test]
