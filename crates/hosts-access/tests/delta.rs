@@ -173,7 +173,7 @@ fn conformance_corpus() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(800))]
 
     #[test]
     fn managed_line_added_and_removed(before in hostsish(), v4 in any::<u32>()) {
@@ -206,7 +206,7 @@ proptest! {
 
     #[test]
     fn whole_line_splices(
-        lines in prop::collection::vec(hostsish(), 0..12),
+        lines in prop::collection::vec(hostsish(), 0..6),
         new in prop::collection::vec(hostsish(), 0..3),
         at in any::<prop::sample::Index>(),
         drop in 0usize..3,
