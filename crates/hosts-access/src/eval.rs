@@ -386,6 +386,7 @@ struct Ctx<'a> {
     server: HostInfo<'a>,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Scan {
     Matched {
         line: usize,
@@ -398,11 +399,32 @@ enum Scan {
 }
 
 fn table_match(src: &[u8], ctx: &Ctx<'_>) -> Scan {
+    table_scan(src, ctx, true)
+}
+
+/// [`table_match`]; `fast`: lines of the common shape that do not match are passed over
+/// without the scanner (off only to test that it changes nothing).
+fn table_scan(src: &[u8], ctx: &Ctx<'_>, fast: bool) -> Scan {
     let mut scanner = Scanner::new(src);
     let mut raw = RawLine::default();
     let mut buf = Vec::new();
     let mut lines = LineCounter::default();
-    while scanner.next_into(&mut raw) {
+    loop {
+        if fast {
+            // A line `simple_rule_match` takes holds only printable bytes, blanks, tab and
+            // CR, no backslash, and ends at its newline: the scanner would read it as one
+            // plain line (`Scanner::next_line` says why), so it can be passed over here.
+            if let Some(line) = scanner.next_line() {
+                if simple_rule_match(line, ctx) == Some(false) {
+                    scanner.consume(line.len());
+                    lines.skip_newline(scanner.pos() - 1);
+                    continue;
+                }
+            }
+        }
+        if !scanner.next_into(&mut raw) {
+            break;
+        }
         let line = lines.line();
         lines.skip(&raw);
         if raw.stops_reading() {
@@ -459,39 +481,33 @@ fn rule_match(text: &[u8], ctx: &Ctx<'_>) -> Option<Option<Range<usize>>> {
 /// `/`, glob, keyword or trailing dot), and can equal the name `unknown` never: it matches
 /// exactly the address text.
 fn simple_rule_match(text: &[u8], ctx: &Ctx<'_>) -> Option<bool> {
-    let class = |i: usize| text.get(i).map_or(0, |&b| SIMPLE[usize::from(b)]);
-    let mut i = 0;
-    while class(i) & DAEMON != 0 {
-        i += 1;
-    }
-    let daemon = &text[..i];
+    // The length of the run of bytes of class `c` at the start of `b`.
+    let run = |b: &[u8], c: u8| {
+        b.iter()
+            .position(|&x| SIMPLE[usize::from(x)] & c == 0)
+            .unwrap_or(b.len())
+    };
+    let d = run(text, DAEMON);
+    let daemon = &text[..d];
+    let rest = text[d..].strip_prefix(b":")?;
     if daemon.is_empty()
         || daemon[0] == b'.'
-        || daemon[i - 1] == b'.'
-        || text.get(i) != Some(&b':')
+        || daemon[d - 1] == b'.'
         || daemon.eq_ignore_ascii_case(b"ALL")
         || daemon.eq_ignore_ascii_case(b"KNOWN")
         || is_except(daemon)
     {
         return None;
     }
-    i += 1;
-    while class(i) & INNER_BLANK != 0 {
-        i += 1;
-    }
-    let c0 = i;
-    while class(i) & CLIENT != 0 {
-        i += 1;
-    }
-    let client = &text[c0..i];
-    if client.is_empty() || client[0] == b'.' || client[client.len() - 1] == b'.' {
+    let rest = &rest[run(rest, INNER_BLANK)..];
+    let c = run(rest, CLIENT);
+    let client = &rest[..c];
+    if client.is_empty() || client[0] == b'.' || client[c - 1] == b'.' {
         return None;
     }
     // Then only blanks to the newline that ends every terminated logical line.
-    while class(i) & TRAILING != 0 {
-        i += 1;
-    }
-    if i != text.len() {
+    let rest = &rest[c..];
+    if run(rest, TRAILING) != rest.len() {
         return None;
     }
     Some(client == ctx.client.addr && daemon.eq_ignore_ascii_case(ctx.daemon))
@@ -682,6 +698,32 @@ mod tests {
             if let Some(fast) = simple_rule_match(&line, &ctx) {
                 prop_assert_eq!(fast, rule_match(&line, &ctx).is_some(), "{:?}", String::from_utf8_lossy(&line));
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn passing_over_common_lines_changes_nothing(
+            pieces in prop::collection::vec(prop_oneof![
+                near_simple_line(),
+                Just(b"\\\n".to_vec()), Just(b"\0".to_vec()), Just(b"x\0\n".to_vec()),
+                Just(b"\r".to_vec()), Just(vec![b'x'; 1500]), Just(b"# c\n".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..6),
+            ], 0..20),
+            client in prop_oneof![Just("10.0.0.1"), Just("203.0.113.7"), Just("2001:db8::1")],
+        ) {
+            let src = pieces.concat();
+            let r = Request::parse("sshd", client).unwrap();
+            let addr = address_text(r.client);
+            let ctx = Ctx {
+                daemon: r.daemon.as_bytes(),
+                user: UNKNOWN,
+                client: HostInfo { addr: addr.as_bytes(), name: UNKNOWN },
+                server: HostInfo { addr: UNKNOWN, name: UNKNOWN },
+            };
+            prop_assert_eq!(table_scan(&src, &ctx, true), table_scan(&src, &ctx, false));
         }
     }
 

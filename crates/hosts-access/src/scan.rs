@@ -169,6 +169,29 @@ impl<'a> Scanner<'a> {
     }
 }
 
+impl<'a> Scanner<'a> {
+    /// The bytes from the position to the first newline, newline included, when it comes
+    /// within the buffer (`BUFLEN - 1` bytes); nothing is consumed. When these bytes hold no
+    /// NUL or other control byte but tab and CR, and do not end in backslash-newline, they are
+    /// what [`Scanner::next_into`] reads next as one plain, terminated logical line (the case
+    /// `plain_line` takes), and a caller that has checked that may pass over them with
+    /// [`Scanner::consume`].
+    pub(crate) fn next_line(&self) -> Option<&'a [u8]> {
+        let rest = &self.src[self.pos..];
+        let window = &rest[..rest.len().min(BUFLEN - 1)];
+        memchr::memchr(b'\n', window).map(|nl| &window[..=nl])
+    }
+
+    /// Passes over `len` bytes: the line [`Scanner::next_line`] gave.
+    pub(crate) fn consume(&mut self, len: usize) {
+        self.pos += len;
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+}
+
 impl Scanner<'_> {
     /// The common case in one step: a physical line that fits the buffer, ends in `\n` (not
     /// backslash-newline) and holds no NUL or other control byte (tab and CR are fine). The
