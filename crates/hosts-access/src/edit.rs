@@ -137,18 +137,45 @@ fn physical_lines(bytes: &[u8]) -> impl Iterator<Item = Physical> + '_ {
 }
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 fn is_managed(bytes: &[u8], p: &Physical, text: &[u8]) -> bool {
     !p.continuation && &bytes[p.start..p.content_end] == text
 }
 
+/// The physical lines whose content is exactly `text` (which holds no newline) and that do not
+/// continue a previous line: what [`physical_lines`] filtered by [`is_managed`] gives, found
+/// by a substring search instead of a walk over every line.
+fn managed_lines<'a>(bytes: &'a [u8], text: &'a [u8]) -> impl Iterator<Item = Physical> + 'a {
+    memchr::memmem::find_iter(bytes, text).filter_map(move |start| {
+        // A line start that no backslash-newline continues into.
+        let line_start = start == 0 || bytes[start - 1] == b'\n';
+        if !line_start || (start >= 2 && bytes[start - 2] == b'\\') {
+            return None;
+        }
+        let content_end = start + text.len();
+        let end = match &bytes[content_end..] {
+            [] => content_end,
+            [b'\n', ..] => content_end + 1,
+            [b'\r', b'\n', ..] => content_end + 2,
+            _ => return None,
+        };
+        Some(Physical {
+            start,
+            content_end,
+            end,
+            continuation: false,
+        })
+    })
+}
+
 /// True when the file holds the managed line as a complete (newline-terminated) rule of its
 /// own. An unterminated last line does not count: Debian's libwrap ignores it.
 pub fn contains(bytes: &[u8], line: &ManagedLine) -> bool {
     let text = line.text();
-    physical_lines(bytes).any(|p| p.end > p.content_end && is_managed(bytes, &p, text.as_bytes()))
+    let found = managed_lines(bytes, text.as_bytes()).any(|p| p.end > p.content_end);
+    found
 }
 
 /// The file's line terminator: `\r\n` when its first line ends that way, else `\n`.
@@ -173,13 +200,10 @@ pub fn add(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
     let ending = line_ending(bytes);
     let mut out = Vec::with_capacity(bytes.len() + text.len() + 4);
     out.extend_from_slice(bytes);
-    if let Some(last) = physical_lines(bytes).last() {
-        if last.end == last.content_end {
-            // Unterminated last line.
-            out.extend_from_slice(ending);
-            if is_managed(bytes, &last, text.as_bytes()) {
-                return Some(out);
-            }
+    if let Some(last) = unterminated_last_line(bytes) {
+        out.extend_from_slice(ending);
+        if is_managed(bytes, &last, text.as_bytes()) {
+            return Some(out);
         }
     }
     if out.ends_with(b"\\\n") {
@@ -190,19 +214,44 @@ pub fn add(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The file's last physical line when it has no line terminator.
+fn unterminated_last_line(bytes: &[u8]) -> Option<Physical> {
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return None;
+    }
+    let start = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
+    Some(Physical {
+        start,
+        content_end: bytes.len(),
+        end: bytes.len(),
+        continuation: start >= 2 && bytes[start - 2] == b'\\',
+    })
+}
+
+/// Above this many lines, `add_all` indexes the file's lines once instead of searching it for
+/// each line.
+const SEARCH_EACH_UP_TO: usize = 8;
+
 /// The file with every managed line of `lines` that is not there yet appended (in order,
 /// once each), or `None` when all are present. One pass over the file whatever the number of
 /// lines: the daemon applies a burst of grants as one edit.
 pub fn add_all(bytes: &[u8], lines: &[ManagedLine]) -> Option<Vec<u8>> {
-    let present: std::collections::HashSet<&[u8]> = physical_lines(bytes)
-        .filter(|p| p.end > p.content_end && !p.continuation)
-        .map(|p| &bytes[p.start..p.content_end])
-        .collect();
+    let present: Option<std::collections::HashSet<&[u8]>> =
+        (lines.len() > SEARCH_EACH_UP_TO).then(|| {
+            physical_lines(bytes)
+                .filter(|p| p.end > p.content_end && !p.continuation)
+                .map(|p| &bytes[p.start..p.content_end])
+                .collect()
+        });
     let mut missing = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for line in lines {
         let text = line.text();
-        if !present.contains(text.as_bytes()) && seen.insert(text) {
+        let there = match &present {
+            Some(set) => set.contains(text.as_bytes()),
+            None => contains(bytes, line),
+        };
+        if !there && seen.insert(text) {
             missing.push(line);
         }
     }
@@ -223,16 +272,22 @@ pub fn add_all(bytes: &[u8], lines: &[ManagedLine]) -> Option<Vec<u8>> {
 /// continuation lines (they belong to the rule above them).
 pub fn remove(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
     let text = line.text();
-    let mut out = Vec::with_capacity(bytes.len());
+    let mut out = Vec::new();
+    let mut kept_to = 0;
     let mut removed = false;
-    for p in physical_lines(bytes) {
-        if is_managed(bytes, &p, text.as_bytes()) {
+    for p in managed_lines(bytes, text.as_bytes()) {
+        if !removed {
+            out.reserve_exact(bytes.len());
             removed = true;
-        } else {
-            out.extend_from_slice(&bytes[p.start..p.end]);
         }
+        out.extend_from_slice(&bytes[kept_to..p.start]);
+        kept_to = p.end;
     }
-    removed.then_some(out)
+    if !removed {
+        return None;
+    }
+    out.extend_from_slice(&bytes[kept_to..]);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -241,6 +296,83 @@ mod tests {
 
     fn ml(s: &str, a: &str) -> ManagedLine {
         ManagedLine::new(s, a.parse().unwrap()).unwrap()
+    }
+
+    use proptest::prelude::*;
+
+    /// The walk over every physical line the substring search replaced: the reference.
+    fn walk_contains(bytes: &[u8], text: &[u8]) -> bool {
+        physical_lines(bytes).any(|p| p.end > p.content_end && is_managed(bytes, &p, text))
+    }
+
+    fn walk_remove(bytes: &[u8], text: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut removed = false;
+        for p in physical_lines(bytes) {
+            if is_managed(bytes, &p, text) {
+                removed = true;
+            } else {
+                out.extend_from_slice(&bytes[p.start..p.end]);
+            }
+        }
+        removed.then_some(out)
+    }
+
+    fn near_managed() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(&b"SSHD: 203.0.113.7"[..] as &[u8]),
+            Just(&b"SSHD: 203.0.113.7"[..] as &[u8]),
+            Just(&b"SSHD: 203.0.113.77"[..] as &[u8]),
+            Just(&b"xSSHD: 203.0.113.7"[..] as &[u8]),
+            Just(&b"SSHD: 203.0.113.7SSHD: 203.0.113.7"[..] as &[u8]),
+            Just(&b"\n"[..] as &[u8]),
+            Just(&b"\r\n"[..] as &[u8]),
+            Just(&b"\r"[..] as &[u8]),
+            Just(&b"\\\n"[..] as &[u8]),
+            Just(&b"\\"[..] as &[u8]),
+            Just(&b" "[..] as &[u8]),
+            Just(&b"\0"[..] as &[u8]),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn search_agrees_with_the_line_walk(bytes in near_managed()) {
+            let l = ml("SSHD", "203.0.113.7");
+            let text = l.text();
+            prop_assert_eq!(contains(&bytes, &l), walk_contains(&bytes, text.as_bytes()));
+            prop_assert_eq!(remove(&bytes, &l), walk_remove(&bytes, text.as_bytes()));
+            let last = physical_lines(&bytes).last().filter(|p| p.end == p.content_end);
+            let fast = unterminated_last_line(&bytes);
+            prop_assert_eq!(
+                last.map(|p| (p.start, p.content_end, p.end, p.continuation)),
+                fast.map(|p| (p.start, p.content_end, p.end, p.continuation))
+            );
+            // add_all searching each line == add_all indexing the file once.
+            let many: Vec<ManagedLine> = (0..=SEARCH_EACH_UP_TO as u8)
+                .map(|k| ml("SSHD", &format!("203.0.113.{}", 7 + k % 3)))
+                .collect();
+            let mut one_by_one = bytes.clone();
+            for l in &many {
+                if let Some(next) = add(&one_by_one, l) {
+                    one_by_one = next;
+                }
+            }
+            prop_assert_eq!(add_all(&bytes, &many).unwrap_or_else(|| bytes.clone()), one_by_one.clone());
+            prop_assert_eq!(
+                add_all(&bytes, &many[..3]).unwrap_or_else(|| bytes.clone()),
+                {
+                    let mut o = bytes.clone();
+                    for l in &many[..3] {
+                        if let Some(n) = add(&o, l) { o = n; }
+                    }
+                    o
+                }
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::Range;
 
 use crate::lines::LineCounter;
 use crate::options::{fields, outcome, Outcome, Problem};
@@ -385,6 +386,7 @@ struct Ctx<'a> {
     server: HostInfo<'a>,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Scan {
     Matched {
         line: usize,
@@ -397,11 +399,32 @@ enum Scan {
 }
 
 fn table_match(src: &[u8], ctx: &Ctx<'_>) -> Scan {
+    table_scan(src, ctx, true)
+}
+
+/// [`table_match`]; `fast`: lines of the common shape that do not match are passed over
+/// without the scanner (off only to test that it changes nothing).
+fn table_scan(src: &[u8], ctx: &Ctx<'_>, fast: bool) -> Scan {
     let mut scanner = Scanner::new(src);
     let mut raw = RawLine::default();
     let mut buf = Vec::new();
     let mut lines = LineCounter::default();
-    while scanner.next_into(&mut raw) {
+    loop {
+        if fast {
+            // A line `simple_rule_match` takes holds only printable bytes, blanks, tab and
+            // CR, no backslash, and ends at its newline: the scanner would read it as one
+            // plain line (`Scanner::next_line` says why), so it can be passed over here.
+            if let Some(line) = scanner.next_line() {
+                if simple_rule_match(line, ctx) == Some(false) {
+                    scanner.consume(line.len());
+                    lines.skip_newline(scanner.pos() - 1);
+                    continue;
+                }
+            }
+        }
+        if !scanner.next_into(&mut raw) {
+            break;
+        }
         let line = lines.line();
         lines.skip(&raw);
         if raw.stops_reading() {
@@ -412,17 +435,10 @@ fn table_match(src: &[u8], ctx: &Ctx<'_>) -> Scan {
             break;
         }
         let text = logical(src, &raw, &mut buf);
-        let Shape::Rule {
-            daemons,
-            clients,
-            options,
-        } = shape(text)
-        else {
+        if simple_rule_match(text, ctx) == Some(false) {
             continue;
-        };
-        let hit = list_match(&mut tokens(text, daemons), &|t| server_match(t, ctx))
-            && list_match(&mut tokens(text, clients), &|t| client_match(t, ctx));
-        if hit {
+        }
+        if let Some(options) = rule_match(text, ctx) {
             let outcome = match options {
                 Some(part) => outcome(&fields(text, part)),
                 None => Outcome::TableVerdict,
@@ -437,6 +453,93 @@ fn table_match(src: &[u8], ctx: &Ctx<'_>) -> Scan {
     }
     Scan::NoMatch
 }
+
+/// Does the rule on this logical line match? `Some(options part)` when it does; None when it
+/// does not or the line is no rule.
+fn rule_match(text: &[u8], ctx: &Ctx<'_>) -> Option<Option<Range<usize>>> {
+    let Shape::Rule {
+        daemons,
+        clients,
+        options,
+    } = shape(text)
+    else {
+        return None;
+    };
+    let hit = list_match(&mut tokens(text, daemons), &|t| server_match(t, ctx))
+        && list_match(&mut tokens(text, clients), &|t| client_match(t, ctx));
+    hit.then_some(options)
+}
+
+/// The common line of a long hosts.allow, `daemon: a.b.c.d` (one plain daemon name, one
+/// numeric client, no options), decided without tokenising: the same answer as
+/// [`rule_match`] (tests below), found in one pass over the line. None: not such a line.
+///
+/// Why it is the same: the line's shape is `daemon : client` with one token in each list. A
+/// daemon made of letters, digits, `_`, `-` and inner dots, that is not `ALL`, `KNOWN` or
+/// `EXCEPT`, is an exact pattern (no `@`, glob, leading or trailing dot): it matches the
+/// daemon name without case. A client of digits and inner dots is an exact pattern too (no
+/// `/`, glob, keyword or trailing dot), and can equal the name `unknown` never: it matches
+/// exactly the address text.
+fn simple_rule_match(text: &[u8], ctx: &Ctx<'_>) -> Option<bool> {
+    // The length of the run of bytes of class `c` at the start of `b`.
+    let run = |b: &[u8], c: u8| {
+        b.iter()
+            .position(|&x| SIMPLE[usize::from(x)] & c == 0)
+            .unwrap_or(b.len())
+    };
+    let d = run(text, DAEMON);
+    let daemon = &text[..d];
+    let rest = text[d..].strip_prefix(b":")?;
+    if daemon.is_empty()
+        || daemon[0] == b'.'
+        || daemon[d - 1] == b'.'
+        || daemon.eq_ignore_ascii_case(b"ALL")
+        || daemon.eq_ignore_ascii_case(b"KNOWN")
+        || is_except(daemon)
+    {
+        return None;
+    }
+    let rest = &rest[run(rest, INNER_BLANK)..];
+    let c = run(rest, CLIENT);
+    let client = &rest[..c];
+    if client.is_empty() || client[0] == b'.' || client[c - 1] == b'.' {
+        return None;
+    }
+    // Then only blanks to the newline that ends every terminated logical line.
+    let rest = &rest[c..];
+    if run(rest, TRAILING) != rest.len() {
+        return None;
+    }
+    Some(client == ctx.client.addr && daemon.eq_ignore_ascii_case(ctx.daemon))
+}
+
+/// Byte classes of [`simple_rule_match`].
+const DAEMON: u8 = 1;
+const CLIENT: u8 = 2;
+const INNER_BLANK: u8 = 4;
+const TRAILING: u8 = 8;
+
+static SIMPLE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.' {
+            t[b] |= DAEMON;
+        }
+        if c.is_ascii_digit() || c == b'.' {
+            t[b] |= CLIENT;
+        }
+        if c == b' ' || c == b'\t' {
+            t[b] |= INNER_BLANK | TRAILING;
+        }
+        if c == b'\r' || c == b'\n' {
+            t[b] |= TRAILING;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// `list_match`: first matching pattern wins unless a (right-nested) EXCEPT list matches.
 fn list_match(toks: &mut Tokens<'_>, f: &dyn Fn(&[u8]) -> bool) -> bool {
@@ -486,6 +589,183 @@ fn client_match(tok: &[u8], ctx: &Ctx<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    /// Lines near the simple shape: every way a daemon or client token could stop being an
+    /// exact pattern, and every separator.
+    fn near_simple_line() -> impl Strategy<Value = Vec<u8>> {
+        let daemon = prop_oneof![
+            Just("sshd"),
+            Just("SSHD"),
+            Just("sshD"),
+            Just("in.telnetd"),
+            Just("a-b_c"),
+            Just("ALL"),
+            Just("all"),
+            Just("KNOWN"),
+            Just("known"),
+            Just("EXCEPT"),
+            Just("except"),
+            Just("LOCAL"),
+            Just("PARANOID"),
+            Just("UNKNOWN"),
+            Just(".sshd"),
+            Just("sshd."),
+            Just("ss*d"),
+            Just("ss?d"),
+            Just("sshd@10.0.0.1"),
+            Just("@sshd"),
+            Just("#sshd"),
+            Just("[sshd]"),
+            Just("ftpd"),
+            Just(""),
+            Just("sshd,ftpd"),
+            Just("sshd ftpd"),
+            Just("ssh\\d"),
+            Just("10.0.0.1"),
+        ];
+        let client = prop_oneof![
+            Just("10.0.0.1"),
+            Just("10.0.0.2"),
+            Just("203.0.113.7"),
+            Just("10."),
+            Just(".1"),
+            Just("10.0.0.0/8"),
+            Just("010.0.0.1"),
+            Just("10.0.0.01"),
+            Just("10.1"),
+            Just("167772161"),
+            Just("255.255.255.255"),
+            Just("1.2.3.4.5"),
+            Just("10..0.1"),
+            Just("10.0.0.1."),
+            Just("ALL"),
+            Just("UNKNOWN"),
+            Just("unknown"),
+            Just("KNOWN"),
+            Just("10.*"),
+            Just("[::1]"),
+            Just("2001:db8::1"),
+            Just("alice@10.0.0.1"),
+            Just("10.0.0.1 EXCEPT 10.0.0.1"),
+            Just("10.0.0.1,10.0.0.2"),
+            Just(""),
+            Just("0"),
+            Just("::ffff:10.0.0.1"),
+            Just("10.0.0.1: deny"),
+            Just("10.0.0.1 : allow"),
+        ];
+        let sep = prop_oneof![
+            Just(":"),
+            Just(": "),
+            Just(":\t"),
+            Just(" : "),
+            Just(":  "),
+            Just("::"),
+            Just(", :")
+        ];
+        let end = prop_oneof![
+            Just("\n"),
+            Just(" \n"),
+            Just("\r\n"),
+            Just("\t\r\n"),
+            Just(" x\n"),
+            Just(",\n"),
+            Just("\x0b\n")
+        ];
+        (daemon, sep, client, end).prop_map(|(d, s, c, e)| format!("{d}{s}{c}{e}").into_bytes())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn simple_rule_fast_path_agrees(
+            line in near_simple_line(),
+            daemon in prop_oneof![Just("sshd"), Just("SSHD"), Just("ftpd"), Just("in.telnetd"), Just("all")],
+            client in prop_oneof![Just("10.0.0.1"), Just("203.0.113.7"), Just("::ffff:10.0.0.1"), Just("010.0.0.1"), Just("10.1"), Just("2001:db8::1"), Just("255.255.255.255")],
+        ) {
+            let r = Request::parse(daemon, client).unwrap();
+            let seen = address_text(r.client);
+            let addr = r.text.clone().unwrap_or(seen);
+            let ctx = Ctx {
+                daemon: r.daemon.as_bytes(),
+                user: UNKNOWN,
+                client: HostInfo { addr: addr.as_bytes(), name: UNKNOWN },
+                server: HostInfo { addr: UNKNOWN, name: UNKNOWN },
+            };
+            if let Some(fast) = simple_rule_match(&line, &ctx) {
+                prop_assert_eq!(fast, rule_match(&line, &ctx).is_some(), "{:?}", String::from_utf8_lossy(&line));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn passing_over_common_lines_changes_nothing(
+            pieces in prop::collection::vec(prop_oneof![
+                near_simple_line(),
+                Just(b"\\\n".to_vec()), Just(b"\0".to_vec()), Just(b"x\0\n".to_vec()),
+                Just(b"\r".to_vec()), Just(vec![b'x'; 1500]), Just(b"# c\n".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..6),
+            ], 0..20),
+            client in prop_oneof![Just("10.0.0.1"), Just("203.0.113.7"), Just("2001:db8::1")],
+        ) {
+            let src = pieces.concat();
+            let r = Request::parse("sshd", client).unwrap();
+            let addr = address_text(r.client);
+            let ctx = Ctx {
+                daemon: r.daemon.as_bytes(),
+                user: UNKNOWN,
+                client: HostInfo { addr: addr.as_bytes(), name: UNKNOWN },
+                server: HostInfo { addr: UNKNOWN, name: UNKNOWN },
+            };
+            prop_assert_eq!(table_scan(&src, &ctx, true), table_scan(&src, &ctx, false));
+        }
+    }
+
+    #[test]
+    fn simple_rule_fast_path_takes_the_common_lines() {
+        let r = Request::new("SSHD", "203.0.113.7".parse().unwrap());
+        let addr = address_text(r.client);
+        let ctx = Ctx {
+            daemon: r.daemon.as_bytes(),
+            user: UNKNOWN,
+            client: HostInfo {
+                addr: addr.as_bytes(),
+                name: UNKNOWN,
+            },
+            server: HostInfo {
+                addr: UNKNOWN,
+                name: UNKNOWN,
+            },
+        };
+        assert_eq!(simple_rule_match(b"sshd: 10.0.0.1\n", &ctx), Some(false));
+        assert_eq!(
+            simple_rule_match(b"SSHD: 203.0.113.7\r\n", &ctx),
+            Some(true)
+        );
+        assert_eq!(
+            simple_rule_match(b"in.sshd:\t203.0.113.7 \n", &ctx),
+            Some(false)
+        );
+        for slow in [
+            &b"ALL: 203.0.113.7\n"[..],
+            b"sshd: 203.0.113.\n",
+            b"sshd: 10.0.0.1: deny\n",
+            b"sshd, ftpd: 10.0.0.1\n",
+        ] {
+            assert_eq!(
+                simple_rule_match(slow, &ctx),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(slow)
+            );
+        }
+    }
 
     #[test]
     fn request_parse_forms() {

@@ -3,6 +3,7 @@
 //!
 //! Pure: bytes in, values out. No files, network, DNS or clock.
 
+pub mod delta;
 mod diagnostic;
 mod document;
 pub mod edit;
@@ -15,6 +16,7 @@ mod swar;
 mod syntax;
 mod validate;
 
+pub use delta::introduced_errors;
 pub use diagnostic::{Diagnostic, Severity};
 pub use document::{parse, Document, LineKind, LogicalLine, OptionField, Rule, Token};
 pub use validate::validate;

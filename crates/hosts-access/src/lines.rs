@@ -37,6 +37,13 @@ impl LineCounter {
         self.pos = raw.span.end;
     }
 
+    /// Moves the checkpoint past one physical line whose newline is at `nl`.
+    pub(crate) fn skip_newline(&mut self, nl: usize) {
+        self.line += 1;
+        self.line_start = nl + 1;
+        self.pos = nl + 1;
+    }
+
     /// Line and 1-based byte column of `off`, which must not precede the checkpoint.
     pub(crate) fn locate(&self, src: &[u8], off: usize) -> (usize, usize) {
         let off = off.min(src.len()).max(self.pos);

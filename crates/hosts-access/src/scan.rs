@@ -78,6 +78,15 @@ impl<'a> Scanner<'a> {
         out.control = None;
         out.newlines = 0;
         out.last_newline = None;
+        if !self.plain_line(out) {
+            self.general(out);
+        }
+        true
+    }
+
+    /// One logical line as `xgets` reads it, chunk by chunk; `out` is already cleared.
+    fn general(&mut self, out: &mut RawLine) {
+        let src = self.src;
         let start = self.pos;
         // `len` in xgets: room left in the buffer, terminating NUL included.
         let mut room = BUFLEN;
@@ -157,8 +166,72 @@ impl<'a> Scanner<'a> {
             };
         }
         out.span = start..self.pos;
+    }
+}
+
+impl<'a> Scanner<'a> {
+    /// The bytes from the position to the first newline, newline included, when it comes
+    /// within the buffer (`BUFLEN - 1` bytes); nothing is consumed. When these bytes hold no
+    /// NUL or other control byte but tab and CR, and do not end in backslash-newline, they are
+    /// what [`Scanner::next_into`] reads next as one plain, terminated logical line (the case
+    /// `plain_line` takes), and a caller that has checked that may pass over them with
+    /// [`Scanner::consume`].
+    pub(crate) fn next_line(&self) -> Option<&'a [u8]> {
+        let rest = &self.src[self.pos..];
+        let window = &rest[..rest.len().min(BUFLEN - 1)];
+        memchr::memchr(b'\n', window).map(|nl| &window[..=nl])
+    }
+
+    /// Passes over `len` bytes: the line [`Scanner::next_line`] gave.
+    pub(crate) fn consume(&mut self, len: usize) {
+        self.pos += len;
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+}
+
+impl Scanner<'_> {
+    /// The common case in one step: a physical line that fits the buffer, ends in `\n` (not
+    /// backslash-newline) and holds no NUL or other control byte (tab and CR are fine). The
+    /// general loop in [`Scanner::next_into`] reads such a line as one chunk to the same
+    /// result (tests below). `out` is already cleared; false: not such a line, nothing read.
+    fn plain_line(&mut self, out: &mut RawLine) -> bool {
+        let src = self.src;
+        let start = self.pos;
+        let window = &src[start..src.len().min(start + BUFLEN - 1)];
+        let Some(nl) = memchr::memchr(b'\n', window) else {
+            return false;
+        };
+        let line = &window[..nl];
+        if line.last() == Some(&b'\\') || has_control(line) {
+            return false;
+        }
+        let end = start + nl + 1;
+        out.segs.push(start..end);
+        out.terminated = true;
+        out.newlines = 1;
+        out.last_newline = Some(end - 1);
+        out.span = start..end;
+        self.pos = end;
         true
     }
+}
+
+/// Some byte is a control byte other than tab and CR (NUL and LF included).
+fn has_control(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let w = swar::word(b, i);
+        if swar::has_less(w, 0x20) || swar::has_byte(w, 0x7f) {
+            break;
+        }
+        i += 8;
+    }
+    b[i..]
+        .iter()
+        .any(|&c| (c < 0x20 && c != b'\t' && c != b'\r') || c == 0x7f)
 }
 
 /// Appends a segment, merging it with the previous one when contiguous and dropping empties.
@@ -208,6 +281,58 @@ pub(crate) fn to_source(line: &RawLine, logical_off: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    /// Every line through the general loop alone: the reference for `plain_line`.
+    fn general_lines(src: &[u8]) -> Vec<RawLine> {
+        let mut s = Scanner::new(src);
+        let mut v = Vec::new();
+        let mut l = RawLine::default();
+        loop {
+            if s.pos >= src.len() {
+                return v;
+            }
+            // Force the general loop: a plain line is read by it when plain_line is skipped.
+            let before = s.pos;
+            let mut probe = RawLine::default();
+            let mut copy = Scanner {
+                src,
+                pos: before,
+                resync_after_overlong: true,
+            };
+            let plain = copy.plain_line(&mut probe);
+            assert!(s.next_into(&mut l));
+            if plain {
+                let mut general = Scanner {
+                    src,
+                    pos: before,
+                    resync_after_overlong: true,
+                };
+                let mut g = RawLine::default();
+                general.general(&mut g);
+                assert_eq!(g, l, "{:?} at {before}", String::from_utf8_lossy(src));
+                assert_eq!(general.pos, s.pos);
+            }
+            v.push(l.clone());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn plain_line_agrees_with_the_general_loop(
+            pieces in prop::collection::vec(prop_oneof![
+                Just(b"sshd: 10.0.0.1".to_vec()), Just(b"\n".to_vec()), Just(b"\r\n".to_vec()),
+                Just(b"\\\n".to_vec()), Just(b"\\".to_vec()), Just(b"\t".to_vec()), Just(b"\0".to_vec()),
+                Just(b"\x07".to_vec()), Just(b"\x7f".to_vec()), Just(b"\r".to_vec()),
+                Just(vec![b'x'; 700]), prop::collection::vec(any::<u8>(), 0..12),
+            ], 0..30)
+        ) {
+            general_lines(&pieces.concat());
+        }
+    }
 
     #[test]
     fn newline_and_control_bookkeeping() {

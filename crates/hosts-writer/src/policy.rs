@@ -6,13 +6,12 @@
 //! the hosts.allow path as given (before symlinks are followed): `/etc/hosts.allow` pairs with
 //! `/etc/hosts.deny`, which is what libwrap reads.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hosts_access::edit::{self, ManagedLine};
 use hosts_access::eval::{self, Decision, Request, Table, Verdict};
-use hosts_access::{Diagnostic, Severity};
+use hosts_access::Diagnostic;
 use thiserror::Error;
 
 use crate::atomic::{self, Options, Outcome};
@@ -58,30 +57,11 @@ fn list(ds: &[Diagnostic]) -> String {
 }
 
 /// Error diagnostics of `after` beyond those `before` had, counted per code (lines shift when a
-/// line is added or removed, codes do not).
+/// line is added or removed, codes do not). Only the changed lines are validated when that is
+/// provably the same answer as validating both whole files (`hosts_access::delta`), which is
+/// what a managed line's add or remove is; otherwise both whole files.
 pub fn introduced_errors(before: &[u8], after: &[u8]) -> Vec<Diagnostic> {
-    let after_errors: Vec<Diagnostic> = hosts_access::validate(after)
-        .into_iter()
-        .filter(|d| d.severity == Severity::Error)
-        .collect();
-    // The common case, a clean result, needs no look at the input.
-    if after_errors.is_empty() {
-        return after_errors;
-    }
-    let mut budget: HashMap<&'static str, usize> = HashMap::new();
-    for d in hosts_access::validate(before) {
-        if d.severity == Severity::Error {
-            *budget.entry(d.code).or_default() += 1;
-        }
-    }
-    let mut new = Vec::new();
-    for d in after_errors {
-        match budget.get_mut(d.code) {
-            Some(n) if *n > 0 => *n -= 1,
-            _ => new.push(d),
-        }
-    }
-    new
+    hosts_access::introduced_errors(before, after)
 }
 
 /// The deny table paired with `hosts_allow`.
