@@ -16,24 +16,8 @@ use support::{require_root_or_skip, serial, wait_until, Door};
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 const CAP_NET_RAW: u64 = 1 << 13;
 
-/// The daemon's child processes.
 fn children(parent: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-        if ppid == Some(parent) && !after.trim_start().starts_with('Z') {
-            out.push(pid);
-        }
-    }
-    out
+    support::process::children_of(parent)
 }
 
 fn capture_pid(rig: &Rig) -> u32 {

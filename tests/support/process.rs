@@ -97,15 +97,50 @@ impl Proc {
     }
 
     /// Resident set size in KiB (VmRSS of /proc/PID/status).
+    /// Resident memory of the process and of its children (knockwrap's capture process,
+    /// which holds the knock table), in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .unwrap_or_else(|e| panic!("reading {}'s /proc status: {e}", self.name));
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmRSS in {}'s status", self.name))
+        let own = vm_rss(&status).unwrap_or_else(|| panic!("no VmRSS in {}'s status", self.name));
+        own + children_of(self.pid())
+            .into_iter()
+            .filter_map(|c| std::fs::read_to_string(format!("/proc/{c}/status")).ok())
+            .filter_map(|s| vm_rss(&s))
+            .sum::<u64>()
     }
+}
+
+fn vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Live children of `parent` (from /proc/*/stat).
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let mut fields = after.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let ppid = fields.next().and_then(|p| p.parse().ok());
+        if ppid == Some(parent) && state != "Z" {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 impl Drop for Proc {
