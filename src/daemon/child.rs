@@ -8,12 +8,17 @@
 //! Its configuration (doors, interfaces, matcher options) arrives as a [`Setup`] over the
 //! channel, at start and on every reload: the child never reads a file. Log lines go to the
 //! parent over the same channel. When the parent goes away, the child dies with it.
+//!
+//! Confinement ([`confine`]) is kept apart from the loop ([`Child`]), and the captures are
+//! opened through an [`Opener`] (the packet socket in the daemon), so the loop is tested
+//! without root on recorded frames.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knock_capture::{EventBatch, FilterSpec, SharedFilter};
+use knock_capture::{Capture, CaptureError, EventBatch, FilterSpec, FrameSource, SharedFilter};
 use knock_match::{check_source, Consume, KnockEvent, Matcher, Refusal};
 use thiserror::Error;
 use tracing::{error, info, warn};
@@ -48,9 +53,21 @@ pub enum ChildError {
     Setup(String),
 }
 
+/// How a capture thread opens its interface (called again on every reopen): the packet
+/// socket ([`sockets`]) in the daemon, recorded frames in tests.
+pub type Opener =
+    Arc<dyn Fn(&str, &FilterSpec) -> Result<Box<dyn FrameSource>, CaptureError> + Send + Sync>;
+
+/// The daemon's opener: a filtered AF_PACKET capture ([`Capture::open`]).
+fn sockets() -> Opener {
+    Arc::new(|name: &str, spec: &FilterSpec| {
+        Ok(Box::new(Capture::open(name, spec)?) as Box<dyn FrameSource>)
+    })
+}
+
 /// Entered right after fork(2) in the child; never returns.
 pub fn main(channel: OwnedFd, account: &Account, mode: Mode) -> ! {
-    let code = match run(channel, account, mode) {
+    let code = match run(channel, account, mode, sockets()) {
         Ok(()) => 0,
         Err(e) => {
             error!(error = %e, "capture process failed");
@@ -60,8 +77,18 @@ pub fn main(channel: OwnedFd, account: &Account, mode: Mode) -> ! {
     std::process::exit(code)
 }
 
-fn run(channel: OwnedFd, account: &Account, mode: Mode) -> Result<(), ChildError> {
+fn run(channel: OwnedFd, account: &Account, mode: Mode, open: Opener) -> Result<(), ChildError> {
     let fd = channel.as_raw_fd();
+    confine(fd, account, mode)?;
+    let mut reader = SetupReader::default();
+    let setup = wait_setup(fd, &mut reader)?;
+    let mut child = Child::start(fd, setup, open)?;
+    child.serve(&mut reader, process::term_requested)
+}
+
+/// The process steps before the loop: die with the parent, keep only the channel, forward
+/// logs over it, drop to the capture account, enter the sandbox.
+fn confine(fd: RawFd, account: &Account, mode: Mode) -> Result<(), ChildError> {
     process::die_with_parent().map_err(ChildError::Fds)?;
     process::child_signals();
     process::sanitize_fds(&[fd]).map_err(ChildError::Fds)?;
@@ -69,15 +96,17 @@ fn run(channel: OwnedFd, account: &Account, mode: Mode) -> Result<(), ChildError
     privilege::drop_to(account, true)?;
     sandbox::enter(mode)?;
     info!(user = %account.name, uid = account.uid, "capture process started");
-    let mut reader = SetupReader::default();
-    let setup = loop {
+    Ok(())
+}
+
+/// Waits for the first whole setup from the parent.
+fn wait_setup(fd: RawFd, reader: &mut SetupReader) -> Result<Setup, ChildError> {
+    loop {
         process::wait(fd, libc::POLLIN, Duration::from_secs(1)).map_err(ChildError::Channel)?;
-        if let Some(s) = read_setup(fd, &mut reader)? {
-            break s;
+        if let Some(s) = read_setup(fd, reader)? {
+            return Ok(s);
         }
-    };
-    let mut child = Child::start(fd, setup)?;
-    child.serve(&mut reader)
+    }
 }
 
 /// Reads what the parent sent; `Some` when a whole setup arrived. The parent closing the
@@ -107,6 +136,7 @@ struct Child {
     matcher: Matcher,
     link_local: Vec<bool>,
     filter: SharedFilter,
+    open: Opener,
     captures: Option<Captures>,
     tx: SyncSender<EventBatch>,
     rx: Receiver<EventBatch>,
@@ -132,19 +162,20 @@ fn targets(setup: &Setup) -> Vec<std::net::IpAddr> {
 }
 
 impl Child {
-    fn start(fd: RawFd, setup: Setup) -> Result<Child, ChildError> {
+    fn start(fd: RawFd, setup: Setup, open: Opener) -> Result<Child, ChildError> {
         let clock = Clock::new();
         let mut matcher = build(&setup)?;
         matcher.set_wall_offset(clock.wall_offset());
         let filter = SharedFilter::new(spec(&setup));
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let captures = Captures::spawn(&setup.interfaces, &filter, &tx)
+        let captures = Captures::spawn(&setup.interfaces, &filter, &tx, &open)
             .map_err(|e| ChildError::Setup(e.message))?;
         let child = Child {
             fd,
             matcher,
             link_local: setup.link_local.clone(),
             filter,
+            open,
             captures: Some(captures),
             tx,
             rx,
@@ -175,9 +206,14 @@ impl Child {
         }
     }
 
-    fn serve(&mut self, reader: &mut SetupReader) -> Result<(), ChildError> {
+    /// The loop, until `stop` says so (in the daemon: SIGTERM from the parent).
+    fn serve(
+        &mut self,
+        reader: &mut SetupReader,
+        stop: impl Fn() -> bool,
+    ) -> Result<(), ChildError> {
         loop {
-            if process::term_requested() {
+            if stop() {
                 // Asked to stop by the parent: the last summaries and counters first.
                 self.refusals.flush(self.clock.boot_ms(), true);
                 self.send(&ChildMessage::Stats(self.stats()));
@@ -329,11 +365,180 @@ impl Child {
                 c.shutdown();
             }
             self.captures = Some(
-                Captures::spawn(&setup.interfaces, &self.filter, &self.tx)
+                Captures::spawn(&setup.interfaces, &self.filter, &self.tx, &self.open)
                     .map_err(|e| ChildError::Setup(e.message))?,
             );
         }
         info!(sequences_kept = carried, "capture process reloaded");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread;
+
+    use knock_capture::{LinkType, Recorded};
+    use knock_match::{Action, Door, DoorKind, MatcherOptions, Step};
+
+    use super::*;
+    use crate::daemon::wire;
+
+    const KNOCKER: [u8; 4] = [198, 18, 0, 2];
+    /// The door's target: accepted as a destination although no interface has it.
+    const TARGET: [u8; 4] = [198, 18, 0, 1];
+
+    fn setup() -> Setup {
+        Setup {
+            doors: vec![Door {
+                name: "ssh".into(),
+                kind: DoorKind::Static {
+                    steps: vec![Step::tcp(7000), Step::tcp(8000), Step::tcp(9000)],
+                },
+                seq_timeout: Duration::from_secs(10),
+                tcp_flags: Default::default(),
+                action: Action::Allow,
+                service: "sshd".into(),
+                lease: None,
+                target: Some(IpAddr::from(TARGET)),
+            }],
+            link_local: vec![false],
+            interfaces: vec!["rec0".into()],
+            options: MatcherOptions::default(),
+        }
+    }
+
+    /// A bare IPv4 TCP SYN (a frame on a tun-like, RawIp interface) from KNOCKER:`sport` to
+    /// TARGET:`dport`.
+    fn syn(sport: u16, dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 40];
+        f[0] = 0x45;
+        f[2..4].copy_from_slice(&40u16.to_be_bytes());
+        f[8] = 64;
+        f[9] = 6;
+        f[12..16].copy_from_slice(&KNOCKER);
+        f[16..20].copy_from_slice(&TARGET);
+        f[20..22].copy_from_slice(&sport.to_be_bytes());
+        f[22..24].copy_from_slice(&dport.to_be_bytes());
+        f[24..28].copy_from_slice(&(u32::from(sport) * 7919).to_be_bytes());
+        f[32] = 5 << 4;
+        f[33] = 0x02;
+        f
+    }
+
+    /// Runs the child's loop (no privilege drop, no sandbox) over recorded SYNs to `ports`,
+    /// one per connection attempt, 1 ms apart. They are stamped 5 s ahead of the event clock:
+    /// the matcher never goes back in time, so each knock keeps its frame's time rather than
+    /// that of a tick in between, which lets a test tell knocks apart. The setup goes over a
+    /// socketpair as the parent sends it; what the child sends back is collected until
+    /// `enough` says so (or 10 s pass), then the loop is stopped. Returns the time of the
+    /// first frame and the messages.
+    fn run_recorded(
+        ports: &[u16],
+        enough: impl Fn(&[ChildMessage]) -> bool,
+    ) -> (u64, Vec<ChildMessage>) {
+        let (parent, theirs) = process::seqpacket_pair().unwrap();
+        for f in wire::setup_fragments(&setup()).unwrap() {
+            process::send(parent.as_raw_fd(), &f, Some(Duration::from_secs(2))).unwrap();
+        }
+        let t0 = knock_capture::clock::boot_ms() + 5_000;
+        let frames: Vec<(Vec<u8>, u64)> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| (syn(40000 + i as u16, port), t0 + i as u64))
+            .collect();
+        let open: Opener = Arc::new(move |name: &str, _: &FilterSpec| {
+            let source = Recorded::new(name, LinkType::RawIp, frames.clone());
+            Ok(Box::new(source) as Box<dyn FrameSource>)
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_t = Arc::clone(&stop);
+        let child = thread::spawn(move || {
+            let fd = theirs.as_raw_fd();
+            let mut reader = SetupReader::default();
+            let setup = wait_setup(fd, &mut reader)?;
+            let mut child = Child::start(fd, setup, open)?;
+            let served = child.serve(&mut reader, || stop_t.load(Ordering::Relaxed));
+            if let Some(c) = child.captures.take() {
+                c.shutdown();
+            }
+            served
+        });
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !enough(&got) && Instant::now() < deadline {
+            if !process::wait(parent.as_raw_fd(), libc::POLLIN, CHANNEL_POLL).unwrap() {
+                continue;
+            }
+            while let Some(n) = process::recv(parent.as_raw_fd(), &mut buf).unwrap() {
+                assert!(
+                    n > 0 && n <= buf.len(),
+                    "the child closed the channel ({n})"
+                );
+                got.push(ChildMessage::decode(&buf[..n]).unwrap());
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        child.join().unwrap().unwrap();
+        (t0, got)
+    }
+
+    fn knocks(got: &[ChildMessage]) -> Vec<Knock> {
+        got.iter()
+            .filter_map(|m| match m {
+                ChildMessage::Knocks(k) => Some(k.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn a_recorded_knock_reaches_the_parent() {
+        let (t0, got) = run_recorded(&[7000, 8000, 9000], |got| !knocks(got).is_empty());
+        assert_eq!(got.first(), Some(&ChildMessage::Ready), "{got:?}");
+        assert_eq!(
+            knocks(&got),
+            [Knock {
+                door: 0,
+                addr: IpAddr::from(KNOCKER),
+                via_loopback: false,
+                time_ms: t0 + 2,
+                used: Used::None,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_sweep_is_not_a_knock() {
+        // The sweep, then an honest knock: the one knock reported is the honest one (its
+        // time is the last frame's), so every frame of the sweep went through the loop and
+        // none completed the door.
+        let ports: Vec<u16> = (7000..=9000).chain([7000, 8000, 9000]).collect();
+        let last = ports.len() as u64 - 1;
+        let (t0, got) = run_recorded(&ports, |got| !knocks(got).is_empty());
+        let knocks = knocks(&got);
+        assert_eq!(knocks.len(), 1, "{knocks:?}");
+        assert_eq!(knocks[0].time_ms, t0 + last);
+        assert_eq!(knocks[0].addr, IpAddr::from(KNOCKER));
+    }
+
+    #[test]
+    fn a_wrong_order_is_not_a_knock() {
+        let ports = [9000, 8000, 7000, 9000, 8000];
+        // Wait for counters that show every packet was matched.
+        let (_, got) = run_recorded(&ports, |got| {
+            got.iter()
+                .any(|m| matches!(m, ChildMessage::Stats(s) if s.packets == ports.len() as u64))
+        });
+        assert!(
+            got.iter()
+                .any(|m| matches!(m, ChildMessage::Stats(s) if s.packets == 5)),
+            "{got:?}"
+        );
+        assert_eq!(knocks(&got), []);
     }
 }

@@ -28,7 +28,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knock_capture::{spawn_capture_thread, CaptureThread, EventBatch, FilterSpec, SharedFilter};
+use knock_capture::{
+    spawn_capture_thread_with, CaptureThread, EventBatch, FilterSpec, SharedFilter,
+};
 use knock_match::{Action, Consume, Decision, Door, DoorKind, MatcherOptions};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::{Config, ConfigErrors};
@@ -114,16 +116,25 @@ struct Captures {
 }
 
 impl Captures {
+    /// One capture thread per interface, each opening its source with `open`.
     fn spawn(
         interfaces: &[String],
         filter: &SharedFilter,
         tx: &SyncSender<EventBatch>,
+        open: &child::Opener,
     ) -> Result<Captures, Failure> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for name in interfaces {
-            let t = spawn_capture_thread(name, filter.clone(), tx.clone(), Arc::clone(&stop))
-                .map_err(|e| Failure::failed(format!("{name}: cannot start capture: {e}")))?;
+            let open = Arc::clone(open);
+            let t = spawn_capture_thread_with(
+                name,
+                filter.clone(),
+                tx.clone(),
+                Arc::clone(&stop),
+                move |name: &str, spec: &FilterSpec| open(name, spec),
+            )
+            .map_err(|e| Failure::failed(format!("{name}: cannot start capture: {e}")))?;
             threads.push(t);
         }
         for (name, t) in interfaces.iter().zip(&threads) {

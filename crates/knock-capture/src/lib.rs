@@ -8,6 +8,8 @@
 //! - [`ring`]: the `PACKET_RX_RING` layout and the walk over it (tested on heap memory).
 //! - [`socket`]: the Linux socket: [`Capture`] (open, filter, batched reads, kernel drop
 //!   counter).
+//! - [`source`]: what the supervisor reads from ([`FrameSource`]): the socket, or
+//!   [`Recorded`] frames (tests without root).
 //! - [`supervisor`]: one thread per interface, reopened with backoff when it vanishes.
 
 pub mod batch;
@@ -18,6 +20,7 @@ pub mod filter;
 pub mod link;
 pub mod ring;
 pub mod socket;
+pub mod source;
 pub mod supervisor;
 #[cfg(feature = "testns")]
 pub mod testns;
@@ -31,4 +34,7 @@ pub use decode::decode;
 pub use filter::{FilterError, FilterSpec, FlagRule};
 pub use link::LinkType;
 pub use socket::{Capture, CaptureError, ReceivePath, Stats, MAX_BATCH, READ_TIMEOUT};
-pub use supervisor::{spawn_capture_thread, CaptureThread, EventBatch, SharedFilter};
+pub use source::{AfterFrames, FrameSource, Recorded};
+pub use supervisor::{
+    spawn_capture_thread, spawn_capture_thread_with, CaptureThread, EventBatch, SharedFilter,
+};

@@ -1,7 +1,9 @@
 //! One capture thread per interface: opens the capture, forwards each wake-up's events to the
 //! daemon's bounded channel as one batch, installs filter updates, logs the kernel drop counter
 //! (rate-limited), and reopens with exponential backoff when the interface goes down or away.
-//! Stops within a read timeout (plus one backoff slice) of the stop flag being set.
+//! Stops within a read timeout (plus one backoff slice) of the stop flag being set. It reads
+//! through [`FrameSource`]: the packet socket in the daemon ([`spawn_capture_thread`]), any
+//! source a test opens ([`spawn_capture_thread_with`]).
 //!
 //! Under load it coalesces wake-ups: after a wake-up that found several frames queued, it waits
 //! [`COALESCE_WAIT`] before polling again, so a flood is read in batches of hundreds (at most
@@ -20,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::filter::FilterSpec;
 use crate::socket::{Capture, CaptureError, Stats, MAX_BATCH};
+use crate::source::FrameSource;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -196,7 +199,7 @@ impl StatsLog {
 
     /// Read the counters now and then: drops are warned about at most every
     /// [`DROP_WARN_EVERY`], the rest goes to debug every [`STATS_EVERY`].
-    fn tick(&mut self, interface: &str, cap: &mut Capture) {
+    fn tick(&mut self, interface: &str, cap: &mut impl FrameSource) {
         if self.last_read.elapsed() < STATS_READ_EVERY {
             return;
         }
@@ -249,6 +252,22 @@ pub fn spawn_capture_thread(
     sender: SyncSender<EventBatch>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<CaptureThread> {
+    spawn_capture_thread_with(interface, filter, sender, stop, Capture::open)
+}
+
+/// [`spawn_capture_thread`] over any [`FrameSource`]: `open` is called (in the capture
+/// thread) for the first open and every reopen, with the current filter.
+pub fn spawn_capture_thread_with<S, F>(
+    interface: &str,
+    filter: impl Into<SharedFilter>,
+    sender: SyncSender<EventBatch>,
+    stop: Arc<AtomicBool>,
+    open: F,
+) -> io::Result<CaptureThread>
+where
+    S: FrameSource,
+    F: Fn(&str, &FilterSpec) -> Result<S, CaptureError> + Send + 'static,
+{
     let filter = filter.into();
     let name = interface.to_string();
     let opens = Arc::new((Mutex::new(0u64), Condvar::new()));
@@ -257,7 +276,7 @@ pub fn spawn_capture_thread(
     let counters_t = Arc::clone(&counters);
     let handle = thread::Builder::new()
         .name(format!("capture-{interface}"))
-        .spawn(move || run(&name, &filter, &sender, &stop, &opens_t, &counters_t))?;
+        .spawn(move || run(&name, &filter, &sender, &stop, &opens_t, &counters_t, &open))?;
     Ok(CaptureThread {
         handle,
         opens,
@@ -265,23 +284,29 @@ pub fn spawn_capture_thread(
     })
 }
 
-fn run(
+fn run<S: FrameSource>(
     name: &str,
     filter: &SharedFilter,
     sender: &SyncSender<EventBatch>,
     stop: &AtomicBool,
     opens: &(Mutex<u64>, Condvar),
     counters: &Counters,
+    open: &impl Fn(&str, &FilterSpec) -> Result<S, CaptureError>,
 ) {
     let mut backoff = BACKOFF_FIRST;
     while !stop.load(Ordering::Relaxed) {
         let (mut generation, spec) = filter.snapshot();
-        match Capture::open(name, &spec) {
+        match open(name, &spec) {
             Err(e) => {
                 warn!(interface = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot open capture")
             }
             Ok(mut cap) => {
-                info!(interface = name, link = ?cap.link(), receive = ?cap.receive_path(), "capturing");
+                match cap.receive_path() {
+                    Some(receive) => {
+                        info!(interface = name, link = ?cap.link(), ?receive, "capturing")
+                    }
+                    None => info!(interface = name, link = ?cap.link(), "capturing (no socket)"),
+                }
                 {
                     let (m, cv) = opens;
                     *lock(m) += 1;
@@ -364,5 +389,173 @@ fn run(
             return;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc::{sync_channel, Receiver};
+
+    use super::*;
+    use crate::batch::{SLOTS, SLOT_BYTES};
+    use crate::link::LinkType;
+    use crate::source::{AfterFrames, Recorded};
+    use crate::testframes::syn_frame;
+
+    /// SYNs to `ports`, in order, 1 ms apart from `t0`.
+    fn syns(ports: impl IntoIterator<Item = u16>, t0: u64) -> Vec<(Vec<u8>, u64)> {
+        ports
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (syn_frame(p), t0 + i as u64))
+            .collect()
+    }
+
+    /// A capture thread over what `open` returns, and its channel.
+    fn spawn<S: FrameSource>(
+        open: impl Fn(&str, &FilterSpec) -> Result<S, CaptureError> + Send + 'static,
+    ) -> (CaptureThread, Receiver<EventBatch>, Arc<AtomicBool>) {
+        let (tx, rx) = sync_channel(8);
+        let stop = Arc::new(AtomicBool::new(false));
+        let t =
+            spawn_capture_thread_with("rec0", FilterSpec::default(), tx, Arc::clone(&stop), open)
+                .unwrap();
+        (t, rx, stop)
+    }
+
+    /// Batches until `n` events arrived (or 10 s passed).
+    fn collect(rx: &Receiver<EventBatch>, n: usize) -> Vec<EventBatch> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.iter().map(Vec::len).sum::<usize>() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => got.push(b),
+                Err(_) => break,
+            }
+        }
+        got
+    }
+
+    fn ports(batches: &[EventBatch]) -> Vec<u16> {
+        batches.iter().flatten().map(|e| e.dport).collect()
+    }
+
+    fn finish(t: CaptureThread, stop: &AtomicBool) {
+        stop.store(true, Ordering::Relaxed);
+        t.handle.join().unwrap();
+    }
+
+    #[test]
+    fn recorded_frames_arrive_in_order_with_their_times() {
+        let frames = syns([7000, 8000, 9000], 5_000);
+        let (t, rx, stop) =
+            spawn(move |name, _| Ok(Recorded::new(name, LinkType::Ethernet, frames.clone())));
+        let got = collect(&rx, 3);
+        let events: Vec<_> = got.iter().flatten().collect();
+        assert_eq!(ports(&got), [7000, 8000, 9000]);
+        assert_eq!(
+            events.iter().map(|e| e.time_ms).collect::<Vec<_>>(),
+            [5_000, 5_001, 5_002]
+        );
+        assert!(events
+            .iter()
+            .all(|e| e.src.to_string() == "10.0.0.1" && e.dst.to_string() == "10.0.0.2"));
+        assert_eq!(t.opens(), 1);
+        // Nothing more comes; the counters saw the three frames.
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        assert!(wait_for(|| t.stats().received == 3), "{:?}", t.stats());
+        finish(t, &stop);
+    }
+
+    /// Waits up to 5 s for `f`, which the capture thread updates about once a second.
+    fn wait_for(f: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    #[test]
+    fn a_burst_larger_than_a_batch_arrives_whole_and_in_order() {
+        let n = 10 * SLOTS + 7;
+        let frames = syns((0..n).map(|i| 1000 + i as u16), 1);
+        let (t, rx, stop) =
+            spawn(move |name, _| Ok(Recorded::new(name, LinkType::Ethernet, frames.clone())));
+        let got = collect(&rx, n);
+        assert_eq!(
+            ports(&got),
+            (0..n).map(|i| 1000 + i as u16).collect::<Vec<_>>()
+        );
+        // One channel message per read, each at most a read's worth.
+        assert!(got.len() >= n.div_ceil(SLOTS), "{}", got.len());
+        assert!(got.iter().all(|b| !b.is_empty() && b.len() <= SLOTS));
+        finish(t, &stop);
+    }
+
+    #[test]
+    fn truncated_and_oversized_frames_are_skipped() {
+        let syn = syn_frame(7000);
+        let mut padded = syn_frame(8000);
+        padded.resize(SLOT_BYTES + 4096, 0xff);
+        let frames = vec![
+            (Vec::new(), 1),
+            (syn[..12].to_vec(), 2),            // Ethernet header cut short
+            (syn[..14 + 19].to_vec(), 3),       // IPv4 header cut short
+            (syn[..syn.len() - 1].to_vec(), 4), // TCP header cut short
+            (vec![0xff; SLOT_BYTES * 2], 5),    // garbage, larger than a slot
+            (padded, 6), // a SYN with trailing bytes past a slot: its headers are kept
+            (syn_frame(9000), 7),
+        ];
+        let (t, rx, stop) = spawn(move |name, _| {
+            Ok(Recorded::new(name, LinkType::Ethernet, frames.clone()).batch(3))
+        });
+        let got = collect(&rx, 2);
+        assert_eq!(ports(&got), [8000, 9000]);
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        assert!(wait_for(|| t.stats().received == 7), "{:?}", t.stats());
+        finish(t, &stop);
+    }
+
+    #[test]
+    fn a_failed_open_is_retried() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let calls_t = Arc::clone(&calls);
+        let (t, rx, stop) = spawn(move |name, _| {
+            if calls_t.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(CaptureError::NoSuchInterface(name.into()));
+            }
+            Ok(Recorded::new(name, LinkType::Ethernet, syns([7000], 1)))
+        });
+        assert_eq!(ports(&collect(&rx, 1)), [7000]);
+        assert!(t.wait_opens(1, Duration::from_secs(5)));
+        assert_eq!(t.opens(), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        finish(t, &stop);
+    }
+
+    #[test]
+    fn a_vanished_interface_is_reopened_and_reading_goes_on() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let calls_t = Arc::clone(&calls);
+        let (t, rx, stop) = spawn(move |name, _| {
+            let source = match calls_t.fetch_add(1, Ordering::SeqCst) {
+                0 => Recorded::new(name, LinkType::Ethernet, syns([7000, 8000], 1))
+                    .then(AfterFrames::Gone),
+                _ => Recorded::new(name, LinkType::Ethernet, syns([9000], 10)),
+            };
+            Ok(source)
+        });
+        assert_eq!(ports(&collect(&rx, 3)), [7000, 8000, 9000]);
+        assert!(t.wait_opens(2, Duration::from_secs(5)));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Counters add up across the two sessions.
+        assert!(wait_for(|| t.stats().received == 3), "{:?}", t.stats());
+        finish(t, &stop);
     }
 }
