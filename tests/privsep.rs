@@ -304,3 +304,28 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
     }
     rig.expect_line("SSHD: 198.18.0.66");
 }
+
+/// The configured `user` is the capture process's account.
+#[test]
+fn the_configured_user_runs_the_capture_process() {
+    if !require_root_or_skip("the_configured_user_runs_the_capture_process") {
+        return;
+    }
+    let _serial = serial();
+    let rig = Rig::start(
+        "privuser",
+        vec![Door::allow("openSSH", &OPEN)],
+        "user = \"daemon\"\n",
+        "",
+        false,
+    );
+    let child = capture_pid(&rig);
+    // Debian's `daemon` account is uid 1, gid 1.
+    assert_eq!(status_field(child, "Uid"), "1\t1\t1\t1");
+    assert_eq!(status_field(child, "Gid"), "1\t1\t1\t1");
+    assert!(
+        rig.daemon.log().contains("capture_user=daemon"),
+        "{}",
+        rig.daemon.log()
+    );
+}

@@ -164,6 +164,9 @@ target = "fd00:4b57::1"
     assert!(empty.doors.is_empty());
     let stderr = Config::from_toml_str("log = \"stderr\"", "k.toml").unwrap();
     assert_eq!(stderr.log, LogTarget::Stderr);
+    assert_eq!(empty.user, None);
+    let user = Config::from_toml_str("user = \"_knock-1\"", "k.toml").unwrap();
+    assert_eq!(user.user.as_deref(), Some("_knock-1"));
 }
 
 fn door(body: &str) -> String {
@@ -187,6 +190,9 @@ fn error_cases() -> Vec<(String, Vec<Want>)> {
         (s("interface = \"eth0/x\"\n"), vec![(1, 13, "not a valid interface")]),
         (s("interface = \"averyveryverylongname\"\n"), vec![(1, 13, "1 to 15")]),
         (s("hosts_allow = \"\"\n"), vec![(1, 15, "must not be empty")]),
+        (s("user = \"root\"\n"), vec![(1, 8, "unprivileged account")]),
+        (s("user = \"a b\"\n"), vec![(1, 8, "unprivileged account")]),
+        (s("user = \"\"\n"), vec![(1, 8, "unprivileged account")]),
         (s("[[door]]\nname = \"d\"\nsequence = [\"1\", \"3\"]\n"), vec![(1, 1, "missing field `service`")]),
         (door("sequence = [0]"), vec![(4, 13, "port 0")]),
         (door("sequence = [65536]"), vec![(4, 13, "port 65536")]),
