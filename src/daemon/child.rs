@@ -14,8 +14,9 @@
 //! without root on recorded frames.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use knock_capture::{Capture, CaptureError, EventBatch, FilterSpec, FrameSource, SharedFilter};
@@ -26,15 +27,18 @@ use tracing::{error, info, warn};
 use super::clock::Clock;
 use super::local::Destinations;
 use super::refusals::Refusals;
-use super::wire::{ChildMessage, ChildStats, Knock, Setup, SetupReader, Used, MAX_KNOCKS};
+use super::wire::{
+    ChildMessage, ChildStats, Knock, ParentMessage, Setup, SetupReader, Used, MAX_KNOCKS,
+};
 use super::{Captures, DRAIN_BATCH, QUEUE};
 use crate::sys::privilege::{self, Account};
 use crate::sys::process;
 use crate::sys::sandbox::{self, Mode};
 
-/// How often the child looks at the channel when no packet arrives.
-const CHANNEL_POLL: Duration = Duration::from_millis(50);
-/// How often counters go to the parent.
+/// Longest the loop sleeps with nothing to do (SIGTERM, the address list and the wall clock
+/// are looked at this often; the channel has its own thread and wakes the loop at once).
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// Counters go to the parent at most this often, and only when they changed.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How long counters may wait for buffer space (then the next ones will do).
 const STATS_WAIT: Duration = Duration::from_millis(200);
@@ -82,8 +86,8 @@ fn run(channel: OwnedFd, account: &Account, mode: Mode, open: Opener) -> Result<
     confine(fd, account, mode)?;
     let mut reader = SetupReader::default();
     let setup = wait_setup(fd, &mut reader)?;
-    let mut child = Child::start(fd, setup, open)?;
-    child.serve(&mut reader, process::term_requested)
+    let mut child = Child::start(fd, setup, open, reader)?;
+    child.serve(process::term_requested)
 }
 
 /// The process steps before the loop: die with the parent, keep only the channel, forward
@@ -103,32 +107,113 @@ fn confine(fd: RawFd, account: &Account, mode: Mode) -> Result<(), ChildError> {
 fn wait_setup(fd: RawFd, reader: &mut SetupReader) -> Result<Setup, ChildError> {
     loop {
         process::wait(fd, libc::POLLIN, Duration::from_secs(1)).map_err(ChildError::Channel)?;
-        if let Some(s) = read_setup(fd, reader)? {
-            return Ok(s);
+        match read_parent(fd, reader)? {
+            Read::Message(ParentMessage::Setup(s)) => return Ok(*s),
+            Read::Message(ParentMessage::Stop) | Read::Closed => std::process::exit(0),
+            Read::Nothing => {}
         }
     }
 }
 
-/// Reads what the parent sent; `Some` when a whole setup arrived. The parent closing the
-/// channel ends the child.
-fn read_setup(fd: RawFd, reader: &mut SetupReader) -> Result<Option<Setup>, ChildError> {
+/// What one read of the channel found.
+enum Read {
+    Nothing,
+    Message(ParentMessage),
+    /// The parent closed the channel (it is gone, or replacing this child): time to exit.
+    Closed,
+}
+
+/// Reads one message from the parent, if a whole one is queued.
+fn read_parent(fd: RawFd, reader: &mut SetupReader) -> Result<Read, ChildError> {
     let mut buf = vec![0u8; super::wire::FRAGMENT + 16];
-    let mut done = None;
     loop {
         match process::recv(fd, &mut buf).map_err(ChildError::Channel)? {
-            None => return Ok(done),
-            Some(0) => std::process::exit(0),
+            None => return Ok(Read::Nothing),
+            Some(0) => return Ok(Read::Closed),
             Some(n) if n > buf.len() => return Err(ChildError::Setup("oversized fragment".into())),
             Some(n) => {
-                if let Some(s) = reader
+                if let Some(m) = reader
                     .feed(&buf[..n])
                     .map_err(|e| ChildError::Setup(e.to_string()))?
                 {
-                    done = Some(s);
+                    return Ok(Read::Message(m));
                 }
             }
         }
     }
+}
+
+/// What the channel thread hands the loop.
+#[derive(Default)]
+struct Inbox {
+    setup: Option<Setup>,
+    stop: bool,
+}
+
+/// The channel thread: blocks on the channel, so the loop need not poll it. A setup or a
+/// stop is left in the inbox and the loop woken with an empty batch on its own queue. The
+/// parent closing the channel ends the process; once the loop has returned (`quit`, in tests)
+/// the thread just ends. It reads through its own duplicate of the channel descriptor.
+fn spawn_channel_thread(
+    fd: RawFd,
+    mut reader: SetupReader,
+    inbox: Arc<Mutex<Inbox>>,
+    wake: SyncSender<EventBatch>,
+    quit: Arc<AtomicBool>,
+) -> Result<(), ChildError> {
+    let own = dup_cloexec(fd).map_err(ChildError::Channel)?;
+    let body = move || {
+        let fd = own.as_raw_fd();
+        let end = |code: i32, why: &dyn std::fmt::Display| {
+            if !quit.load(Ordering::Relaxed) {
+                if code != 0 {
+                    error!(error = %why, "capture process: channel to the parent failed");
+                }
+                std::process::exit(code);
+            }
+        };
+        while !quit.load(Ordering::Relaxed) {
+            match process::wait(fd, libc::POLLIN, Duration::from_millis(500)) {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => return end(1, &e),
+            }
+            loop {
+                match read_parent(fd, &mut reader) {
+                    Ok(Read::Nothing) => break,
+                    Ok(Read::Closed) => return end(0, &"closed"),
+                    Ok(Read::Message(m)) => {
+                        {
+                            let mut b = inbox.lock().unwrap_or_else(|p| p.into_inner());
+                            match m {
+                                ParentMessage::Setup(s) => b.setup = Some(*s),
+                                ParentMessage::Stop => b.stop = true,
+                            }
+                        }
+                        let _ = wake.try_send(EventBatch::new());
+                    }
+                    Err(e) => return end(1, &e),
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("channel".into())
+        .spawn(body)
+        .map(|_| ())
+        .map_err(ChildError::Channel)
+}
+
+/// A close-on-exec duplicate of `fd` (fcntl F_DUPFD_CLOEXEC).
+fn dup_cloexec(fd: RawFd) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl on a descriptor this process holds; the result is a new descriptor.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 struct Child {
@@ -145,8 +230,13 @@ struct Child {
     refusals: Refusals,
     packets: u64,
     stats_at: Instant,
+    /// The counters last sent (they are sent again only when they changed).
+    stats_sent: ChildStats,
     /// Sequences completed in this drain, sent together after it.
     knocks: Vec<Knock>,
+    inbox: Arc<Mutex<Inbox>>,
+    /// Ends the channel thread when the loop returns (tests run several loops in one process).
+    quit: Arc<AtomicBool>,
 }
 
 fn build(setup: &Setup) -> Result<Matcher, ChildError> {
@@ -162,7 +252,12 @@ fn targets(setup: &Setup) -> Vec<std::net::IpAddr> {
 }
 
 impl Child {
-    fn start(fd: RawFd, setup: Setup, open: Opener) -> Result<Child, ChildError> {
+    fn start(
+        fd: RawFd,
+        setup: Setup,
+        open: Opener,
+        reader: SetupReader,
+    ) -> Result<Child, ChildError> {
         let clock = Clock::new();
         let mut matcher = build(&setup)?;
         matcher.set_wall_offset(clock.wall_offset());
@@ -184,8 +279,18 @@ impl Child {
             refusals: Refusals::default(),
             packets: 0,
             stats_at: Instant::now(),
+            stats_sent: ChildStats::default(),
             knocks: Vec::new(),
+            inbox: Arc::default(),
+            quit: Arc::default(),
         };
+        spawn_channel_thread(
+            fd,
+            reader,
+            Arc::clone(&child.inbox),
+            child.tx.clone(),
+            Arc::clone(&child.quit),
+        )?;
         child.send(&ChildMessage::Ready);
         Ok(child)
     }
@@ -206,20 +311,26 @@ impl Child {
         }
     }
 
-    /// The loop, until `stop` says so (in the daemon: SIGTERM from the parent).
-    fn serve(
-        &mut self,
-        reader: &mut SetupReader,
-        stop: impl Fn() -> bool,
-    ) -> Result<(), ChildError> {
+    /// The loop, until the parent sends Stop or `stop` says so (in the daemon: SIGTERM).
+    fn serve(&mut self, stop: impl Fn() -> bool) -> Result<(), ChildError> {
+        let result = self.serve_inner(stop);
+        self.quit.store(true, Ordering::Relaxed);
+        result
+    }
+
+    fn serve_inner(&mut self, stop: impl Fn() -> bool) -> Result<(), ChildError> {
         loop {
-            if stop() {
-                // Asked to stop by the parent: the last summaries and counters first.
+            let (setup, stop_asked) = {
+                let mut b = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+                (b.setup.take(), b.stop)
+            };
+            if stop_asked || stop() {
+                // The last summaries and counters first.
                 self.refusals.flush(self.clock.boot_ms(), true);
                 self.send(&ChildMessage::Stats(self.stats()));
                 return Ok(());
             }
-            if let Some(setup) = read_setup(self.fd, reader)? {
+            if let Some(setup) = setup {
                 self.reload(setup)?;
             }
             if self.clock.check_jump().is_some() {
@@ -229,20 +340,27 @@ impl Child {
             self.destinations.refresh();
             self.matcher.tick(now);
             self.refusals.flush(now, false);
-            if self.stats_at.elapsed() >= STATS_EVERY {
-                self.stats_at = Instant::now();
-                self.send(&ChildMessage::Stats(self.stats()));
+            let mut stats_due = None;
+            let since = self.stats_at.elapsed();
+            if since >= STATS_EVERY {
+                let stats = self.stats();
+                if stats != self.stats_sent {
+                    self.stats_at = Instant::now();
+                    self.send(&ChildMessage::Stats(stats.clone()));
+                    self.stats_sent = stats;
+                }
+            } else if self.packets != self.stats_sent.packets {
+                stats_due = Some((STATS_EVERY - since).as_millis() as u64);
             }
             let wake = [
                 self.matcher.next_deadline().map(|t| t.saturating_sub(now)),
                 self.refusals.deadline().map(|t| t.saturating_sub(now)),
+                stats_due,
             ]
             .into_iter()
             .flatten()
             .min()
-            .map_or(CHANNEL_POLL, |ms| {
-                Duration::from_millis(ms).min(CHANNEL_POLL)
-            });
+            .map_or(IDLE_WAKE, |ms| Duration::from_millis(ms).min(IDLE_WAKE));
             match self.rx.recv_timeout(wake) {
                 Ok(batch) => {
                     let mut seen = batch.len();
@@ -377,7 +495,6 @@ impl Child {
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::thread;
 
     use knock_capture::{LinkType, Recorded};
@@ -453,14 +570,12 @@ mod tests {
             let source = Recorded::new(name, LinkType::RawIp, frames.clone());
             Ok(Box::new(source) as Box<dyn FrameSource>)
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_t = Arc::clone(&stop);
         let child = thread::spawn(move || {
             let fd = theirs.as_raw_fd();
             let mut reader = SetupReader::default();
             let setup = wait_setup(fd, &mut reader)?;
-            let mut child = Child::start(fd, setup, open)?;
-            let served = child.serve(&mut reader, || stop_t.load(Ordering::Relaxed));
+            let mut child = Child::start(fd, setup, open, reader)?;
+            let served = child.serve(|| false);
             if let Some(c) = child.captures.take() {
                 c.shutdown();
             }
@@ -470,7 +585,8 @@ mod tests {
         let mut buf = vec![0u8; 1 << 16];
         let deadline = Instant::now() + Duration::from_secs(10);
         while !enough(&got) && Instant::now() < deadline {
-            if !process::wait(parent.as_raw_fd(), libc::POLLIN, CHANNEL_POLL).unwrap() {
+            if !process::wait(parent.as_raw_fd(), libc::POLLIN, Duration::from_millis(50)).unwrap()
+            {
                 continue;
             }
             while let Some(n) = process::recv(parent.as_raw_fd(), &mut buf).unwrap() {
@@ -481,7 +597,7 @@ mod tests {
                 got.push(ChildMessage::decode(&buf[..n]).unwrap());
             }
         }
-        stop.store(true, Ordering::Relaxed);
+        process::send(parent.as_raw_fd(), &wire::stop_message(), None).unwrap();
         child.join().unwrap().unwrap();
         (t0, got)
     }

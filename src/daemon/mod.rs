@@ -660,7 +660,11 @@ impl Daemon {
         self.stopping = true;
         if let Some(child) = &self.child {
             // The child's last refusal summaries and counters, then its exit.
-            process::kill(child.pid, libc::SIGTERM);
+            let _ = process::send(
+                child.channel.as_raw_fd(),
+                &wire::stop_message(),
+                Some(Duration::from_millis(200)),
+            );
             let deadline = Instant::now() + Duration::from_secs(1);
             while self.child.is_some() && Instant::now() < deadline {
                 self.read_child(Duration::from_millis(50));

@@ -35,6 +35,7 @@ const KIND_LOG: u8 = 2;
 const KIND_STATS: u8 = 3;
 const KIND_READY: u8 = 4;
 const KIND_SETUP: u8 = 10;
+const KIND_STOP: u8 = 11;
 
 /// What a completed sequence used up, as the child reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,6 +325,20 @@ pub fn setup_fragments(setup: &Setup) -> Result<Vec<Vec<u8>>, WireError> {
         .collect())
 }
 
+/// A message from the parent.
+#[derive(Debug)]
+pub enum ParentMessage {
+    /// Doors, interfaces and options: at start and on every reload.
+    Setup(Box<Setup>),
+    /// Send the last summaries and counters, then exit.
+    Stop,
+}
+
+/// The stop message.
+pub fn stop_message() -> Vec<u8> {
+    vec![VERSION, KIND_STOP]
+}
+
 /// Collects setup fragments until the last one.
 #[derive(Default)]
 pub struct SetupReader {
@@ -331,9 +346,11 @@ pub struct SetupReader {
 }
 
 impl SetupReader {
-    /// Feeds one datagram; `Some(setup)` when it was the last fragment.
-    pub fn feed(&mut self, datagram: &[u8]) -> Result<Option<Setup>, WireError> {
+    /// Feeds one datagram; `Some` when it completed a message (the last fragment of a setup,
+    /// or a stop).
+    pub fn feed(&mut self, datagram: &[u8]) -> Result<Option<ParentMessage>, WireError> {
         match datagram {
+            [VERSION, KIND_STOP] => Ok(Some(ParentMessage::Stop)),
             [VERSION, KIND_SETUP, more @ (0 | 1), body @ ..] => {
                 if self.buf.len() + body.len() > MAX_SETUP {
                     self.buf.clear();
@@ -345,7 +362,7 @@ impl SetupReader {
                 }
                 let json = std::mem::take(&mut self.buf);
                 serde_json::from_slice(&json)
-                    .map(Some)
+                    .map(|s| Some(ParentMessage::Setup(Box::new(s))))
                     .map_err(|e| WireError::Setup(e.to_string()))
             }
             [] => Err(WireError::Empty),
@@ -494,7 +511,13 @@ mod tests {
             assert!(f.len() <= FRAGMENT + 3);
             got = r.feed(f).unwrap();
         }
-        let got = got.expect("complete");
+        let Some(ParentMessage::Setup(got)) = got else {
+            panic!("no complete setup: {got:?}");
+        };
+        assert!(matches!(
+            r.feed(&stop_message()),
+            Ok(Some(ParentMessage::Stop))
+        ));
         assert_eq!(got.doors, vec![door]);
         assert_eq!(got.interfaces, vec!["eth0".to_owned()]);
     }
