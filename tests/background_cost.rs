@@ -28,8 +28,20 @@ use test_support::{require_root_or_skip, Rng};
 
 const FRAMES: u32 = 1_000_000;
 
+/// CPU ticks (utime + stime) of the daemon and of its live children: the capture process,
+/// which does the packet work, runs as the daemon's child.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    own_ticks(pid)
+        + support::process::children_of(pid)
+            .into_iter()
+            .map(own_ticks)
+            .sum::<u64>()
+}
+
+fn own_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
     // Fields after the command name (which may contain blanks) start after the last ')'.
     let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
