@@ -428,7 +428,7 @@ fn a_state_dir_swapped_for_a_symlink_mid_write_redirects_nothing() {
         );
         std::thread::sleep(Duration::from_millis(300));
         std::fs::write(
-            e.join(format!(".leases.json.knockwrap.tmp.{}", child.id())),
+            e.join(".leases.json.knockwrap.tmp"),
             "{\"version\": 1, \"leases\": []}\n",
         )
         .expect("planted temp");

@@ -116,7 +116,7 @@ fn sigkill_at_random_moments_never_leaves_a_partial_file() {
             e.unwrap()
                 .file_name()
                 .to_string_lossy()
-                .contains("knockwrap.tmp.")
+                .contains("knockwrap.tmp")
         }) {
             mid_write += 1;
         }

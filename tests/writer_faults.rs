@@ -225,11 +225,7 @@ fn a_directory_swapped_for_a_symlink_mid_write_redirects_nothing() {
         );
         std::thread::sleep(Duration::from_millis(300));
         // What a writer that goes by path would rename into place next.
-        fs::write(
-            e.join(format!(".hosts.allow.knockwrap.tmp.{}", child.id())),
-            b"ALL: ALL\n",
-        )
-        .unwrap();
+        fs::write(e.join(".hosts.allow.knockwrap.tmp"), b"ALL: ALL\n").unwrap();
         let before = swap::contents(&e);
         let moved = p.path().join("etc.moved");
         swap::swap_for_symlink(&d, &moved, &e);

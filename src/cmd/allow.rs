@@ -37,7 +37,7 @@ pub fn run(args: AllowArgs) -> Outcome {
     let (changed, refused) = match (&target.state_dir, args.target.dry_run) {
         // With a journal: the state owner's transaction, lease first, under the lock.
         (Some(dir), false) => {
-            let (mut state, aside) = State::open(&target.hosts_allow, dir, opts)
+            let (mut state, aside) = State::open_once(&target.hosts_allow, dir, opts)
                 .map_err(|e| Failure::failed(e.to_string()))?;
             if let Some(a) = aside {
                 let moved = a

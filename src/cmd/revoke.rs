@@ -63,7 +63,7 @@ pub fn run(args: RevokeArgs) -> Outcome {
         // The state owner: line first, lease after (a crash in between leaves a lease whose
         // removal repeats).
         (Some(dir), false) => {
-            let (mut state, _) = State::open(&target.hosts_allow, dir, opts)
+            let (mut state, _) = State::open_once(&target.hosts_allow, dir, opts)
                 .map_err(|e| Failure::failed(e.to_string()))?;
             state
                 .revoke_any(&line)

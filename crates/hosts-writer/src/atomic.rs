@@ -172,7 +172,14 @@ struct Current {
 }
 
 /// Reads `name` in `dir` (`target` is its path, for messages), never through a symlink.
-fn read_current(dir: &HeldDir, name: &OsStr, target: &Path) -> Result<Current, WriteError> {
+/// `xattrs`: also read its security xattrs (for a write, which carries them over; a read for
+/// display has no use for them).
+fn read_current(
+    dir: &HeldDir,
+    name: &OsStr,
+    target: &Path,
+    xattrs: bool,
+) -> Result<Current, WriteError> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let mut file = match rustix::fs::openat(dir.fd(), name, flags, Mode::empty()) {
         Ok(fd) => File::from(fd),
@@ -192,8 +199,11 @@ fn read_current(dir: &HeldDir, name: &OsStr, target: &Path) -> Result<Current, W
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes)
         .map_err(|e| WriteError::io(target, "read", e))?;
-    let xattrs =
-        fsmeta::security_xattrs(&file).map_err(|e| WriteError::io(target, "read xattrs", e))?;
+    let xattrs = if xattrs {
+        fsmeta::security_xattrs(&file).map_err(|e| WriteError::io(target, "read xattrs", e))?
+    } else {
+        Vec::new()
+    };
     Ok(Current {
         bytes,
         snap: Some(Snapshot::of(&meta)),
@@ -203,7 +213,10 @@ fn read_current(dir: &HeldDir, name: &OsStr, target: &Path) -> Result<Current, W
 }
 
 /// Did the file stay exactly as we read it? Metadata first (cheap), then the bytes, because
-/// timestamps can be too coarse to see a same-size rewrite.
+/// timestamps can be too coarse to see a same-size rewrite. The bytes are read again through
+/// the descriptor of the first read: the metadata check has just shown that the name still
+/// leads to that inode (device and inode number), so this reads what a reopen by name would,
+/// without a second open, a second copy of the file in memory or its xattrs listed again.
 fn unchanged_since(
     dir: &HeldDir,
     name: &OsStr,
@@ -213,9 +226,30 @@ fn unchanged_since(
     if !same_metadata(dir, name, target, read)? {
         return Ok(false);
     }
-    match read.snap {
+    match &read.file {
         None => Ok(true),
-        Some(_) => Ok(read_current(dir, name, target)?.bytes == read.bytes),
+        Some(file) => same_bytes(file, &read.bytes).map_err(|e| WriteError::io(target, "read", e)),
+    }
+}
+
+/// Does `file` hold exactly `bytes`, from offset 0 to its end? Compared a chunk at a time.
+fn same_bytes(file: &File, bytes: &[u8]) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0usize;
+    loop {
+        let n = match file.read_at(&mut buf, off as u64) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(off == bytes.len());
+        }
+        match bytes.get(off..off + n) {
+            Some(want) if want == &buf[..n] => off += n,
+            _ => return Ok(false),
+        }
     }
 }
 
@@ -274,31 +308,27 @@ impl Drop for TempFile<'_> {
     }
 }
 
-/// `.<name>.knockwrap.<kind>.<pid>`: a temp name beside `name`.
+/// The kinds of temp file an update makes beside the file: the new version, and the staged
+/// backup.
+const TEMP_KINDS: [&str; 2] = ["tmp", "baktmp"];
+
+/// `.<name>.knockwrap.<kind>`: a temp name beside `name`. One fixed name per kind is enough:
+/// temp files are only ever created under the sidecar lock, so no two writers use one at the
+/// same time, and a killed writer's leftover is known by name (see [`sweep_stale_temps`]).
 fn sibling(name: &OsStr, kind: &str) -> OsString {
     let mut n = OsString::from(".");
     n.push(name);
-    n.push(format!(".knockwrap.{kind}.{}", std::process::id()));
+    n.push(".knockwrap.");
+    n.push(kind);
     n
 }
 
-/// Remove temp files a killed writer left behind. Safe because we hold the lock and temp files
+/// Remove temp files a killed writer left behind: an `unlinkat` of each temp name (ENOENT when
+/// there is none), not a listing of the directory. Safe because we hold the lock and temp files
 /// are only ever created under it.
 fn sweep_stale_temps(dir: &HeldDir, name: &OsStr) {
-    let mut prefix = OsString::from(".");
-    prefix.push(name);
-    prefix.push(".knockwrap.");
-    let prefix = prefix.as_encoded_bytes().to_vec();
-    let Ok(entries) = rustix::fs::Dir::read_from(dir.fd()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let n = entry.file_name();
-        if let Some(rest) = n.to_bytes().strip_prefix(prefix.as_slice()) {
-            if rest.starts_with(b"tmp.") || rest.starts_with(b"baktmp.") {
-                let _ = rustix::fs::unlinkat(dir.fd(), n, AtFlags::empty());
-            }
-        }
+    for kind in TEMP_KINDS {
+        let _ = rustix::fs::unlinkat(dir.fd(), sibling(name, kind), AtFlags::empty());
     }
 }
 
@@ -353,8 +383,8 @@ fn keep_backup(
     let mut bak_name = name.to_os_string();
     bak_name.push(".bak");
     let bak = dir.path().join(&bak_name);
+    // No leftover under this name: the sweep at the start of the update removed it.
     let tmp = sibling(name, "baktmp");
-    let _ = rustix::fs::unlinkat(dir.fd(), &tmp, AtFlags::empty());
     // linkat without AT_SYMLINK_FOLLOW links the name itself, never what a symlink names.
     let staged = match rustix::fs::linkat(dir.fd(), name, dir.fd(), &tmp, AtFlags::empty()) {
         Ok(()) => TempFile {
@@ -411,7 +441,7 @@ where
             }
             .into());
         }
-        let read = read_current(&dir, &name, &target)?;
+        let read = read_current(&dir, &name, &target, true)?;
         let after = match &salvage {
             Some(tail) => {
                 let mut a = read.bytes.clone();
@@ -535,7 +565,7 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, WriteError> {
 fn read_for_display(target: &Path) -> Result<Current, WriteError> {
     let (dir_path, name) = split(target)?;
     match dirfd::open_for_read(&dir_path)? {
-        Some(dir) => read_current(&dir, &name, target),
+        Some(dir) => read_current(&dir, &name, target, false),
         None => Ok(Current {
             bytes: Vec::new(),
             snap: None,
@@ -554,4 +584,30 @@ pub fn rename_aside(path: &Path, new_name: &OsStr) -> Result<PathBuf, WriteError
     rustix::fs::renameat(dir.fd(), &name, dir.fd(), new_name)
         .map_err(|e| WriteError::io(path, "move aside", e.into()))?;
     Ok(dir_path.join(new_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_compares_the_whole_file_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&p, &bytes).unwrap();
+        let file = File::open(&p).unwrap();
+        assert!(same_bytes(&file, &bytes).unwrap());
+        // One byte differs in a later chunk; the file is longer; the file is shorter.
+        let mut other = bytes.clone();
+        other[150_000] ^= 1;
+        assert!(!same_bytes(&file, &other).unwrap());
+        assert!(!same_bytes(&file, &bytes[..bytes.len() - 1]).unwrap());
+        let mut longer = bytes.clone();
+        longer.push(b'\n');
+        assert!(!same_bytes(&file, &longer).unwrap());
+        assert!(same_bytes(&File::open(dir.path().join("f")).unwrap(), &bytes).unwrap());
+        fs::write(&p, b"").unwrap();
+        assert!(same_bytes(&File::open(&p).unwrap(), b"").unwrap());
+    }
 }

@@ -92,8 +92,8 @@ pub fn open_for_write(dir: &Path, target: &Path, private: bool) -> Result<HeldDi
         if i > 0 {
             let name = names[i - 1];
             walked.push(name);
-            // The holder is opened for reading (fsync, the stale-temp sweep); the ones above
-            // only to walk through.
+            // The holder is opened for reading (fsync needs a real descriptor, not O_PATH);
+            // the ones above only to walk through.
             let access = if i == names.len() {
                 OFlags::RDONLY
             } else {

@@ -145,6 +145,9 @@ pub struct State {
     known: Vec<Lease>,
     /// A rebuild that happened during one of our own operations, for the next report.
     report: Option<SetAside>,
+    /// Opened for one operation (the CLI, see [`State::open_once`]): the journal is not read
+    /// back after our own write.
+    once: bool,
 }
 
 impl State {
@@ -177,8 +180,24 @@ impl State {
             seen: None,
             known: Vec::new(),
             report: None,
+            once: false,
         };
         let aside = state.reread()?;
+        Ok((state, aside))
+    }
+
+    /// [`State::open`] for a caller that makes one grant or revoke and then drops the state
+    /// (the CLI): the transaction is the same (lock, journal first, checks, fsyncs), but the
+    /// journal is not read back after our own write, since nobody asks this state for its
+    /// leases or next expiry afterwards. Should anyone call [`State::notice_changes`] after
+    /// all, it reads the journal then.
+    pub fn open_once(
+        hosts_allow: &Path,
+        state_dir: &Path,
+        policy: PolicyOptions,
+    ) -> Result<(State, Option<SetAside>), StateError> {
+        let (mut state, aside) = State::open(hosts_allow, state_dir, policy)?;
+        state.once = true;
         Ok((state, aside))
     }
 
@@ -251,6 +270,11 @@ impl State {
     /// then differs from what we last saw, and the next [`State::notice_changes`] meets (and
     /// reports) the problem.
     fn reread_own(&mut self) -> Result<(), StateError> {
+        if self.once {
+            // Unknown since our write: the next `notice_changes` (if any) reads it.
+            self.seen = None;
+            return Ok(());
+        }
         match self.reread() {
             Ok(Some(aside)) => self.report = Some(aside),
             Ok(None) => {}

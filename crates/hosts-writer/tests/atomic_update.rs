@@ -297,19 +297,14 @@ fn stale_temp_files_of_a_killed_writer_are_swept() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("hosts.allow");
     fs::write(&p, b"a: b\n").unwrap();
-    fs::write(
-        dir.path().join(".hosts.allow.knockwrap.tmp.99999"),
-        b"partial",
-    )
-    .unwrap();
-    fs::write(
-        dir.path().join(".hosts.allow.knockwrap.baktmp.99999"),
-        b"partial",
-    )
-    .unwrap();
-    fs::write(dir.path().join(".other.knockwrap.tmp.1"), b"not ours").unwrap();
-    update(&p, &opts(), append(b"x\n")).unwrap();
-    assert!(leftovers(dir.path()) == vec![".other.knockwrap.tmp.1".to_string()]);
+    // A killed writer's temp names (fixed per file: temps are only made under the lock).
+    fs::write(dir.path().join(".hosts.allow.knockwrap.tmp"), b"partial").unwrap();
+    fs::write(dir.path().join(".hosts.allow.knockwrap.baktmp"), b"partial").unwrap();
+    fs::write(dir.path().join(".other.knockwrap.tmp"), b"not ours").unwrap();
+    let out = update(&p, &opts(), append(b"x\n")).unwrap();
+    assert!(out.written);
+    assert_eq!(fs::read(&p).unwrap(), b"a: b\nx\n");
+    assert!(leftovers(dir.path()) == vec![".other.knockwrap.tmp".to_string()]);
 }
 
 #[test]
