@@ -19,7 +19,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use knock_capture::{Capture, CaptureError, EventBatch, FilterSpec, FrameSource, SharedFilter};
+use knock_capture::{
+    spawn_capture_thread_with, Capture, CaptureError, CaptureThread, EventBatch, FilterSpec,
+    FrameSource, SharedFilter,
+};
 use knock_match::{check_source, Consume, KnockEvent, Matcher, Refusal};
 use thiserror::Error;
 use tracing::{error, info, warn};
@@ -30,7 +33,7 @@ use super::refusals::Refusals;
 use super::wire::{
     ChildMessage, ChildStats, Knock, ParentMessage, Setup, SetupReader, Used, MAX_KNOCKS,
 };
-use super::{Captures, DRAIN_BATCH, QUEUE};
+use super::{DRAIN_BATCH, OPEN_WAIT, QUEUE};
 use crate::sys::privilege::{self, Account};
 use crate::sys::process;
 use crate::sys::sandbox::{self, Mode};
@@ -55,6 +58,12 @@ pub enum ChildError {
     Channel(std::io::Error),
     #[error("setup from the parent: {0}")]
     Setup(String),
+    #[error("{interface}: cannot start capture: {source}")]
+    Capture {
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How a capture thread opens its interface (called again on every reopen): the packet
@@ -216,6 +225,58 @@ fn dup_cloexec(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// The capture threads, one per interface.
+struct Captures {
+    interfaces: Vec<String>,
+    threads: Vec<CaptureThread>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Captures {
+    /// One capture thread per interface, each opening its source with `open`.
+    fn spawn(
+        interfaces: &[String],
+        filter: &SharedFilter,
+        tx: &SyncSender<EventBatch>,
+        open: &Opener,
+    ) -> Result<Captures, ChildError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for name in interfaces {
+            let open = Arc::clone(open);
+            let t = spawn_capture_thread_with(
+                name,
+                filter.clone(),
+                tx.clone(),
+                Arc::clone(&stop),
+                move |name: &str, spec: &FilterSpec| open(name, spec),
+            )
+            .map_err(|e| ChildError::Capture {
+                interface: name.clone(),
+                source: e,
+            })?;
+            threads.push(t);
+        }
+        for (name, t) in interfaces.iter().zip(&threads) {
+            if !t.wait_opens(1, OPEN_WAIT) {
+                warn!(interface = %name, "capture not open yet; retrying in the background");
+            }
+        }
+        Ok(Captures {
+            interfaces: interfaces.to_vec(),
+            threads,
+            stop,
+        })
+    }
+
+    fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.handle.join();
+        }
+    }
+}
+
 struct Child {
     fd: RawFd,
     matcher: Matcher,
@@ -263,8 +324,7 @@ impl Child {
         matcher.set_wall_offset(clock.wall_offset());
         let filter = SharedFilter::new(spec(&setup));
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let captures = Captures::spawn(&setup.interfaces, &filter, &tx, &open)
-            .map_err(|e| ChildError::Setup(e.message))?;
+        let captures = Captures::spawn(&setup.interfaces, &filter, &tx, &open)?;
         let child = Child {
             fd,
             matcher,
@@ -482,10 +542,12 @@ impl Child {
             if let Some(c) = self.captures.take() {
                 c.shutdown();
             }
-            self.captures = Some(
-                Captures::spawn(&setup.interfaces, &self.filter, &self.tx, &self.open)
-                    .map_err(|e| ChildError::Setup(e.message))?,
-            );
+            self.captures = Some(Captures::spawn(
+                &setup.interfaces,
+                &self.filter,
+                &self.tx,
+                &self.open,
+            )?);
         }
         info!(sequences_kept = carried, "capture process reloaded");
         Ok(())

@@ -24,13 +24,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knock_capture::{
-    spawn_capture_thread_with, CaptureThread, EventBatch, FilterSpec, SharedFilter,
-};
+use knock_capture::FilterSpec;
 use knock_match::{Action, Consume, Decision, Door, DoorKind, MatcherOptions};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::{Config, ConfigErrors};
@@ -106,54 +103,6 @@ impl Signals {
         reg(signal_hook::consts::SIGTERM, &term)?;
         reg(signal_hook::consts::SIGINT, &term)?;
         Ok(Signals { hup, term })
-    }
-}
-
-struct Captures {
-    interfaces: Vec<String>,
-    threads: Vec<CaptureThread>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Captures {
-    /// One capture thread per interface, each opening its source with `open`.
-    fn spawn(
-        interfaces: &[String],
-        filter: &SharedFilter,
-        tx: &SyncSender<EventBatch>,
-        open: &child::Opener,
-    ) -> Result<Captures, Failure> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for name in interfaces {
-            let open = Arc::clone(open);
-            let t = spawn_capture_thread_with(
-                name,
-                filter.clone(),
-                tx.clone(),
-                Arc::clone(&stop),
-                move |name: &str, spec: &FilterSpec| open(name, spec),
-            )
-            .map_err(|e| Failure::failed(format!("{name}: cannot start capture: {e}")))?;
-            threads.push(t);
-        }
-        for (name, t) in interfaces.iter().zip(&threads) {
-            if !t.wait_opens(1, OPEN_WAIT) {
-                warn!(interface = %name, "capture not open yet; retrying in the background");
-            }
-        }
-        Ok(Captures {
-            interfaces: interfaces.to_vec(),
-            threads,
-            stop,
-        })
-    }
-
-    fn shutdown(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.handle.join();
-        }
     }
 }
 
