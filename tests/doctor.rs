@@ -248,3 +248,15 @@ fn without_sshd_the_unit_files_execstart_is_used() {
         "{out}"
     );
 }
+
+#[test]
+fn the_capture_account_is_checked() {
+    let Some(sshd) = real_sshd() else { return };
+    let with_user = |user: &str| format!("user = \"{user}\"\n{ONE_DOOR}");
+    let (_d, config) = setup(&with_user("no-such-user-kw"), "", "sshd: ALL\n");
+    let r = doctor(&config, &sshd);
+    r.assert_has("✗ the capture process's account: user `no-such-user-kw` not found");
+    assert_eq!(r.code, 1, "{}", r.out);
+    let (_d, config) = setup(&with_user("daemon"), "", "sshd: ALL\n");
+    doctor(&config, &sshd).assert_has("✓ the capture process will run as `daemon` (uid 1)");
+}

@@ -71,6 +71,32 @@ fn warn(text: impl Into<String>, fix: impl Into<String>) -> Check {
     }
 }
 
+/// The account the daemon's capture process will run as (`user`, else `knockwrap`, else
+/// `nobody`): a missing one keeps `knockwrap run` from starting.
+fn capture_account(c: &knockwrap_config::Config) -> Check {
+    use crate::sys::privilege;
+    match privilege::choose(c.user.as_deref()) {
+        Ok(a) if c.user.is_none() && a.name == "nobody" => warn(
+            format!(
+                "the capture process will run as `nobody` (uid {}): no `knockwrap` account",
+                a.uid
+            ),
+            "create one so no other service shares the capture process's uid: `useradd --system \
+             --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+             knockwrap` (the Debian package does this)",
+        ),
+        Ok(a) => ok(format!(
+            "the capture process will run as `{}` (uid {})",
+            a.name, a.uid
+        )),
+        Err(e) => fail(
+            format!("the capture process's account: {e}"),
+            "set `user` to an existing unprivileged account, or create it (`useradd --system \
+             --no-create-home --shell /usr/sbin/nologin NAME`)",
+        ),
+    }
+}
+
 /// Runs every check.
 pub fn run(config_path: &Path, sshd: Option<&Path>) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -130,6 +156,7 @@ pub fn run(config_path: &Path, sshd: Option<&Path>) -> Vec<Check> {
     if let Some(c) = &config {
         door_services(c, &mut checks);
         interfaces(c, &mut checks);
+        checks.push(capture_account(c));
     }
     permissions(
         config_path,
