@@ -16,7 +16,7 @@ mod local;
 pub mod notify;
 mod refusals;
 mod snapshot;
-pub mod wire;
+pub use knockwrap_wire as wire;
 
 use std::io::Read;
 use std::net::IpAddr;
