@@ -143,6 +143,16 @@ pub fn prometheus(s: &Snapshot) -> String {
         "Failed writes of hosts.allow or state.",
         c.write_failures,
     );
+    counter(
+        "capture_restarts_total",
+        "Capture processes replaced (died, or sent a message the parent refused).",
+        c.child_restarts,
+    );
+    counter(
+        "capture_refused_messages_total",
+        "Messages from the capture process the parent refused.",
+        c.refused_messages,
+    );
     out += "# HELP knockwrap_refused_total Refused packets and decisions by reason.\n";
     out += "# TYPE knockwrap_refused_total counter\n";
     for (reason, n) in &c.refused {

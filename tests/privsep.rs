@@ -303,6 +303,26 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
         libc::close(fd);
     }
     rig.expect_line("SSHD: 198.18.0.66");
+    // `knockwrap status` counts what happened (published every 5 s and after changes).
+    let config = rig.daemon.config.display().to_string();
+    let counted = wait_until(Duration::from_secs(8), Duration::from_millis(100), || {
+        let out = rig
+            .root
+            .command(support::daemon::knockwrap_bin())
+            .args(["status", "--config", &config, "--format", "json"])
+            .output()
+            .expect("status");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
+            v["counters"]["refused_messages"] == 4
+                && v["counters"]["child_restarts"] == 4
+                && v["capture_pid"].as_u64().is_some()
+        })
+    });
+    assert!(
+        counted,
+        "status does not count the refusals\n{}",
+        rig.daemon.log()
+    );
 }
 
 /// The configured `user` is the capture process's account.

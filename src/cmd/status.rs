@@ -58,6 +58,11 @@ fn human(s: &Snapshot, running: bool, age: u64) {
         s.pid,
         rfc3339_utc(s.started_at)
     );
+    match s.capture_pid {
+        Some(pid) => outln!("capture process: pid {pid}"),
+        // Restarting after it died or was refused (see the daemon's log).
+        None => outln!("capture process: NONE (being restarted; see the log)"),
+    }
     outln!("config: {}   hosts.allow: {}", s.config, s.hosts_allow);
     for i in &s.interfaces {
         outln!(
