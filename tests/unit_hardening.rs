@@ -30,6 +30,10 @@ use test_support::skip_or_fail;
 /// with AF_PACKET, CAP_CHOWN for the writer and CAP_SETUID/CAP_SETGID for the child's drop.
 const MAX_EXPOSURE: f64 = 2.0;
 
+/// The transient unit's name: not `knockwrap`, which a host that had the package installed and
+/// removed (not purged) keeps masked, and the container sees the host's `/etc`.
+const UNIT: &str = "knockwrap-under-test";
+
 fn unit_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/knockwrap.service")
 }
@@ -325,19 +329,19 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
         c.journal("knockwrap-noraw")
     );
 
-    let out = start_unit(&c, "knockwrap", |_, v| Some(v.to_owned()));
+    let out = start_unit(&c, UNIT, |_, v| Some(v.to_owned()));
     assert!(
         out.status.success(),
         "systemd-run failed: {}\njournal:\n{}",
         text(&out),
-        c.journal("knockwrap")
+        c.journal(UNIT)
     );
     let failing = |why: &str| -> ! {
         panic!(
             "{why}\nhosts.allow: {:?}\nunit:\n{}\njournal:\n{}",
             std::fs::read_to_string(&hosts_allow),
-            text(&c.run(&["systemctl", "status", "--no-pager", "knockwrap"])),
-            c.journal("knockwrap")
+            text(&c.run(&["systemctl", "status", "--no-pager", UNIT])),
+            c.journal(UNIT)
         )
     };
     // The sandbox is really applied (a property systemd ignored would show here).
@@ -349,7 +353,7 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
         ("NoNewPrivileges", "yes"),
         ("UMask", "0077"),
     ] {
-        let got = c.show("knockwrap", property);
+        let got = c.show(UNIT, property);
         if got != want {
             failing(&format!("{property}={got}, want {want}"));
         }
@@ -379,12 +383,12 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
     assert_eq!(state.mode() & 0o7777, 0o700, "StateDirectoryMode");
 
     // Reload (ExecReload under the same sandbox): the daemon stays up and keeps serving.
-    let out = c.run(&["systemctl", "reload", "knockwrap"]);
+    let out = c.run(&["systemctl", "reload", UNIT]);
     if !out.status.success() {
         failing(&format!("systemctl reload failed: {}", text(&out)));
     }
     std::thread::sleep(Duration::from_millis(500));
-    if c.show("knockwrap", "ActiveState") != "active" || c.show("knockwrap", "NRestarts") != "0" {
+    if c.show(UNIT, "ActiveState") != "active" || c.show(UNIT, "NRestarts") != "0" {
         failing("the daemon did not stay up across the reload");
     }
     knock(&net, &["9000", "8000", "7000"]);
@@ -393,7 +397,7 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
     }) {
         failing(&format!("{line:?} still there after the closing knock"));
     }
-    if c.show("knockwrap", "ActiveState") != "active" {
+    if c.show(UNIT, "ActiveState") != "active" {
         failing("the daemon is not running at the end");
     }
     // A sandbox that only degrades the daemon shows as a warning (e.g. without AF_NETLINK it
@@ -406,7 +410,7 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
         "-p",
         "warning",
         "-u",
-        "knockwrap",
+        UNIT,
     ]);
     // Expected: doctor's start-up note about the foreign owner this test gave the file.
     let warnings: Vec<String> = String::from_utf8_lossy(&warnings.stdout)
@@ -421,6 +425,6 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
         let warnings = warnings.join("\n");
         failing(&format!("warnings under the sandbox:\n{warnings}"));
     }
-    let out = c.run(&["systemctl", "stop", "knockwrap"]);
+    let out = c.run(&["systemctl", "stop", UNIT]);
     assert!(out.status.success(), "systemctl stop: {}", text(&out));
 }
