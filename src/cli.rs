@@ -150,19 +150,26 @@ pub struct KnockArgs {
     pub host: String,
     /// PORT[:tcp|:udp]... (none: the door of the profile target HOST names).
     pub ports: Vec<String>,
-    /// Default protocol UDP instead of TCP.
+    #[command(flatten)]
+    pub knock: KnockOptions,
+}
+
+/// How to knock: the options `knock` and `connect` share.
+#[derive(Args, Debug)]
+pub struct KnockOptions {
+    /// Default protocol UDP instead of TCP for the knock steps.
     #[arg(short = 'u', long = "udp")]
     pub udp: bool,
     /// Delay between knocks in milliseconds (default 0, or the profile's `delay_ms`).
     #[arg(short = 'd', long = "delay")]
     pub delay_ms: Option<u64>,
-    /// Knock only the IPv4 addresses of each host.
+    /// Use only the IPv4 addresses of each host.
     #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
     pub ipv4: bool,
-    /// Knock only the IPv6 addresses of each host.
+    /// Use only the IPv6 addresses of each host.
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
-    /// Show each address and each knock as it is sent.
+    /// Report each address, each knock and (connect) each connection attempt as it happens.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
     /// Take the sequence from this door of the config (TOTP doors included).
@@ -185,30 +192,8 @@ pub struct ConnectArgs {
     pub port: Option<u16>,
     /// Knock steps PORT[:tcp|:udp]... (instead of --door or a profile target).
     pub steps: Vec<String>,
-    /// Default protocol UDP instead of TCP for the knock steps.
-    #[arg(short = 'u', long = "udp")]
-    pub udp: bool,
-    /// Delay between knocks in milliseconds (default 0, or the profile's `delay_ms`).
-    #[arg(short = 'd', long = "delay")]
-    pub delay_ms: Option<u64>,
-    /// Knock and connect over IPv4 only.
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Knock and connect over IPv6 only.
-    #[arg(short = '6', long = "ipv6")]
-    pub ipv6: bool,
-    /// Report each knock and each connection attempt on standard error.
-    #[arg(short = 'v', long = "verbose")]
-    pub verbose: bool,
-    /// Take the sequence from this door of the config (TOTP doors included).
-    #[arg(long, requires = "config")]
-    pub door: Option<String>,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Client profile (default: $XDG_CONFIG_HOME/knockwrap/client.toml, else
-    /// ~/.config/knockwrap/client.toml).
-    #[arg(long, value_name = "PATH")]
-    pub profile: Option<PathBuf>,
+    #[command(flatten)]
+    pub knock: KnockOptions,
     /// How long to keep trying after the knock, e.g. "5s", "1500ms" (default: the profile's
     /// `connect_timeout`, else 5s).
     #[arg(long, value_name = "DURATION")]

@@ -54,10 +54,10 @@ pub fn run(args: ConnectArgs) -> Outcome {
         cmd: "connect",
         host: &args.host,
         ports: &args.steps,
-        udp: args.udp,
-        door: args.door.as_deref(),
-        config: args.config.as_deref(),
-        profile: args.profile.as_deref(),
+        udp: args.knock.udp,
+        door: args.knock.door.as_deref(),
+        config: args.knock.config.as_deref(),
+        profile: args.knock.profile.as_deref(),
     })?;
     let port = args
         .port
@@ -70,14 +70,19 @@ pub fn run(args: ConnectArgs) -> Outcome {
             .as_ref()
             .map_or(DEFAULT_CONNECT_TIMEOUT, |t| t.connect_timeout),
     };
-    let family = family(args.ipv4, args.ipv6, plan.family());
+    let family = family(args.knock.ipv4, args.knock.ipv6, plan.family());
     let delay = args
+        .knock
         .delay_ms
         .map(Duration::from_millis)
         .unwrap_or_else(|| plan.delay());
     // Standard output is the connection: everything else goes to standard error.
     let verbose = |line: &str| say_err(&format!("knockwrap: {line}"));
-    let log: Option<&(dyn Fn(&str) + Sync)> = if args.verbose { Some(&verbose) } else { None };
+    let log: Option<&(dyn Fn(&str) + Sync)> = if args.knock.verbose {
+        Some(&verbose)
+    } else {
+        None
+    };
 
     let groups = resolve_groups(&plan.hosts, family, log)?;
     let knocked = send(&groups, &plan.steps, delay, log);

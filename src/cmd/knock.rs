@@ -62,18 +62,23 @@ pub fn run(args: KnockArgs) -> Outcome {
         cmd: "knock",
         host: &args.host,
         ports: &args.ports,
-        udp: args.udp,
-        door: args.door.as_deref(),
-        config: args.config.as_deref(),
-        profile: args.profile.as_deref(),
+        udp: args.knock.udp,
+        door: args.knock.door.as_deref(),
+        config: args.knock.config.as_deref(),
+        profile: args.knock.profile.as_deref(),
     })?;
-    let family = family(args.ipv4, args.ipv6, plan.family());
+    let family = family(args.knock.ipv4, args.knock.ipv6, plan.family());
     let delay = args
+        .knock
         .delay_ms
         .map(Duration::from_millis)
         .unwrap_or_else(|| plan.delay());
     let verbose = |line: &str| say(line);
-    let log: Option<&(dyn Fn(&str) + Sync)> = if args.verbose { Some(&verbose) } else { None };
+    let log: Option<&(dyn Fn(&str) + Sync)> = if args.knock.verbose {
+        Some(&verbose)
+    } else {
+        None
+    };
     let groups = resolve_groups(&plan.hosts, family, log)?;
     let results = send(&groups, &plan.steps, delay, log);
     plan.sent(&results)?;
@@ -722,14 +727,16 @@ mod tests {
         KnockArgs {
             host: host.into(),
             ports: ports.iter().map(|p| p.to_string()).collect(),
-            udp: false,
-            delay_ms: None,
-            ipv4: false,
-            ipv6: false,
-            verbose: false,
-            door: None,
-            config: None,
-            profile: None,
+            knock: crate::cli::KnockOptions {
+                udp: false,
+                delay_ms: None,
+                ipv4: false,
+                ipv6: false,
+                verbose: false,
+                door: None,
+                config: None,
+                profile: None,
+            },
         }
     }
 
@@ -770,11 +777,11 @@ mod tests {
     fn usage_errors() {
         assert_eq!(run(args("198.18.0.1", &[])).unwrap_err().code, USAGE);
         let mut a = args("198.18.0.1", &[]);
-        a.door = Some("openSSH".into());
-        a.config = Some("/nonexistent/knockwrap.toml".into());
+        a.knock.door = Some("openSSH".into());
+        a.knock.config = Some("/nonexistent/knockwrap.toml".into());
         assert_eq!(run(a).unwrap_err().code, USAGE);
         let mut a = args("198.18.0.1", &["7000"]);
-        a.ipv6 = true;
+        a.knock.ipv6 = true;
         assert_eq!(run(a).unwrap_err().code, FAILED);
     }
 
@@ -843,16 +850,16 @@ service = "SSHD"
         assert!(e.message.contains("knockwrap.toml:1"), "{}", e.message);
         // PORTs and --door together, -u with --door, --door without --config.
         let mut a = args("198.18.0.1", &["7000"]);
-        a.door = Some("static".into());
-        a.config = Some(path.clone());
+        a.knock.door = Some("static".into());
+        a.knock.config = Some(path.clone());
         assert_eq!(run(a).unwrap_err().code, USAGE);
         let mut a = args("198.18.0.1", &[]);
-        a.door = Some("static".into());
-        a.config = Some(path.clone());
-        a.udp = true;
+        a.knock.door = Some("static".into());
+        a.knock.config = Some(path.clone());
+        a.knock.udp = true;
         assert_eq!(run(a).unwrap_err().code, USAGE);
         let mut a = args("198.18.0.1", &[]);
-        a.door = Some("static".into());
+        a.knock.door = Some("static".into());
         assert_eq!(run(a).unwrap_err().code, USAGE);
     }
 
@@ -891,7 +898,7 @@ service = "SSHD"
         }
         let pair = testns::VethPair::new("knock").unwrap();
         let mut a = args("198.18.0.1,fd00:4b57::1", &["7000", "8000:udp", "9000"]);
-        a.delay_ms = Some(30);
+        a.knock.delay_ms = Some(30);
         let (ours, times) = capture_knocks(&pair, || {
             run(a).unwrap();
         });
@@ -905,7 +912,7 @@ service = "SSHD"
             assert!(w[1] >= w[0] + 25, "-d 30 between knocks: {times:?}");
         }
         let mut a = args("198.18.0.1", &["7000", "8000:tcp"]);
-        a.udp = true;
+        a.knock.udp = true;
         let (ours_u, _) = capture_knocks(&pair, || {
             run(a).unwrap();
         });
@@ -917,8 +924,8 @@ service = "SSHD"
         // --door: the TOTP door's current sequence, as TCP SYNs.
         let dir = tempfile::tempdir().unwrap();
         let mut a = args("198.18.0.1", &[]);
-        a.door = Some("totp".into());
-        a.config = Some(door_config(dir.path()));
+        a.knock.door = Some("totp".into());
+        a.knock.config = Some(door_config(dir.path()));
         let before = now_ms();
         let (ours_d, _) = capture_knocks(&pair, || {
             run(a).unwrap();
