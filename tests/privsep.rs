@@ -349,3 +349,37 @@ fn the_configured_user_runs_the_capture_process() {
         rig.daemon.log()
     );
 }
+
+/// Started as another user, `run` refuses at once and says why (it could not drop the capture
+/// process to `user`, nor write hosts.allow), instead of a capture process failing later.
+#[test]
+fn run_refuses_to_start_without_root() {
+    if !require_root_or_skip("run_refuses_to_start_without_root") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("knockwrap.toml");
+    std::fs::write(
+        &config,
+        "log = \"stderr\"\ninterface = \"lo\"\nhosts_allow = \"hosts.allow\"\nstate_dir = \"state\"\n\
+         [[door]]\nname = \"d\"\nsequence = [7000, 8000, 9000]\nservice = \"SSHD\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(support::daemon::knockwrap_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("knockwrap run must start as root (running as uid 65534)"),
+        "{err}"
+    );
+}

@@ -192,9 +192,19 @@ impl Daemon {
                 config_path.display()
             )));
         }
+        // The parent must be root: it writes hosts.allow and drops the capture process to
+        // `user` itself (setuid needs root's CAP_SETUID/CAP_SETGID).
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            return Err(Failure::failed(format!(
+                "knockwrap run must start as root (running as uid {euid}): it drops the process \
+                 that reads packets to an unprivileged account itself (docs/security.md)"
+            )));
+        }
         crate::sys::can_capture().map_err(|e| {
             Failure::failed(format!(
-                "cannot open a packet socket: {e} (knockwrap run needs root or CAP_NET_RAW)"
+                "cannot open a packet socket: {e} (knockwrap run needs CAP_NET_RAW)"
             ))
         })?;
         let account = privilege::choose(config.user.as_deref())
