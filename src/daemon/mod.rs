@@ -510,38 +510,8 @@ impl Daemon {
         } else {
             time_ms
         };
-        let consume = match (used, &mut d.kind) {
-            (Used::None, DoorKind::Static { .. }) => None,
-            (Used::OneTime { index }, DoorKind::OneTime { sequences, next }) => {
-                let wire_index = index;
-                let index = index as usize;
-                if index < *next || index >= sequences.len() {
-                    return Err(Refused::OneTimeUsed {
-                        door: d.name.clone(),
-                        index: wire_index,
-                    });
-                }
-                *next = index + 1;
-                Some(Consume::OneTime {
-                    index,
-                    next: index + 1,
-                    remaining: sequences.len() - (index + 1),
-                })
-            }
-            (Used::Totp { counter }, DoorKind::Totp(p)) => {
-                let step = p.step.as_millis().max(1) as u64;
-                let current = knock_match::totp_counter(self.clock.wall_at(now), step);
-                if p.used.contains(counter) || counter.abs_diff(current) > 1 {
-                    return Err(Refused::TotpStep {
-                        door: d.name.clone(),
-                        counter,
-                    });
-                }
-                p.used.mark(counter, current);
-                Some(Consume::Totp { counter })
-            }
-            _ => return Err(Refused::WrongKind(d.name.clone())),
-        };
+        let wall_ms = self.clock.wall_at(now);
+        let consume = consume(d, used, wall_ms)?;
         Ok(Decision {
             door: i,
             door_name: d.name.clone(),
@@ -880,6 +850,44 @@ fn startup_checks(config_path: &Path) {
     }
 }
 
+/// What a completed knock the child reports uses up, checked against the parent's copy of the
+/// door and consumed there: a static door uses nothing; a one-time door exactly its next unused
+/// sequence (the matcher accepts no other, so a child that names another is not to be trusted:
+/// it could otherwise use up the list); a TOTP door an unused step within one of now.
+fn consume(d: &mut Door, used: Used, wall_ms: u64) -> Result<Option<Consume>, Refused> {
+    match (used, &mut d.kind) {
+        (Used::None, DoorKind::Static { .. }) => Ok(None),
+        (Used::OneTime { index }, DoorKind::OneTime { sequences, next }) => {
+            let i = index as usize;
+            if i != *next || i >= sequences.len() {
+                return Err(Refused::OneTimeUsed {
+                    door: d.name.clone(),
+                    index,
+                });
+            }
+            *next = i + 1;
+            Ok(Some(Consume::OneTime {
+                index: i,
+                next: i + 1,
+                remaining: sequences.len() - (i + 1),
+            }))
+        }
+        (Used::Totp { counter }, DoorKind::Totp(p)) => {
+            let step = p.step.as_millis().max(1) as u64;
+            let current = knock_match::totp_counter(wall_ms, step);
+            if p.used.contains(counter) || counter.abs_diff(current) > 1 {
+                return Err(Refused::TotpStep {
+                    door: d.name.clone(),
+                    counter,
+                });
+            }
+            p.used.mark(counter, current);
+            Ok(Some(Consume::Totp { counter }))
+        }
+        _ => Err(Refused::WrongKind(d.name.clone())),
+    }
+}
+
 /// Doors disabled because their progress cannot be trusted: (door name, why).
 type Disabled = Vec<(String, String)>;
 
@@ -944,6 +952,55 @@ mod tests {
             lease: None,
             target: None,
         }
+    }
+
+    #[test]
+    fn a_knock_uses_exactly_what_its_door_allows_once() {
+        use knock_match::{Step, TotpParams};
+        let seq = |p: u16| vec![Step::tcp(p), Step::tcp(p + 2)];
+        let mut one_time = door(vec![]);
+        one_time.kind = DoorKind::OneTime {
+            sequences: vec![seq(1000), seq(2000), seq(3000)],
+            next: 1,
+        };
+        // Only the next unused sequence: not a used one, not one further on, not past the end.
+        for index in [0, 2, 3, 99] {
+            assert!(
+                consume(&mut one_time, Used::OneTime { index }, 0).is_err(),
+                "{index}"
+            );
+        }
+        assert_eq!(
+            consume(&mut one_time, Used::OneTime { index: 1 }, 0),
+            Ok(Some(Consume::OneTime {
+                index: 1,
+                next: 2,
+                remaining: 1
+            }))
+        );
+        assert!(consume(&mut one_time, Used::OneTime { index: 1 }, 0).is_err());
+        assert!(consume(&mut one_time, Used::None, 0).is_err());
+
+        let mut totp = door(vec![]);
+        totp.kind = DoorKind::Totp(TotpParams {
+            secret: vec![7; 20],
+            length: 4,
+            lo: 20000,
+            hi: 40000,
+            step: Duration::from_secs(30),
+            used: Default::default(),
+        });
+        let now = 1_700_000_000_000u64;
+        let c = now / 30_000;
+        assert!(consume(&mut totp, Used::Totp { counter: c + 2 }, now).is_err());
+        assert!(consume(&mut totp, Used::Totp { counter: c - 2 }, now).is_err());
+        assert!(consume(&mut totp, Used::Totp { counter: c + 1 }, now).is_ok());
+        assert!(consume(&mut totp, Used::Totp { counter: c + 1 }, now).is_err());
+        assert!(consume(&mut totp, Used::Totp { counter: c }, now).is_ok());
+
+        let mut fixed = door(vec![Step::tcp(7000), Step::tcp(8000)]);
+        assert_eq!(consume(&mut fixed, Used::None, now), Ok(None));
+        assert!(consume(&mut fixed, Used::OneTime { index: 0 }, now).is_err());
     }
 
     #[test]
