@@ -29,7 +29,7 @@ use knockwrap_config::client::{DEFAULT_CONNECT_PORT, DEFAULT_CONNECT_TIMEOUT};
 use knockwrap_config::parse_duration;
 
 use crate::cli::ConnectArgs;
-use crate::cmd::knock::{family, resolve_groups, say_err, send, Plan, Source};
+use crate::cmd::knock::{resolve_groups, say_err, send, Plan, Source};
 use crate::failure::{Exit, Failure, Outcome};
 
 /// Pause between the knock and the first attempt: the daemon's grant takes a few
@@ -54,10 +54,7 @@ pub fn run(args: ConnectArgs) -> Outcome {
         cmd: "connect",
         host: &args.host,
         ports: &args.steps,
-        udp: args.knock.udp,
-        door: args.knock.door.as_deref(),
-        config: args.knock.config.as_deref(),
-        profile: args.knock.profile.as_deref(),
+        opts: &args.knock,
     })?;
     let port = args
         .port
@@ -70,12 +67,8 @@ pub fn run(args: ConnectArgs) -> Outcome {
             .as_ref()
             .map_or(DEFAULT_CONNECT_TIMEOUT, |t| t.connect_timeout),
     };
-    let family = family(args.knock.ipv4, args.knock.ipv6, plan.family());
-    let delay = args
-        .knock
-        .delay_ms
-        .map(Duration::from_millis)
-        .unwrap_or_else(|| plan.delay());
+    let family = plan.family(&args.knock);
+    let delay = plan.delay(&args.knock);
     // Standard output is the connection: everything else goes to standard error.
     let verbose = |line: &str| say_err(&format!("knockwrap: {line}"));
     let log: Option<&(dyn Fn(&str) + Sync)> = if args.knock.verbose {

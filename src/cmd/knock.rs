@@ -27,7 +27,7 @@ use knock_match::{totp_counter, totp_sequence, DoorKind, Proto, Step, TcpFlags};
 use knockwrap_config::client::{ClientProfile, ClientTarget, Family, Pick};
 use knockwrap_config::progress::ProgressStore;
 
-use crate::cli::KnockArgs;
+use crate::cli::{KnockArgs, KnockOptions};
 use crate::failure::{Exit, Failure, Outcome};
 
 fn accepts(family: Family, ip: &IpAddr) -> bool {
@@ -35,15 +35,6 @@ fn accepts(family: Family, ip: &IpAddr) -> bool {
         Family::Any => true,
         Family::V4 => ip.is_ipv4(),
         Family::V6 => ip.is_ipv6(),
-    }
-}
-
-/// `-4` / `-6` win over the profile's `family`.
-pub(crate) fn family(ipv4: bool, ipv6: bool, default: Family) -> Family {
-    match (ipv4, ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => default,
     }
 }
 
@@ -62,17 +53,10 @@ pub fn run(args: KnockArgs) -> Outcome {
         cmd: "knock",
         host: &args.host,
         ports: &args.ports,
-        udp: args.knock.udp,
-        door: args.knock.door.as_deref(),
-        config: args.knock.config.as_deref(),
-        profile: args.knock.profile.as_deref(),
+        opts: &args.knock,
     })?;
-    let family = family(args.knock.ipv4, args.knock.ipv6, plan.family());
-    let delay = args
-        .knock
-        .delay_ms
-        .map(Duration::from_millis)
-        .unwrap_or_else(|| plan.delay());
+    let family = plan.family(&args.knock);
+    let delay = plan.delay(&args.knock);
     let verbose = |line: &str| say(line);
     let log: Option<&(dyn Fn(&str) + Sync)> = if args.knock.verbose {
         Some(&verbose)
@@ -107,10 +91,7 @@ pub(crate) struct Source<'a> {
     pub cmd: &'static str,
     pub host: &'a str,
     pub ports: &'a [String],
-    pub udp: bool,
-    pub door: Option<&'a str>,
-    pub config: Option<&'a Path>,
-    pub profile: Option<&'a Path>,
+    pub opts: &'a KnockOptions,
 }
 
 /// The hosts to knock and the sequence to send them, with the profile target's settings
@@ -134,7 +115,7 @@ struct OneTimeMark {
 impl Plan {
     pub fn build(src: &Source) -> Result<Plan, Failure> {
         let cmd = src.cmd;
-        if src.door.is_some() && !src.ports.is_empty() {
+        if src.opts.door.is_some() && !src.ports.is_empty() {
             return Err(Failure::usage(format!(
                 "{cmd}: give either PORTs or --door, not both"
             )));
@@ -142,20 +123,20 @@ impl Plan {
         if !src.ports.is_empty() {
             return Ok(Plan {
                 hosts: parse_hosts(src.host)?,
-                steps: parse_steps(src.ports, src.udp)?,
+                steps: parse_steps(src.ports, src.opts.udp)?,
                 origin: "the command line".into(),
                 target: None,
                 one_time: None,
             });
         }
-        if src.udp {
+        if src.opts.udp {
             return Err(Failure::usage(format!(
                 "{cmd}: -u would change the door's protocols; leave it out with --door or a \
                  profile target"
             )));
         }
-        if let Some(name) = src.door {
-            let Some(path) = src.config else {
+        if let Some(name) = src.opts.door.as_deref() {
+            let Some(path) = src.opts.config.as_deref() else {
                 return Err(Failure::usage(format!("{cmd}: --door needs --config PATH")));
             };
             return Ok(Plan {
@@ -171,9 +152,11 @@ impl Plan {
 
     fn from_profile(src: &Source) -> Result<Plan, Failure> {
         let cmd = src.cmd;
-        let explicit = src.profile.is_some();
+        let explicit = src.opts.profile.is_some();
         let Some(path) = src
+            .opts
             .profile
+            .as_deref()
             .map(Path::to_path_buf)
             .or_else(default_profile_path)
         else {
@@ -254,12 +237,20 @@ impl Plan {
         })
     }
 
-    pub fn family(&self) -> Family {
-        self.target.as_ref().map_or(Family::Any, |t| t.family)
+    /// `-4` / `-6` win over the profile target's `family`.
+    pub fn family(&self, opts: &KnockOptions) -> Family {
+        match (opts.ipv4, opts.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => self.target.as_ref().map_or(Family::Any, |t| t.family),
+        }
     }
 
-    pub fn delay(&self) -> Duration {
-        self.target.as_ref().map_or(Duration::ZERO, |t| t.delay)
+    /// `--delay` wins over the profile target's `delay_ms`.
+    pub fn delay(&self, opts: &KnockOptions) -> Duration {
+        opts.delay_ms
+            .map(Duration::from_millis)
+            .unwrap_or_else(|| self.target.as_ref().map_or(Duration::ZERO, |t| t.delay))
     }
 
     /// Records a profile target's one-time sequence as used once any of it went out.
