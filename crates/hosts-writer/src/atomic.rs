@@ -72,29 +72,6 @@ pub struct Outcome {
     pub attempts: u32,
 }
 
-/// Refuses a file whose directory another account could use to swap the file between
-/// knockwrap's checks and its rename (as root, through a planted symlink): the directory that
-/// holds it must be owned by root or by us, and neither it nor any directory above it may be
-/// writable by group or others unless sticky (`/tmp`, where nobody may rename another
-/// account's entries). Directories above owned by another account are accepted: a checkout in
-/// an operator's home (the quick start) must keep working; `/etc` and `/` are root's.
-///
-/// The checks are made on descriptors, walking from `/` without following symlinks (see
-/// `dirfd`); [`update`] then writes through the descriptor it checked.
-pub fn refuse_open_dirs(target: &Path) -> Result<(), WriteError> {
-    let (dir, _) = split(target)?;
-    dirfd::open_for_write(&dir, target, false).map(drop)
-}
-
-/// A state file must not be a symlink: one planted in a writable state directory would
-/// otherwise make root create or overwrite a file elsewhere (`/etc/nologin`).
-pub fn refuse_symlink(path: &Path) -> Result<(), WriteError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(symlinked_state_file(path)),
-        _ => Ok(()),
-    }
-}
-
 fn symlinked_state_file(path: &Path) -> WriteError {
     WriteError::Unsafe {
         path: path.to_path_buf(),
@@ -104,7 +81,9 @@ fn symlinked_state_file(path: &Path) -> WriteError {
     }
 }
 
-/// [`refuse_symlink`] on a name in a held directory (`fstatat` without following).
+/// A state file must not be a symlink: one planted in a writable state directory would
+/// otherwise make root create or overwrite a file elsewhere (`/etc/nologin`). Checked on the
+/// name in the held directory (`fstatat` without following).
 fn refuse_symlink_at(dir: &HeldDir, name: &OsStr, path: &Path) -> Result<(), WriteError> {
     match rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st)
