@@ -4,10 +4,11 @@
 //! the channel to the parent (stdio is /dev/null, read-only).
 //!
 //! Its loop: capture threads → destination and source checks → the matcher → one
-//! [`ChildMessage::Knock`] per completed sequence to the parent, which decides what to write.
-//! Its configuration (doors, interfaces, matcher options) arrives as a [`Setup`] over the
-//! channel, at start and on every reload: the child never reads a file. Log lines go to the
-//! parent over the same channel. When the parent goes away, the child dies with it.
+//! [`ChildMessage::Knocks`] per drain (the sequences it completed) to the parent, which decides
+//! what to write. Its configuration (doors, interfaces, matcher options) arrives as a [`Setup`]
+//! over the channel, at start and on every reload, read by a channel thread that wakes the
+//! loop: the child never reads a file. Log lines go to the parent over the same channel. When
+//! the parent goes away (or sends Stop), the child ends.
 //!
 //! Confinement ([`confine`]) is kept apart from the loop ([`Child`]), and the captures are
 //! opened through an [`Opener`] (the packet socket in the daemon), so the loop is tested
