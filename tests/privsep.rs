@@ -10,20 +10,17 @@ mod support;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use support::process::children_of;
 use support::rig::Rig;
 use support::{require_root_or_skip, serial, wait_until, Door};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 const CAP_NET_RAW: u64 = 1 << 13;
 
-fn children(parent: u32) -> Vec<u32> {
-    support::process::children_of(parent)
-}
-
 fn capture_pid(rig: &Rig) -> u32 {
     let mut found = Vec::new();
     let ok = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        found = children(rig.daemon.pid());
+        found = children_of(rig.daemon.pid());
         found.len() == 1
     });
     assert!(ok, "capture processes: {found:?}\n{}", rig.daemon.log());
@@ -167,7 +164,10 @@ fn a_killed_capture_process_is_replaced_and_knocks_open() {
     unsafe { libc::kill(first as i32, libc::SIGKILL) };
     let mut second = first;
     let replaced = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        second = children(rig.daemon.pid()).first().copied().unwrap_or(first);
+        second = children_of(rig.daemon.pid())
+            .first()
+            .copied()
+            .unwrap_or(first);
         second != first
     });
     assert!(replaced, "no new capture process\n{}", rig.daemon.log());
@@ -280,7 +280,7 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
         });
         assert!(logged, "{what}: not refused\n{}", rig.daemon.log());
         let replaced = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-            children(rig.daemon.pid())
+            children_of(rig.daemon.pid())
                 .first()
                 .is_some_and(|&p| p != child)
         });
