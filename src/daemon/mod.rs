@@ -537,7 +537,8 @@ impl Daemon {
             }
             self.maybe_restart();
             let now = self.clock.boot_ms();
-            let wall = self.clock.wall_at(now);
+            // Leases end by the earlier of the two clocks (see `Clock::lease_wall`).
+            let wall = self.clock.lease_wall();
             self.destinations.refresh();
             match self.grants.notice_changes() {
                 Ok(aside) => grants::log_set_aside(aside),
