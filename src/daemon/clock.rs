@@ -53,19 +53,6 @@ impl Clock {
 
     /// Compares with the real wall clock; on a jump, re-anchors and returns it (ms, positive
     /// when the wall clock moved forward).
-    /// The wall time (ms) leases are ended by: the earlier of this clock's and the system's.
-    /// Steps of the system clock smaller than [`JUMP_MS`] are not followed (they are not told
-    /// apart from noise), so the two can differ by up to that much; the journal's expiries
-    /// come from both (the daemon's grants from this clock, `knockwrap allow` from the system
-    /// clock), and taking the earlier means a lease can end up to a second late, never early.
-    pub fn lease_wall(&self) -> u64 {
-        self.lease_wall_at(boot_ms(), real_wall_ms())
-    }
-
-    fn lease_wall_at(&self, boot: u64, real_wall: u64) -> u64 {
-        self.wall_at(boot).min(real_wall)
-    }
-
     pub fn check_jump(&mut self) -> Option<i64> {
         self.check_jump_at(boot_ms(), real_wall_ms())
     }
@@ -96,17 +83,5 @@ mod tests {
         // And back two hours.
         assert_eq!(c.check_jump_at(4_000, 1_699_996_403_000), Some(-7_200_000));
         assert_eq!(c.wall_offset(), 1_699_996_403_000 - 4_000);
-    }
-
-    /// A system clock stepped back by less than a jump (here 900 ms) is not followed, but a
-    /// lease stamped by it (`knockwrap allow`) must still not end early: leases are ended by
-    /// the earlier clock. Stepped forward, this clock is the earlier one.
-    #[test]
-    fn leases_end_by_the_earlier_clock() {
-        let mut c = Clock::at(1_000, 1_700_000_000_000);
-        assert_eq!(c.check_jump_at(2_000, 1_700_000_000_100), None);
-        assert_eq!(c.wall_at(2_000), 1_700_000_001_000);
-        assert_eq!(c.lease_wall_at(2_000, 1_700_000_000_100), 1_700_000_000_100);
-        assert_eq!(c.lease_wall_at(2_000, 1_700_000_001_900), 1_700_000_001_000);
     }
 }

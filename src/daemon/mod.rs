@@ -537,8 +537,7 @@ impl Daemon {
             }
             self.maybe_restart();
             let now = self.clock.boot_ms();
-            // Leases end by the earlier of the two clocks (see `Clock::lease_wall`).
-            let wall = self.clock.lease_wall();
+            let wall = self.clock.wall_at(now);
             self.destinations.refresh();
             match self.grants.notice_changes() {
                 Ok(aside) => grants::log_set_aside(aside),
