@@ -8,7 +8,8 @@ use std::ops::Range;
 use crate::lines::LineCounter;
 use crate::options::{fields, outcome, Outcome, Problem};
 use crate::pattern::{host_match, host_pattern, string_match, string_pattern, HostInfo, UNKNOWN};
-use crate::scan::{logical, RawLine, Scanner};
+use crate::scan::{logical, RawLine, Scanner, BUFLEN};
+use crate::swar;
 use crate::syntax::{is_except, shape, split_token, tokens, Shape, Tokens};
 
 /// What the server would be asked: daemon (process) name, optional server address or name
@@ -413,13 +414,16 @@ fn table_scan(src: &[u8], ctx: &Ctx<'_>, fast: bool) -> Scan {
         if fast {
             // A line `simple_rule_match` takes holds only printable bytes, blanks, tab and
             // CR, no backslash, and ends at its newline: the scanner would read it as one
-            // plain line (`Scanner::next_line` says why), so it can be passed over here.
-            if let Some(line) = scanner.next_line() {
-                if simple_rule_match(line, ctx) == Some(false) {
-                    scanner.consume(line.len());
-                    lines.skip_newline(scanner.pos() - 1);
-                    continue;
-                }
+            // plain line (`Scanner::consume` says why), so it can be passed over here.
+            let mut pos = scanner.pos();
+            let mut passed = 0;
+            while let Some((false, end)) = simple_line_at(src, pos, ctx) {
+                pos = end;
+                passed += 1;
+            }
+            if passed > 0 {
+                scanner.consume(pos - scanner.pos());
+                lines.skip_newlines(passed, pos - 1);
             }
         }
         if !scanner.next_into(&mut raw) {
@@ -481,43 +485,76 @@ fn rule_match(text: &[u8], ctx: &Ctx<'_>) -> Option<Option<Range<usize>>> {
 /// `/`, glob, keyword or trailing dot), and can equal the name `unknown` never: it matches
 /// exactly the address text.
 fn simple_rule_match(text: &[u8], ctx: &Ctx<'_>) -> Option<bool> {
-    // The length of the run of bytes of class `c` at the start of `b`.
-    let run = |b: &[u8], c: u8| {
-        b.iter()
-            .position(|&x| SIMPLE[usize::from(x)] & c == 0)
-            .unwrap_or(b.len())
+    match simple_line_at(text, 0, ctx)? {
+        (hit, end) if end == text.len() => Some(hit),
+        _ => None,
+    }
+}
+
+/// [`simple_rule_match`] on the physical line that starts at `src[start]`, without first
+/// finding its end: `(matches, end)`, `end` just past its newline, which lies within libwrap's
+/// buffer (`BUFLEN - 1` bytes from `start`, as [`Scanner::consume`] requires). One pass over
+/// the bytes, so that a long run of such lines costs a few instructions a byte.
+#[inline(always)]
+fn simple_line_at(src: &[u8], start: usize, ctx: &Ctx<'_>) -> Option<(bool, usize)> {
+    let limit = src.len().min(start + BUFLEN - 1);
+    let line = &src[start..limit];
+    // The length of the run of bytes of class `c` in `line` from `i`.
+    let run = |mut i: usize, c: u8| {
+        while i < line.len() && SIMPLE[usize::from(line[i])] & c != 0 {
+            i += 1;
+        }
+        i
     };
-    let d = run(text, DAEMON);
-    let daemon = &text[..d];
-    let rest = text[d..].strip_prefix(b":")?;
-    if daemon.is_empty()
-        || daemon[0] == b'.'
-        || daemon[d - 1] == b'.'
-        || daemon.eq_ignore_ascii_case(b"ALL")
-        || daemon.eq_ignore_ascii_case(b"KNOWN")
-        || is_except(daemon)
+    let d = run(0, DAEMON);
+    let daemon = &line[..d];
+    if line.get(d) != Some(&b':') || daemon.is_empty() || daemon[0] == b'.' || daemon[d - 1] == b'.'
     {
         return None;
     }
-    let rest = &rest[run(rest, INNER_BLANK)..];
-    let c = run(rest, CLIENT);
-    let client = &rest[..c];
-    if client.is_empty() || client[0] == b'.' || client[c - 1] == b'.' {
+    let c0 = run(d + 1, INNER_BLANK);
+    let c1 = client_end(line, c0);
+    let client = &line[c0..c1];
+    if client.is_empty() || client[0] == b'.' || client[client.len() - 1] == b'.' {
         return None;
     }
-    // Then only blanks to the newline that ends every terminated logical line.
-    let rest = &rest[c..];
-    if run(rest, TRAILING) != rest.len() {
+    // Then only blanks and CR to the newline that ends every terminated logical line.
+    let nl = run(c1, INNER_BLANK | CR);
+    if line.get(nl) != Some(&b'\n') {
         return None;
     }
-    Some(client == ctx.client.addr && daemon.eq_ignore_ascii_case(ctx.daemon))
+    if matches!(d, 3 | 5 | 6)
+        && (daemon.eq_ignore_ascii_case(b"ALL")
+            || daemon.eq_ignore_ascii_case(b"KNOWN")
+            || is_except(daemon))
+    {
+        return None;
+    }
+    let hit = client == ctx.client.addr && daemon.eq_ignore_ascii_case(ctx.daemon);
+    Some((hit, start + nl + 1))
+}
+
+/// The end of the run of digits and dots in `line` from `i`, eight bytes at a time.
+#[inline]
+fn client_end(line: &[u8], mut i: usize) -> usize {
+    while i + 8 <= line.len() {
+        let other = swar::not_digit_or_dot(swar::word(line, i));
+        if other != 0 {
+            return i + (other.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < line.len() && SIMPLE[usize::from(line[i])] & CLIENT != 0 {
+        i += 1;
+    }
+    i
 }
 
 /// Byte classes of [`simple_rule_match`].
 const DAEMON: u8 = 1;
 const CLIENT: u8 = 2;
 const INNER_BLANK: u8 = 4;
-const TRAILING: u8 = 8;
+const CR: u8 = 8;
 
 static SIMPLE: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -531,10 +568,10 @@ static SIMPLE: [u8; 256] = {
             t[b] |= CLIENT;
         }
         if c == b' ' || c == b'\t' {
-            t[b] |= INNER_BLANK | TRAILING;
+            t[b] |= INNER_BLANK;
         }
-        if c == b'\r' || c == b'\n' {
-            t[b] |= TRAILING;
+        if c == b'\r' {
+            t[b] |= CR;
         }
         b += 1;
     }
@@ -763,6 +800,40 @@ mod tests {
                 None,
                 "{:?}",
                 String::from_utf8_lossy(slow)
+            );
+        }
+    }
+
+    /// A common line is passed over only when libwrap's buffer holds it whole: a newline
+    /// one byte past `BUFLEN - 1` splits it there, and the scanner must read it.
+    #[test]
+    fn a_common_line_at_the_buffer_edge_is_read_as_the_scanner_reads_it() {
+        let r = Request::new("sshd", "10.0.0.1".parse().unwrap());
+        let addr = address_text(r.client);
+        let ctx = Ctx {
+            daemon: r.daemon.as_bytes(),
+            user: UNKNOWN,
+            client: HostInfo {
+                addr: addr.as_bytes(),
+                name: UNKNOWN,
+            },
+            server: HostInfo {
+                addr: UNKNOWN,
+                name: UNKNOWN,
+            },
+        };
+        for len in BUFLEN - 3..=BUFLEN + 1 {
+            // `ddd…d: 10.0.0.2\n`, `len` bytes with its newline, then a line that matches.
+            let tail = b": 10.0.0.2\n";
+            let mut src = vec![b'd'; len - tail.len()];
+            src.extend_from_slice(tail);
+            let whole = len < BUFLEN;
+            assert_eq!(simple_line_at(&src, 0, &ctx).is_some(), whole, "{len}");
+            src.extend_from_slice(b"sshd: 10.0.0.1\n");
+            assert_eq!(
+                table_scan(&src, &ctx, true),
+                table_scan(&src, &ctx, false),
+                "{len}"
             );
         }
     }

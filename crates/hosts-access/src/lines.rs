@@ -37,9 +37,9 @@ impl LineCounter {
         self.pos = raw.span.end;
     }
 
-    /// Moves the checkpoint past one physical line whose newline is at `nl`.
-    pub(crate) fn skip_newline(&mut self, nl: usize) {
-        self.line += 1;
+    /// Moves the checkpoint past `count` physical lines, the last of whose newlines is at `nl`.
+    pub(crate) fn skip_newlines(&mut self, count: usize, nl: usize) {
+        self.line += count;
         self.line_start = nl + 1;
         self.pos = nl + 1;
     }

@@ -170,19 +170,11 @@ impl<'a> Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    /// The bytes from the position to the first newline, newline included, when it comes
-    /// within the buffer (`BUFLEN - 1` bytes); nothing is consumed. When these bytes hold no
-    /// NUL or other control byte but tab and CR, and do not end in backslash-newline, they are
-    /// what [`Scanner::next_into`] reads next as one plain, terminated logical line (the case
-    /// `plain_line` takes), and a caller that has checked that may pass over them with
-    /// [`Scanner::consume`].
-    pub(crate) fn next_line(&self) -> Option<&'a [u8]> {
-        let rest = &self.src[self.pos..];
-        let window = &rest[..rest.len().min(BUFLEN - 1)];
-        memchr::memchr(b'\n', window).map(|nl| &window[..=nl])
-    }
-
-    /// Passes over `len` bytes: the line [`Scanner::next_line`] gave.
+    /// Passes over `len` bytes. A caller may pass over a physical line whose newline comes
+    /// within the buffer (`BUFLEN - 1` bytes from the position) and that holds no NUL or other
+    /// control byte but tab and CR and does not end in backslash-newline: that line is what
+    /// [`Scanner::next_into`] reads next as one plain, terminated logical line (the case
+    /// `plain_line` takes).
     pub(crate) fn consume(&mut self, len: usize) {
         self.pos += len;
     }

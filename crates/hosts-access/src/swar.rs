@@ -29,9 +29,47 @@ pub(crate) fn has_less(w: u64, n: u8) -> bool {
     w.wrapping_sub(LO * u64::from(n)) & !w & HI != 0
 }
 
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The high bit of each byte of `w` that is neither an ASCII digit nor `.`, and no other bit:
+/// exact per byte (no carry crosses a byte), so the lowest set bit marks the first such byte.
+#[inline]
+pub(crate) fn not_digit_or_dot(w: u64) -> u64 {
+    // A byte is a digit when `b ^ 0x30 < 10`: adding 0x76 to its low seven bits sets the
+    // high bit exactly when they are 10 or more; a high bit already set means b >= 0x80.
+    let x = w ^ (LO * 0x30);
+    let not_digit = ((x & LOW7).wrapping_add(LO * 0x76) | x) & HI;
+    // A byte is `.` when `b ^ 0x2e` is zero: adding 0x7f to the low seven bits sets the high
+    // bit exactly when one of them is set.
+    let y = w ^ (LO * u64::from(b'.'));
+    let not_dot = ((y & LOW7).wrapping_add(LOW7) | y) & HI;
+    not_digit & not_dot
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digit_or_dot_test_is_exact_in_every_position() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                for fill in [b'0', b'9', b'.', 0xff, 0x00] {
+                    let mut bytes = [fill; 8];
+                    bytes[pos] = b;
+                    let mask = not_digit_or_dot(u64::from_le_bytes(bytes));
+                    for (k, &c) in bytes.iter().enumerate() {
+                        let bad = !(c.is_ascii_digit() || c == b'.');
+                        assert_eq!(
+                            mask >> (8 * k) & 0xff,
+                            if bad { 0x80 } else { 0 },
+                            "{bytes:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn byte_tests_are_exact() {
