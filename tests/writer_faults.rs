@@ -183,6 +183,62 @@ fn allow_for_on_a_full_state_fs_leaves_no_line_without_its_lease() {
     assert!(!listing.contains("leases.json\n"), "{listing}");
 }
 
+/// The same with a journal already there, whose record of the grant is appended in place:
+/// the journal leaves 40 bytes of its last page free, so the append writes part of its record
+/// there and then finds no room (ENOSPC). The grant fails, the line is not written, and the
+/// journal is byte-identical (the torn part is cut off again), so the lease before it reads.
+#[test]
+fn allow_for_appending_to_a_journal_on_a_full_state_fs_writes_nothing() {
+    if !require_root("allow_for_appending_to_a_journal_on_a_full_state_fs_writes_nothing") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("hosts.allow"), ORIGINAL).unwrap();
+    fs::create_dir(work.path().join("state")).unwrap();
+    let script = r#"
+        set -e
+        S="$WORK/state"
+        mount -t tmpfs -o size=16k,mode=0700 knockwrap-state "$S"
+        "$BIN" allow 203.0.113.8 --for 1h --hosts-allow "$WORK/hosts.allow" --state-dir "$S" \
+            >/dev/null
+        cp "$WORK/hosts.allow" "$WORK/allow.before"
+        J="$S/leases.json"
+        # Blank lines (they read as nothing) to 40 bytes short of the end of its page.
+        head -c $((4056 - $(stat -c %s "$J"))) /dev/zero | tr '\0' '\n' >> "$J"
+        cp "$J" "$WORK/journal.before"
+        dd if=/dev/zero of="$S/filler" bs=4096 2>/dev/null || true
+        dd if=/dev/zero of="$S/filler2" bs=1 2>/dev/null || true
+        set +e
+        "$BIN" allow 203.0.113.9 --for 1h --hosts-allow "$WORK/hosts.allow" --state-dir "$S" \
+            2>"$WORK/stderr" >/dev/null
+        echo $? > "$WORK/rc"
+        cp "$J" "$WORK/journal.after"
+        "$BIN" list --state-dir "$S" > "$WORK/list" 2>&1
+        umount "$S"
+    "#;
+    let (rc, stderr) = in_mount_ns(work.path(), script);
+    assert_eq!(rc, 1, "{stderr}");
+    assert!(stderr.contains("no space left on device"), "{stderr}");
+    assert!(stderr.contains("leases.json"), "{stderr}");
+    let read = |n: &str| fs::read(work.path().join(n)).unwrap();
+    assert_eq!(read("journal.before").len(), 4056);
+    assert_eq!(
+        read("journal.after"),
+        read("journal.before"),
+        "journal changed"
+    );
+    assert_eq!(
+        read("hosts.allow"),
+        read("allow.before"),
+        "the line was written without its lease"
+    );
+    let list = String::from_utf8(read("list")).unwrap();
+    assert!(
+        list.contains("203.0.113.8") && !list.contains("203.0.113.9"),
+        "{list}"
+    );
+}
+
 /// hosts.allow's directory D is renamed away and replaced by a symlink to another directory E
 /// while the writer is paused after a step (its checks done, its lock held). The writer works
 /// relative to the directory it opened and checked: the write lands in D's inode (now under

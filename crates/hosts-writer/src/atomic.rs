@@ -392,6 +392,34 @@ pub fn update<E, F>(path: &Path, opts: &Options, mut edit: F) -> Result<Outcome,
 where
     F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
 {
+    update_log(path, opts, |bytes| {
+        Ok(edit(bytes)?.map_or(Change::Keep, Change::Replace))
+    })
+}
+
+/// What the edit of an append-only file (the lease journal) asks [`update_log`] for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing to write.
+    Keep,
+    /// Add these bytes (whole records, each ending in a newline) at the end of the file.
+    Append(Vec<u8>),
+    /// Replace the whole file with these bytes (the atomic rename of [`update`]).
+    Replace(Vec<u8>),
+}
+
+/// [`update`] for a file that mostly grows at its end: under the same lock, after the same
+/// checks, an [`Change::Append`] is one `write` at the end of the file it read and one
+/// `fdatasync`, instead of a whole new file, its fsync, a rename and a directory fsync. A
+/// reader that looks mid-write sees a last record without its newline, which it ignores (so
+/// does a reader after a crash mid-write); a failed write is cut off again before the error
+/// is returned. An append becomes a replace where it cannot be done in place: no file yet, a
+/// state file whose owner or mode is not ours and 0600 (the rewrite puts them right), or a
+/// file that does not end in a newline (then a torn last record, which the replacement drops).
+pub fn update_log<E, F>(path: &Path, opts: &Options, mut edit: F) -> Result<Outcome, UpdateError<E>>
+where
+    F: FnMut(&[u8]) -> Result<Change, E>,
+{
     // A state file is never resolved (a symlink there is refused below); hosts.allow is
     // resolved once, and the link stays.
     let target = if opts.private {
@@ -431,7 +459,33 @@ where
                 a
             }
             None => match edit(&read.bytes).map_err(UpdateError::Edit)? {
-                Some(a) if a != read.bytes => a,
+                Change::Replace(a) if a != read.bytes => a,
+                Change::Append(tail) if !tail.is_empty() => {
+                    if appendable(&read, opts) {
+                        if !append(&dir, &name, &target, &read, &tail, opts.durable)? {
+                            continue;
+                        }
+                        let mut after = read.bytes.clone();
+                        after.extend_from_slice(&tail);
+                        return Ok(Outcome {
+                            path: target,
+                            existed: true,
+                            before: read.bytes,
+                            after,
+                            written: true,
+                            attempts,
+                        });
+                    }
+                    // Whole records only: a torn last record (no newline) is not carried over.
+                    let whole = read
+                        .bytes
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    let mut a = read.bytes[..whole].to_vec();
+                    a.extend_from_slice(&tail);
+                    a
+                }
                 _ => {
                     return Ok(Outcome {
                         path: target,
@@ -496,6 +550,64 @@ where
         }
         outcome = Some(result);
     }
+}
+
+/// Can `tail` go at the end of the file as read (see [`update_log`])?
+fn appendable(read: &Current, opts: &Options) -> bool {
+    let Some(snap) = &read.snap else {
+        return false;
+    };
+    let ours = !opts.private || (snap.mode & 0o7777 == 0o600 && snap.uid == dirfd::euid());
+    ours && read.bytes.ends_with(b"\n")
+}
+
+/// Appends `tail` to the file `read` read, in place: opened again by name in the held
+/// directory (never through a symlink) and checked to be that same inode at the same size, so
+/// the bytes land right after what the edit saw. Under the lock no other knockwrap writes;
+/// when a foreign non-locking writer got in between, nothing is written and the result is
+/// false: the caller reads again and redoes its edit.
+fn append(
+    dir: &HeldDir,
+    name: &OsStr,
+    target: &Path,
+    read: &Current,
+    tail: &[u8],
+    durable: bool,
+) -> Result<bool, WriteError> {
+    let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut file = rustix::fs::openat(dir.fd(), name, flags, Mode::empty())
+        .map(File::from)
+        .map_err(|e| WriteError::io(target, "open for append", e.into()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| WriteError::io(target, "stat", e))?;
+    let now = Snapshot::of(&meta);
+    let Some(snap) = &read.snap else {
+        return Err(WriteError::io(
+            target,
+            "append",
+            io::ErrorKind::NotFound.into(),
+        ));
+    };
+    if (now.dev, now.ino, now.size, now.mtime_ns) != (snap.dev, snap.ino, snap.size, snap.mtime_ns)
+    {
+        return Ok(false);
+    }
+    let written = file.write_all(tail).and_then(|()| {
+        pause_at("appended");
+        if durable {
+            file.sync_data()
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = written {
+        // Cut the torn record off again (readers ignore it meanwhile: it has no newline, or
+        // its fdatasync failed and the caller reports the change as not made).
+        let _ = file.set_len(snap.size);
+        return Err(WriteError::io(target, "append", e));
+    }
+    Ok(true)
 }
 
 /// Bytes appended to the inode we just replaced, after the check that preceded the rename

@@ -1,19 +1,32 @@
 //! The lease journal, `<state_dir>/leases.json`: which managed lines knockwrap granted, for whom,
-//! until when, and whether knockwrap added the line or found it already there. Every change is a
-//! locked atomic replace (the same machinery as hosts.allow), so it survives crashes and
-//! concurrent CLI/daemon use.
+//! until when, and whether knockwrap added the line or found it already there.
+//!
+//! The file is a JSON document `{"version": 2, "leases": [...]}` (the snapshot), followed by
+//! zero or more records, one JSON object per line: `{"set": <lease>}` or
+//! `{"drop": {"ip": ..., "service": ...}}`. The leases are the snapshot's with the records
+//! applied in order. A change is appended as records (one `write` and one `fdatasync` under
+//! the lock: [`atomic::update_log`]); after [`MAX_RECORDS`] records, or when the file is not in
+//! this form, the change rewrites the whole file as a new snapshot (the locked atomic replace
+//! every file knockwrap writes goes through). Records are absolute (a whole lease, or its
+//! removal), so applying them is the same however often it is done.
+//!
+//! A last line without its newline is a record torn by a crash (or still being written): it is
+//! ignored, since its writer never acted on it, and the next change rewrites the file without
+//! it. Any other line that does not read is corruption, reported with its line and column.
+//! A version-1 journal (the snapshot alone, written by knockwrap before 0.2) reads as it is.
 //!
 //! Ordering the callers keep: a grant is recorded (durably) before it is reported; on expiry the
 //! line is removed first and the lease dropped after, so a crash in between only repeats the
 //! removal.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::atomic::{self, Options};
+use crate::atomic::{self, Change, Options};
 use crate::error::{UpdateError, WriteError};
 
 /// File name of the journal inside the state directory.
@@ -46,7 +59,31 @@ struct Document {
     leases: Vec<Lease>,
 }
 
-const VERSION: u32 = 1;
+/// The snapshot's version; version 1 had no records after it.
+const VERSION: u32 = 2;
+
+/// Records after the snapshot before a change rewrites the file as a new snapshot.
+pub const MAX_RECORDS: usize = 64;
+
+/// One line after the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Record {
+    /// This lease, replacing any of the same (ip, service).
+    Set(Lease),
+    /// No lease for (ip, service).
+    Drop { ip: IpAddr, service: String },
+}
+
+/// The journal as read.
+#[derive(Debug, Default)]
+struct Parsed {
+    leases: Vec<Lease>,
+    /// Records after the snapshot.
+    records: usize,
+    /// Records may be appended: a version-2 snapshot, and the file ends in a newline.
+    appendable: bool,
+}
 
 #[derive(Debug, Error)]
 pub enum JournalError {
@@ -234,19 +271,30 @@ impl Journal {
             });
         }
         let path = self.path();
-        atomic::update(&path, &self.opts, |bytes| {
-            let mut doc = parse(&path, bytes)?;
-            let before = doc.leases.clone();
-            change(&mut doc.leases);
-            if doc.leases == before && !bytes.is_empty() {
-                return Ok(None);
+        atomic::update_log(&path, &self.opts, |bytes| {
+            let read = parse(&path, bytes)?;
+            let mut leases = read.leases.clone();
+            change(&mut leases);
+            let records = records(&read.leases, &leases);
+            if records.is_empty() && !bytes.is_empty() {
+                return Ok(Change::Keep);
             }
-            doc.version = VERSION;
-            doc.leases
-                .sort_by(|a, b| (a.ip, &a.service).cmp(&(b.ip, &b.service)));
+            if read.appendable && read.records + records.len() <= MAX_RECORDS {
+                let mut out = Vec::new();
+                for r in &records {
+                    out.extend(serde_json::to_vec(r).unwrap_or_default());
+                    out.push(b'\n');
+                }
+                return Ok(Change::Append(out));
+            }
+            leases.sort_by(|a, b| (a.ip, &a.service).cmp(&(b.ip, &b.service)));
+            let doc = Document {
+                version: VERSION,
+                leases,
+            };
             let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
             out.push(b'\n');
-            Ok(Some(out))
+            Ok(Change::Replace(out))
         })?;
         Ok(())
     }
@@ -254,24 +302,124 @@ impl Journal {
 
 use std::os::unix::fs::DirBuilderExt;
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Document, JournalError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(Document {
-            version: VERSION,
-            leases: Vec::new(),
-        });
+/// The records that turn `before` into `after`, in (ip, service) order.
+fn records(before: &[Lease], after: &[Lease]) -> Vec<Record> {
+    let key = |l: &Lease| (l.ip, l.service.clone());
+    let old: HashMap<_, &Lease> = before.iter().map(|l| (key(l), l)).collect();
+    let new: HashMap<_, &Lease> = after.iter().map(|l| (key(l), l)).collect();
+    let mut out: Vec<((IpAddr, String), Record)> = Vec::new();
+    for (k, l) in &new {
+        if old.get(k) != Some(l) {
+            out.push((k.clone(), Record::Set((*l).clone())));
+        }
     }
-    serde_json::from_slice::<Document>(bytes).map_err(|e| JournalError::Corrupt {
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            out.push((
+                k.clone(),
+                Record::Drop {
+                    ip: k.0,
+                    service: k.1.clone(),
+                },
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+fn corrupt(path: &Path, line: usize, column: usize, message: String) -> JournalError {
+    JournalError::Corrupt {
         path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })
+        line,
+        column,
+        message,
+    }
+}
+
+fn newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// Reads the snapshot and applies the records after it (see the module doc).
+fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, JournalError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Parsed::default());
+    }
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Document>();
+    let doc = match stream.next() {
+        Some(Ok(doc)) => doc,
+        Some(Err(e)) => return Err(corrupt(path, e.line(), e.column(), e.to_string())),
+        None => return Ok(Parsed::default()),
+    };
+    let mut read = Parsed {
+        leases: doc.leases,
+        records: 0,
+        appendable: doc.version == VERSION && bytes.ends_with(b"\n"),
+    };
+    let mut at = stream.byte_offset();
+    // Line number of `bytes[at]`, 1-based.
+    let mut line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+    // The rest of the snapshot's last line: blanks only.
+    let eol = newline(&bytes[at..]).map_or(bytes.len(), |i| at + i);
+    if let Some(k) = bytes[at..eol].iter().position(|b| !b.is_ascii_whitespace()) {
+        let column = at + k
+            - bytes[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        return Err(corrupt(
+            path,
+            line,
+            column,
+            "trailing characters after the leases".into(),
+        ));
+    }
+    at = eol;
+    while at < bytes.len() {
+        // `bytes[at]` is the newline that ends the previous line.
+        at += 1;
+        line += 1;
+        let Some(len) = newline(&bytes[at..]) else {
+            // No newline: a record torn mid-write (ignored), or trailing blanks.
+            if bytes[at..].iter().any(|b| !b.is_ascii_whitespace()) {
+                read.appendable = false;
+            }
+            break;
+        };
+        let text = &bytes[at..at + len];
+        at += len;
+        if text.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let record: Record = serde_json::from_slice(text)
+            .map_err(|e| corrupt(path, line, e.column(), e.to_string()))?;
+        read.records += 1;
+        let (ip, service) = match &record {
+            Record::Set(l) => (l.ip, l.service.as_str()),
+            Record::Drop { ip, service } => (*ip, service.as_str()),
+        };
+        let k = read
+            .leases
+            .iter()
+            .position(|l| l.ip == ip && l.service == service);
+        match (record, k) {
+            (Record::Set(l), Some(k)) => read.leases[k] = l,
+            (Record::Set(l), None) => read.leases.push(l),
+            (Record::Drop { .. }, Some(k)) => {
+                read.leases.remove(k);
+            }
+            (Record::Drop { .. }, None) => {}
+        }
+    }
+    Ok(read)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn lease(ip: &str, door: &str, exp: Option<u64>, added: bool) -> Lease {
         Lease {
@@ -352,6 +500,194 @@ mod tests {
             .unwrap();
         assert_eq!((m.expires_at, m.added_line), (None, true));
         assert_eq!(j.leases().unwrap().len(), 1);
+    }
+
+    fn inode(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().ino()
+    }
+
+    #[test]
+    fn changes_are_appended_as_records_until_the_file_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        let j = Journal::load(dir.path()).unwrap();
+        j.record_grant(lease("192.0.2.1", "a", Some(50), true))
+            .unwrap();
+        let first = std::fs::read(&p).unwrap();
+        let ino = inode(&p);
+        // A new journal is a snapshot alone.
+        assert!(first.starts_with(b"{\n  \"version\": 2,"), "{first:?}");
+        j.record_grant(lease("192.0.2.2", "b", None, false))
+            .unwrap();
+        j.record_revoke("192.0.2.1".parse().unwrap(), "SSHD")
+            .unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(inode(&p), ino, "appended in place, not replaced");
+        assert_eq!(
+            std::str::from_utf8(&bytes[first.len()..]).unwrap(),
+            "{\"set\":{\"ip\":\"192.0.2.2\",\"service\":\"SSHD\",\"door\":\"b\",\
+             \"expires_at\":null,\"added_line\":false}}\n\
+             {\"drop\":{\"ip\":\"192.0.2.1\",\"service\":\"SSHD\"}}\n"
+        );
+        assert_eq!(
+            j.leases().unwrap(),
+            vec![lease("192.0.2.2", "b", None, false)]
+        );
+        // No change, no record.
+        j.record_revoke("192.0.2.1".parse().unwrap(), "SSHD")
+            .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), bytes);
+        // Up to MAX_RECORDS records; the change past them rewrites a snapshot.
+        for k in 2..MAX_RECORDS {
+            j.record_grant(lease("192.0.2.3", "c", Some(k as u64), true))
+                .unwrap();
+        }
+        assert_eq!(inode(&p), ino);
+        assert_eq!(
+            parse(&p, &std::fs::read(&p).unwrap()).unwrap().records,
+            MAX_RECORDS
+        );
+        j.record_grant(lease("192.0.2.3", "c", Some(1000), true))
+            .unwrap();
+        assert_ne!(inode(&p), ino, "compacted by a rename");
+        let read = parse(&p, &std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(read.records, 0);
+        assert_eq!(
+            read.leases,
+            vec![
+                lease("192.0.2.2", "b", None, false),
+                lease("192.0.2.3", "c", Some(1000), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_torn_last_record_is_ignored_and_left_out_of_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        let j = Journal::load(dir.path()).unwrap();
+        j.record_grant(lease("192.0.2.1", "a", Some(50), true))
+            .unwrap();
+        j.record_grant(lease("192.0.2.2", "a", Some(50), true))
+            .unwrap();
+        let whole = std::fs::read(&p).unwrap();
+        // A crash in the middle of the next append.
+        let torn = b"{\"set\":{\"ip\":\"192.0.2.9\",\"service\":\"SS";
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(torn).unwrap();
+        let before = j.leases().unwrap();
+        assert_eq!(
+            before.len(),
+            2,
+            "the torn record is not a lease, nor an error"
+        );
+        j.record_grant(lease("192.0.2.3", "b", None, true)).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(
+            !bytes.windows(torn.len()).any(|w| w == torn),
+            "torn bytes carried over"
+        );
+        assert!(bytes.ends_with(b"\n"));
+        let after = j.leases().unwrap();
+        assert_eq!(after.len(), 3);
+        assert!(after
+            .iter()
+            .all(|l| l.ip != "192.0.2.9".parse::<IpAddr>().unwrap()));
+        assert!(whole.len() < bytes.len());
+    }
+
+    #[test]
+    fn a_corrupt_record_is_reported_with_its_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        let j = Journal::load(dir.path()).unwrap();
+        j.record_grant(lease("192.0.2.1", "a", Some(50), true))
+            .unwrap();
+        let snapshot_lines = std::fs::read_to_string(&p).unwrap().lines().count();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"drop\":{\"ip\":\"192.0.2.1\",\"service\":\"SSHD\"}}\n")
+            .unwrap();
+        f.write_all(b"{\"set\": oops}\n").unwrap();
+        let err = j.leases().unwrap_err();
+        let want = format!(
+            "leases.json:{}:9: corrupt lease journal",
+            snapshot_lines + 2
+        );
+        assert!(err.to_string().contains(&want), "{err} (want {want})");
+        // And nothing is written over it.
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(j.record_grant(lease("192.0.2.4", "a", None, true)).is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), bytes);
+        // Text after the snapshot on its own line is corruption too.
+        std::fs::write(&p, b"{\"version\":2,\"leases\":[]} x\n").unwrap();
+        let err = j.leases().unwrap_err().to_string();
+        assert!(err.contains("leases.json:1:27:"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_journal_reads_and_becomes_version_2_on_the_next_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        let v1 = Document {
+            version: 1,
+            leases: vec![lease("192.0.2.1", "a", Some(50), true)],
+        };
+        std::fs::write(&p, serde_json::to_vec_pretty(&v1).unwrap()).unwrap();
+        let j = Journal::load(dir.path()).unwrap();
+        assert_eq!(j.leases().unwrap(), v1.leases);
+        j.record_grant(lease("192.0.2.2", "a", None, true)).unwrap();
+        let read = parse(&p, &std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!((read.records, read.leases.len()), (0, 2));
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .contains("\"version\": 2"));
+    }
+
+    /// Records are absolute, so a compaction that crashed after its rename but before anyone
+    /// forgot the old records could replay them on the new snapshot without harm.
+    #[test]
+    fn replaying_records_on_a_snapshot_that_has_them_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        let j = Journal::load(dir.path()).unwrap();
+        j.record_grant(lease("192.0.2.1", "a", Some(50), true))
+            .unwrap();
+        let snapshot = std::fs::read(&p).unwrap();
+        j.record_grant(lease("192.0.2.1", "b", Some(70), false))
+            .unwrap();
+        j.record_grant(lease("192.0.2.2", "b", None, true)).unwrap();
+        j.record_revoke("192.0.2.2".parse().unwrap(), "SSHD")
+            .unwrap();
+        let all = std::fs::read(&p).unwrap();
+        let records = &all[snapshot.len()..];
+        let leases = j.leases().unwrap();
+        let compacted = Document {
+            version: VERSION,
+            leases: leases.clone(),
+        };
+        let mut again = serde_json::to_vec_pretty(&compacted).unwrap();
+        again.push(b'\n');
+        again.extend_from_slice(records);
+        assert_eq!(parse(&p, &again).unwrap().leases, leases);
+    }
+
+    #[test]
+    fn a_journal_open_to_others_is_rewritten_owner_only_not_appended_to() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        let j = Journal::load(dir.path()).unwrap();
+        j.record_grant(lease("192.0.2.1", "a", Some(50), true))
+            .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let ino = inode(&p);
+        j.record_grant(lease("192.0.2.2", "a", Some(50), true))
+            .unwrap();
+        assert_ne!(inode(&p), ino);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(j.leases().unwrap().len(), 2);
     }
 
     #[test]
