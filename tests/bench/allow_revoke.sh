@@ -12,6 +12,9 @@
 # Several BINs (e.g. a build of the previous commit, then this one) are timed in the same run.
 # ROUNDS (default 21) sets the number of timed rounds; KNOCKWRAP_BENCH_DIR the directory the
 # temp dir is made in (default /tmp). Needs python3 and perl. Prints figures only: no pass/fail.
+# With libeatmydata installed (Debian: eatmydata), the first BIN is also timed with it
+# preloaded, which turns fsync and fdatasync into no-ops: the difference is what durability
+# costs on this disk (knockwrap never runs that way; the article's pair never fsyncs).
 set -euo pipefail
 [ $# -gt 0 ] || set -- target/release/knockwrap
 bins=()
@@ -45,6 +48,14 @@ for n, b in enumerate(bins):
         '"$0" allow "$1" --hosts-allow "$2" --state-dir "$3" && '
         '"$0" revoke "$1" --hosts-allow "$2" --state-dir "$3"',
         b, ip, allow, state,
+    ]
+emd = "/usr/lib/x86_64-linux-gnu/libeatmydata.so"
+if os.path.exists(emd):
+    pairs[f"{bins[0]}: allow && revoke, fsync a no-op (eatmydata)"] = [
+        "sh", "-c",
+        'export LD_PRELOAD="$4"; "$0" allow "$1" --hosts-allow "$2" --state-dir "$3" && '
+        '"$0" revoke "$1" --hosts-allow "$2" --state-dir "$3"',
+        bins[0], ip, allow, os.path.join(work, "state-nosync"), emd,
     ]
 pairs[f"{bins[0]}: --version; --version"] = ["sh", "-c", '"$0" --version; "$0" --version', bins[0]]
 times = {name: [] for name in pairs}
