@@ -690,6 +690,55 @@ mod tests {
         assert_eq!(j.leases().unwrap().len(), 2);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// A crash can cut the journal at any byte of an append: what reads back is exactly
+        /// the leases before that append, never an error and never part of the change.
+        #[test]
+        fn a_journal_cut_at_any_byte_of_an_append_reads_as_before_it(
+            ops in proptest::collection::vec((0u8..4, proptest::option::of(0u64..100), proptest::bool::ANY, proptest::bool::ANY), 1..12)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join(FILE_NAME);
+            let j = Journal::load(dir.path()).unwrap();
+            j.record_grant(lease("192.0.2.200", "first", None, true)).unwrap();
+            // (file length, leases) after each change that was an append.
+            let mut states = vec![(std::fs::read(&p).unwrap().len(), j.leases().unwrap())];
+            for (k, exp, added, revoke) in ops {
+                let ip = format!("192.0.2.{k}");
+                if revoke {
+                    j.record_revoke(ip.parse().unwrap(), "SSHD").unwrap();
+                } else {
+                    j.record_grant(lease(&ip, "d", exp, added)).unwrap();
+                }
+                states.push((std::fs::read(&p).unwrap().len(), j.leases().unwrap()));
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            for w in states.windows(2) {
+                let ((from, before), (to, _)) = (&w[0], &w[1]);
+                for cut in *from..*to {
+                    let read = parse(&p, &bytes[..cut]).unwrap();
+                    proptest::prop_assert_eq!(&read.leases, before, "cut at {}", cut);
+                }
+            }
+        }
+
+        /// Whatever the bytes, reading the journal returns leases or a corruption error.
+        #[test]
+        fn any_bytes_read_as_leases_or_an_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            valid_prefix in proptest::bool::ANY,
+        ) {
+            let mut all = Vec::new();
+            if valid_prefix {
+                all.extend_from_slice(b"{\"version\":2,\"leases\":[]}\n{\"drop\":{\"ip\":\"192.0.2.1\",\"service\":\"SSHD\"}}\n");
+            }
+            all.extend_from_slice(&bytes);
+            let _ = parse(Path::new("leases.json"), &all);
+        }
+    }
+
     #[test]
     fn corrupt_journal_is_reported_with_position_and_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
