@@ -14,7 +14,9 @@
 # temp dir is made in (default /tmp). Needs python3 and perl. Prints figures only: no pass/fail.
 # With libeatmydata installed (Debian: eatmydata), the first BIN is also timed with it
 # preloaded, which turns fsync and fdatasync into no-ops: the difference is what durability
-# costs on this disk (knockwrap never runs that way; the article's pair never fsyncs).
+# costs on this disk (knockwrap never runs that way; the article's pair never fsyncs). The
+# article's pair is also timed with `sync FILE` after each command, the nearest it comes to
+# durable (still neither atomic nor locked).
 set -euo pipefail
 [ $# -gt 0 ] || set -- target/release/knockwrap
 bins=()
@@ -41,6 +43,13 @@ pairs = {
         "sh", "-c", f'echo "SSHD: {ip}" >> "$0"; perl -ni -e "print unless /SSHD: {ip}/" "$0"', allow,
     ],
 }
+# The same pair made as durable as `sync FILE` can (coreutils: fsync of the file, then of the
+# file system's journal); still not atomic and not locked. For comparison only.
+pairs["article + sync: echo >> ; sync ; perl -ni ; sync"] = [
+    "sh", "-c",
+    f'echo "SSHD: {ip}" >> "$0"; sync "$0"; perl -ni -e "print unless /SSHD: {ip}/" "$0"; sync "$0"',
+    allow,
+]
 for n, b in enumerate(bins):
     state = os.path.join(work, f"state{n}")
     pairs[f"{b}: allow && revoke"] = [
