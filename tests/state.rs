@@ -63,6 +63,54 @@ fn a_cli_lease_ends_on_time_under_a_running_daemon() {
     assert!(logged, "{}", rig.daemon.log());
 }
 
+/// Leases the CLI adds while the daemon runs are appended to the journal as records; the
+/// daemon folds them into one JSON document when it stops, so a journal left by a clean stop
+/// reads as earlier builds wrote it (a downgrade keeps its leases).
+#[test]
+fn a_daemon_stopping_leaves_the_journal_one_document() {
+    if !require_root_or_skip("a_daemon_stopping_leaves_the_journal_one_document") {
+        return;
+    }
+    let _serial = serial();
+    let mut rig = Rig::start(
+        "compact",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
+    let config = rig.daemon.config.display().to_string();
+    for addr in ["198.18.0.78", "198.18.0.79"] {
+        run_ok(
+            rig.root
+                .command(knockwrap_bin())
+                .args(["allow", addr, "--for", "1h", "--config", &config]),
+        );
+    }
+    let one_document = |rig: &Rig| {
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(journal(rig)).unwrap()).ok()
+    };
+    assert!(
+        one_document(&rig).is_none(),
+        "the second lease should have been appended as a record"
+    );
+    rig.daemon.stop(Duration::from_secs(5));
+    let doc = one_document(&rig).unwrap_or_else(|| {
+        panic!(
+            "not one document after the stop:\n{}\n{}",
+            std::fs::read_to_string(journal(&rig)).unwrap_or_default(),
+            rig.daemon.log()
+        )
+    });
+    let ips: Vec<&str> = doc["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["198.18.0.78", "198.18.0.79"]);
+}
+
 /// A corrupt journal at start-up is moved aside and logged; the daemon starts and doors open.
 #[test]
 fn a_corrupt_journal_at_start_is_set_aside_and_doors_open() {

@@ -604,6 +604,10 @@ impl Daemon {
             let _ = process::reap(child.pid, true);
         }
         self.refusals.flush(self.clock.boot_ms(), true);
+        // Records folded into one document: what an earlier build (a downgrade) can read.
+        if let Err(e) = self.grants.compact_journal() {
+            warn!(error = %e, "could not compact the lease journal at stop; it stays valid as it is");
+        }
         let c = &self.child_stats;
         info!(
             grants = self.stats.grants,

@@ -13,7 +13,9 @@
 //! A last line without its newline is a record torn by a crash (or still being written): it is
 //! ignored, since its writer never acted on it, and the next change rewrites the file without
 //! it. Any other line that does not read is corruption, reported with its line and column.
-//! A version-1 journal (the snapshot alone, written by knockwrap before 0.2) reads as it is.
+//! A version-1 journal (the snapshot alone, written by earlier builds) reads as it is; the
+//! daemon leaves the snapshot alone when it stops ([`Journal::compact`]), which those builds
+//! read.
 //!
 //! Ordering the callers keep: a grant is recorded (durably) before it is reported; on expiry the
 //! line is removed first and the lease dropped after, so a crash in between only repeats the
@@ -259,6 +261,21 @@ impl Journal {
         Ok(removed)
     }
 
+    /// Rewrites the journal as a snapshot alone when records follow it (the daemon does this
+    /// when it stops): a journal left so reads as one JSON document, as earlier builds wrote
+    /// it and can read it. Returns whether it wrote.
+    pub fn compact(&self) -> Result<bool, JournalError> {
+        let path = self.path();
+        let out = atomic::update_log(&path, &self.opts, |bytes| {
+            let read = parse(&path, bytes)?;
+            if bytes.is_empty() || (read.records == 0 && read.appendable) {
+                return Ok(Change::Keep);
+            }
+            Ok(Change::Replace(snapshot(read.leases)))
+        })?;
+        Ok(out.written)
+    }
+
     fn modify(&self, mut change: impl FnMut(&mut Vec<Lease>)) -> Result<(), JournalError> {
         if let Err(source) = std::fs::DirBuilder::new()
             .recursive(true)
@@ -287,17 +304,22 @@ impl Journal {
                 }
                 return Ok(Change::Append(out));
             }
-            leases.sort_by(|a, b| (a.ip, &a.service).cmp(&(b.ip, &b.service)));
-            let doc = Document {
-                version: VERSION,
-                leases,
-            };
-            let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-            out.push(b'\n');
-            Ok(Change::Replace(out))
+            Ok(Change::Replace(snapshot(leases)))
         })?;
         Ok(())
     }
+}
+
+/// The journal as a snapshot alone, leases in (ip, service) order.
+fn snapshot(mut leases: Vec<Lease>) -> Vec<u8> {
+    leases.sort_by(|a, b| (a.ip, &a.service).cmp(&(b.ip, &b.service)));
+    let doc = Document {
+        version: VERSION,
+        leases,
+    };
+    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    out.push(b'\n');
+    out
 }
 
 use std::os::unix::fs::DirBuilderExt;
@@ -560,6 +582,29 @@ mod tests {
                 lease("192.0.2.3", "c", Some(1000), true)
             ]
         );
+    }
+
+    #[test]
+    fn compacting_leaves_one_document_with_the_same_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        let j = Journal::load(dir.path()).unwrap();
+        assert!(!j.compact().unwrap(), "no journal, nothing to write");
+        j.record_grant(lease("192.0.2.1", "a", Some(50), true))
+            .unwrap();
+        let ino = inode(&p);
+        assert!(!j.compact().unwrap(), "a snapshot alone is left as it is");
+        assert_eq!(inode(&p), ino);
+        j.record_grant(lease("192.0.2.2", "b", None, false))
+            .unwrap();
+        j.record_revoke("192.0.2.1".parse().unwrap(), "SSHD")
+            .unwrap();
+        let leases = j.leases().unwrap();
+        assert!(j.compact().unwrap());
+        // One JSON document, as earlier builds wrote and read it.
+        let doc: Document = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(doc.leases, leases);
+        assert_eq!(j.leases().unwrap(), leases);
     }
 
     #[test]

@@ -414,6 +414,14 @@ impl State {
         Ok(moved)
     }
 
+    /// Rewrites the journal as a snapshot alone (see [`Journal::compact`]); the daemon calls
+    /// this when it stops.
+    pub fn compact_journal(&mut self) -> Result<bool, StateError> {
+        let wrote = self.journal.compact()?;
+        self.seen = stamp(&self.journal.path());
+        Ok(wrote)
+    }
+
     /// When the caller should next call [`State::expire`] (Unix seconds).
     pub fn wake_at(&self) -> Option<u64> {
         match (self.next_expiry, self.retry_at) {
