@@ -525,10 +525,15 @@ fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
     let config = support::DaemonConfig::new(&root, vec![door]).write(&root);
     let stamp = root.dir().join("faketime");
     std::fs::write(&stamp, "+0\n").expect("faketime file");
-    let mut cmd = root.command(knockwrap_bin());
-    cmd.args(["run", "--config"])
+    // The preload goes to knockwrap alone, through `env`: a wrapper that loads libfaketime
+    // and then execs (nsenter here) creates libfaketime's shared memory segment and never
+    // removes it, and the program it execs then only attaches to it; one leaked
+    // /dev/shm/faketime_{shm,sem}_<pid> pair per run.
+    let mut cmd = root.command("env");
+    cmd.arg(format!("LD_PRELOAD={lib}"))
+        .arg(knockwrap_bin())
+        .args(["run", "--config"])
         .arg(&config)
-        .env("LD_PRELOAD", lib)
         .env("FAKETIME_TIMESTAMP_FILE", &stamp)
         .env("FAKETIME_NO_CACHE", "1")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
@@ -592,5 +597,10 @@ fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
         "{}",
         daemon.log()
     );
+    let pid = daemon.pid();
     daemon.stop(Duration::from_secs(5));
+    for kind in ["faketime_shm", "sem.faketime_sem"] {
+        let left = std::path::PathBuf::from(format!("/dev/shm/{kind}_{pid}"));
+        assert!(!left.exists(), "{} left behind", left.display());
+    }
 }
