@@ -461,8 +461,8 @@ where
             None => match edit(&read.bytes).map_err(UpdateError::Edit)? {
                 Change::Replace(a) if a != read.bytes => a,
                 Change::Append(tail) if !tail.is_empty() => {
-                    if appendable(&read, opts) {
-                        if !append(&dir, &name, &target, &read, &tail, opts.durable)? {
+                    if let Some(snap) = appendable(&read, opts) {
+                        if !append(&dir, &name, &target, snap, &tail, opts.durable)? {
                             continue;
                         }
                         let mut after = read.bytes.clone();
@@ -552,16 +552,15 @@ where
     }
 }
 
-/// Can `tail` go at the end of the file as read (see [`update_log`])?
-fn appendable(read: &Current, opts: &Options) -> bool {
-    let Some(snap) = &read.snap else {
-        return false;
-    };
+/// Can records go at the end of the file as read (see [`update_log`])? Its identity as read
+/// when they can.
+fn appendable<'r>(read: &'r Current, opts: &Options) -> Option<&'r Snapshot> {
+    let snap = read.snap.as_ref()?;
     let ours = !opts.private || (snap.mode & 0o7777 == 0o600 && snap.uid == dirfd::euid());
-    ours && read.bytes.ends_with(b"\n")
+    (ours && read.bytes.ends_with(b"\n")).then_some(snap)
 }
 
-/// Appends `tail` to the file `read` read, in place: opened again by name in the held
+/// Appends `tail` to the file read as `snap`, in place: opened again by name in the held
 /// directory (never through a symlink) and checked to be that same inode at the same size, so
 /// the bytes land right after what the edit saw. Under the lock no other knockwrap writes;
 /// when a foreign non-locking writer got in between, nothing is written and the result is
@@ -570,7 +569,7 @@ fn append(
     dir: &HeldDir,
     name: &OsStr,
     target: &Path,
-    read: &Current,
+    snap: &Snapshot,
     tail: &[u8],
     durable: bool,
 ) -> Result<bool, WriteError> {
@@ -582,25 +581,13 @@ fn append(
         .metadata()
         .map_err(|e| WriteError::io(target, "stat", e))?;
     let now = Snapshot::of(&meta);
-    let Some(snap) = &read.snap else {
-        return Err(WriteError::io(
-            target,
-            "append",
-            io::ErrorKind::NotFound.into(),
-        ));
-    };
     if (now.dev, now.ino, now.size, now.mtime_ns) != (snap.dev, snap.ino, snap.size, snap.mtime_ns)
     {
         return Ok(false);
     }
-    let written = file.write_all(tail).and_then(|()| {
-        pause_at("appended");
-        if durable {
-            file.sync_data()
-        } else {
-            Ok(())
-        }
-    });
+    let written = file
+        .write_all(tail)
+        .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
     if let Err(e) = written {
         // Cut the torn record off again (readers ignore it meanwhile: it has no newline, or
         // its fdatasync failed and the caller reports the change as not made).

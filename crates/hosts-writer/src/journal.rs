@@ -404,10 +404,8 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, JournalError> {
         at += 1;
         line += 1;
         let Some(len) = newline(&bytes[at..]) else {
-            // No newline: a record torn mid-write (ignored), or trailing blanks.
-            if bytes[at..].iter().any(|b| !b.is_ascii_whitespace()) {
-                read.appendable = false;
-            }
+            // No newline: a record torn mid-write (ignored; the file then does not end in a
+            // newline, so it is not `appendable`), or trailing blanks.
             break;
         };
         let text = &bytes[at..at + len];
