@@ -629,6 +629,23 @@ mod tests {
 
     use proptest::prelude::*;
 
+    /// The matching context of a request for `daemon` from the client address text `addr`
+    /// (user and server unknown), as the table scans see it.
+    fn client_ctx<'a>(daemon: &'a str, addr: &'a str) -> Ctx<'a> {
+        Ctx {
+            daemon: daemon.as_bytes(),
+            user: UNKNOWN,
+            client: HostInfo {
+                addr: addr.as_bytes(),
+                name: UNKNOWN,
+            },
+            server: HostInfo {
+                addr: UNKNOWN,
+                name: UNKNOWN,
+            },
+        }
+    }
+
     /// Lines near the simple shape: every way a daemon or client token could stop being an
     /// exact pattern, and every separator.
     fn near_simple_line() -> impl Strategy<Value = Vec<u8>> {
@@ -726,12 +743,7 @@ mod tests {
             let r = Request::parse(daemon, client).unwrap();
             let seen = address_text(r.client);
             let addr = r.text.clone().unwrap_or(seen);
-            let ctx = Ctx {
-                daemon: r.daemon.as_bytes(),
-                user: UNKNOWN,
-                client: HostInfo { addr: addr.as_bytes(), name: UNKNOWN },
-                server: HostInfo { addr: UNKNOWN, name: UNKNOWN },
-            };
+            let ctx = client_ctx(&r.daemon, &addr);
             if let Some(fast) = simple_rule_match(&line, &ctx) {
                 prop_assert_eq!(fast, rule_match(&line, &ctx).is_some(), "{:?}", String::from_utf8_lossy(&line));
             }
@@ -754,12 +766,7 @@ mod tests {
             let src = pieces.concat();
             let r = Request::parse("sshd", client).unwrap();
             let addr = address_text(r.client);
-            let ctx = Ctx {
-                daemon: r.daemon.as_bytes(),
-                user: UNKNOWN,
-                client: HostInfo { addr: addr.as_bytes(), name: UNKNOWN },
-                server: HostInfo { addr: UNKNOWN, name: UNKNOWN },
-            };
+            let ctx = client_ctx(&r.daemon, &addr);
             prop_assert_eq!(table_scan(&src, &ctx, true), table_scan(&src, &ctx, false));
         }
     }
@@ -768,18 +775,7 @@ mod tests {
     fn simple_rule_fast_path_takes_the_common_lines() {
         let r = Request::new("SSHD", "203.0.113.7".parse().unwrap());
         let addr = address_text(r.client);
-        let ctx = Ctx {
-            daemon: r.daemon.as_bytes(),
-            user: UNKNOWN,
-            client: HostInfo {
-                addr: addr.as_bytes(),
-                name: UNKNOWN,
-            },
-            server: HostInfo {
-                addr: UNKNOWN,
-                name: UNKNOWN,
-            },
-        };
+        let ctx = client_ctx(&r.daemon, &addr);
         assert_eq!(simple_rule_match(b"sshd: 10.0.0.1\n", &ctx), Some(false));
         assert_eq!(
             simple_rule_match(b"SSHD: 203.0.113.7\r\n", &ctx),
@@ -810,18 +806,7 @@ mod tests {
     fn a_common_line_at_the_buffer_edge_is_read_as_the_scanner_reads_it() {
         let r = Request::new("sshd", "10.0.0.1".parse().unwrap());
         let addr = address_text(r.client);
-        let ctx = Ctx {
-            daemon: r.daemon.as_bytes(),
-            user: UNKNOWN,
-            client: HostInfo {
-                addr: addr.as_bytes(),
-                name: UNKNOWN,
-            },
-            server: HostInfo {
-                addr: UNKNOWN,
-                name: UNKNOWN,
-            },
-        };
+        let ctx = client_ctx(&r.daemon, &addr);
         for len in BUFLEN - 3..=BUFLEN + 1 {
             // `ddd…d: 10.0.0.2\n`, `len` bytes with its newline, then a line that matches.
             let tail = b": 10.0.0.2\n";
