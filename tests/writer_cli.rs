@@ -290,6 +290,48 @@ fn an_append_in_the_last_moment_before_the_rename_is_salvaged() {
     );
 }
 
+/// A foreign write to the lease journal between the writer's read and its append (here a
+/// torn record, no newline) is seen before anything is appended: the writer reads again and,
+/// the file no longer ending in a newline, rewrites it whole without the torn bytes. Appending
+/// blindly would glue its record onto them and leave a journal that no longer reads.
+#[test]
+fn a_journal_changed_between_read_and_append_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("hosts.allow");
+    let state = dir.path().join("state");
+    fs::write(&p, b"").unwrap();
+    let allow = |ip: &str, pause: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_knockwrap"));
+        cmd.args(["allow", ip, "--for", "1h", "--hosts-allow", s(&p)])
+            .args(["--state-dir", s(&state)]);
+        if let Some(pause) = pause {
+            cmd.env("KNOCKWRAP_TEST_PAUSE", pause);
+        }
+        cmd.spawn().unwrap()
+    };
+    assert!(allow("192.0.2.1", None).wait().unwrap().success());
+    let mut child = allow("192.0.2.2", Some("state-read:800"));
+    std::thread::sleep(Duration::from_millis(300));
+    let torn = b"{\"set\":{\"ip\":\"192.0.2.9\"";
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .append(true)
+        .open(state.join("leases.json"))
+        .unwrap()
+        .write_all(torn)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let leases = hosts_writer::Journal::at(&state).leases();
+    let ips: Vec<String> = leases
+        .unwrap_or_else(|e| panic!("journal no longer reads: {e}"))
+        .iter()
+        .map(|l| l.ip.to_string())
+        .collect();
+    assert_eq!(ips, ["192.0.2.1", "192.0.2.2"]);
+    let bytes = fs::read(state.join("leases.json")).unwrap();
+    assert!(!bytes.windows(torn.len()).any(|w| w == torn));
+}
+
 #[test]
 fn a_kill_at_each_step_leaves_old_content_and_a_whole_backup() {
     for step in ["locked", "temp-written", "backup-kept", "checked"] {

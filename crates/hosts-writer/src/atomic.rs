@@ -449,6 +449,9 @@ where
             .into());
         }
         let read = read_current(&dir, &name, &target, true)?;
+        if opts.private {
+            pause_at("state-read");
+        }
         let after = match &salvage {
             Some(tail) => {
                 let mut a = read.bytes.clone();
