@@ -290,12 +290,151 @@ pub fn remove(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The file without the first copy of each distinct line of `lines`, or `None` when none is
+/// there. Ending a lease removes the one line knockwrap added: an identical line an operator
+/// wrote by hand while the lease ran stays (it came later, so the first copy is knockwrap's).
+/// One pass over the file whatever the number of lines: leases that end together end in one
+/// edit.
+pub fn remove_first_of_each(bytes: &[u8], lines: &[ManagedLine]) -> Option<Vec<u8>> {
+    let texts: Vec<String> = lines.iter().map(ManagedLine::text).collect();
+    let mut ranges: Vec<(usize, usize)> = if texts.len() <= SEARCH_EACH_UP_TO {
+        let mut seen = std::collections::HashSet::new();
+        texts
+            .iter()
+            .filter(|t| seen.insert(t.as_str()))
+            .filter_map(|t| managed_lines(bytes, t.as_bytes()).next())
+            .map(|p| (p.start, p.end))
+            .collect()
+    } else {
+        let mut wanted: std::collections::HashSet<&[u8]> =
+            texts.iter().map(|t| t.as_bytes()).collect();
+        let mut found = Vec::new();
+        for p in physical_lines(bytes) {
+            if wanted.is_empty() {
+                break;
+            }
+            if !p.continuation && wanted.remove(&bytes[p.start..p.content_end]) {
+                found.push((p.start, p.end));
+            }
+        }
+        found
+    };
+    if ranges.is_empty() {
+        return None;
+    }
+    ranges.sort_unstable();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut kept_to = 0;
+    for (start, end) in ranges {
+        out.extend_from_slice(&bytes[kept_to..start]);
+        kept_to = end;
+    }
+    out.extend_from_slice(&bytes[kept_to..]);
+    Some(out)
+}
+
+/// True when `content` is the managed line's text as libwrap reads it: daemon names and host
+/// addresses compare without regard to ASCII case (`sshd: 192.0.2.1` is `SSHD: 192.0.2.1`,
+/// `[2001:DB8::1]` is `[2001:db8::1]`).
+fn same_ignoring_case(content: &[u8], text: &[u8]) -> bool {
+    content.eq_ignore_ascii_case(text)
+}
+
+/// The file without any physical line that is the managed line in any ASCII case (the
+/// operator's revoke: what libwrap would match as the same rule), or `None` when there is none.
+/// Continuation lines are kept, as in [`remove`].
+pub fn remove_any_case(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
+    let text = line.text();
+    let mut out = Vec::new();
+    let mut kept_to = 0;
+    let mut removed = false;
+    for p in physical_lines(bytes) {
+        if p.continuation || !same_ignoring_case(&bytes[p.start..p.content_end], text.as_bytes()) {
+            continue;
+        }
+        if !removed {
+            out.reserve_exact(bytes.len());
+            removed = true;
+        }
+        out.extend_from_slice(&bytes[kept_to..p.start]);
+        kept_to = p.end;
+    }
+    if !removed {
+        return None;
+    }
+    out.extend_from_slice(&bytes[kept_to..]);
+    Some(out)
+}
+
+/// How many complete (newline-terminated) copies of the managed line the file holds.
+pub fn count(bytes: &[u8], line: &ManagedLine) -> usize {
+    let text = line.text();
+    let n = managed_lines(bytes, text.as_bytes())
+        .filter(|p| p.end > p.content_end)
+        .count();
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ml(s: &str, a: &str) -> ManagedLine {
         ManagedLine::new(s, a.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn removing_the_first_copy_leaves_an_identical_later_line() {
+        let f = b"# ops\nSSHD: 192.0.2.1\nSSHD: 192.0.2.2\nSSHD: 192.0.2.1\n";
+        let one = [ml("SSHD", "192.0.2.1")];
+        assert_eq!(
+            remove_first_of_each(f, &one).unwrap(),
+            b"# ops\nSSHD: 192.0.2.2\nSSHD: 192.0.2.1\n"
+        );
+        // Many lines at once: one pass, each removed once, prefixes kept.
+        let mut file = String::from("SSHD: 192.0.2.10\n");
+        let mut lines = Vec::new();
+        for i in 0..20 {
+            file.push_str(&format!("SSHD: 192.0.2.{i}\nSSHD: 192.0.2.{i}\n"));
+            lines.push(ml("SSHD", &format!("192.0.2.{i}")));
+        }
+        let out =
+            String::from_utf8(remove_first_of_each(file.as_bytes(), &lines).unwrap()).unwrap();
+        for i in 0..20 {
+            let want = if i == 10 { 2 } else { 1 };
+            let needle = format!("SSHD: 192.0.2.{i}\n");
+            assert_eq!(
+                out.lines().filter(|l| format!("{l}\n") == needle).count(),
+                want,
+                "{i}"
+            );
+        }
+        assert_eq!(remove_first_of_each(b"SSHD: 192.0.2.11\n", &one), None);
+        // A continuation line is part of the rule above it.
+        assert_eq!(
+            remove_first_of_each(b"a: b \\\nSSHD: 192.0.2.1\n", &one),
+            None
+        );
+    }
+
+    #[test]
+    fn the_operators_revoke_matches_the_line_in_any_case() {
+        let f = b"sshd: 198.51.100.8\nSSHD: 198.51.100.8\nsshd: 198.51.100.80\nsshd:198.51.100.8\n";
+        assert_eq!(
+            remove_any_case(f, &ml("SSHD", "198.51.100.8")).unwrap(),
+            b"sshd: 198.51.100.80\nsshd:198.51.100.8\n"
+        );
+        assert_eq!(
+            remove_any_case(b"SSHD: [2001:DB8::1]\n", &ml("sshd", "2001:db8::1")).unwrap(),
+            b""
+        );
+        assert_eq!(
+            count(
+                b"SSHD: 192.0.2.1\nSSHD: 192.0.2.1\nSSHD: 192.0.2.1",
+                &ml("SSHD", "192.0.2.1")
+            ),
+            2
+        );
     }
 
     use proptest::prelude::*;

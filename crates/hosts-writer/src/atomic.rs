@@ -333,7 +333,8 @@ fn write_temp<'d>(
     file.write_all(bytes)
         .map_err(|e| WriteError::io(target, "write temporary file", e))?;
     let (owner, mode) = match &read.snap {
-        Some(s) if private => (Some((s.uid, s.gid)), 0o600),
+        // Ours, whoever owned the old one (a foreign one is refused before this).
+        Some(_) if private => (None, 0o600),
         Some(s) => (Some((s.uid, s.gid)), s.mode),
         None if private => (None, 0o600),
         // A new hosts file: world-readable like the distribution's, owned by us (root).
@@ -416,10 +417,50 @@ pub enum Change {
 /// is returned. An append becomes a replace where it cannot be done in place: no file yet, a
 /// state file whose owner or mode is not ours and 0600 (the rewrite puts them right), or a
 /// file that does not end in a newline (then a torn last record, which the replacement drops).
-pub fn update_log<E, F>(path: &Path, opts: &Options, mut edit: F) -> Result<Outcome, UpdateError<E>>
+pub fn update_log<E, F>(path: &Path, opts: &Options, edit: F) -> Result<Outcome, UpdateError<E>>
 where
     F: FnMut(&[u8]) -> Result<Change, E>,
 {
+    update_log_then(path, opts, edit, |_| Ok(()))
+}
+
+/// [`update`], then `after` on the outcome while the lock is still held: once the new version
+/// is durable (or the edit changed nothing), before any other knockwrap writer can read the
+/// file. The state owner drops a lease there, so that a line and its lease change in one
+/// transaction whoever races (a grant waits for the lock). An error from `after` is returned
+/// as the edit's; the file stays as written.
+pub fn update_then<E, F, A>(
+    path: &Path,
+    opts: &Options,
+    mut edit: F,
+    after: A,
+) -> Result<Outcome, UpdateError<E>>
+where
+    F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    A: FnOnce(&Outcome) -> Result<(), E>,
+{
+    update_log_then(
+        path,
+        opts,
+        |bytes| Ok(edit(bytes)?.map_or(Change::Keep, Change::Replace)),
+        after,
+    )
+}
+
+fn update_log_then<E, F, A>(
+    path: &Path,
+    opts: &Options,
+    mut edit: F,
+    after_write: A,
+) -> Result<Outcome, UpdateError<E>>
+where
+    F: FnMut(&[u8]) -> Result<Change, E>,
+    A: FnOnce(&Outcome) -> Result<(), E>,
+{
+    let done = |outcome: Outcome| -> Result<Outcome, UpdateError<E>> {
+        after_write(&outcome).map_err(UpdateError::Edit)?;
+        Ok(outcome)
+    };
     // A state file is never resolved (a symlink there is refused below); hosts.allow is
     // resolved once, and the link stays.
     let target = if opts.private {
@@ -450,6 +491,9 @@ where
         }
         let read = read_current(&dir, &name, &target, true)?;
         if opts.private {
+            if let Some(snap) = &read.snap {
+                refuse_foreign(&target, snap.uid, snap.mode)?;
+            }
             pause_at("state-read");
         }
         let after = match &salvage {
@@ -470,7 +514,7 @@ where
                         }
                         let mut after = read.bytes.clone();
                         after.extend_from_slice(&tail);
-                        return Ok(Outcome {
+                        return done(Outcome {
                             path: target,
                             existed: true,
                             before: read.bytes,
@@ -490,7 +534,7 @@ where
                     a
                 }
                 _ => {
-                    return Ok(Outcome {
+                    return done(Outcome {
                         path: target,
                         existed: read.snap.is_some(),
                         after: read.bytes.clone(),
@@ -549,7 +593,7 @@ where
             },
         };
         if salvage.is_none() {
-            return Ok(result);
+            return done(result);
         }
         outcome = Some(result);
     }
@@ -633,6 +677,43 @@ where
         before: read.bytes,
         after,
     })
+}
+
+/// A state file another account owns, or that group or others may write, could hold anything
+/// that account chose: refused for reading and writing alike.
+fn refuse_foreign(path: &Path, uid: u32, mode: u32) -> Result<(), WriteError> {
+    if uid != dirfd::euid() || mode & 0o022 != 0 {
+        return Err(WriteError::ForeignOwner {
+            path: path.to_path_buf(),
+            uid,
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a state file of knockwrap's own (missing = empty): never through a symlink, and only
+/// when our account owns it and nobody else may write it ([`WriteError::ForeignOwner`]).
+pub fn read_private(path: &Path) -> Result<Vec<u8>, WriteError> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut file = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => return Ok(Vec::new()),
+        Err(Errno::LOOP) => return Err(symlinked_state_file(path)),
+        Err(e) => return Err(WriteError::io(path, "open", e.into())),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| WriteError::io(path, "stat", e))?;
+    refuse_foreign(
+        path,
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        std::os::unix::fs::MetadataExt::mode(&meta),
+    )?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| WriteError::io(path, "read", e))?;
+    Ok(bytes)
 }
 
 /// Read a file for display (missing = empty), following symlinks.

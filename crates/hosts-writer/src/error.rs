@@ -42,6 +42,10 @@ pub enum WriteError {
     /// Another account could redirect the write (a planted symlink, an open directory).
     #[error("{}: {why}", path.display())]
     Unsafe { path: PathBuf, why: String },
+    /// A state file of knockwrap's own that another account owns or may write: what it says
+    /// cannot be trusted (it could be forged), so it is neither read nor written to.
+    #[error("{}: owned by uid {uid} with mode {mode:04o}; only the daemon's own account may own and write its state files", path.display())]
+    ForeignOwner { path: PathBuf, uid: u32, mode: u32 },
 }
 
 impl WriteError {

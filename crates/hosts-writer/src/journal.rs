@@ -148,7 +148,7 @@ impl Journal {
     /// All recorded leases, expired ones included.
     pub fn leases(&self) -> Result<Vec<Lease>, JournalError> {
         let path = self.path();
-        let bytes = atomic::read_bytes(&path)?;
+        let bytes = atomic::read_private(&path)?;
         Ok(parse(&path, &bytes)?.leases)
     }
 
@@ -259,6 +259,31 @@ impl Journal {
             }
         })?;
         Ok(removed)
+    }
+
+    /// Drops the leases of every (ip, service) in `keys`, in one durable write.
+    pub fn record_drops(&self, keys: &[(IpAddr, String)]) -> Result<(), JournalError> {
+        let keys: std::collections::HashSet<(IpAddr, &str)> = keys
+            .iter()
+            .map(|(ip, s)| (ip.to_canonical(), s.as_str()))
+            .collect();
+        self.modify(|leases| leases.retain(|l| !keys.contains(&(l.ip, l.service.as_str()))))
+    }
+
+    /// Drops every lease `pick` selects, in one durable write; returns them.
+    pub fn drop_where(&self, pick: impl Fn(&Lease) -> bool) -> Result<Vec<Lease>, JournalError> {
+        let mut dropped = Vec::new();
+        self.modify(|leases| {
+            dropped.clear();
+            leases.retain(|l| {
+                let drop = pick(l);
+                if drop {
+                    dropped.push(l.clone());
+                }
+                !drop
+            });
+        })?;
+        Ok(dropped)
     }
 
     /// Rewrites the journal as a snapshot alone when records follow it (the daemon does this

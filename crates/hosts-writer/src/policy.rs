@@ -7,6 +7,7 @@
 //! `/etc/hosts.deny`, which is what libwrap reads.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use hosts_access::edit::{self, ManagedLine};
@@ -139,6 +140,19 @@ pub fn checked_edit_then(
     op: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
     before_write: &mut dyn FnMut(&[u8]) -> Result<(), PolicyError>,
 ) -> Result<Outcome, PolicyError> {
+    checked_transaction(path, opts, op, before_write, |_| Ok(()))
+}
+
+/// [`checked_edit_then`] with a last step too: `after_write` runs once the new file is durable
+/// (or the edit changed nothing), still under the lock (not for a dry run). The state owner
+/// drops ended leases there: line first, lease after, and no other knockwrap writer in between.
+pub fn checked_transaction(
+    path: &Path,
+    opts: &PolicyOptions,
+    op: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+    before_write: &mut dyn FnMut(&[u8]) -> Result<(), PolicyError>,
+    after_write: impl FnOnce(&Outcome) -> Result<(), PolicyError>,
+) -> Result<Outcome, PolicyError> {
     let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, PolicyError> {
         let after = op(bytes);
         if let Some(after) = &after {
@@ -158,7 +172,7 @@ pub fn checked_edit_then(
     let result = if opts.dry_run {
         atomic::preview(path, edit)
     } else {
-        atomic::update(path, &opts.write, edit)
+        atomic::update_then(path, &opts.write, edit, after_write)
     };
     result.map_err(|e| match e {
         UpdateError::Write(w) => PolicyError::Write(w),
@@ -261,13 +275,14 @@ pub fn allow_all(
     Ok(BatchOutcome { file, lines })
 }
 
-/// Remove exactly the managed line. `outcome.grant` tells whether some other rule still grants.
+/// Remove the managed line, in any ASCII case (as libwrap compares it). `outcome.grant` tells
+/// whether some other rule still grants.
 pub fn revoke(
     path: &Path,
     line: &ManagedLine,
     opts: &PolicyOptions,
 ) -> Result<PolicyOutcome, PolicyError> {
-    run(path, line, opts, edit::remove)
+    run(path, line, opts, edit::remove_any_case)
 }
 
 /// What ending one expired lease did.
@@ -280,49 +295,125 @@ pub struct Expired {
     pub result: Result<bool, ExpireError>,
 }
 
-/// End one lease: remove the line when knockwrap added it, leave an operator's line in place,
-/// then drop the lease (line first, lease after: a crash in between only makes the next call
-/// repeat a removal that finds nothing). Returns whether the line was removed.
-pub fn end_lease(
+/// Ends, in one transaction under the hosts.allow lock, up to `limit` of the leases `select`
+/// picks from the journal as read under that lock: one copy of each line knockwrap added is
+/// removed (an identical line an operator wrote later stays; [`edit::remove_first_of_each`]),
+/// the file made durable, and only then, still under the lock, the leases dropped. A grant
+/// racing this waits for the lock, so it can neither re-add a line whose lease is then
+/// dropped, nor merge into a lease that is then dropped; a lease a grant extended before the
+/// lock was taken is read as extended and not picked. A crash between the two steps leaves a
+/// lease whose line is gone; its next end removes nothing knockwrap added (at worst one more
+/// identical copy an operator wrote during the lease). One [`Expired`] per lease ended.
+pub fn end_leases(
     path: &Path,
     journal: &Journal,
-    lease: &Lease,
     opts: &PolicyOptions,
-) -> Result<bool, ExpireError> {
-    let mut line_removed = false;
-    if lease.added_line {
-        match ManagedLine::new(&lease.service, lease.ip) {
-            Ok(line) => {
-                let out = checked_edit(path, opts, &|b: &[u8]| edit::remove(b, &line))?;
-                line_removed = out.before != out.after;
-            }
+    limit: usize,
+    select: &dyn Fn(&Lease) -> bool,
+) -> Result<Vec<Expired>, PolicyError> {
+    use std::cell::RefCell;
+    let picked: RefCell<Vec<Lease>> = RefCell::new(Vec::new());
+    let journal_error: RefCell<Option<JournalError>> = RefCell::new(None);
+    let op = |bytes: &[u8]| -> Option<Vec<u8>> {
+        let leases = match journal.leases() {
+            Ok(l) => l,
             Err(e) => {
-                // A journal entry no CLI or door could have made: drop it.
-                journal.record_revoke(lease.ip, &lease.service)?;
-                return Err(ExpireError::BadLease(e.to_string()));
+                *journal_error.borrow_mut() = Some(e);
+                return None;
             }
+        };
+        let chosen: Vec<Lease> = leases
+            .into_iter()
+            .filter(|l| select(l))
+            .take(limit)
+            .collect();
+        let lines: Vec<ManagedLine> = chosen
+            .iter()
+            .filter(|l| l.added_line)
+            .filter_map(|l| ManagedLine::new(&l.service, l.ip).ok())
+            .collect();
+        *picked.borrow_mut() = chosen;
+        edit::remove_first_of_each(bytes, &lines)
+    };
+    let mut check = |_: &[u8]| -> Result<(), PolicyError> {
+        match journal_error.borrow_mut().take() {
+            Some(e) => Err(PolicyError::Journal(Box::new(e))),
+            None => Ok(()),
         }
-    }
-    journal.record_revoke(lease.ip, &lease.service)?;
-    Ok(line_removed)
+    };
+    let out = checked_transaction(path, opts, &op, &mut check, |_| {
+        let keys: Vec<(IpAddr, String)> = picked
+            .borrow()
+            .iter()
+            .map(|l| (l.ip, l.service.clone()))
+            .collect();
+        if !keys.is_empty() {
+            journal
+                .record_drops(&keys)
+                .map_err(|e| PolicyError::Journal(Box::new(e)))?;
+        }
+        Ok(())
+    })?;
+    let picked = picked.into_inner();
+    Ok(picked
+        .into_iter()
+        .map(|lease| {
+            let result = match ManagedLine::new(&lease.service, lease.ip) {
+                Ok(line) => Ok(lease.added_line
+                    && edit::count(&out.before, &line) > edit::count(&out.after, &line)),
+                // A journal entry no CLI or door could have made: dropped with the rest.
+                Err(e) => Err(ExpireError::BadLease(e.to_string())),
+            };
+            Expired { lease, result }
+        })
+        .collect())
 }
 
-/// End every lease due at `now` (see [`end_lease`]); one [`Expired`] per lease, failures
-/// included. Only a journal that cannot be read is an error of the whole call.
+/// Most leases one expiry transaction ends: bounded work per call, so that a daemon with
+/// thousands of leases ending together still serves knocks and signals between calls.
+pub const EXPIRE_BATCH: usize = 8192;
+
+/// End up to [`EXPIRE_BATCH`] leases due at `now` in one transaction (see [`end_leases`]).
 pub fn expire_leases(
     path: &Path,
     journal: &Journal,
     now: u64,
     opts: &PolicyOptions,
-) -> Result<Vec<Expired>, JournalError> {
-    Ok(journal
-        .expired(now)?
-        .into_iter()
-        .map(|lease| {
-            let result = end_lease(path, journal, &lease, opts);
-            Expired { lease, result }
-        })
-        .collect())
+) -> Result<Vec<Expired>, PolicyError> {
+    end_leases(path, journal, opts, EXPIRE_BATCH, &|l: &Lease| {
+        l.is_expired(now)
+    })
+}
+
+/// The operator's revoke, in one transaction: every line that is the managed line in any ASCII
+/// case (libwrap compares daemon names and addresses so) is removed, whoever added it, and
+/// every lease of the address for that service (in any case) dropped under the same lock.
+pub fn revoke_leased(
+    path: &Path,
+    journal: &Journal,
+    line: &ManagedLine,
+    opts: &PolicyOptions,
+) -> Result<PolicyOutcome, PolicyError> {
+    let file = checked_transaction(
+        path,
+        opts,
+        &|b: &[u8]| edit::remove_any_case(b, line),
+        &mut |_| Ok(()),
+        |_| {
+            journal
+                .drop_where(|l| {
+                    l.ip == line.addr() && l.service.eq_ignore_ascii_case(line.service())
+                })
+                .map(|_| ())
+                .map_err(|e| PolicyError::Journal(Box::new(e)))
+        },
+    )?;
+    let grant = grant_check(path, &file.after, line, opts)?;
+    Ok(PolicyOutcome {
+        changed: file.before != file.after,
+        file,
+        grant,
+    })
 }
 
 #[derive(Debug, Error)]

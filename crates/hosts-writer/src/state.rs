@@ -5,8 +5,11 @@
 //!   bytes, the leases journaled (durable), then the lines written. A crash in between leaves a
 //!   lease whose expiry removes nothing; never a line without its lease. Grants that arrive
 //!   together are one transaction (one journal write, one edit of hosts.allow).
-//! - A lease's end and a revoke door remove only lines knockwrap added; `revoke_any` (the CLI)
-//!   removes any managed line. Line first, lease after.
+//! - A lease's end and a revoke door remove only the line knockwrap added (one copy: an
+//!   identical line an operator wrote meanwhile stays); `revoke_any` (the CLI) removes the
+//!   managed line in any case, whoever wrote it. Line first, lease after, both under the
+//!   hosts.allow lock, so a grant racing a revoke or an expiry can never leave a line whose
+//!   lease was dropped. Leases that end together end in one transaction.
 //! - Leases end on time whoever wrote them: [`State::notice_changes`] re-reads the journal's
 //!   next expiry when the file changed under us (a CLI `allow --for` while the daemon runs).
 //! - A corrupt journal never stops the daemon: it is moved aside (`<name>.corrupt-<time>`),
@@ -119,15 +122,18 @@ pub struct SetAside {
 /// Seconds between attempts to revoke an expired lease whose removal failed.
 pub const RETRY_SECS: u64 = 1;
 
-/// (inode, size, mtime ns) of the journal file, to notice writes by others.
-type Stamp = (u64, u64, i128);
+/// (inode, size, mtime ns, ctime ns) of the journal file, to notice writes by others (the
+/// ctime: a chown or chmod, which makes the journal foreign, changes nothing else).
+type Stamp = (u64, u64, i128, i128);
 
 fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     Some((
         m.ino(),
         m.size(),
-        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ns(m.mtime(), m.mtime_nsec()),
+        ns(m.ctime(), m.ctime_nsec()),
     ))
 }
 
@@ -233,7 +239,15 @@ impl State {
                 self.note(leases);
                 Ok(None)
             }
-            Err(JournalError::Corrupt { message, .. }) => {
+            Err(e @ JournalError::Corrupt { .. })
+            | Err(e @ JournalError::Write(crate::error::WriteError::ForeignOwner { .. })) => {
+                // A journal another account owns or may write could say anything (leases that
+                // never end, or that end an operator's line): kept aside as evidence, never
+                // read, and rebuilt from what we knew, like a corrupt one.
+                let (kind, message) = match e {
+                    JournalError::Corrupt { message, .. } => ("corrupt", message),
+                    other => ("foreign", other.to_string()),
+                };
                 let secs = crate::time::now_ms() / 1000;
                 let name = path
                     .file_name()
@@ -241,7 +255,7 @@ impl State {
                     .unwrap_or_default();
                 let moved_to = crate::atomic::rename_aside(
                     &path,
-                    std::ffi::OsStr::new(&format!("{name}.corrupt-{secs}")),
+                    std::ffi::OsStr::new(&format!("{name}.{kind}-{secs}")),
                 )
                 .map_err(JournalError::Write)?;
                 let restored = self.known.len();
@@ -353,16 +367,16 @@ impl State {
         Ok(out?.lines.into_iter().map(applied).collect())
     }
 
-    /// A revoke door: removes the line if knockwrap added it, and drops the lease.
+    /// A revoke door: removes the line if knockwrap added it, and drops the lease, in one
+    /// transaction under the hosts.allow lock ([`policy::end_leases`]).
     pub fn revoke(&mut self, service: &str, addr: IpAddr) -> Result<Applied, StateError> {
         let line = ManagedLine::new(service, addr)?;
         let addr = line.addr();
-        let Some(lease) = self
-            .journal
-            .leases()?
-            .into_iter()
-            .find(|l| l.ip == addr && l.service == service)
-        else {
+        let ended = policy::end_leases(&self.hosts_allow, &self.journal, &self.policy, 1, &|l| {
+            l.ip == addr && l.service == service
+        });
+        self.reread_own()?;
+        let Some(ended) = ended?.into_iter().next() else {
             let bytes = crate::atomic::read_bytes(&self.hosts_allow)
                 .map_err(|e| StateError::Policy(e.into()))?;
             return Ok(if edit::contains(&bytes, &line) {
@@ -371,39 +385,43 @@ impl State {
                 Applied::Revoked { changed: false }
             });
         };
-        let result = policy::end_lease(&self.hosts_allow, &self.journal, &lease, &self.policy);
-        self.reread_own()?;
-        Ok(match result? {
+        Ok(match ended.result? {
             true => Applied::Revoked { changed: true },
-            false if lease.added_line => Applied::Revoked { changed: false },
+            false if ended.lease.added_line => Applied::Revoked { changed: false },
             false => Applied::Kept,
         })
     }
 
-    /// The operator's revoke: removes the managed line whoever added it (line first), then
-    /// the lease. Returns the edit's outcome (for `--dry-run` diffs and the grant check).
+    /// The operator's revoke: removes the managed line (in any ASCII case, as libwrap matches
+    /// it) whoever added it, and its leases, in one transaction under the hosts.allow lock.
+    /// Returns the edit's outcome (for `--dry-run` diffs and the grant check).
     pub fn revoke_any(&mut self, line: &ManagedLine) -> Result<policy::PolicyOutcome, StateError> {
-        let out = policy::revoke(&self.hosts_allow, line, &self.policy)?;
-        if !self.policy.dry_run {
-            self.journal.record_revoke(line.addr(), line.service())?;
-            self.reread_own()?;
+        if self.policy.dry_run {
+            return Ok(policy::revoke(&self.hosts_allow, line, &self.policy)?);
         }
-        Ok(out)
+        let out = policy::revoke_leased(&self.hosts_allow, &self.journal, line, &self.policy);
+        self.reread_own()?;
+        Ok(out?)
     }
 
-    /// Ends every lease that has expired at `now` (Unix seconds). A lease whose revoke failed
-    /// stays in the journal and is retried after [`RETRY_SECS`].
+    /// Ends the leases that have expired at `now` (Unix seconds): all of them in one
+    /// transaction, up to [`policy::EXPIRE_BATCH`] per call ([`State::wake_at`] is then still
+    /// due, so the caller's next turn goes on). When the transaction fails, the leases stay in
+    /// the journal and are retried after [`RETRY_SECS`].
     pub fn expire(&mut self, now: u64) -> Result<Vec<Expired>, StateError> {
         if self.wake_at().is_none_or(|t| t > now) {
             return Ok(Vec::new());
         }
-        let done = policy::expire_leases(&self.hosts_allow, &self.journal, now, &self.policy)?;
-        self.retry_at = done
-            .iter()
-            .any(|e| e.result.is_err())
-            .then_some(now + RETRY_SECS);
+        let done = policy::expire_leases(&self.hosts_allow, &self.journal, now, &self.policy);
+        self.retry_at = match &done {
+            Err(_) => Some(now + RETRY_SECS),
+            Ok(done) => done
+                .iter()
+                .any(|e| e.result.is_err())
+                .then_some(now + RETRY_SECS),
+        };
         self.reread_own()?;
-        Ok(done)
+        Ok(done?)
     }
 
     /// Moves every lease's expiry by `delta_secs` (the wall clock jumped by that much).
@@ -534,6 +552,57 @@ mod tests {
             .expect("refused")
             .to_string()
             .contains("symlink"));
+    }
+
+    /// Issue point 8: a journal another account owns (or may write) is neither read nor
+    /// written through: set aside, rebuilt from the leases known, and the new one is ours
+    /// and 0600. Needs root (a chown to another account).
+    #[test]
+    fn a_journal_another_account_owns_is_set_aside_not_trusted() {
+        if !test_support::require_root_or_skip(
+            "state::tests::a_journal_another_account_owns_is_set_aside_not_trusted",
+        ) {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, mut s) = setup();
+        s.grant_all(&[grant("198.18.0.5", 60)]).unwrap();
+        let journal = dir.path().join("state/leases.json");
+        // `nobody` forges a lease that never ends, for an address nobody knocked.
+        let forged = r#"{"version": 2, "leases": [{"ip": "198.18.0.66", "service": "sshd", "door": "d", "expires_at": null, "added_line": true}]}
+"#;
+        std::fs::write(&journal, forged).unwrap();
+        std::os::unix::fs::chown(&journal, Some(65534), Some(65534)).unwrap();
+        let err = s.journal().leases().unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        let aside = s.notice_changes().unwrap().expect("set aside");
+        assert!(aside
+            .moved_to
+            .as_ref()
+            .unwrap()
+            .to_string_lossy()
+            .contains(".foreign-"));
+        assert_eq!(aside.restored, 1);
+        let leases = s.journal().leases().unwrap();
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases[0].ip.to_string(), "198.18.0.5");
+        let meta = std::fs::metadata(&journal).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+        // Root's own journal made writable by others: the same.
+        std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(s.notice_changes().unwrap().is_some());
+        assert_eq!(std::fs::metadata(&journal).unwrap().mode() & 0o777, 0o600);
+        // A writer never appends to, nor keeps the owner of, a foreign journal.
+        std::os::unix::fs::chown(&journal, Some(65534), Some(65534)).unwrap();
+        let err = s.journal().record_grant(Lease {
+            ip: "198.18.0.7".parse().unwrap(),
+            service: "sshd".into(),
+            door: "d".into(),
+            expires_at: Some(5),
+            added_line: true,
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::metadata(&journal).unwrap().uid(), 65534);
     }
 
     #[test]

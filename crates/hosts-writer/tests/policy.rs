@@ -147,8 +147,11 @@ fn foreign_bytes_survive_1000_random_operations() {
                 let out = allow(&p, l, &fast()).unwrap();
                 assert_eq!(out.changed, model.insert(t));
             } else {
+                // A revoke removes the line in any case: libwrap reads `sshd` as `SSHD`.
                 let out = revoke(&p, l, &fast()).unwrap();
-                assert_eq!(out.changed, model.remove(&t));
+                let before = model.len();
+                model.retain(|m| !m.eq_ignore_ascii_case(&t));
+                assert_eq!(out.changed, model.len() < before);
             }
             let now = fs::read(&p).unwrap();
             let (managed, foreign): (Vec<Vec<u8>>, Vec<Vec<u8>>) = lines(&now)
