@@ -140,6 +140,10 @@ pub struct ListArgs {
     /// Lease journal directory (instead of the config's `state_dir`).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// The hosts.allow to compare the leases with (instead of the config's `hosts_allow`):
+    /// the human listing also names managed-looking lines there that have no lease.
+    #[arg(long)]
+    pub hosts_allow: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = SimpleFormat::Human)]
     pub format: SimpleFormat,
 }

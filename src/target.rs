@@ -57,10 +57,21 @@ pub fn resolve(args: &TargetArgs) -> Result<Target, Failure> {
     })
 }
 
-/// The journal directory for `list`.
-pub fn state_dir_for_list(config: &Path, state_dir: Option<&Path>) -> Result<PathBuf, Failure> {
-    match state_dir {
-        Some(d) => Ok(d.to_path_buf()),
-        None => Ok(load_config(config)?.state_dir),
+/// The journal directory for `list`, and the hosts.allow to compare its leases with (none
+/// when only `--state-dir` is given: then no config is read).
+pub fn for_list(
+    config: &Path,
+    state_dir: Option<&Path>,
+    hosts_allow: Option<&Path>,
+) -> Result<(PathBuf, Option<PathBuf>), Failure> {
+    match (state_dir, hosts_allow) {
+        (Some(d), h) => Ok((d.to_path_buf(), h.map(Path::to_path_buf))),
+        (None, h) => {
+            let c = load_config(config)?;
+            Ok((
+                c.state_dir,
+                Some(h.map_or(c.hosts_allow, Path::to_path_buf)),
+            ))
+        }
     }
 }

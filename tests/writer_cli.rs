@@ -171,6 +171,9 @@ fn leases_record_who_added_the_line_and_list_shows_them() {
     let p = dir.path().join("hosts.allow");
     let state = dir.path().join("state");
     fs::write(&p, b"SSHD: 192.0.2.1\n").unwrap(); // written by hand
+    // Denied by default, as on a real host: otherwise libwrap grants every address anyway
+    // and a revoke rightly fails.
+    fs::write(dir.path().join("hosts.deny"), b"ALL: ALL\n").unwrap();
     let st = s(&state);
     for (ip, dur) in [
         ("192.0.2.1", "1h"),
@@ -385,5 +388,89 @@ fn symlinked_hosts_allow_stays_a_symlink() {
     assert_eq!(
         fs::read(dir.path().join("real/hosts.allow")).unwrap(),
         b"# real\nSSHD: 192.0.2.1\n"
+    );
+}
+
+/// Issue point 7: `revoke` matches the service as libwrap does (a managed `sshd: X` is
+/// SSHD's line), and when libwrap still grants the address afterwards (an operator's own
+/// line, a wider rule) it exits 1 naming the deciding file:line instead of reading as success.
+#[test]
+fn revoke_matches_the_service_in_any_case_and_fails_while_libwrap_still_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("hosts.allow");
+    let state = dir.path().join("state");
+    fs::write(dir.path().join("hosts.deny"), b"ALL: ALL\n").unwrap();
+    fs::write(&p, b"# ops\n").unwrap();
+    let o = kw(&[
+        "allow",
+        "198.51.100.8",
+        "--service",
+        "sshd",
+        "--for",
+        "1h",
+        "--hosts-allow",
+        s(&p),
+        "--state-dir",
+        s(&state),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // The default service is SSHD: the same daemon for libwrap.
+    let o = kw(&[
+        "revoke",
+        "198.51.100.8",
+        "--hosts-allow",
+        s(&p),
+        "--state-dir",
+        s(&state),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(fs::read_to_string(&p).unwrap(), "# ops\n");
+    if let Some(v) = tcpdmatch(dir.path(), "198.51.100.8") {
+        assert_eq!(v, "denied");
+    }
+    let list = kw(&["list", "--state-dir", s(&state), "--format", "json"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "[]");
+
+    // A wider rule of the operator's still lets the address in: exit 1, naming file:line.
+    fs::write(&p, b"# ops\nsshd: 198.51.100.0/255.255.255.0\n").unwrap();
+    kw(&[
+        "allow",
+        "198.51.100.8",
+        "--hosts-allow",
+        s(&p),
+        "--state-dir",
+        s(&state),
+    ]);
+    let o = kw(&[
+        "revoke",
+        "198.51.100.8",
+        "--hosts-allow",
+        s(&p),
+        "--state-dir",
+        s(&state),
+    ]);
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("still grants") && e.contains(&format!("{}:2", s(&p))),
+        "{e}"
+    );
+    assert_eq!(
+        fs::read_to_string(&p).unwrap(),
+        "# ops\nsshd: 198.51.100.0/255.255.255.0\n",
+        "the managed line is gone, the operator's rule stays"
+    );
+    if let Some(v) = tcpdmatch(dir.path(), "198.51.100.8") {
+        assert_eq!(v, "granted");
+    }
+
+    // `list --hosts-allow` names a managed-form line no lease accounts for.
+    fs::write(&p, b"# ops\nSSHD: 198.51.100.9\n").unwrap();
+    let o = kw(&["list", "--state-dir", s(&state), "--hosts-allow", s(&p)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        out.contains(&format!("{}:2: SSHD: 198.51.100.9", s(&p))),
+        "{out}"
     );
 }

@@ -43,6 +43,12 @@ impl Rng {
     }
 }
 
+/// hosts.deny `ALL: ALL`, as on a real host: a revoke then leaves the address denied (without
+/// it libwrap grants every address, and `revoke` rightly exits 1).
+fn deny_all(dir: &Path) {
+    fs::write(dir.join("hosts.deny"), b"ALL: ALL\n").unwrap();
+}
+
 /// Run the workers; returns each worker's expected final set of managed lines.
 fn run_workers(file: &Path) -> BTreeSet<String> {
     run_workers_with(file, &[], &[], OPS)
@@ -151,6 +157,7 @@ fn eight_processes_200_operations_each_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hosts.allow");
     fs::write(&file, HEADER).unwrap();
+    deny_all(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let check = checker(file.clone(), stop.clone(), false);
     let expected = run_workers(&file);
@@ -174,6 +181,7 @@ fn foreign_appends_with_plain_redirection_are_detected_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hosts.allow");
     fs::write(&file, HEADER).unwrap();
+    deny_all(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let appended = Arc::new(AtomicUsize::new(0));
     let appender = {
@@ -223,6 +231,7 @@ fn eight_processes_with_leases_lose_no_journal_record() {
     let file = dir.path().join("hosts.allow");
     let state = dir.path().join("state");
     fs::write(&file, HEADER).unwrap();
+    deny_all(dir.path());
     let extra = vec!["--state-dir".to_string(), state.display().to_string()];
     let allow_extra = vec!["--for".to_string(), "1h".to_string()];
     let stop = Arc::new(AtomicBool::new(false));

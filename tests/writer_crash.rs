@@ -58,6 +58,8 @@ fn sigkill_at_random_moments_never_leaves_a_partial_file() {
         k += 1;
     }
     fs::write(&file, &big).unwrap();
+    // Denied by default, as on a real host (a revoke that leaves the address granted fails).
+    fs::write(dir.path().join("hosts.deny"), b"ALL: ALL\n").unwrap();
 
     // How long an uninterrupted operation takes here: the kill moment is drawn from
     // [0, 1.3 × that], so kills land before, during and after each step.

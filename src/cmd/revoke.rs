@@ -1,5 +1,6 @@
-//! `knockwrap revoke`: remove exactly the managed line (and its lease), and warn when another
-//! rule still grants the address.
+//! `knockwrap revoke`: remove the managed line (in any case, as libwrap matches it) and its
+//! lease, and fail (exit 1, naming the deciding file:line) when libwrap still grants the
+//! address afterwards.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -82,9 +83,20 @@ pub fn run(args: RevokeArgs) -> Outcome {
         };
         outln!("{}: {what} {}", line.text(), out.file.path.display());
     }
+    // An on-call engineer revoking a stolen laptop's address must not read success while
+    // libwrap still lets it in (an operator's own line, a wider rule): exit 1 with the rule.
+    if out.grant.granted() && !args.target.dry_run {
+        eprintln!(
+            "knockwrap: error: libwrap still grants {} to {}: {}; remove or narrow that rule",
+            line.service(),
+            line.addr(),
+            out.grant
+        );
+        return Ok(Exit::Failed);
+    }
     if out.grant.granted() {
         eprintln!(
-            "knockwrap: warning: libwrap still grants {} to {}: {}",
+            "knockwrap: warning: after this revoke libwrap would still grant {} to {}: {}",
             line.service(),
             line.addr(),
             out.grant
