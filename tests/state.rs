@@ -513,3 +513,119 @@ fn a_state_dir_swapped_for_a_symlink_mid_write_redirects_nothing() {
         redirected.join("\n")
     );
 }
+
+/// hosts.allow and the journal as a spoofed storm leaves them: `n` managed lines after the
+/// operator's, each with a lease of door openSSH ending at `expires_at` (Unix seconds).
+fn storm_state(rig: &Rig, n: u32, expires_at: u64) -> Vec<String> {
+    let mut allow = String::from("# operator\nsshd: 198.18.0.0/255.255.255.0\n");
+    let mut leases = Vec::new();
+    let mut lines = Vec::new();
+    for i in 0..n {
+        let ip = format!("10.{}.{}.{}", 20 + (i >> 16), (i >> 8) & 255, i & 255);
+        let line = format!("SSHD: {ip}");
+        allow.push_str(&line);
+        allow.push('\n');
+        lines.push(line);
+        leases.push(serde_json::json!({
+            "ip": ip, "service": "SSHD", "door": "openSSH",
+            "expires_at": expires_at, "added_line": true,
+        }));
+    }
+    let doc = serde_json::json!({ "version": 2, "leases": leases });
+    std::fs::write(journal(rig), format!("{doc}\n")).unwrap();
+    rig.root.write_hosts_allow(&allow);
+    lines
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Issue point 3: 4,000 leases ending together (a spoofed storm replaying a seen sequence)
+/// end together: one hosts.allow rewrite (the backup still holds every line), soon after
+/// their end; and 4,000 leases that ended while the daemon was down are all gone at READY=1.
+/// The figures (time after the end, SIGTERM time) are printed for docs/benchmarks.md.
+#[test]
+fn four_thousand_leases_ending_together_end_in_one_rewrite_and_before_ready() {
+    if !require_root_or_skip(
+        "four_thousand_leases_ending_together_end_in_one_rewrite_and_before_ready",
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let mut rig = Rig::start("mass", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    rig.daemon.stop(Duration::from_secs(5));
+    let config = rig.daemon.config.clone();
+
+    // Ending while the daemon runs.
+    let end = unix_now() + 3;
+    let lines = storm_state(&rig, 4000, end);
+    let mut daemon = Daemon::spawn(&rig.root, &config, "running");
+    daemon
+        .wait_notice("READY=1", Duration::from_secs(15))
+        .unwrap_or_else(|why| panic!("not ready: {why}\n{}", daemon.log()));
+    let managed = |rig: &Rig| {
+        lines_of(&rig.root.hosts_allow())
+            .iter()
+            .filter(|l| l.starts_with("SSHD: 10."))
+            .count()
+    };
+    assert_eq!(managed(&rig), 4000, "ended early\n{}", daemon.log());
+    let gone = wait_until(Duration::from_secs(20), Duration::from_millis(5), || {
+        managed(&rig) == 0
+    });
+    let after_end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH + Duration::from_secs(end))
+        .unwrap_or_default();
+    assert!(
+        gone,
+        "{} lines still there\n{}",
+        managed(&rig),
+        daemon.log()
+    );
+    let bak = std::fs::read_to_string(rig.root.etc.join("hosts.allow.bak")).unwrap();
+    let in_bak = lines
+        .iter()
+        .filter(|l| bak.contains(&format!("{l}\n")))
+        .count();
+    assert_eq!(
+        in_bak, 4000,
+        "one rewrite ends them all: the version before it (the backup) holds every line"
+    );
+    assert!(
+        lines_of(&rig.root.hosts_allow()).contains(&"sshd: 198.18.0.0/255.255.255.0".to_owned()),
+        "the operator's rule stays"
+    );
+    let t0 = Instant::now();
+    daemon.stop(Duration::from_secs(5));
+    let sigterm = t0.elapsed();
+    eprintln!(
+        "mass expiry: 4000 leases gone {after_end:?} after their end; SIGTERM took {sigterm:?}"
+    );
+    assert!(
+        after_end < Duration::from_secs(2),
+        "4000 leases took {after_end:?} after their end"
+    );
+
+    // Ended while the daemon was down: gone at READY=1.
+    storm_state(&rig, 4000, unix_now() - 1);
+    let t0 = Instant::now();
+    let mut daemon = Daemon::spawn(&rig.root, &config, "restart");
+    daemon
+        .wait_notice("READY=1", Duration::from_secs(15))
+        .unwrap_or_else(|why| panic!("not ready: {why}\n{}", daemon.log()));
+    let ready = t0.elapsed();
+    assert_eq!(
+        managed(&rig),
+        0,
+        "expired lines at READY=1\n{}",
+        daemon.log()
+    );
+    eprintln!(
+        "mass expiry at start: 4000 expired leases gone at READY=1, {ready:?} after the start"
+    );
+    rig.daemon = daemon;
+}

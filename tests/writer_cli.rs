@@ -171,8 +171,8 @@ fn leases_record_who_added_the_line_and_list_shows_them() {
     let p = dir.path().join("hosts.allow");
     let state = dir.path().join("state");
     fs::write(&p, b"SSHD: 192.0.2.1\n").unwrap(); // written by hand
-    // Denied by default, as on a real host: otherwise libwrap grants every address anyway
-    // and a revoke rightly fails.
+                                                  // Denied by default, as on a real host: otherwise libwrap grants every address anyway
+                                                  // and a revoke rightly fails.
     fs::write(dir.path().join("hosts.deny"), b"ALL: ALL\n").unwrap();
     let st = s(&state);
     for (ip, dur) in [

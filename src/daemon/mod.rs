@@ -210,11 +210,19 @@ impl Daemon {
         let account = privilege::choose(config.user.as_deref())
             .map_err(|e| Failure::failed(format!("the capture process's account: {e}")))?;
         let mut grants = grants::open(&config).map_err(|e| Failure::failed(e.to_string()))?;
-        // Leases that ran out while the daemon was down end before it reports ready.
-        let expired = grants
-            .expire(now_ms() / 1000)
-            .map_err(|e| Failure::failed(format!("reconciling leases: {e}")))?;
-        let _ = grants::log_expiries(expired);
+        // Leases that ran out while the daemon was down end before it reports ready: all of
+        // them, a bounded batch per transaction (`State::expire`).
+        let now = now_ms() / 1000;
+        while grants.wake_at().is_some_and(|t| t <= now) {
+            let expired = grants
+                .expire(now)
+                .map_err(|e| Failure::failed(format!("reconciling leases: {e}")))?;
+            let failed = expired.is_empty() || expired.iter().any(|e| e.result.is_err());
+            let _ = grants::log_expiries(expired);
+            if failed {
+                break; // retried by the loop, after RETRY_SECS
+            }
+        }
 
         let progress = ProgressStore::new(&config.state_dir);
         let (doors, disabled) =
