@@ -604,3 +604,97 @@ fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
         assert!(!left.exists(), "{} left behind", left.display());
     }
 }
+
+/// The Debian libfaketime library, or a skip (or a failure under CI's rule).
+fn libfaketime(test: &str) -> Option<&'static str> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    if lib.is_none() {
+        skip_or_fail(test, "libfaketime (Debian package libfaketime)");
+    }
+    lib
+}
+
+/// Issue point 2: a lease written before the start (a 15 s CLI lease), then a daemon started
+/// on a clock years behind (an RTC-less board booting in 2001), then time sync steps the
+/// clock to the truth. The old daemon shifted that lease by the step and kept it for years;
+/// the lease is a wall-clock instant its clock cannot judge, so it ends at the start, before
+/// READY. A lease without expiry stays.
+#[test]
+fn a_start_on_a_clock_behind_the_journal_ends_the_leases_from_before_it() {
+    const NAME: &str = "a_start_on_a_clock_behind_the_journal_ends_the_leases_from_before_it";
+    if !require_root_or_skip(NAME) {
+        return;
+    }
+    let Some(lib) = libfaketime(NAME) else {
+        return;
+    };
+    let _serial = serial();
+    let net = support::NetPair::new("rtc");
+    let root = support::ServerRoot::new(&net);
+    root.write_hosts_allow("");
+    let door = Door::allow("openSSH", &OPEN).lease("8s");
+    let config = support::DaemonConfig::new(&root, vec![door]).write(&root);
+    let cli = |args: &[&str]| {
+        run_ok(
+            root.command(knockwrap_bin())
+                .args(args)
+                .arg("--config")
+                .arg(&config),
+        )
+    };
+    cli(&["allow", "198.18.0.90", "--for", "15s"]);
+    cli(&["allow", "198.18.0.91"]);
+    let written = Instant::now();
+    let stamp = root.dir().join("faketime");
+    std::fs::write(&stamp, "@2001-01-01 00:00:00\n").expect("faketime file");
+    let mut cmd = root.command("env");
+    cmd.arg(format!("LD_PRELOAD={lib}"))
+        .arg(knockwrap_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("FAKETIME_TIMESTAMP_FILE", &stamp)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    let log = root.dir().join("daemon-rtc.log");
+    let mut daemon = support::Proc::spawn("knockwrap on a clock in 2001", &mut cmd, &log);
+    let ready = wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+        daemon.log().contains("ready")
+    });
+    assert!(ready, "daemon not ready\n{}", daemon.log());
+    let at_ready = lines_of(&root.hosts_allow());
+    // Time sync steps the clock to the truth.
+    std::fs::write(&stamp, "+0\n").expect("faketime file");
+    let gone = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        !lines_of(&root.hosts_allow()).contains(&"SSHD: 198.18.0.90".to_owned())
+    });
+    let lasted = written.elapsed();
+    assert!(
+        !at_ready.contains(&"SSHD: 198.18.0.90".to_owned()),
+        "a 15 s lease from before a start on a clock 25 years behind was still granted at \
+         READY (gone: {gone}, after {lasted:?})\n{}",
+        daemon.log()
+    );
+    assert!(
+        lines_of(&root.hosts_allow()).contains(&"SSHD: 198.18.0.91".to_owned()),
+        "a lease without expiry stays\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("the wall clock is behind the lease journal"),
+        "{}",
+        daemon.log()
+    );
+    let pid = daemon.pid();
+    daemon.stop(Duration::from_secs(5));
+    for kind in ["faketime_shm", "sem.faketime_sem"] {
+        let left = std::path::PathBuf::from(format!("/dev/shm/{kind}_{pid}"));
+        assert!(!left.exists(), "{} left behind", left.display());
+    }
+}

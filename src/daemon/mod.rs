@@ -210,6 +210,26 @@ impl Daemon {
         let account = privilege::choose(config.user.as_deref())
             .map_err(|e| Failure::failed(format!("the capture process's account: {e}")))?;
         let mut grants = grants::open(&config).map_err(|e| Failure::failed(e.to_string()))?;
+        // A wall clock behind the journal's last write is wrong (an RTC-less board that booted
+        // in 2001, a VM restored from an old snapshot): the expiries written before this start
+        // were stamped on a truer clock and cannot be judged on this one, and a later step to
+        // the truth is indistinguishable from one that must move this boot's leases. Those
+        // leases end now: cut short, never stretched by years (docs/lockout-safety.md).
+        if let Some(written) = grants.written_ms().filter(|&w| now_ms() < w) {
+            let behind_s = (written - now_ms()) / 1000;
+            let ended = grants
+                .end_timed_leases()
+                .map_err(|e| Failure::failed(format!("reconciling leases: {e}")))?;
+            error!(
+                behind_s,
+                ended = ended.len(),
+                journal_written = %hosts_writer::time::rfc3339_utc(written / 1000),
+                "the wall clock is behind the lease journal's last write: it cannot judge leases \
+                 from before this start, so every one with an expiry ends now; order the service \
+                 after time-sync.target with a time-sync wait service enabled"
+            );
+            let _ = grants::log_expiries(ended);
+        }
         // Leases that ran out while the daemon was down end before it reports ready: all of
         // them, a bounded batch per transaction (`State::expire`).
         let now = now_ms() / 1000;

@@ -424,6 +424,30 @@ impl State {
         Ok(done?)
     }
 
+    /// Ends every lease that has an expiry, whatever the expiry says, in one transaction. For
+    /// a start whose wall clock is behind the journal's last write ([`State::written_ms`]):
+    /// expiries written on a truer clock cannot be judged by this one (a 15 s lease from
+    /// before the reboot looks years away on a clock that booted in 2001, and a later step to
+    /// the truth cannot tell it from a lease of this boot). Leases without an expiry stay.
+    pub fn end_timed_leases(&mut self) -> Result<Vec<Expired>, StateError> {
+        let out = policy::end_leases(
+            &self.hosts_allow,
+            &self.journal,
+            &self.policy,
+            usize::MAX,
+            &|l: &Lease| l.expires_at.is_some(),
+        );
+        self.reread_own()?;
+        Ok(out?)
+    }
+
+    /// When the journal was last written (its mtime, wall-clock ms), if it exists.
+    pub fn written_ms(&self) -> Option<u64> {
+        let m = std::fs::symlink_metadata(self.journal.path()).ok()?;
+        let ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        u64::try_from(ns / 1_000_000).ok()
+    }
+
     /// Moves every lease's expiry by `delta_secs` (the wall clock jumped by that much).
     pub fn shift_expiries(&mut self, delta_secs: i64) -> Result<usize, StateError> {
         let moved = self.journal.shift_expiries(delta_secs)?;
