@@ -698,3 +698,61 @@ fn a_start_on_a_clock_behind_the_journal_ends_the_leases_from_before_it() {
         assert!(!left.exists(), "{} left behind", left.display());
     }
 }
+
+/// Issue point 4: a replayed static sequence from many sources grows no more than
+/// `max_leases` managed lines; the rest are refused and counted in status, and the daemon
+/// keeps serving (a known address still re-grants).
+#[test]
+fn a_storm_beyond_max_leases_is_refused_and_counted() {
+    if !require_root_or_skip("a_storm_beyond_max_leases_is_refused_and_counted") {
+        return;
+    }
+    let _serial = serial();
+    let mut door = Door::allow("openSSH", &OPEN).lease("1h");
+    door.tcp_flags = None;
+    let rig = Rig::start("leasecap", vec![door], "max_leases = 3\n", "", false);
+    let attacker = Attacker::new(&rig);
+    let server = v4(rig.net.server_v4());
+    let sources: Vec<IpAddr> = (0..10u8)
+        .map(|i| v4(rig.net.client_subnet_v4(60 + i)))
+        .collect();
+    for src in &sources {
+        attacker.knock(*src, server, &OPEN_PORTS);
+    }
+    let config = rig.daemon.config.display().to_string();
+    let refused = || {
+        let out = rig
+            .root
+            .command(knockwrap_bin())
+            .args(["status", "--config", &config, "--format", "json"])
+            .output()
+            .expect("status");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["counters"]["refused"]["lease limit reached"].as_u64())
+    };
+    let counted = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        refused() == Some(7)
+    });
+    assert!(
+        counted,
+        "refusals counted: {:?}; lines: {:?}\n{}",
+        refused(),
+        granted(&rig),
+        rig.daemon.log()
+    );
+    assert_eq!(granted(&rig).len(), 3, "{:?}", granted(&rig));
+    // A source that holds a lease knocks again: no new line, so it is not refused.
+    let first = granted(&rig)[0]
+        .trim_start_matches("SSHD: ")
+        .parse::<IpAddr>()
+        .unwrap();
+    attacker.knock(first, server, &OPEN_PORTS);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(refused(), Some(7), "{}", rig.daemon.log());
+    // One summary line per reason and door per 10 s.
+    let logged = wait_until(Duration::from_secs(12), Duration::from_millis(100), || {
+        rig.daemon.log().contains("lease limit reached")
+    });
+    assert!(logged, "{}", rig.daemon.log());
+}

@@ -8,6 +8,7 @@
 //! (sd_notify). It never reads a packet. A child that dies or sends a message the parent
 //! refuses is replaced, with backoff, while leases keep expiring.
 
+mod bounds;
 mod child;
 mod clock;
 mod error;
@@ -727,6 +728,21 @@ impl Daemon {
         if batch.is_empty() {
             return;
         }
+        let leases = self.grants.leases();
+        let (batch, refused) = bounds::within_leases(
+            batch,
+            || leases.iter().map(|l| (l.ip, l.service.as_str())).collect(),
+            leases.len(),
+            self.config.max_leases,
+        );
+        let now = self.clock.boot_ms();
+        for g in &refused {
+            self.refusals
+                .note(now, bounds::LEASES_FULL, &g.door, g.addr);
+        }
+        if batch.is_empty() {
+            return;
+        }
         match self.grants.grant_all(&batch) {
             Err(e) if e.lock_busy().is_some() => {
                 let now = self.clock.boot_ms();
@@ -744,7 +760,10 @@ impl Daemon {
                         "hosts.allow is locked by another process; grants wait and are retried, knocks and expiry go on"
                     );
                 }
-                self.deferred.extend(batch);
+                for g in bounds::wait(&mut self.deferred, batch, self.config.max_waiting_grants) {
+                    self.refusals
+                        .note(now, bounds::WAITING_FULL, &g.door, g.addr);
+                }
             }
             Ok(results) => {
                 for (g, applied) in batch.iter().zip(results) {

@@ -14,8 +14,9 @@ use crate::duration::RawDuration;
 use crate::error::{ConfigErrors, Sink};
 use crate::raw::{RawConfig, RawDoor, StepSpec, StringOrList};
 use crate::{
-    Config, DoorConfig, LogTarget, DEFAULT_HOSTS_ALLOW, DEFAULT_MAX_SOURCES, DEFAULT_SEQ_TIMEOUT,
-    DEFAULT_STATE_DIR, DEFAULT_TOTP_LENGTH, DEFAULT_TOTP_STEP, MAX_MAX_SOURCES,
+    Config, DoorConfig, LogTarget, DEFAULT_HOSTS_ALLOW, DEFAULT_MAX_LEASES, DEFAULT_MAX_SOURCES,
+    DEFAULT_MAX_WAITING_GRANTS, DEFAULT_SEQ_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TOTP_LENGTH,
+    DEFAULT_TOTP_STEP, MAX_MAX_LEASES, MAX_MAX_SOURCES, MAX_MAX_WAITING_GRANTS,
 };
 
 /// `text` as TOML of shape `T`; a syntax or shape error goes to `sink` at its position.
@@ -99,6 +100,29 @@ pub(crate) fn nonempty_path(
     resolve(base, v.get_ref())
 }
 
+/// An integer setting from 1 to `max` (`default` when absent); out of range is an error at
+/// the value's position.
+fn bounded(
+    v: &Option<Spanned<i64>>,
+    key: &str,
+    default: usize,
+    max: usize,
+    sink: &mut Sink,
+) -> usize {
+    let Some(v) = v else {
+        return default;
+    };
+    let n = *v.get_ref();
+    if n < 1 || n as u64 > max as u64 {
+        sink.at(
+            v.span(),
+            format!("`{key}` must be from 1 to {max}, not {n}"),
+        );
+        return default;
+    }
+    n as usize
+}
+
 fn settings(raw: &RawConfig, base: &Path, path: &Path, sink: &mut Sink) -> Config {
     let mut interfaces = Vec::new();
     if let Some(v) = &raw.interface {
@@ -134,21 +158,27 @@ fn settings(raw: &RawConfig, base: &Path, path: &Path, sink: &mut Sink) -> Confi
             _ => LogTarget::File(nonempty_path(v, "log", base, sink)),
         },
     };
-    let max_sources = match &raw.max_sources {
-        None => DEFAULT_MAX_SOURCES,
-        Some(v) => {
-            let n = *v.get_ref();
-            if n < 1 || n as u64 > MAX_MAX_SOURCES as u64 {
-                sink.at(
-                    v.span(),
-                    format!("`max_sources` must be from 1 to {MAX_MAX_SOURCES}, not {n}"),
-                );
-                DEFAULT_MAX_SOURCES
-            } else {
-                n as usize
-            }
-        }
-    };
+    let max_sources = bounded(
+        &raw.max_sources,
+        "max_sources",
+        DEFAULT_MAX_SOURCES,
+        MAX_MAX_SOURCES,
+        sink,
+    );
+    let max_leases = bounded(
+        &raw.max_leases,
+        "max_leases",
+        DEFAULT_MAX_LEASES,
+        MAX_MAX_LEASES,
+        sink,
+    );
+    let max_waiting_grants = bounded(
+        &raw.max_waiting_grants,
+        "max_waiting_grants",
+        DEFAULT_MAX_WAITING_GRANTS,
+        MAX_MAX_WAITING_GRANTS,
+        sink,
+    );
     Config {
         path: path.to_path_buf(),
         interfaces,
@@ -157,6 +187,8 @@ fn settings(raw: &RawConfig, base: &Path, path: &Path, sink: &mut Sink) -> Confi
         log,
         backup: raw.backup.unwrap_or(true),
         max_sources,
+        max_leases,
+        max_waiting_grants,
         metrics_file: raw
             .metrics_file
             .as_ref()

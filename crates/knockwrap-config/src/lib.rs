@@ -40,6 +40,14 @@ pub const DEFAULT_TOTP_STEP: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_SOURCES: usize = knock_match::DEFAULT_MAX_SOURCES;
 /// Largest `max_sources` accepted (about 1.5 GB of table at most).
 pub const MAX_MAX_SOURCES: usize = 1 << 24;
+/// Default bound on leases (distinct managed lines) the daemon grants: the matcher's table.
+pub const DEFAULT_MAX_LEASES: usize = 65_536;
+/// Largest `max_leases` accepted.
+pub const MAX_MAX_LEASES: usize = 1 << 24;
+/// Default bound on grants waiting while another process holds the hosts.allow lock.
+pub const DEFAULT_MAX_WAITING_GRANTS: usize = 4_096;
+/// Largest `max_waiting_grants` accepted.
+pub const MAX_MAX_WAITING_GRANTS: usize = 1 << 20;
 
 /// Where the daemon logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +69,12 @@ pub struct Config {
     pub log: LogTarget,
     pub backup: bool,
     pub max_sources: usize,
+    /// Most leases (distinct managed lines) the daemon keeps; a grant for a new address
+    /// beyond it is refused and counted (a replayed or forged storm grows nothing unbounded).
+    pub max_leases: usize,
+    /// Most grants kept waiting while another process holds the hosts.allow lock; beyond it
+    /// a grant is refused and counted.
+    pub max_waiting_grants: usize,
     /// Where the daemon writes its counters in the Prometheus text format (for
     /// node_exporter's textfile collector), if anywhere.
     pub metrics_file: Option<PathBuf>,

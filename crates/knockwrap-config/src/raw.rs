@@ -18,6 +18,8 @@ pub(crate) struct RawConfig {
     pub log: Option<Spanned<String>>,
     pub backup: Option<bool>,
     pub max_sources: Option<Spanned<i64>>,
+    pub max_leases: Option<Spanned<i64>>,
+    pub max_waiting_grants: Option<Spanned<i64>>,
     pub metrics_file: Option<Spanned<String>>,
     pub user: Option<Spanned<String>>,
     #[serde(default)]
