@@ -81,6 +81,10 @@ pub struct Counters {
     /// Messages from the capture process the parent refused.
     #[serde(default)]
     pub refused_messages: u64,
+    /// Knocks dropped because they were matched against a configuration reloaded since, of
+    /// which the parent no longer kept the doors.
+    #[serde(default)]
+    pub stale_knocks: u64,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -152,6 +156,11 @@ pub fn prometheus(s: &Snapshot) -> String {
         "capture_refused_messages_total",
         "Messages from the capture process the parent refused.",
         c.refused_messages,
+    );
+    counter(
+        "capture_stale_knocks_total",
+        "Knocks matched against doors reloaded since and no longer kept, dropped.",
+        c.stale_knocks,
     );
     out += "# HELP knockwrap_refused_total Refused packets and decisions by reason.\n";
     out += "# TYPE knockwrap_refused_total counter\n";
