@@ -81,6 +81,9 @@ pub struct Counters {
     /// Messages from the capture process the parent refused.
     #[serde(default)]
     pub refused_messages: u64,
+    /// Log lines from the capture process not written: over the bound (`daemon::child_log`).
+    #[serde(default)]
+    pub child_log_dropped: u64,
     /// Knocks dropped because they were matched against a configuration reloaded since, of
     /// which the parent no longer kept the doors.
     #[serde(default)]
@@ -156,6 +159,11 @@ pub fn prometheus(s: &Snapshot) -> String {
         "capture_refused_messages_total",
         "Messages from the capture process the parent refused.",
         c.refused_messages,
+    );
+    counter(
+        "capture_log_lines_dropped_total",
+        "Log lines from the capture process over the bound, not written.",
+        c.child_log_dropped,
     );
     counter(
         "capture_stale_knocks_total",

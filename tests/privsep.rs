@@ -440,6 +440,13 @@ fn knocks_message(claims: &[Claim]) -> Vec<u8> {
     m
 }
 
+/// A log message as the wire format lays it out (level 3 = info).
+fn log_message(text: &str) -> Vec<u8> {
+    let mut m = vec![2u8, 2, 3];
+    m.extend_from_slice(text.as_bytes());
+    m
+}
+
 fn send_all(fd: RawFd, messages: &[Vec<u8>]) {
     for bytes in messages {
         // SAFETY: fd is ours; bytes valid for their length.
@@ -903,4 +910,59 @@ fn a_totp_knock_is_judged_at_its_own_time() {
         }
     ));
     assert_eq!(rig.hosts_allow(), "SSHD: 198.18.200.95\n");
+}
+
+/// A child flooding the parent with log lines gets a bounded number of them written, one
+/// summary of what was dropped, and the count in `knockwrap status`.
+#[test]
+fn a_log_flood_from_the_capture_process_is_bounded() {
+    if !require_root_or_skip("a_log_flood_from_the_capture_process_is_bounded") {
+        return;
+    }
+    let _serial = serial();
+    let rig = Rig::start(
+        "logflood",
+        vec![Door::allow("openSSH", &OPEN)],
+        "",
+        "",
+        false,
+    );
+    let flood: Vec<Vec<u8>> = (0..3_000)
+        .map(|i| log_message(&format!("flood line {i}")))
+        .collect();
+    let child = speak_as_child(rig.daemon.pid(), &flood);
+    // Every line is either written or counted as dropped (the status is published every
+    // few seconds).
+    let (mut written, mut dropped) = (0, 0);
+    let settled = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        written = rig
+            .daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains("flood line"))
+            .count() as u64;
+        dropped = status_of(&rig.root, &rig.daemon.config)["counters"]["child_log_dropped"]
+            .as_u64()
+            .unwrap_or(0);
+        written + dropped == 3_000
+    });
+    assert!(
+        written <= 200,
+        "{written} lines of a 3,000-line flood were written"
+    );
+    assert!(settled, "written {written}, dropped {dropped}");
+    assert!(
+        wait_until(Duration::from_secs(12), Duration::from_millis(100), || rig
+            .daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains("log lines from the capture process dropped"))
+            .count()
+            == 1),
+        "no single summary of the dropped lines\n{}",
+        rig.daemon.log()
+    );
+    // Log lines are no attack: the child stays.
+    assert_eq!(children_of(rig.daemon.pid()), [child]);
+    assert_eq!(refused_messages(&rig), 0);
 }

@@ -9,6 +9,7 @@
 //! refuses is replaced, with backoff, while leases keep expiring.
 
 mod child;
+mod child_log;
 mod clock;
 mod error;
 mod grants;
@@ -157,6 +158,8 @@ struct Daemon {
     attack_logged_at: Option<u64>,
     /// When a knock of a setup generation no longer kept was last logged (event clock ms).
     stale_logged_at: Option<u64>,
+    /// The bound on the child's log lines.
+    child_logs: child_log::ChildLogs,
     /// What `knockwrap status` shows: counts kept here, published by [`snapshot`].
     started_at: u64,
     stats: crate::status::Counters,
@@ -235,6 +238,7 @@ impl Daemon {
             judge,
             loopback: local::LoopbackInterfaces::default(),
             stale_logged_at: None,
+            child_logs: Default::default(),
             clock: Clock::new(),
             refusals: Refusals::default(),
             pending: Vec::new(),
@@ -478,7 +482,11 @@ impl Daemon {
     fn on_message(&mut self, m: ChildMessage) -> Result<(), Refused> {
         match m {
             ChildMessage::Log { level, text } => {
-                logging::write_child_line(&logging::level_of(level), &text);
+                if self.child_logs.admit(self.clock.boot_ms()) {
+                    logging::write_child_line(&logging::level_of(level), &text);
+                } else {
+                    self.stats.child_log_dropped += 1;
+                }
             }
             ChildMessage::Stats(s) => {
                 let configured = self.judge.max_interfaces();
@@ -579,6 +587,7 @@ impl Daemon {
                 Err(e) => error!(error = %e, "cannot read the lease journal"),
             }
             self.refusals.flush(now, false);
+            self.child_logs.flush(now, false);
             if self.dirty
                 || self
                     .published_at
@@ -602,6 +611,7 @@ impl Daemon {
                     .wake_at()
                     .map(|s| s.saturating_mul(1000).saturating_sub(wall)),
                 self.refusals.deadline().map(|t| t.saturating_sub(now)),
+                self.child_logs.deadline().map(|t| t.saturating_sub(now)),
             ]
             .into_iter()
             .flatten()
@@ -630,6 +640,7 @@ impl Daemon {
             let _ = process::reap(child.pid, true);
         }
         self.refusals.flush(self.clock.boot_ms(), true);
+        self.child_logs.flush(self.clock.boot_ms(), true);
         // Records folded into one document: what an earlier build (a downgrade) can read.
         if let Err(e) = self.grants.compact_journal() {
             warn!(error = %e, "could not compact the lease journal at stop; it stays valid as it is");
