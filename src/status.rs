@@ -81,6 +81,13 @@ pub struct Counters {
     /// Messages from the capture process the parent refused.
     #[serde(default)]
     pub refused_messages: u64,
+    /// Log lines from the capture process not written: over the bound (`daemon::child_log`).
+    #[serde(default)]
+    pub child_log_dropped: u64,
+    /// Knocks dropped because they were matched against a configuration reloaded since, of
+    /// which the parent no longer kept the doors.
+    #[serde(default)]
+    pub stale_knocks: u64,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -152,6 +159,16 @@ pub fn prometheus(s: &Snapshot) -> String {
         "capture_refused_messages_total",
         "Messages from the capture process the parent refused.",
         c.refused_messages,
+    );
+    counter(
+        "capture_log_lines_dropped_total",
+        "Log lines from the capture process over the bound, not written.",
+        c.child_log_dropped,
+    );
+    counter(
+        "capture_stale_knocks_total",
+        "Knocks matched against doors reloaded since and no longer kept, dropped.",
+        c.stale_knocks,
     );
     out += "# HELP knockwrap_refused_total Refused packets and decisions by reason.\n";
     out += "# TYPE knockwrap_refused_total counter\n";

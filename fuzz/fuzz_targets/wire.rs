@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(m) => {
             assert!(data.len() <= MAX_CHILD_MESSAGE);
             match &m {
-                ChildMessage::Knocks(k) => assert!(!k.is_empty() && k.len() <= MAX_KNOCKS),
+                ChildMessage::Knocks { knocks, .. } => {
+                    assert!(!knocks.is_empty() && knocks.len() <= MAX_KNOCKS)
+                }
                 ChildMessage::Log { text, .. } => assert!(text.len() <= MAX_LOG_TEXT * 3),
                 _ => {}
             }

@@ -4,8 +4,9 @@
 //! the channel to the parent (stdio is /dev/null, read-only).
 //!
 //! Its loop: capture threads → destination and source checks → the matcher → one
-//! [`ChildMessage::Knocks`] per drain (the sequences it completed) to the parent, which decides
-//! what to write. Its configuration (doors, interfaces, matcher options) arrives as a [`Setup`]
+//! [`ChildMessage::Knocks`] per drain (the sequences it completed, with the setup generation
+//! they were matched in and each one's capture interface) to the parent, which decides what
+//! to write. Each taken setup is acknowledged with [`ChildMessage::Ready`]. Its configuration (doors, interfaces, matcher options) arrives as a [`Setup`]
 //! over the channel, at start and on every reload, read by a channel thread that wakes the
 //! loop: the child never reads a file. Log lines go to the parent over the same channel. When
 //! the parent goes away (or sends Stop), the child ends.
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use knock_capture::{
     spawn_capture_thread_with, Capture, CaptureError, CaptureThread, EventBatch, FilterSpec,
-    FrameSource, SharedFilter,
+    FrameSource, LinkType, ReceivePath, SharedFilter, Stats,
 };
 use knock_match::{check_source, Consume, KnockEvent, Matcher, Refusal};
 use thiserror::Error;
@@ -226,6 +227,39 @@ fn dup_cloexec(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// A capture source whose events say which interface they came from: its index in the
+/// setup's list, what a knock reports to the parent.
+struct Tagged {
+    inner: Box<dyn FrameSource>,
+    interface: u16,
+}
+
+impl FrameSource for Tagged {
+    fn next_batch(&mut self, out: &mut Vec<KnockEvent>) -> Result<usize, CaptureError> {
+        let from = out.len();
+        let n = self.inner.next_batch(out)?;
+        for e in &mut out[from..] {
+            e.interface = self.interface;
+        }
+        Ok(n)
+    }
+    fn set_filter(&mut self, spec: &FilterSpec) -> Result<(), CaptureError> {
+        self.inner.set_filter(spec)
+    }
+    fn stats(&mut self) -> Stats {
+        self.inner.stats()
+    }
+    fn check_interface(&self) -> Result<(), CaptureError> {
+        self.inner.check_interface()
+    }
+    fn link(&self) -> LinkType {
+        self.inner.link()
+    }
+    fn receive_path(&self) -> Option<ReceivePath> {
+        self.inner.receive_path()
+    }
+}
+
 /// The capture threads, one per interface.
 struct Captures {
     interfaces: Vec<String>,
@@ -243,14 +277,17 @@ impl Captures {
     ) -> Result<Captures, ChildError> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for name in interfaces {
+        for (i, name) in interfaces.iter().enumerate() {
             let open = Arc::clone(open);
+            let interface = u16::try_from(i).unwrap_or(u16::MAX);
             let t = spawn_capture_thread_with(
                 name,
                 filter.clone(),
                 tx.clone(),
                 Arc::clone(&stop),
-                move |name: &str, spec: &FilterSpec| open(name, spec),
+                move |name: &str, spec: &FilterSpec| {
+                    open(name, spec).map(|inner| Tagged { inner, interface })
+                },
             )
             .map_err(|e| ChildError::Capture {
                 interface: name.clone(),
@@ -280,6 +317,8 @@ impl Captures {
 
 struct Child {
     fd: RawFd,
+    /// The setup generation the matcher's doors come from.
+    generation: u32,
     matcher: Matcher,
     link_local: Vec<bool>,
     filter: SharedFilter,
@@ -302,7 +341,12 @@ struct Child {
 }
 
 fn build(setup: &Setup) -> Result<Matcher, ChildError> {
-    Matcher::new(setup.doors.clone(), setup.options).map_err(|e| ChildError::Setup(e.to_string()))
+    let mut m = Matcher::new(setup.doors.clone(), setup.options)
+        .map_err(|e| ChildError::Setup(e.to_string()))?;
+    // A link-local source completes only the doors that take them, and uses up nothing on
+    // the others (the parent refuses such a knock).
+    m.set_link_local(&setup.link_local);
+    Ok(m)
 }
 
 fn spec(setup: &Setup) -> FilterSpec {
@@ -328,6 +372,7 @@ impl Child {
         let captures = Captures::spawn(&setup.interfaces, &filter, &tx, &open)?;
         let child = Child {
             fd,
+            generation: setup.generation,
             matcher,
             link_local: setup.link_local.clone(),
             filter,
@@ -352,7 +397,9 @@ impl Child {
             child.tx.clone(),
             Arc::clone(&child.quit),
         )?;
-        child.send(&ChildMessage::Ready);
+        child.send(&ChildMessage::Ready {
+            generation: child.generation,
+        });
         Ok(child)
     }
 
@@ -491,7 +538,17 @@ impl Child {
             }
         }
         self.packets += 1;
-        for d in self.matcher.observe(&event) {
+        let decisions = self.matcher.observe(&event);
+        for (door, addr) in self.matcher.take_link_local_refusals() {
+            let name = self
+                .matcher
+                .doors()
+                .nth(door)
+                .map_or("?", |d| d.name.as_str());
+            self.refusals
+                .note(event.time_ms, Refusal::LinkLocal.as_str(), name, addr);
+        }
+        for d in decisions {
             if self.knocks.len() >= MAX_KNOCKS {
                 self.send_knocks();
             }
@@ -505,7 +562,7 @@ impl Child {
             self.knocks.push(Knock {
                 door: u16::try_from(d.door).unwrap_or(u16::MAX),
                 addr: d.addr,
-                via_loopback: event.via_loopback,
+                interface: event.interface,
                 time_ms: d.time_ms,
                 used,
             });
@@ -515,13 +572,19 @@ impl Child {
     fn send_knocks(&mut self) {
         if !self.knocks.is_empty() {
             let knocks = std::mem::take(&mut self.knocks);
-            self.send(&ChildMessage::Knocks(knocks));
+            self.send(&ChildMessage::Knocks {
+                generation: self.generation,
+                knocks,
+            });
         }
     }
 
     /// A new configuration from the parent: new doors (progress of sources half-way through
-    /// an unchanged door is kept), filter and, when they changed, interfaces.
+    /// an unchanged door is kept, and what the old doors used up stays used), filter and,
+    /// when they changed, interfaces. Knocks matched with the old doors go first, under the
+    /// old generation; the new one is acknowledged once in use.
     fn reload(&mut self, setup: Setup) -> Result<(), ChildError> {
+        self.send_knocks();
         let mut matcher = match build(&setup) {
             Ok(m) => m,
             Err(e) => {
@@ -550,7 +613,11 @@ impl Child {
                 &self.open,
             )?);
         }
+        self.generation = setup.generation;
         info!(sequences_kept = carried, "capture process reloaded");
+        self.send(&ChildMessage::Ready {
+            generation: self.generation,
+        });
         Ok(())
     }
 }
@@ -572,6 +639,7 @@ mod tests {
 
     fn setup() -> Setup {
         Setup {
+            generation: 1,
             doors: vec![Door {
                 name: "ssh".into(),
                 kind: DoorKind::Static {
@@ -668,7 +736,7 @@ mod tests {
     fn knocks(got: &[ChildMessage]) -> Vec<Knock> {
         got.iter()
             .filter_map(|m| match m {
-                ChildMessage::Knocks(k) => Some(k.clone()),
+                ChildMessage::Knocks { knocks, .. } => Some(knocks.clone()),
                 _ => None,
             })
             .flatten()
@@ -678,13 +746,20 @@ mod tests {
     #[test]
     fn a_recorded_knock_reaches_the_parent() {
         let (t0, got) = run_recorded(&[7000, 8000, 9000], |got| !knocks(got).is_empty());
-        assert_eq!(got.first(), Some(&ChildMessage::Ready), "{got:?}");
+        assert_eq!(
+            got.first(),
+            Some(&ChildMessage::Ready { generation: 1 }),
+            "{got:?}"
+        );
+        assert!(got
+            .iter()
+            .all(|m| !matches!(m, ChildMessage::Knocks { generation, .. } if *generation != 1)));
         assert_eq!(
             knocks(&got),
             [Knock {
                 door: 0,
                 addr: IpAddr::from(KNOCKER),
-                via_loopback: false,
+                interface: 0,
                 time_ms: t0 + 2,
                 used: Used::None,
             }]

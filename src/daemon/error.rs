@@ -48,4 +48,8 @@ pub enum Refused {
     WrongKind(String),
     #[error("statistics for {got} interfaces, {configured} configured")]
     Interfaces { got: usize, configured: usize },
+    #[error("capture interface index {index}, {configured} configured")]
+    Interface { index: u16, configured: usize },
+    #[error("setup generation {got}: not one the capture process may use now (current {current})")]
+    Generation { got: u32, current: u32 },
 }

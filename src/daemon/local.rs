@@ -1,6 +1,7 @@
 //! The host's own addresses. As in knockd (whose capture filter keeps only packets to the
 //! interface's address), a knock counts only when it is sent to this host, or to a door's
-//! explicit `target`: packets the host merely forwards never open a door.
+//! explicit `target`: packets the host merely forwards never open a door. And, for the
+//! parent, which interfaces are loopback ones ([`LoopbackInterfaces`]).
 
 use std::collections::HashSet;
 
@@ -66,6 +67,33 @@ impl Destinations {
     }
 }
 
+/// How often the parent reads again which interfaces are loopback ones (also whenever it is
+/// asked about a name it did not see last time).
+const LOOPBACK_REFRESH: Duration = Duration::from_secs(1);
+
+/// Which interfaces are loopback ones, as the parent reads them itself (getifaddrs,
+/// IFF_LOOPBACK): only a knock that came in on one may have a loopback or own source. Asked
+/// only for such knocks, so it is read seldom. An interface it cannot read is not loopback.
+#[derive(Default)]
+pub struct LoopbackInterfaces {
+    names: std::collections::HashSet<String>,
+    read_at: Option<Instant>,
+}
+
+impl LoopbackInterfaces {
+    pub fn is_loopback(&mut self, name: &str) -> bool {
+        let fresh = self.read_at.is_some_and(|t| t.elapsed() < LOOPBACK_REFRESH);
+        if !fresh || !self.names.contains(name) {
+            self.read_at = Some(Instant::now());
+            match crate::sys::ifaddrs::loopback_interfaces() {
+                Ok(names) => self.names = names,
+                Err(e) => warn!(error = %e, "cannot list this host's loopback interfaces"),
+            }
+        }
+        self.names.contains(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +111,12 @@ mod tests {
         assert!(!d.is_local("192.0.2.77".parse().unwrap()));
         assert!(!d.accepts("192.0.2.78".parse().unwrap()));
         assert!(!d.accepts("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn lo_is_a_loopback_interface_and_a_missing_one_is_not() {
+        let mut l = LoopbackInterfaces::default();
+        assert!(l.is_loopback("lo"));
+        assert!(!l.is_loopback("knockwrap-no-such-if0"));
     }
 }

@@ -10,9 +10,11 @@
 
 mod bounds;
 mod child;
+mod child_log;
 mod clock;
 mod error;
 mod grants;
+mod judge;
 mod local;
 pub mod notify;
 mod refusals;
@@ -40,9 +42,9 @@ use crate::logging;
 use clock::Clock;
 use error::{DaemonError, Refused};
 use hosts_writer::state::{Applied, Grant, State as Grants};
-use knock_match::{check_source, Refusal};
+use judge::{Disabled, Generation, Judge, Judged, Verdict, When};
 use refusals::Refusals;
-use wire::{ChildMessage, ChildStats, Knock, Setup, Used};
+use wire::{ChildMessage, ChildStats, Knock, Setup};
 
 use crate::sys::privilege::{self, Account};
 use crate::sys::{process, sandbox};
@@ -124,10 +126,12 @@ struct Daemon {
     config_path: PathBuf,
     cli_interfaces: Vec<String>,
     config: Config,
-    /// The doors with their recorded progress: the parent's own copy, against which every
-    /// message from the child is checked, and which it updates before recording progress.
-    doors: Vec<Door>,
-    interfaces: Vec<String>,
+    /// The doors with their recorded progress, by setup generation: the parent's own copy,
+    /// against which every message from the child is checked, and which it updates before
+    /// recording progress. The current generation's interfaces are the capture's.
+    judge: Judge,
+    /// Which interfaces are loopback ones, as this process reads them.
+    loopback: local::LoopbackInterfaces,
     hash_seed: [u64; 2],
     account: Account,
     child: Option<ChildProcess>,
@@ -146,19 +150,21 @@ struct Daemon {
     clock: Clock,
     refusals: Refusals,
     /// Decisions of the messages drained so far, applied together after the drain.
-    pending: Vec<Decision>,
+    pending: Vec<Judged>,
     /// Grants that found the hosts.allow lock held elsewhere, retried every loop turn.
     deferred: Vec<Grant>,
     /// When a held lock was last logged (event clock ms): at most one line per 10 s.
     lock_logged_at: Option<u64>,
     /// When a refused child message was last logged (event clock ms).
     attack_logged_at: Option<u64>,
+    /// When a knock of a setup generation no longer kept was last logged (event clock ms).
+    stale_logged_at: Option<u64>,
+    /// The bound on the child's log lines.
+    child_logs: child_log::ChildLogs,
     /// What `knockwrap status` shows: counts kept here, published by [`snapshot`].
     started_at: u64,
     stats: crate::status::Counters,
     last_error: Option<String>,
-    /// Doors disabled because their progress cannot be trusted, and why.
-    disabled: Disabled,
     published_at: Option<u64>,
     dirty: bool,
 }
@@ -249,8 +255,19 @@ impl Daemon {
         let (doors, disabled) =
             prepare_doors(&config, &progress).map_err(|e| Failure::failed(e.to_string()))?;
         let destinations = local::Destinations::new(targets(&config));
+        let judge = Judge::new(Generation {
+            id: 1,
+            link_local: config.doors.iter().map(|d| d.link_local).collect(),
+            doors,
+            disabled,
+            interfaces,
+        });
         let mut daemon = Daemon {
             destinations,
+            judge,
+            loopback: local::LoopbackInterfaces::default(),
+            stale_logged_at: None,
+            child_logs: Default::default(),
             clock: Clock::new(),
             refusals: Refusals::default(),
             pending: Vec::new(),
@@ -260,14 +277,11 @@ impl Daemon {
             started_at: clock::real_wall_ms() / 1000,
             stats: Default::default(),
             last_error: None,
-            disabled,
             published_at: None,
             dirty: true,
             config_path,
             cli_interfaces,
             config,
-            doors,
-            interfaces,
             hash_seed: random_seed(),
             account,
             child: None,
@@ -295,7 +309,7 @@ impl Daemon {
         info!(
             config = %daemon.config_path.display(),
             hosts_allow = %daemon.config.hosts_allow.display(),
-            interfaces = %daemon.interfaces.join(","),
+            interfaces = %daemon.judge.current().interfaces.join(","),
             doors = daemon.config.doors.len(),
             capture_user = %daemon.account.name,
             "ready"
@@ -307,10 +321,12 @@ impl Daemon {
     }
 
     fn setup(&self) -> Setup {
+        let g = self.judge.current();
         Setup {
-            doors: self.doors.clone(),
-            link_local: self.config.doors.iter().map(|d| d.link_local).collect(),
-            interfaces: self.interfaces.clone(),
+            generation: g.id,
+            doors: g.doors.clone(),
+            link_local: g.link_local.clone(),
+            interfaces: g.interfaces.clone(),
             options: MatcherOptions {
                 max_sources: self.config.max_sources,
                 hash_seed: self.hash_seed,
@@ -345,6 +361,9 @@ impl Daemon {
             }
             process::Forked::Parent(pid) => {
                 drop(theirs);
+                // The new child gets the current setup and knows no other.
+                self.judge.child_started();
+                self.pending.clear();
                 let child = ChildProcess {
                     pid,
                     channel: mine,
@@ -455,6 +474,10 @@ impl Daemon {
                         .map_err(Refused::from)
                         .and_then(|m| self.on_message(m));
                     if let Err(why) = handled {
+                        // Nothing the child sent since the last drain the parent accepted
+                        // stands: its decisions go, and what their checks used is unused.
+                        self.pending.clear();
+                        self.judge.rollback();
                         self.refused_message(&why);
                         break;
                     }
@@ -488,69 +511,80 @@ impl Daemon {
     fn on_message(&mut self, m: ChildMessage) -> Result<(), Refused> {
         match m {
             ChildMessage::Log { level, text } => {
-                logging::write_child_line(&logging::level_of(level), &text);
+                if self.child_logs.admit(self.clock.boot_ms()) {
+                    logging::write_child_line(&logging::level_of(level), &text);
+                } else {
+                    self.stats.child_log_dropped += 1;
+                }
             }
             ChildMessage::Stats(s) => {
-                if s.interfaces.len() > self.interfaces.len() {
+                let configured = self.judge.max_interfaces();
+                if s.interfaces.len() > configured {
                     return Err(Refused::Interfaces {
                         got: s.interfaces.len(),
-                        configured: self.interfaces.len(),
+                        configured,
                     });
                 }
                 self.child_stats = s;
             }
-            ChildMessage::Ready => self.ready = true,
-            ChildMessage::Knocks(knocks) => {
+            ChildMessage::Ready { generation } => {
+                self.judge.acknowledge(generation)?;
+                self.ready = true;
+            }
+            ChildMessage::Knocks { generation, knocks } => {
                 for k in knocks {
-                    let decision = self.check_knock(k)?;
-                    self.pending.push(decision);
+                    match self.check_knock(generation, k)? {
+                        Verdict::Take(judged) => self.pending.push(judged),
+                        Verdict::Stale => self.stale_knock(generation, &k),
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// Checks a completed knock the child reports against the parent's own doors and the
-    /// source policy, and builds the decision from the parent's door (service, lease,
-    /// action). A one-time index or TOTP counter is consumed here, before anything is written.
-    fn check_knock(&mut self, knock: Knock) -> Result<Decision, Refused> {
-        let Knock {
-            door,
-            addr,
-            via_loopback,
-            time_ms,
-            used,
-        } = knock;
-        let i = usize::from(door);
-        let Some(d) = self.doors.get_mut(i) else {
-            return Err(Refused::DoorOutOfRange(door));
-        };
-        if self.disabled.iter().any(|(name, _)| *name == d.name) {
-            return Err(Refused::DoorDisabled(d.name.clone()));
+    /// A knock matched against a setup generation the parent no longer keeps (more reloads
+    /// than it keeps while the child had not caught up): dropped, logged at most once per 10 s.
+    fn stale_knock(&mut self, generation: u32, k: &Knock) {
+        self.stats.stale_knocks += 1;
+        self.dirty = true;
+        let now = self.clock.boot_ms();
+        if self
+            .stale_logged_at
+            .is_none_or(|t| now.saturating_sub(t) >= 10_000)
+        {
+            self.stale_logged_at = Some(now);
+            warn!(
+                generation, current = self.judge.current().id, addr = %k.addr,
+                "dropped a knock matched against a configuration reloaded since; knock again"
+            );
         }
-        match check_source(addr, via_loopback, self.destinations.host()) {
-            Ok(()) | Err(Refusal::LinkLocal) => {}
-            Err(why) => return Err(Refused::Source { addr, why }),
-        }
+    }
+
+    /// Checks a completed knock the child reports against the parent's own doors of the
+    /// knock's setup generation, its interface list and the source policy; the decision is
+    /// built from the parent's door (service, lease, action). A one-time index or TOTP counter
+    /// is consumed here, before anything is written ([`judge`]).
+    fn check_knock(&mut self, generation: u32, knock: Knock) -> Result<Verdict, Refused> {
         let now = self.clock.boot_ms();
         // The knock's time as the child tells it, within reason.
-        let time_ms = if time_ms > now || now - time_ms > 60_000 {
+        let time_ms = if knock.time_ms > now || now - knock.time_ms > 60_000 {
             now
         } else {
-            time_ms
+            knock.time_ms
         };
-        let wall_ms = self.clock.wall_at(now);
-        let consume = consume(d, used, wall_ms)?;
-        Ok(Decision {
-            door: i,
-            door_name: d.name.clone(),
-            action: d.action,
-            addr,
-            service: d.service.clone(),
-            lease: d.lease,
+        let when = When {
             time_ms,
-            consume,
-        })
+            wall_ms: self.clock.wall_at(time_ms),
+        };
+        let loopback = &mut self.loopback;
+        self.judge.check(
+            generation,
+            &knock,
+            self.destinations.host(),
+            &mut |name| loopback.is_loopback(name),
+            when,
+        )
     }
 
     fn serve(&mut self) {
@@ -582,6 +616,7 @@ impl Daemon {
                 Err(e) => error!(error = %e, "cannot read the lease journal"),
             }
             self.refusals.flush(now, false);
+            self.child_logs.flush(now, false);
             if self.dirty
                 || self
                     .published_at
@@ -605,6 +640,7 @@ impl Daemon {
                     .wake_at()
                     .map(|s| s.saturating_mul(1000).saturating_sub(wall)),
                 self.refusals.deadline().map(|t| t.saturating_sub(now)),
+                self.child_logs.deadline().map(|t| t.saturating_sub(now)),
             ]
             .into_iter()
             .flatten()
@@ -633,6 +669,7 @@ impl Daemon {
             let _ = process::reap(child.pid, true);
         }
         self.refusals.flush(self.clock.boot_ms(), true);
+        self.child_logs.flush(self.clock.boot_ms(), true);
         // Records folded into one document: what an earlier build (a downgrade) can read.
         if let Err(e) = self.grants.compact_journal() {
             warn!(error = %e, "could not compact the lease journal at stop; it stays valid as it is");
@@ -666,23 +703,15 @@ impl Daemon {
     /// in their place. Per-grant work is bounded: a burst of thousands of grants costs two
     /// writes, not thousands.
     fn apply_pending(&mut self) {
+        self.judge.commit();
         let decisions = std::mem::take(&mut self.pending);
         self.dirty |= !decisions.is_empty();
         let mut batch: Vec<Grant> = Vec::new();
-        for d in decisions {
-            if !self.record_progress(&d) {
+        for judged in decisions {
+            if !self.record_progress(&judged) {
                 continue;
             }
-            let link_local_ok = self
-                .config
-                .doors
-                .get(d.door)
-                .is_some_and(|door| door.link_local);
-            if knock_match::source::is_link_local(d.addr) && !link_local_ok {
-                self.refusals
-                    .note(d.time_ms, Refusal::LinkLocal.as_str(), &d.door_name, d.addr);
-                continue;
-            }
+            let d = judged.decision;
             match d.action {
                 Action::Allow => batch.push(Grant {
                     door: d.door_name,
@@ -698,20 +727,27 @@ impl Daemon {
             }
         }
         self.grant_batch(batch);
+        // Decisions no longer need the generations the child has left behind.
+        self.judge.prune();
     }
 
     /// Durable before acting: a used one-time or TOTP sequence must never work twice, even
-    /// after a crash. False when the decision must be dropped.
-    fn record_progress(&mut self, d: &Decision) -> bool {
+    /// after a crash. False when the decision must be dropped. The progress written is that of
+    /// the door that judged the knock, in that door's own file.
+    fn record_progress(&mut self, judged: &Judged) -> bool {
+        let d = &judged.decision;
         let Some(consume) = d.consume else {
             return true;
         };
-        let recorded = match self.doors.get(d.door) {
-            Some(door) => self
+        let recorded = match self.judge.door(judged.generation, d.door) {
+            Some(door) if door.name == d.door_name => self
                 .progress
                 .record(door, &consume)
                 .map_err(|e| e.to_string()),
-            None => Err(format!("door #{} not found", d.door)),
+            _ => Err(format!(
+                "door `{}` of setup generation {} not found",
+                d.door_name, judged.generation
+            )),
         };
         if let Err(e) = recorded {
             error!(door = %d.door_name, addr = %d.addr, error = %e,
@@ -868,9 +904,14 @@ impl Daemon {
             warn!("the `user` setting changed: it takes effect at the next restart");
         }
         self.progress = progress;
-        self.doors = doors;
-        self.disabled = disabled;
-        self.interfaces = interfaces;
+        // The doors the child may still be matching with stay until it says it took these.
+        self.judge.install(Generation {
+            id: 0,
+            link_local: config.doors.iter().map(|d| d.link_local).collect(),
+            doors,
+            disabled,
+            interfaces,
+        });
         self.dirty = true;
         self.destinations = local::Destinations::new(targets(&config));
         self.config = config;
@@ -900,47 +941,6 @@ fn startup_checks(config_path: &Path) {
         }
     }
 }
-
-/// What a completed knock the child reports uses up, checked against the parent's copy of the
-/// door and consumed there: a static door uses nothing; a one-time door exactly its next unused
-/// sequence (the matcher accepts no other, so a child that names another is not to be trusted:
-/// it could otherwise use up the list); a TOTP door an unused step within one of now.
-fn consume(d: &mut Door, used: Used, wall_ms: u64) -> Result<Option<Consume>, Refused> {
-    match (used, &mut d.kind) {
-        (Used::None, DoorKind::Static { .. }) => Ok(None),
-        (Used::OneTime { index }, DoorKind::OneTime { sequences, next }) => {
-            let i = index as usize;
-            if i != *next || i >= sequences.len() {
-                return Err(Refused::OneTimeUsed {
-                    door: d.name.clone(),
-                    index,
-                });
-            }
-            *next = i + 1;
-            Ok(Some(Consume::OneTime {
-                index: i,
-                next: i + 1,
-                remaining: sequences.len() - (i + 1),
-            }))
-        }
-        (Used::Totp { counter }, DoorKind::Totp(p)) => {
-            let step = p.step.as_millis().max(1) as u64;
-            let current = knock_match::totp_counter(wall_ms, step);
-            if p.used.contains(counter) || counter.abs_diff(current) > 1 {
-                return Err(Refused::TotpStep {
-                    door: d.name.clone(),
-                    counter,
-                });
-            }
-            p.used.mark(counter, current);
-            Ok(Some(Consume::Totp { counter }))
-        }
-        _ => Err(Refused::WrongKind(d.name.clone())),
-    }
-}
-
-/// Doors disabled because their progress cannot be trusted: (door name, why).
-type Disabled = Vec<(String, String)>;
 
 /// The doors for `config`, with the recorded one-time/TOTP progress, checked as the matcher
 /// checks them. A progress file that cannot be trusted disables its door only (never reusing
@@ -1003,55 +1003,6 @@ mod tests {
             lease: None,
             target: None,
         }
-    }
-
-    #[test]
-    fn a_knock_uses_exactly_what_its_door_allows_once() {
-        use knock_match::{Step, TotpParams};
-        let seq = |p: u16| vec![Step::tcp(p), Step::tcp(p + 2)];
-        let mut one_time = door(vec![]);
-        one_time.kind = DoorKind::OneTime {
-            sequences: vec![seq(1000), seq(2000), seq(3000)],
-            next: 1,
-        };
-        // Only the next unused sequence: not a used one, not one further on, not past the end.
-        for index in [0, 2, 3, 99] {
-            assert!(
-                consume(&mut one_time, Used::OneTime { index }, 0).is_err(),
-                "{index}"
-            );
-        }
-        assert_eq!(
-            consume(&mut one_time, Used::OneTime { index: 1 }, 0),
-            Ok(Some(Consume::OneTime {
-                index: 1,
-                next: 2,
-                remaining: 1
-            }))
-        );
-        assert!(consume(&mut one_time, Used::OneTime { index: 1 }, 0).is_err());
-        assert!(consume(&mut one_time, Used::None, 0).is_err());
-
-        let mut totp = door(vec![]);
-        totp.kind = DoorKind::Totp(TotpParams {
-            secret: vec![7; 20],
-            length: 4,
-            lo: 20000,
-            hi: 40000,
-            step: Duration::from_secs(30),
-            used: Default::default(),
-        });
-        let now = 1_700_000_000_000u64;
-        let c = now / 30_000;
-        assert!(consume(&mut totp, Used::Totp { counter: c + 2 }, now).is_err());
-        assert!(consume(&mut totp, Used::Totp { counter: c - 2 }, now).is_err());
-        assert!(consume(&mut totp, Used::Totp { counter: c + 1 }, now).is_ok());
-        assert!(consume(&mut totp, Used::Totp { counter: c + 1 }, now).is_err());
-        assert!(consume(&mut totp, Used::Totp { counter: c }, now).is_ok());
-
-        let mut fixed = door(vec![Step::tcp(7000), Step::tcp(8000)]);
-        assert_eq!(consume(&mut fixed, Used::None, now), Ok(None));
-        assert!(consume(&mut fixed, Used::OneTime { index: 0 }, now).is_err());
     }
 
     #[test]

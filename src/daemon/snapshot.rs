@@ -28,17 +28,18 @@ impl Daemon {
     fn snapshot(&self, now: u64) -> Snapshot {
         let wall_ms = self.clock.wall_at(now);
         let wall = wall_ms / 1000;
-        let exhausted: Vec<&str> = self
+        let current = self.judge.current();
+        let exhausted: Vec<&str> = current
             .doors
             .iter()
             .filter(|d| matches!(&d.kind, DoorKind::OneTime { sequences, next } if *next >= sequences.len()))
             .map(|d| d.name.as_str())
             .collect();
-        let doors = self
+        let doors = current
             .doors
             .iter()
             .map(|d| {
-                let disabled = self
+                let disabled = current
                     .disabled
                     .iter()
                     .find(|(name, _)| *name == d.name)
@@ -110,7 +111,7 @@ impl Daemon {
             updated_at: wall,
             config: self.config_path.display().to_string(),
             hosts_allow: self.config.hosts_allow.display().to_string(),
-            interfaces: self
+            interfaces: current
                 .interfaces
                 .iter()
                 .enumerate()

@@ -1,6 +1,8 @@
 //! getifaddrs(3): this host's addresses with their prefix lengths, for the source policy and
-//! the destination check.
+//! the destination check; and which interfaces are loopback ones, for the parent's judgement
+//! of a knock's capture interface.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -40,6 +42,31 @@ pub fn addresses() -> io::Result<HostAddresses> {
                 }
                 _ => {}
             }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Names of the loopback interfaces (IFF_LOOPBACK) of this network namespace. getifaddrs
+/// lists every interface that is up or has an address, with its flags, even without one.
+pub fn loopback_interfaces() -> io::Result<HashSet<String>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = HashSet::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        if ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0 && !ifa.ifa_name.is_null() {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+            out.insert(name.to_string_lossy().into_owned());
         }
         cur = ifa.ifa_next;
     }

@@ -80,6 +80,8 @@ pub fn decode(link: LinkType, frame: &[u8], time_ms: u64) -> Option<KnockEvent> 
         to_host: false,
         via_loopback: false,
         attempt,
+        // Which of the daemon's interfaces: the capture thread's owner says.
+        interface: 0,
     })
 }
 

@@ -119,6 +119,7 @@ fn ev(t: u64, src: u32, proto: Proto, port: u16) -> KnockEvent {
         to_host: true,
         via_loopback: false,
         attempt: 0,
+        interface: 0,
     }
 }
 

@@ -352,6 +352,33 @@ pub fn sweep_shaped(steps: &[Step]) -> Option<String> {
 }
 
 impl Door {
+    /// Takes over what `other` has used when it keeps its progress in the same place (the
+    /// same name and kind): a one-time door's `next` becomes the later of the two, a TOTP
+    /// door's used counters the union. Anything else is left alone. A sequence used through
+    /// either copy is then used in both, so neither can grant it again.
+    pub fn merge_progress(&mut self, other: &Door) {
+        if self.name != other.name {
+            return;
+        }
+        match (&mut self.kind, &other.kind) {
+            (
+                DoorKind::OneTime { sequences, next },
+                DoorKind::OneTime {
+                    next: other_next, ..
+                },
+            ) => *next = (*next).max(*other_next).min(sequences.len()),
+            (DoorKind::Totp(mine), DoorKind::Totp(theirs)) => {
+                let used = &mut mine.used;
+                used.floor = used.floor.max(theirs.used.floor);
+                used.above.extend(theirs.used.above.iter().copied());
+                if let Some(f) = used.floor {
+                    used.above.retain(|&c| c > f);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Checks every invariant the matcher relies on.
     pub fn validate(&self) -> Result<(), DoorError> {
         let fail = |message: String| DoorError::Invalid {

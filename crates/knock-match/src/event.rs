@@ -69,6 +69,9 @@ pub struct KnockEvent {
     /// sequence number ([`KnockEvent::attempt_of`]), which a retransmitted SYN repeats
     /// exactly; 0 when unknown (UDP, tests).
     pub attempt: u32,
+    /// Which capture interface the packet came in on: its index in the caller's list of
+    /// interfaces (0 when there is one, or in tests). The matcher does not read it.
+    pub interface: u16,
 }
 
 impl KnockEvent {

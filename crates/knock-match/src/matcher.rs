@@ -141,6 +141,8 @@ struct DoorState {
     candidates: Vec<(u64, Vec<Step>)>,
     /// Counter the TOTP candidates were computed for.
     totp_base: Option<u64>,
+    /// Whether a link-local source may complete this door ([`Matcher::set_link_local`]).
+    link_local: bool,
 }
 
 impl DoorState {
@@ -231,6 +233,9 @@ pub struct Matcher {
     /// Wall-clock milliseconds minus `now`'s clock: TOTP's time is `now + wall_offset`.
     wall_offset: i64,
     counters: Counters,
+    /// Link-local sources that completed a door not taking them: (door, source), until
+    /// [`Matcher::take_link_local_refusals`].
+    link_local_refused: Vec<(usize, IpAddr)>,
 }
 
 /// Two doors are the same door if they differ at most in progress (one-time `next`, TOTP
@@ -280,6 +285,7 @@ impl Matcher {
                 class,
                 candidates: Vec::new(),
                 totp_base: None,
+                link_local: true,
             });
         }
         let totp_doors = states
@@ -296,12 +302,28 @@ impl Matcher {
             now: 0,
             wall_offset: 0,
             counters: Counters::default(),
+            link_local_refused: Vec::new(),
         };
         for d in &mut m.doors {
             d.refresh(0, true);
         }
         m.rebuild_first_steps();
         Ok(m)
+    }
+
+    /// Which doors a link-local source (169.254.0.0/16, fe80::/10) may complete, by door index
+    /// (a door not listed may). A link-local source completing another door gets no
+    /// decision and uses up nothing (no one-time sequence, no TOTP step); it is kept for
+    /// [`take_link_local_refusals`](Self::take_link_local_refusals).
+    pub fn set_link_local(&mut self, allowed: &[bool]) {
+        for (d, ds) in self.doors.iter_mut().enumerate() {
+            ds.link_local = allowed.get(d).copied().unwrap_or(true);
+        }
+    }
+
+    /// The (door index, source) of each link-local source refused since the last call.
+    pub fn take_link_local_refusals(&mut self) -> Vec<(usize, IpAddr)> {
+        std::mem::take(&mut self.link_local_refused)
     }
 
     /// The doors with their current progress (one-time `next`, TOTP `used`).
@@ -335,8 +357,21 @@ impl Matcher {
     /// Takes over, from the matcher this one replaces (a configuration reload), the sequences
     /// in progress on every door whose definition is unchanged (same name, kind, sequence,
     /// timeout, flags, action, service, lease and target). Progress on changed or removed doors
-    /// is dropped. Returns how many tracks were carried over.
+    /// is dropped. What the old matcher used up (one-time `next`, TOTP counters) is kept on
+    /// every door of the same name and kind ([`Door::merge_progress`]): a sequence it granted
+    /// after the new doors were read is not granted again. Returns how many tracks were
+    /// carried over.
     pub fn adopt_progress(&mut self, old: &Matcher) -> usize {
+        for ds in &mut self.doors {
+            for o in &old.doors {
+                ds.door.merge_progress(&o.door);
+            }
+        }
+        for ds in &mut self.doors {
+            if matches!(ds.door.kind, DoorKind::OneTime { .. }) {
+                ds.refresh(0, true);
+            }
+        }
         let map: Vec<Option<u32>> = old
             .doors
             .iter()
@@ -616,6 +651,10 @@ impl Matcher {
     fn grant(&mut self, d: usize, variant: u64, addr: IpAddr, t: u64) -> Option<Decision> {
         let wall = self.wall(t);
         let ds = &mut self.doors[d];
+        if !ds.link_local && crate::source::is_link_local(addr) {
+            self.link_local_refused.push((d, addr));
+            return None;
+        }
         let consume = match &mut ds.door.kind {
             DoorKind::Static { .. } => None,
             DoorKind::OneTime { sequences, next } => {

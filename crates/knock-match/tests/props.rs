@@ -224,6 +224,7 @@ fn any_event() -> impl Strategy<Value = KnockEvent> {
             to_host: true,
             via_loopback: false,
             attempt: 0,
+            interface: 0,
         })
 }
 

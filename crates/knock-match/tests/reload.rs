@@ -54,3 +54,29 @@ fn adopted_progress_keeps_its_original_deadline() {
     // seq_timeout (10 s) still counts from the first knock at t=0.
     assert!(new.observe(&syn(10_000, 1, 9000)).is_empty());
 }
+
+fn one_time(name: &str, next: usize) -> knock_match::Door {
+    let mut d = door(name, "1,3", 10, &["syn"]);
+    d.kind = knock_match::DoorKind::OneTime {
+        sequences: vec![steps("7001,7003"), steps("7101,7103")],
+        next,
+    };
+    d
+}
+
+/// A one-time sequence the old matcher granted after the new doors were read (their `next`
+/// is behind) is not granted again by the new matcher: what was used stays used.
+#[test]
+fn a_sequence_used_by_the_old_matcher_stays_used_after_a_reload() {
+    let mut old = matcher(vec![one_time("ot", 0)]);
+    old.observe(&syn(0, 1, 7001));
+    assert_eq!(old.observe(&syn(100, 1, 7003)).len(), 1);
+    // The setup was built while that knock was in flight: it still says `next = 0`.
+    let mut new = matcher(vec![door("x", "1,3", 10, &[]), one_time("ot", 0)]);
+    new.adopt_progress(&old);
+    assert!(run(&mut new, &[syn(200, 2, 7001), syn(300, 2, 7003)]).is_empty());
+    assert_eq!(
+        run(&mut new, &[syn(400, 2, 7101), syn(500, 2, 7103)]).len(),
+        1
+    );
+}

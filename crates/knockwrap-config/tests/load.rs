@@ -161,6 +161,7 @@ fn ev(t: u64, port: u16, proto: Proto) -> KnockEvent {
         to_host: true,
         via_loopback: false,
         attempt: 0,
+        interface: 0,
     }
 }
 

@@ -5,7 +5,9 @@
 //! treats every byte from it as hostile. Those messages are a small fixed binary layout
 //! (version, kind, fixed-width fields), at most [`MAX_CHILD_MESSAGE`] bytes, decoded here
 //! without panicking on anything; the parent then checks each decoded field against its own
-//! configuration before acting (door index, address policy, one-time index, TOTP counter). A
+//! configuration before acting (setup generation, door index, capture interface, address
+//! policy, one-time index, TOTP counter). A knock names the interface it came in on by its
+//! index in the setup's list, never whether that is a loopback one: the parent knows. A
 //! knock message carries no service, line or lease: the parent builds the hosts.allow line
 //! from its own door, so a child cannot write text into a file libwrap reads (`spawn`/`twist`
 //! there would run commands as root).
@@ -19,8 +21,9 @@ use knock_match::{Door, MatcherOptions, Refusal};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Protocol version: the first byte of every message in both directions.
-pub const VERSION: u8 = 1;
+/// Protocol version: the first byte of every message in both directions (2: knocks carry their
+/// setup generation and capture interface, `Ready` the generation it acknowledges).
+pub const VERSION: u8 = 2;
 /// Largest message the parent accepts from the child.
 pub const MAX_CHILD_MESSAGE: usize = 4096;
 /// Longest log line the parent passes on from the child.
@@ -68,10 +71,12 @@ pub struct ChildStats {
 /// configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Knock {
+    /// Index of the door in the doors of the message's setup generation.
     pub door: u16,
     pub addr: IpAddr,
-    /// The knock arrived on a loopback interface.
-    pub via_loopback: bool,
+    /// Index, in the setup's interface list, of the interface the completing packet came in
+    /// on. Whether that interface is a loopback one is the parent's to know.
+    pub interface: u16,
     /// Event clock (CLOCK_BOOTTIME ms) of the completing knock.
     pub time_ms: u64,
     pub used: Used,
@@ -79,25 +84,34 @@ pub struct Knock {
 
 /// Most knocks in one message (each at most [`KNOCK_BYTES`]).
 pub const MAX_KNOCKS: usize = 100;
-/// Encoded size of one knock with an IPv6 address: door 2, flags 1, time 8, used tag 1,
-/// used value 8, address 16.
-const KNOCK_BYTES: usize = 36;
-const _: () = assert!(4 + MAX_KNOCKS * KNOCK_BYTES <= MAX_CHILD_MESSAGE);
+/// Encoded size of one knock with an IPv6 address: door 2, interface 2, flags 1, time 8, used
+/// tag 1, used value 8, address 16.
+const KNOCK_BYTES: usize = 38;
+/// Version, kind, count (2), generation (4).
+const KNOCKS_HEADER: usize = 8;
+const _: () = assert!(KNOCKS_HEADER + MAX_KNOCKS * KNOCK_BYTES <= MAX_CHILD_MESSAGE);
 
 /// A message from the child.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChildMessage {
     /// The sequences completed in one drain of the capture queue (1 to [`MAX_KNOCKS`]), so
-    /// the parent applies a burst as one transaction.
-    Knocks(Vec<Knock>),
+    /// the parent applies a burst as one transaction, all matched against the doors of setup
+    /// `generation`.
+    Knocks {
+        generation: u32,
+        knocks: Vec<Knock>,
+    },
     /// A log line (level 1 = error … 5 = trace), already formatted.
     Log {
         level: u8,
         text: String,
     },
     Stats(ChildStats),
-    /// Captures are open (or being retried in the background): the daemon may report ready.
-    Ready,
+    /// Setup `generation` is in use: captures are open (or being retried in the background),
+    /// and no knock of an earlier generation follows.
+    Ready {
+        generation: u32,
+    },
 }
 
 /// Why a message from the child was refused.
@@ -122,6 +136,9 @@ pub enum WireError {
 /// Everything the child needs, sent at start and on every reload.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Setup {
+    /// Numbers the setups the parent sends (a reload sends the next one); the child's knocks
+    /// and acknowledgements name it.
+    pub generation: u32,
     pub doors: Vec<Door>,
     /// Per door: whether link-local sources may knock.
     pub link_local: Vec<bool>,
@@ -133,14 +150,15 @@ impl ChildMessage {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
         match self {
-            ChildMessage::Knocks(knocks) => {
+            ChildMessage::Knocks { generation, knocks } => {
                 out.push(KIND_KNOCK);
                 let knocks = &knocks[..knocks.len().min(MAX_KNOCKS)];
                 out.extend_from_slice(&(knocks.len() as u16).to_le_bytes());
+                out.extend_from_slice(&generation.to_le_bytes());
                 for k in knocks {
                     out.extend_from_slice(&k.door.to_le_bytes());
-                    let v6 = matches!(k.addr, IpAddr::V6(_));
-                    out.push(u8::from(k.via_loopback) | (u8::from(v6) << 1));
+                    out.extend_from_slice(&k.interface.to_le_bytes());
+                    out.push(u8::from(matches!(k.addr, IpAddr::V6(_))));
                     out.extend_from_slice(&k.time_ms.to_le_bytes());
                     let (tag, value) = match k.used {
                         Used::None => (0u8, 0u64),
@@ -183,7 +201,10 @@ impl ChildMessage {
                     out.extend_from_slice(&dropped.to_le_bytes());
                 }
             }
-            ChildMessage::Ready => out.push(KIND_READY),
+            ChildMessage::Ready { generation } => {
+                out.push(KIND_READY);
+                out.extend_from_slice(&generation.to_le_bytes());
+            }
         }
         out
     }
@@ -209,11 +230,13 @@ impl ChildMessage {
                 if n == 0 || n > MAX_KNOCKS {
                     return Err(WireError::Field("knock count"));
                 }
+                let generation = r.u32().ok_or_else(bad_len)?;
                 let mut knocks = Vec::with_capacity(n);
                 for _ in 0..n {
                     let door = u16::from_le_bytes(r.take().ok_or_else(bad_len)?);
+                    let interface = u16::from_le_bytes(r.take().ok_or_else(bad_len)?);
                     let flags = r.byte().ok_or_else(bad_len)?;
-                    if flags & !0b11 != 0 {
+                    if flags & !1 != 0 {
                         return Err(WireError::Field("knock flags"));
                     }
                     let time_ms = r.u64().ok_or_else(bad_len)?;
@@ -228,7 +251,7 @@ impl ChildMessage {
                         2 => Used::Totp { counter: value },
                         _ => return Err(WireError::Field("what the knock used")),
                     };
-                    let addr = if flags & 0b10 != 0 {
+                    let addr = if flags & 1 != 0 {
                         IpAddr::V6(Ipv6Addr::from(r.take::<16>().ok_or_else(bad_len)?))
                     } else {
                         IpAddr::V4(Ipv4Addr::from(r.take::<4>().ok_or_else(bad_len)?))
@@ -236,12 +259,12 @@ impl ChildMessage {
                     knocks.push(Knock {
                         door,
                         addr,
-                        via_loopback: flags & 1 != 0,
+                        interface,
                         time_ms,
                         used,
                     });
                 }
-                ChildMessage::Knocks(knocks)
+                ChildMessage::Knocks { generation, knocks }
             }
             KIND_LOG => {
                 let level = r.byte().ok_or_else(bad_len)?;
@@ -276,7 +299,9 @@ impl ChildMessage {
                 }
                 ChildMessage::Stats(s)
             }
-            KIND_READY => ChildMessage::Ready,
+            KIND_READY => ChildMessage::Ready {
+                generation: r.u32().ok_or_else(bad_len)?,
+            },
             other => return Err(WireError::Kind(other)),
         };
         if !r.0.is_empty() {
@@ -299,6 +324,9 @@ impl Reader<'_> {
     }
     fn u64(&mut self) -> Option<u64> {
         self.take().map(u64::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
     }
 }
 
@@ -378,13 +406,16 @@ mod tests {
     use super::*;
 
     fn knock(addr: IpAddr, used: Used) -> ChildMessage {
-        ChildMessage::Knocks(vec![Knock {
-            door: 3,
-            addr,
-            via_loopback: false,
-            time_ms: 123_456,
-            used,
-        }])
+        ChildMessage::Knocks {
+            generation: 7,
+            knocks: vec![Knock {
+                door: 3,
+                addr,
+                interface: 1,
+                time_ms: 123_456,
+                used,
+            }],
+        }
     }
 
     #[test]
@@ -408,18 +439,19 @@ mod tests {
                 refused: vec![(Refusal::Loopback, 4), (Refusal::Multicast, 5)],
                 interfaces: vec![(100, 0), (7, 1)],
             }),
-            ChildMessage::Ready,
-            ChildMessage::Knocks(
-                (0..MAX_KNOCKS as u16)
+            ChildMessage::Ready { generation: 1 },
+            ChildMessage::Knocks {
+                generation: u32::MAX,
+                knocks: (0..MAX_KNOCKS as u16)
                     .map(|i| Knock {
                         door: i,
                         addr: "fd00:4b57::9".parse().unwrap(),
-                        via_loopback: i % 2 == 0,
+                        interface: u16::MAX - i,
                         time_ms: u64::MAX - u64::from(i),
                         used: Used::Totp { counter: 1 },
                     })
                     .collect(),
-            ),
+            },
         ];
         for m in messages {
             assert_eq!(ChildMessage::decode(&m.encode()), Ok(m));
@@ -430,8 +462,11 @@ mod tests {
     fn malformed_messages_are_refused_not_panicked_on() {
         let good = knock("198.18.0.2".parse().unwrap(), Used::None).encode();
         assert_eq!(ChildMessage::decode(&[]), Err(WireError::Empty));
-        assert_eq!(ChildMessage::decode(&[2, 1]), Err(WireError::Version(2)));
-        assert_eq!(ChildMessage::decode(&[1, 99]), Err(WireError::Kind(99)));
+        assert_eq!(ChildMessage::decode(&[1, 1]), Err(WireError::Version(1)));
+        assert_eq!(
+            ChildMessage::decode(&[VERSION, 99]),
+            Err(WireError::Kind(99))
+        );
         // Every truncation of a valid knock is refused.
         for n in 0..good.len() {
             assert!(ChildMessage::decode(&good[..n]).is_err(), "{n}");
@@ -440,8 +475,9 @@ mod tests {
         let mut long = good.clone();
         long.push(0);
         assert!(ChildMessage::decode(&long).is_err());
+        // Layout: version, kind, count (2), generation (4), door (2), interface (2), flags.
         let mut flag = good.clone();
-        flag[6] = 4;
+        flag[12] = 2;
         assert_eq!(
             ChildMessage::decode(&flag),
             Err(WireError::Field("knock flags"))
@@ -453,7 +489,7 @@ mod tests {
             Err(WireError::Field("knock count"))
         );
         let mut tag = good.clone();
-        tag[15] = 9;
+        tag[21] = 9;
         assert!(ChildMessage::decode(&tag).is_err());
         assert_eq!(
             ChildMessage::decode(&vec![1; MAX_CHILD_MESSAGE + 1]),
@@ -495,6 +531,7 @@ mod tests {
             target: None,
         };
         let setup = Setup {
+            generation: 3,
             doors: vec![door.clone()],
             link_local: vec![false],
             interfaces: vec!["eth0".into()],
@@ -520,5 +557,6 @@ mod tests {
         ));
         assert_eq!(got.doors, vec![door]);
         assert_eq!(got.interfaces, vec!["eth0".to_owned()]);
+        assert_eq!(got.generation, 3);
     }
 }

@@ -31,6 +31,7 @@ fn ethernet_ipv4_tcp_syn() {
             via_loopback: false,
             // The test frames carry sequence number 0.
             attempt: KnockEvent::attempt_of(40000, 0),
+            interface: 0,
         }
     );
 }
@@ -234,6 +235,7 @@ fn valid_frame() -> impl Strategy<Value = (LinkType, Vec<u8>, KnockEvent)> {
                     } else {
                         0
                     },
+                    interface: 0,
                 };
                 (link, frame(link, tags, &ip), e)
             },

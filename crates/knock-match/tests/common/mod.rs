@@ -47,6 +47,7 @@ pub fn tcp(t: u64, from: u32, port: u16, flags: u8) -> KnockEvent {
         to_host: true,
         via_loopback: false,
         attempt: 0,
+        interface: 0,
     }
 }
 
@@ -65,6 +66,7 @@ pub fn udp(t: u64, from: u32, port: u16) -> KnockEvent {
         to_host: true,
         via_loopback: false,
         attempt: 0,
+        interface: 0,
     }
 }
 
