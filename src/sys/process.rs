@@ -10,6 +10,11 @@ use std::time::Duration;
 
 /// A connected pair of SOCK_SEQPACKET sockets (close-on-exec): message boundaries are kept,
 /// and a datagram is delivered whole or not at all.
+///
+/// Both ends are bound at once to an address the kernel picks in the abstract namespace
+/// (autobind: no file, and nobody can connect to a socket that does not listen). A socket is
+/// bound once: the capture child, whose seccomp list must allow bind(2) for its packet and
+/// netlink sockets, cannot bind its end of the channel to a path and so make a socket file.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is valid for two ints.
@@ -25,7 +30,25 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for end in [&pair.0, &pair.1] {
+        autobind(end.as_raw_fd())?;
+    }
+    Ok(pair)
+}
+
+/// bind(2) with only the family: the kernel gives the socket an abstract address of its own.
+fn autobind(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a zeroed sockaddr_un is a valid value; only its family is passed.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let len = std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t;
+    // SAFETY: addr is valid for `len` bytes.
+    let rc = unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 pub enum Forked {
