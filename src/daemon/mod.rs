@@ -344,10 +344,14 @@ impl Daemon {
             channel,
             started,
         } = child;
-        // Closing the channel ends an honest child by itself; SIGKILL ends any child (the
-        // unit keeps CAP_KILL for this: the child runs under another uid).
+        // Closing the channel ends an honest child by itself; SIGKILL ends any child, sent as
+        // the child's own account where this process lacks CAP_KILL (the unit withholds it).
+        // The wait is bounded: a child that still did not end dies with this process (its
+        // parent-death signal), never blocks it.
         drop(channel);
-        process::kill(pid, libc::SIGKILL);
+        if let Err(e) = process::kill_child(pid, self.account.uid) {
+            error!(pid, error = %e, "cannot signal the capture process");
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         let exit = loop {
             match process::reap(pid, false) {
@@ -356,6 +360,12 @@ impl Daemon {
                 None => std::thread::sleep(Duration::from_millis(5)),
             }
         };
+        if exit.is_none() {
+            error!(
+                pid,
+                "the capture process did not end within 2 s of SIGKILL; it ends with this process"
+            );
+        }
         if self.stopping {
             return;
         }
@@ -599,10 +609,8 @@ impl Daemon {
                 self.read_child(Duration::from_millis(50));
             }
         }
-        if let Some(child) = self.child.take() {
-            process::kill(child.pid, libc::SIGKILL);
-            let _ = process::reap(child.pid, true);
-        }
+        // A child still there ignores its channel: ended like any other, with bounded waits.
+        self.end_child("stopping");
         self.refusals.flush(self.clock.boot_ms(), true);
         // Records folded into one document: what an earlier build (a downgrade) can read.
         if let Err(e) = self.grants.compact_journal() {
