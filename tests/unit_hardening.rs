@@ -10,6 +10,10 @@
 //!   the container's /etc/hosts.allow with the file's owner and mode kept, `systemctl reload`
 //!   must keep the daemon up, and the closing knock must remove the line. The same start
 //!   without CAP_NET_RAW in the bounding set must fail, so the test can fail.
+//! - `a_capture_process_that_ignores_its_channel_is_ended_under_the_unit` (root): under the
+//!   same unit, which withholds CAP_KILL, a capture process that stopped reading its channel
+//!   is gone once the parent replaces it, and one that acts on nothing but SIGKILL neither
+//!   outlives nor slows `systemctl stop`, and the lease journal is compacted.
 //!
 //! Nothing on the host is written: the container's writes land in its overlay (a tmpfs), the
 //! bind mount of / lives in a private mount namespace, and the namespaces go away on drop.

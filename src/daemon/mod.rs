@@ -120,6 +120,8 @@ struct Restart {
 }
 
 struct Daemon {
+    /// The state directory's lock, held for the daemon's life.
+    _owner: hosts_writer::owner::DaemonLock,
     config_path: PathBuf,
     cli_interfaces: Vec<String>,
     config: Config,
@@ -209,6 +211,10 @@ impl Daemon {
         })?;
         let account = privilege::choose(config.user.as_deref())
             .map_err(|e| Failure::failed(format!("the capture process's account: {e}")))?;
+        // One daemon per state directory, before anything reads or changes the state. The
+        // capture child closes its copy of the descriptor first thing (`sanitize_fds`).
+        let owner = hosts_writer::owner::lock_state_dir(&config.state_dir)
+            .map_err(|e| Failure::failed(e.to_string()))?;
         let mut grants = grants::open(&config).map_err(|e| Failure::failed(e.to_string()))?;
         // Leases that ran out while the daemon was down end before it reports ready.
         let expired = grants
@@ -221,6 +227,7 @@ impl Daemon {
             prepare_doors(&config, &progress).map_err(|e| Failure::failed(e.to_string()))?;
         let destinations = local::Destinations::new(targets(&config));
         let mut daemon = Daemon {
+            _owner: owner,
             destinations,
             clock: Clock::new(),
             refusals: Refusals::default(),
