@@ -966,3 +966,48 @@ fn a_log_flood_from_the_capture_process_is_bounded() {
     assert_eq!(children_of(rig.daemon.pid()), [child]);
     assert_eq!(refused_messages(&rig), 0);
 }
+
+/// The capture process dies with its parent even when it has stopped listening: a child that
+/// is stopped (SIGSTOP here; a taken-over child could ignore its channel as well) does not see
+/// its channel close, so only the kernel's parent-death signal ends it. That signal is cleared
+/// by a uid change, so it must be set after the drop to the capture account.
+#[test]
+fn a_stopped_capture_process_dies_with_its_killed_parent() {
+    if !require_root_or_skip("a_stopped_capture_process_dies_with_its_killed_parent") {
+        return;
+    }
+    let _serial = serial();
+    let mut rig = Rig::start("pdeath", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let child = capture_pid(&rig);
+    // SAFETY: plain kill(2) of the daemon's child, then of the daemon.
+    unsafe { libc::kill(child as i32, libc::SIGSTOP) };
+    rig.daemon.kill9();
+    let dead = || {
+        std::fs::read_to_string(format!("/proc/{child}/stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let gone = wait_until(Duration::from_secs(3), Duration::from_millis(20), dead);
+    let state = status_field_or_gone(child);
+    if !gone {
+        // SAFETY: as above; the test must not leave it behind.
+        unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    }
+    assert!(
+        gone,
+        "the capture process {child} outlived its parent by 3 s ({state})\n{}",
+        rig.daemon.log()
+    );
+}
+
+fn status_field_or_gone(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("State:"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "gone".into())
+}

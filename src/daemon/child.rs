@@ -52,6 +52,8 @@ const STATS_WAIT: Duration = Duration::from_millis(200);
 pub enum ChildError {
     #[error("descriptors: {0}")]
     Fds(std::io::Error),
+    #[error("dying with the parent: {0}")]
+    ParentDeath(std::io::Error),
     #[error("dropping privileges: {0}")]
     Privilege(#[from] privilege::PrivilegeError),
     #[error("sandbox: {0}")]
@@ -82,7 +84,8 @@ fn sockets() -> Opener {
 
 /// Entered right after fork(2) in the child; never returns.
 pub fn main(channel: OwnedFd, account: &Account, mode: Mode) -> ! {
-    let code = match run(channel, account, mode, sockets()) {
+    let parent = process::parent();
+    let code = match run(channel, parent, account, mode, sockets()) {
         Ok(()) => 0,
         Err(e) => {
             error!(error = %e, "capture process failed");
@@ -92,23 +95,35 @@ pub fn main(channel: OwnedFd, account: &Account, mode: Mode) -> ! {
     std::process::exit(code)
 }
 
-fn run(channel: OwnedFd, account: &Account, mode: Mode, open: Opener) -> Result<(), ChildError> {
+fn run(
+    channel: OwnedFd,
+    parent: libc::pid_t,
+    account: &Account,
+    mode: Mode,
+    open: Opener,
+) -> Result<(), ChildError> {
     let fd = channel.as_raw_fd();
-    confine(fd, account, mode)?;
+    confine(fd, parent, account, mode)?;
     let mut reader = SetupReader::default();
     let setup = wait_setup(fd, &mut reader)?;
     let mut child = Child::start(fd, setup, open, reader)?;
     child.serve(process::term_requested)
 }
 
-/// The process steps before the loop: die with the parent, keep only the channel, forward
-/// logs over it, drop to the capture account, enter the sandbox.
-fn confine(fd: RawFd, account: &Account, mode: Mode) -> Result<(), ChildError> {
-    process::die_with_parent().map_err(ChildError::Fds)?;
+/// The process steps before the loop: keep only the channel, forward logs over it, drop to
+/// the capture account, die with the parent `parent` (set after the drop, which would clear
+/// it), enter the sandbox.
+fn confine(
+    fd: RawFd,
+    parent: libc::pid_t,
+    account: &Account,
+    mode: Mode,
+) -> Result<(), ChildError> {
     process::child_signals();
     process::sanitize_fds(&[fd]).map_err(ChildError::Fds)?;
     crate::logging::forward_to(fd);
     privilege::drop_to(account, true)?;
+    process::die_with_parent(parent).map_err(ChildError::ParentDeath)?;
     sandbox::enter(mode)?;
     info!(user = %account.name, uid = account.uid, "capture process started");
     Ok(())

@@ -123,6 +123,8 @@ struct Restart {
 }
 
 struct Daemon {
+    /// The state directory's lock, held for the daemon's life.
+    _owner: hosts_writer::owner::DaemonLock,
     config_path: PathBuf,
     cli_interfaces: Vec<String>,
     config: Config,
@@ -216,6 +218,10 @@ impl Daemon {
         })?;
         let account = privilege::choose(config.user.as_deref())
             .map_err(|e| Failure::failed(format!("the capture process's account: {e}")))?;
+        // One daemon per state directory, before anything reads or changes the state. The
+        // capture child closes its copy of the descriptor first thing (`sanitize_fds`).
+        let owner = hosts_writer::owner::lock_state_dir(&config.state_dir)
+            .map_err(|e| Failure::failed(e.to_string()))?;
         let mut grants = grants::open(&config).map_err(|e| Failure::failed(e.to_string()))?;
         // A wall clock behind the journal's last write is wrong (an RTC-less board that booted
         // in 2001, a VM restored from an old snapshot): the expiries written before this start
@@ -263,6 +269,7 @@ impl Daemon {
             interfaces,
         });
         let mut daemon = Daemon {
+            _owner: owner,
             destinations,
             judge,
             loopback: local::LoopbackInterfaces::default(),
@@ -392,10 +399,14 @@ impl Daemon {
             channel,
             started,
         } = child;
-        // Closing the channel ends an honest child by itself; SIGKILL ends any child (the
-        // unit keeps CAP_KILL for this: the child runs under another uid).
+        // Closing the channel ends an honest child by itself; SIGKILL ends any child, sent as
+        // the child's own account where this process lacks CAP_KILL (the unit withholds it).
+        // The wait is bounded: a child that still did not end dies with this process (its
+        // parent-death signal), never blocks it.
         drop(channel);
-        process::kill(pid, libc::SIGKILL);
+        if let Err(e) = process::kill_child(pid, self.account.uid) {
+            error!(pid, error = %e, "cannot signal the capture process");
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         let exit = loop {
             match process::reap(pid, false) {
@@ -404,6 +415,12 @@ impl Daemon {
                 None => std::thread::sleep(Duration::from_millis(5)),
             }
         };
+        if exit.is_none() {
+            error!(
+                pid,
+                "the capture process did not end within 2 s of SIGKILL; it ends with this process"
+            );
+        }
         if self.stopping {
             return;
         }
@@ -664,10 +681,8 @@ impl Daemon {
                 self.read_child(Duration::from_millis(50));
             }
         }
-        if let Some(child) = self.child.take() {
-            process::kill(child.pid, libc::SIGKILL);
-            let _ = process::reap(child.pid, true);
-        }
+        // A child still there ignores its channel: ended like any other, with bounded waits.
+        self.end_child("stopping");
         self.refusals.flush(self.clock.boot_ms(), true);
         self.child_logs.flush(self.clock.boot_ms(), true);
         // Records folded into one document: what an earlier build (a downgrade) can read.

@@ -10,6 +10,11 @@ use std::time::Duration;
 
 /// A connected pair of SOCK_SEQPACKET sockets (close-on-exec): message boundaries are kept,
 /// and a datagram is delivered whole or not at all.
+///
+/// Both ends are bound at once to an address the kernel picks in the abstract namespace
+/// (autobind: no file, and nobody can connect to a socket that does not listen). A socket is
+/// bound once: the capture child, whose seccomp list must allow bind(2) for its packet and
+/// netlink sockets, cannot bind its end of the channel to a path and so make a socket file.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is valid for two ints.
@@ -25,7 +30,25 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for end in [&pair.0, &pair.1] {
+        autobind(end.as_raw_fd())?;
+    }
+    Ok(pair)
+}
+
+/// bind(2) with only the family: the kernel gives the socket an abstract address of its own.
+fn autobind(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a zeroed sockaddr_un is a valid value; only its family is passed.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let len = std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t;
+    // SAFETY: addr is valid for `len` bytes.
+    let rc = unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 pub enum Forked {
@@ -99,14 +122,53 @@ fn close_range(first: u32, last: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// The child dies with its parent (a parent that is killed must not leave a capture
-/// process running without anyone to act on its decisions).
-pub fn die_with_parent() -> io::Result<()> {
-    // SAFETY: plain prctl.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
+/// This process's parent, as a raw pid (0 when it has none in this PID namespace).
+pub fn parent() -> libc::pid_t {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+}
+
+/// The child dies with its parent `parent` (a parent that is killed must not leave a capture
+/// process running without anyone to act on its decisions, and a child that stopped reading
+/// its channel does not see the channel close): the kernel sends it SIGKILL when the parent's
+/// thread that forked it ends, whatever the child's uid and however it handles signals.
+///
+/// To be called after the last change of credentials: a change of uid, gid or capabilities
+/// clears the parent-death signal. A parent that died before this call is not signalled for:
+/// `parent` is the pid read right after fork, and a different parent now is an error.
+pub fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    let now = self::parent();
+    if now != parent {
+        return Err(io::Error::other(format!(
+            "the parent process {parent} is gone (the parent is now {now})"
+        )));
     }
     Ok(())
+}
+
+/// Ends `pid`, a child of this process not yet reaped (so its pid cannot have been reused),
+/// that runs as `uid`, with SIGKILL.
+///
+/// Without CAP_KILL (the systemd unit withholds it) root may not signal another account's
+/// process, so the signal is then sent as that account: this thread's effective uid becomes
+/// `uid` for the one kill(2) and is set back at once. The first change uses CAP_SETUID (kept
+/// for the child's drop); the real and saved uids stay root's, so the change back needs no
+/// capability, the effective capabilities come back from the permitted set, and nobody can
+/// signal or trace this process meanwhile (that goes by its real and saved uids). Only this thread's credentials change (the raw per-thread call).
+pub fn kill_child(pid: libc::pid_t, uid: u32) -> io::Result<()> {
+    use rustix::io::Errno;
+    use rustix::process::{kill_process, Pid, Signal};
+    use rustix::thread::set_thread_res_uid;
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("not a child's pid"))?;
+    match kill_process(pid, Signal::KILL) {
+        Err(Errno::PERM) => {}
+        other => return Ok(other?),
+    }
+    let me = rustix::process::geteuid();
+    set_thread_res_uid(None, rustix::process::Uid::from_raw(uid), None)?;
+    let killed = kill_process(pid, Signal::KILL);
+    set_thread_res_uid(None, me, None)?;
+    Ok(killed?)
 }
 
 static TERM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -251,10 +313,4 @@ pub fn reap(pid: libc::pid_t, block: bool) -> Option<Exit> {
     } else {
         None
     }
-}
-
-/// Sends `signal` to `pid`.
-pub fn kill(pid: libc::pid_t, signal: libc::c_int) {
-    // SAFETY: plain kill(2) to our own child.
-    unsafe { libc::kill(pid, signal) };
 }

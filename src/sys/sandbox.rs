@@ -6,7 +6,16 @@
 //! writable file system" is enforced (stronger than a chroot, which still allows opening
 //! files inside it).
 //!
-//! The list is proved by the end-to-end suite, which runs every child under it in kill mode.
+//! The calls it does make are narrowed by their arguments where the kernel lets a filter see
+//! them: clone only with the flags of a new thread (no new process, no namespace), clone3
+//! (whose flags a filter cannot read) answered ENOSYS so glibc falls back to clone, tgkill only
+//! to its own threads, prlimit64 only to read its own limits, socket only for AF_PACKET and
+//! NETLINK_ROUTE (others fail with EAFNOSUPPORT, which glibc's interface-ioctl socket falls
+//! back from). docs/security.md lists each call and why.
+//!
+//! Tested through [`enter`] itself, in forked processes: every call the child does not need is
+//! refused or kills, and what it does (threads, its sockets, getifaddrs, if_nametoindex, the
+//! channel) still works. The end-to-end suite runs every child under it in kill mode.
 
 use std::collections::BTreeMap;
 
@@ -33,9 +42,7 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_mremap,
     libc::SYS_mprotect,
     libc::SYS_madvise,
-    // Threads, signals, exit.
-    libc::SYS_clone,
-    libc::SYS_clone3,
+    // Threads (clone is in `child_filter`, with its flags), signals, exit.
     libc::SYS_set_robust_list,
     libc::SYS_rseq,
     libc::SYS_futex,
@@ -50,15 +57,17 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_rt_sigprocmask,
     libc::SYS_rt_sigreturn,
     libc::SYS_restart_syscall,
-    libc::SYS_tgkill,
     libc::SYS_getrandom,
-    libc::SYS_prlimit64,
     // Time.
     libc::SYS_clock_gettime,
     libc::SYS_clock_nanosleep,
     libc::SYS_nanosleep,
     libc::SYS_gettimeofday,
-    // Descriptors it already holds: the channel, packet and netlink sockets.
+    // Descriptors it already holds: the channel, packet and netlink sockets. sendto with an
+    // address reaches only what those sockets reach: the kernel over NETLINK_ROUTE (getifaddrs
+    // sends its request that way; unicast to another process's netlink socket needs
+    // CAP_NET_ADMIN), a frame on a packet socket (as a write on it would), and the parent on
+    // the channel (a connected SOCK_SEQPACKET socket ignores the address).
     libc::SYS_read,
     libc::SYS_write,
     libc::SYS_close,
@@ -70,12 +79,26 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_recvmsg,
     libc::SYS_recvmmsg,
     libc::SYS_sendto,
-    libc::SYS_sendmsg,
     libc::SYS_getsockopt,
     libc::SYS_setsockopt,
+    // A packet socket to its interface, a netlink socket to the kernel. An AF_UNIX bind (a
+    // socket file) is not possible: the child can make no AF_UNIX socket, and the channel's
+    // ends are bound (abstract, unnamed) when made, so binding them again fails (EINVAL).
     libc::SYS_bind,
     libc::SYS_getsockname,
 ];
+
+/// The flags glibc's pthread_create (so std::thread::spawn) gives clone(2) for a new thread:
+/// the only clone the child may make. A new process or namespace needs other flags.
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM
+    | libc::CLONE_SETTLS
+    | libc::CLONE_PARENT_SETTID
+    | libc::CLONE_CHILD_CLEARTID) as u64;
 
 /// ioctl requests: the interface index (if_nametoindex), its link type, and a packet's
 /// timestamp.
@@ -85,16 +108,6 @@ const IOCTLS: &[u64] = &[
     0x8906, // SIOCGSTAMP
 ];
 
-/// Socket families: packet capture (reopening an interface), netlink (getifaddrs), and the
-/// datagram sockets glibc opens for interface ioctls.
-const FAMILIES: &[i32] = &[
-    libc::AF_PACKET,
-    libc::AF_NETLINK,
-    libc::AF_UNIX,
-    libc::AF_INET,
-    libc::AF_INET6,
-];
-
 /// What a call outside the list does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -102,16 +115,45 @@ pub enum Mode {
     Kill,
 }
 
+fn compare(
+    arg: u8,
+    len: SeccompCmpArgLen,
+    op: SeccompCmpOp,
+    value: u64,
+) -> Result<SeccompCondition, SandboxError> {
+    SeccompCondition::new(arg, len, op, value).map_err(|e| SandboxError::Build(e.to_string()))
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> {
+    SeccompRule::new(conditions).map_err(|e| SandboxError::Build(e.to_string()))
+}
+
+/// A rule: 32-bit argument `arg` equals `value`.
 fn condition(arg: u8, value: u64) -> Result<SeccompRule, SandboxError> {
-    let c = SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+    rule(vec![compare(
+        arg,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        value,
+    )?])
+}
+
+fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+) -> Result<BpfProgram, SandboxError> {
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| SandboxError::Build(e.to_string()))?;
+    let filter = SeccompFilter::new(rules, mismatch, matched, arch)
         .map_err(|e| SandboxError::Build(e.to_string()))?;
-    SeccompRule::new(vec![c]).map_err(|e| SandboxError::Build(e.to_string()))
+    BpfProgram::try_from(filter).map_err(|e| SandboxError::Build(e.to_string()))
 }
 
 /// Opening a file by path fails with EACCES instead of killing: a library that looks for a
 /// file of its own (libfaketime's control file under test, glibc's lazily loaded data) gets
-/// an error it handles, and still no file. A second filter, stacked on the allow list (the
-/// kernel applies the strictest answer of all filters).
+/// an error it handles, and still no file.
 const OPENS: &[libc::c_long] = &[
     #[cfg(target_arch = "x86_64")]
     libc::SYS_open,
@@ -121,28 +163,71 @@ const OPENS: &[libc::c_long] = &[
     libc::SYS_openat2,
 ];
 
-/// The second filter: path opens fail with EACCES, everything else is left to the first.
-pub fn open_filter() -> Result<BpfProgram, SandboxError> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> = OPENS.iter().map(|&nr| (nr, Vec::new())).collect();
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| SandboxError::Build(e.to_string()))?;
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EACCES as u32),
-        arch,
-    )
-    .map_err(|e| SandboxError::Build(e.to_string()))?;
-    BpfProgram::try_from(filter).map_err(|e| SandboxError::Build(e.to_string()))
+/// The filters that answer a call with an error instead of running it, stacked on the allow
+/// list (the kernel applies the strictest answer of all filters, so the allow list lets these
+/// calls through to them). One errno per filter:
+/// - path opens: EACCES;
+/// - socket of any family but AF_PACKET (capture) and AF_NETLINK with NETLINK_ROUTE
+///   (getifaddrs; glibc's socket for interface ioctls, which tries AF_UNIX first and takes
+///   the next family on an error): EAFNOSUPPORT;
+/// - clone3, whose flags sit in memory a filter cannot read: ENOSYS, on which glibc makes the
+///   thread with clone(2), whose flags the allow list checks.
+pub fn refusal_filters() -> Result<Vec<BpfProgram>, SandboxError> {
+    use SeccompCmpArgLen::Dword;
+    use SeccompCmpOp::{Eq, Ne};
+    let opens = OPENS.iter().map(|&nr| (nr, Vec::new())).collect();
+    let sockets = BTreeMap::from([(
+        libc::SYS_socket,
+        vec![
+            rule(vec![
+                compare(0, Dword, Ne, libc::AF_PACKET as u64)?,
+                compare(0, Dword, Ne, libc::AF_NETLINK as u64)?,
+            ])?,
+            rule(vec![
+                compare(0, Dword, Eq, libc::AF_NETLINK as u64)?,
+                compare(2, Dword, Ne, libc::NETLINK_ROUTE as u64)?,
+            ])?,
+        ],
+    )]);
+    let clone3 = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
+    let errno = |e: i32| SeccompAction::Errno(e as u32);
+    [
+        (opens, libc::EACCES),
+        (sockets, libc::EAFNOSUPPORT),
+        (clone3, libc::ENOSYS),
+    ]
+    .into_iter()
+    .map(|(rules, e)| compile(rules, SeccompAction::Allow, errno(e)))
+    .collect()
 }
 
-/// The compiled allow list.
-pub fn child_filter(mode: Mode) -> Result<BpfProgram, SandboxError> {
+/// The compiled allow list for the process `pid` (the one that installs it).
+pub fn child_filter(mode: Mode, pid: u32) -> Result<BpfProgram, SandboxError> {
+    use SeccompCmpArgLen::Qword;
+    use SeccompCmpOp::Eq;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for &nr in ALLOWED.iter().chain(OPENS) {
+    // The calls a refusal filter answers (see `refusal_filters`) pass this one.
+    for &nr in ALLOWED
+        .iter()
+        .chain(OPENS)
+        .chain(&[libc::SYS_socket, libc::SYS_clone3])
+    {
         rules.insert(nr, Vec::new());
     }
+    rules.insert(
+        libc::SYS_clone,
+        vec![rule(vec![compare(0, Qword, Eq, THREAD_FLAGS)?])?],
+    );
+    // Signals to its own threads only (abort(3) raises SIGABRT this way).
+    rules.insert(libc::SYS_tgkill, vec![condition(0, u64::from(pid))?]);
+    // Reading its own limits (pid 0, no new limit): the runtime's stack size.
+    rules.insert(
+        libc::SYS_prlimit64,
+        vec![rule(vec![
+            compare(0, Qword, Eq, 0)?,
+            compare(2, Qword, Eq, 0)?,
+        ])?],
+    );
     rules.insert(
         libc::SYS_ioctl,
         IOCTLS
@@ -155,78 +240,342 @@ pub fn child_filter(mode: Mode) -> Result<BpfProgram, SandboxError> {
         libc::SYS_prctl,
         vec![condition(0, libc::PR_SET_NAME as u64)?],
     );
-    rules.insert(
-        libc::SYS_socket,
-        FAMILIES
-            .iter()
-            .map(|&f| condition(0, f as u64))
-            .collect::<Result<_, _>>()?,
-    );
     let mismatch = match mode {
         Mode::Kill => SeccompAction::KillProcess,
     };
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| SandboxError::Build(e.to_string()))?;
-    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch)
-        .map_err(|e| SandboxError::Build(e.to_string()))?;
-    BpfProgram::try_from(filter).map_err(|e| SandboxError::Build(e.to_string()))
+    compile(rules, mismatch, SeccompAction::Allow)
 }
 
-/// Installs the filter on the calling thread (threads started later inherit it). Sets
-/// NoNewPrivs, which seccomp requires of an unprivileged process.
+/// Installs the filters on the calling thread (threads started later inherit them), in a
+/// process that runs no other thread. Sets NoNewPrivs, which seccomp requires of an
+/// unprivileged process.
 pub fn enter(mode: Mode) -> Result<(), SandboxError> {
-    let program = child_filter(mode)?;
-    // The open filter first: once the allow list is in, seccomp(2) itself is refused.
-    seccompiler::apply_filter(&open_filter()?).map_err(|e| SandboxError::Install(e.to_string()))?;
-    seccompiler::apply_filter(&program).map_err(|e| SandboxError::Install(e.to_string()))
+    let program = child_filter(mode, std::process::id())?;
+    let install = |p: &BpfProgram| {
+        seccompiler::apply_filter(p).map_err(|e| SandboxError::Install(e.to_string()))
+    };
+    // The refusals first: once the allow list is in, seccomp(2) itself is refused.
+    for refusal in refusal_filters()? {
+        install(&refusal)?;
+    }
+    install(&program)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
-    /// In a forked process (the filter cannot be removed again): allowed calls work, open
-    /// fails with EACCES, any other path call kills the process with SIGSYS.
-    #[test]
-    fn open_fails_mkdir_kills_and_allowed_calls_work() {
-        let program = child_filter(Mode::Kill).expect("filter");
-        let opens = open_filter().expect("filter");
-        assert!(!program.is_empty());
-        // SAFETY: the test process may run other threads; the child only makes raw syscalls
-        // and _exit, no allocation.
+    /// How a sandboxed test process ended.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Ended {
+        Code(i32),
+        Signal(i32),
+    }
+
+    /// Runs `body` in a forked process that has entered the sandbox through [`enter`], as the
+    /// capture child does; `body`'s return value is the exit code.
+    fn sandboxed(body: impl FnOnce() -> i32) -> Ended {
+        // SAFETY: the test process may run other threads; glibc's fork leaves the allocator
+        // usable in the child, and the child only builds the filter, runs `body` and _exits.
         let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
         if pid == 0 {
-            unsafe {
-                if seccompiler::apply_filter(&opens).is_err()
-                    || seccompiler::apply_filter(&program).is_err()
-                {
-                    libc::_exit(3);
-                }
-                if libc::getpid() <= 0 {
-                    libc::_exit(4);
-                }
-                let fd =
-                    libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/etc/passwd".as_ptr(), 0);
-                if fd != -1 || *libc::__errno_location() != libc::EACCES {
-                    libc::_exit(6);
-                }
-                libc::syscall(
-                    libc::SYS_mkdirat,
-                    libc::AT_FDCWD,
-                    c"/tmp/kw-x".as_ptr(),
-                    0o700,
-                );
-                libc::_exit(5);
-            }
+            let code = if enter(Mode::Kill).is_ok() {
+                body()
+            } else {
+                99
+            };
+            // SAFETY: ends the forked test process without running the harness's exit path.
+            unsafe { libc::_exit(code) };
         }
         let mut status = 0;
+        // SAFETY: reaping our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(
-            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
-            "status {status:#x}: exit {}",
-            libc::WEXITSTATUS(status)
-        );
+        if libc::WIFSIGNALED(status) {
+            Ended::Signal(libc::WTERMSIG(status))
+        } else {
+            Ended::Code(libc::WEXITSTATUS(status))
+        }
+    }
+
+    fn errno() -> i32 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    /// 0 when `rc` is a failure with `want`; 1 when the call succeeded, 2 for another errno.
+    fn failed_with(rc: libc::c_long, want: i32) -> i32 {
+        match (rc, errno()) {
+            (-1, e) if e == want => 0,
+            (-1, _) => 2,
+            _ => 1,
+        }
+    }
+
+    /// A process made by a call that should not have made one ends at once.
+    fn end_if_new_process(rc: libc::c_long) {
+        if rc == 0 {
+            // SAFETY: we are the new process; nothing to clean up.
+            unsafe { libc::_exit(0) };
+        }
+    }
+
+    /// Every call the review found too wide, made through the installed filter: each one is
+    /// refused with its errno or kills the process (SIGSYS).
+    #[test]
+    fn what_the_child_does_not_need_is_refused_by_the_installed_filter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock_path = std::ffi::CString::new(
+            dir.path()
+                .join("planted.sock")
+                .as_os_str()
+                .as_encoded_bytes(),
+        )
+        .unwrap();
+        let (_parent_end, child_end) = crate::sys::process::seqpacket_pair().expect("socketpair");
+        let channel = child_end.as_raw_fd();
+        // Another process of the same uid: the test process itself (getppid is not in the list).
+        let other = std::process::id() as libc::pid_t;
+        type Call = Box<dyn Fn() -> i32>;
+        // SAFETY (every call below): raw system calls with valid arguments, in a forked
+        // process that ends right after.
+        let cases: Vec<(&str, Call, Ended)> = vec![
+            (
+                "clone(CLONE_NEWUSER) (a new user namespace)",
+                Box::new(|| unsafe {
+                    let rc = libc::syscall(
+                        libc::SYS_clone,
+                        (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                        0,
+                    );
+                    end_if_new_process(rc);
+                    0
+                }),
+                Ended::Signal(libc::SIGSYS),
+            ),
+            (
+                "clone(SIGCHLD) (a new process)",
+                Box::new(|| unsafe {
+                    let rc =
+                        libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
+                    end_if_new_process(rc);
+                    0
+                }),
+                Ended::Signal(libc::SIGSYS),
+            ),
+            (
+                "clone3 (flags out of the filter's reach)",
+                Box::new(|| unsafe {
+                    let mut args = [0u64; 11];
+                    args[0] = libc::CLONE_NEWUSER as u64;
+                    args[4] = libc::SIGCHLD as u64;
+                    let rc = libc::syscall(
+                        libc::SYS_clone3,
+                        args.as_mut_ptr(),
+                        std::mem::size_of_val(&args),
+                    );
+                    end_if_new_process(rc);
+                    failed_with(rc, libc::ENOSYS)
+                }),
+                Ended::Code(0),
+            ),
+            (
+                "unshare(CLONE_NEWNET)",
+                Box::new(|| unsafe {
+                    libc::syscall(libc::SYS_unshare, libc::CLONE_NEWNET);
+                    0
+                }),
+                Ended::Signal(libc::SIGSYS),
+            ),
+            (
+                "tgkill to another process",
+                Box::new(move || unsafe {
+                    libc::syscall(libc::SYS_tgkill, other, other, 0);
+                    0
+                }),
+                Ended::Signal(libc::SIGSYS),
+            ),
+            (
+                "kill to another process",
+                Box::new(move || unsafe {
+                    libc::syscall(libc::SYS_kill, other, 0);
+                    0
+                }),
+                Ended::Signal(libc::SIGSYS),
+            ),
+            (
+                "prlimit64 on another process",
+                Box::new(move || unsafe {
+                    let mut old: libc::rlimit64 = std::mem::zeroed();
+                    libc::syscall(
+                        libc::SYS_prlimit64,
+                        other,
+                        libc::RLIMIT_NOFILE,
+                        std::ptr::null::<libc::rlimit64>(),
+                        &mut old,
+                    );
+                    0
+                }),
+                Ended::Signal(libc::SIGSYS),
+            ),
+            (
+                "socket(AF_UNIX) (syslog, other local sockets)",
+                Box::new(|| unsafe {
+                    let rc = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+                    failed_with(rc.into(), libc::EAFNOSUPPORT)
+                }),
+                Ended::Code(0),
+            ),
+            (
+                "socket(AF_INET)",
+                Box::new(|| unsafe {
+                    let rc = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                    failed_with(rc.into(), libc::EAFNOSUPPORT)
+                }),
+                Ended::Code(0),
+            ),
+            (
+                "socket(AF_NETLINK, NETLINK_NETFILTER)",
+                Box::new(|| unsafe {
+                    let rc =
+                        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_NETFILTER);
+                    failed_with(rc.into(), libc::EAFNOSUPPORT)
+                }),
+                Ended::Code(0),
+            ),
+            (
+                "bind of the channel to a path (a socket file)",
+                Box::new(move || unsafe {
+                    let mut addr: libc::sockaddr_un = std::mem::zeroed();
+                    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+                    for (d, s) in addr.sun_path.iter_mut().zip(sock_path.as_bytes()) {
+                        *d = *s as libc::c_char;
+                    }
+                    let rc = libc::bind(
+                        channel,
+                        (&addr as *const libc::sockaddr_un).cast(),
+                        std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+                    );
+                    failed_with(rc.into(), libc::EINVAL)
+                }),
+                Ended::Code(0),
+            ),
+            (
+                "sendmsg",
+                Box::new(move || unsafe {
+                    let msg: libc::msghdr = std::mem::zeroed();
+                    libc::sendmsg(channel, &msg, libc::MSG_DONTWAIT);
+                    0
+                }),
+                Ended::Signal(libc::SIGSYS),
+            ),
+            (
+                "openat (a path)",
+                Box::new(|| unsafe {
+                    let rc = libc::syscall(
+                        libc::SYS_openat,
+                        libc::AT_FDCWD,
+                        c"/etc/passwd".as_ptr(),
+                        libc::O_RDONLY,
+                    );
+                    failed_with(rc, libc::EACCES)
+                }),
+                Ended::Code(0),
+            ),
+            (
+                "mkdirat (a path)",
+                Box::new(|| unsafe {
+                    libc::syscall(
+                        libc::SYS_mkdirat,
+                        libc::AT_FDCWD,
+                        c"/tmp/kw-x".as_ptr(),
+                        0o700,
+                    );
+                    0
+                }),
+                Ended::Signal(libc::SIGSYS),
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (what, call, want) in cases {
+            let got = sandboxed(call);
+            if got != want {
+                wrong.push(format!("{what}: {got:?}, want {want:?}"));
+            }
+        }
+        if dir.path().join("planted.sock").exists() {
+            wrong.push("the channel was bound to a path: a socket file was made".into());
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// What the capture child does, through the installed filter: threads, its socket
+    /// families, getifaddrs, opening a capture, the channel, signals to itself, and reading
+    /// its own limits.
+    #[test]
+    fn what_the_child_does_still_works_in_the_sandbox() {
+        let (parent_end, child_end) = crate::sys::process::seqpacket_pair().expect("socketpair");
+        let channel = child_end.as_raw_fd();
+        let got = sandboxed(move || {
+            if std::thread::spawn(|| 7).join().ok() != Some(7) {
+                return 10;
+            }
+            // SAFETY: raw calls with valid arguments; descriptors are closed again.
+            unsafe {
+                let nl = libc::socket(
+                    libc::AF_NETLINK,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::NETLINK_ROUTE,
+                );
+                if nl < 0 {
+                    return 11;
+                }
+                libc::close(nl);
+                let packet = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+                if packet < 0 && errno() != libc::EPERM {
+                    return 12;
+                }
+                if packet >= 0 {
+                    libc::close(packet);
+                }
+                if libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), 0) != 0 {
+                    return 14;
+                }
+                let mut old: libc::rlimit64 = std::mem::zeroed();
+                if libc::syscall(
+                    libc::SYS_prlimit64,
+                    0,
+                    libc::RLIMIT_STACK,
+                    std::ptr::null::<libc::rlimit64>(),
+                    &mut old,
+                ) != 0
+                {
+                    return 15;
+                }
+            }
+            if crate::sys::ifaddrs::addresses().is_err() {
+                return 16;
+            }
+            // The capture as the child opens it: interface index, link type, filter, ring,
+            // bind (needs CAP_NET_RAW: the test runs as root in CI).
+            let spec = knock_capture::FilterSpec::from_doors(std::iter::empty(), true);
+            match knock_capture::Capture::open("lo", &spec) {
+                Ok(_) => {}
+                Err(knock_capture::CaptureError::Io { source, .. })
+                    if source.raw_os_error() == Some(libc::EPERM) => {}
+                Err(_) => return 13,
+            }
+            if crate::sys::process::send(channel, b"alive", None).is_err() {
+                return 17;
+            }
+            0
+        });
+        assert_eq!(got, Ended::Code(0));
+        let mut buf = [0u8; 16];
+        let n = crate::sys::process::recv(parent_end.as_raw_fd(), &mut buf).expect("recv");
+        assert_eq!(n.map(|n| &buf[..n]), Some(&b"alive"[..]));
     }
 }

@@ -6,6 +6,7 @@
 //!   on its descriptor (owner, mode, ancestors).
 //! - [`policy`]: add/remove a managed line with validation and the effective-grant check.
 //! - [`journal`]: leases in `state_dir`.
+//! - [`owner`]: one daemon per `state_dir` (a lock it holds for its life).
 //! - [`state`]: the state owner: grants, revokes and lease expiry as transactions, for the
 //!   daemon and the CLI alike.
 //! - [`diff`]: unified diffs for `--dry-run`.
@@ -18,6 +19,7 @@ pub mod error;
 mod fsmeta;
 pub mod journal;
 mod lock;
+pub mod owner;
 pub mod policy;
 pub mod state;
 pub mod time;

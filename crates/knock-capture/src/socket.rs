@@ -17,7 +17,6 @@
 //! place, at most [`MAX_BATCH`] per wake-up.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -236,15 +235,41 @@ fn os_err(interface: &str, op: &'static str) -> CaptureError {
 }
 
 /// The interface's index in the calling thread's network namespace, if it exists.
+///
+/// SIOCGIFINDEX on a NETLINK_ROUTE socket of its own, not glibc's if_nametoindex: glibc
+/// (before 2.37) asks on an AF_UNIX socket first, which the daemon's capture process may not
+/// make (its seccomp list allows only packet and NETLINK_ROUTE sockets), then AF_INET and
+/// AF_INET6, which the systemd unit does not allow.
 fn ifindex(name: &str) -> Option<u32> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return None;
     }
-    let c = CString::new(name).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => None,
-        i => Some(i),
+    // SAFETY: plain socket(2) call.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if raw == -1 {
+        return None;
+    }
+    // SAFETY: raw is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: fd is an open socket and req a properly sized, NUL-terminated ifreq.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } == -1 {
+        return None;
+    }
+    // SAFETY: SIOCGIFINDEX fills the ifindex member of the union.
+    match unsafe { req.ifr_ifru.ifru_ifindex } {
+        i if i > 0 => Some(i as u32),
+        _ => None,
     }
 }
 
