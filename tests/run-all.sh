@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in tcpdmatch:tcpd knock:knockd sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 unshare:util-linux python3:python3 systemd-analyze:systemd systemd-nspawn:systemd-container; do
+for pair in tcpdmatch:tcpd knock:knockd sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 unshare:util-linux python3:python3 systemd-analyze:systemd systemd-nspawn:systemd-container nft:nftables; do
     bin=${pair%%:*} pkg=${pair##*:}
     command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("$pkg")
 done
