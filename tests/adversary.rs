@@ -352,8 +352,11 @@ fn a_knock_for_another_doors_target_does_not_count() {
     assert_eq!(rig.net.subnet, subnet);
     let attacker = Attacker::new(&rig);
     let src = v4(rig.net.client_subnet_v4(40));
+    let before = rig.frames_settled();
     attacker.knock(src, v4(other), &OPEN_PORTS);
-    rig.expect_no_line(
+    rig.expect_refused(
+        before,
+        3,
         &format!("SSHD: {src}"),
         "a knock to door vip's target opened openSSH",
     );

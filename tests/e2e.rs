@@ -96,10 +96,11 @@ fn udp_and_mixed_doors_open() {
     assert_eq!(rig.verdict("in.udpd", &client), Verdict::Denied);
 
     // The right ports with the wrong protocol are not the door.
+    let before = rig.frames_settled();
     rig.knock(&[&server, "7100", "8100", "9100"]);
     rig.knock(&["-u", &server, "7200", "8200", "9200"]);
-    rig.expect_no_line(&udp_line, "TCP knock on a UDP door");
-    rig.expect_no_line(&mixed_line, "all-UDP knock on a mixed door");
+    rig.expect_refused(before, 6, &udp_line, "TCP knock on a UDP door");
+    rig.expect_refused(before, 6, &mixed_line, "all-UDP knock on a mixed door");
 
     rig.knock(&["-u", &server, "7100", "8100", "9100"]);
     rig.expect_line(&udp_line);
@@ -126,6 +127,7 @@ fn udp_sweep_through_a_udp_door_does_not_open() {
 
     // An ascending UDP sweep through 7000..=9200 passes every door port in order. Only a
     // capture that also shows the matcher the datagrams to the other ports can reset it.
+    let before = rig.frames_settled();
     rig.net.in_client(|| {
         let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket");
         let started = Instant::now();
@@ -138,7 +140,7 @@ fn udp_sweep_through_a_udp_door_does_not_open() {
             let _ = socket.send_to(b"x", (server, port));
         }
     });
-    rig.expect_no_line(&line, "UDP sweep through the door ports");
+    rig.expect_refused(before, 2201, &line, "UDP sweep through the door ports");
 
     // Control: the same source, knocking honestly, opens.
     rig.knock(&["-u", &server.to_string(), "7100", "8100", "9100"]);
@@ -181,24 +183,33 @@ fn wrong_order_timeout_and_fast_sweep_do_not_open() {
 
     // Wrong order, with the real knock client.
     let s = server.to_string();
+    let before = rig.frames_settled();
     rig.knock(&[&s, "8000", "7000", "9000"]);
     rig.knock(&[&s, "7000", "9000", "8000"]);
     rig.knock(&[&s, "9000", "8000", "7000"]);
-    rig.expect_no_line(&line(rig.net.client_v4()), "wrong order");
+    rig.expect_refused(before, 9, &line(rig.net.client_v4()), "wrong order");
 
     // The last step after the sequence timeout.
     let late = rig.net.client_subnet_v4(11);
+    let before = rig.frames_settled();
     raw_knock(&raw, late, server, 41_000, &[7000, 8000]);
     std::thread::sleep(Duration::from_millis(2_500));
     raw_knock(&raw, late, server, 41_000, &[9000]);
-    rig.expect_no_line(&line(late), "sequence finished after seq_timeout");
+    rig.expect_refused(
+        before,
+        3,
+        &line(late),
+        "sequence finished after seq_timeout",
+    );
 
     // A fast ascending SYN sweep through 6900..=9100 (all three door ports, in order).
     let sweeper = rig.net.client_subnet_v4(12);
+    let before = rig.frames_settled();
     // ~40 k packets/s: fast for a scanner, yet paced so that the kernel does not drop the
     // in-between SYNs before the daemon reads them (a drop would hide them from any sniffer).
     raw.sweep(sweeper, server, 50_000, SWEEP, Duration::from_micros(25));
-    rig.expect_no_line(&line(sweeper), "fast port sweep");
+    let swept = u64::from(SWEEP.end() - SWEEP.start()) + 1;
+    rig.expect_refused(before, swept, &line(sweeper), "fast port sweep");
 
     // Controls: the same daemon still opens for a correct knock from each of those sources.
     for src in [late, sweeper] {
@@ -801,15 +812,24 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
     rig.expect_line(&format!("SSHD: {client}"));
     // The same (door, step) from another source is a replay.
     let replayer = rig.net.client_subnet_v4(21);
+    let before = rig.frames_settled();
     raw_knock(&raw, replayer, server, 43_000, &ports);
-    rig.expect_no_line(&format!("SSHD: {replayer}"), "TOTP sequence replayed");
+    rig.expect_refused(
+        before,
+        ports.len() as u64,
+        &format!("SSHD: {replayer}"),
+        "TOTP sequence replayed",
+    );
 
     // One-time: the first sequence opens, once.
     knock_door(&rig, "otpSSH");
     rig.expect_line(&format!("in.otpd: {client}"));
     let second = rig.net.client_subnet_v4(22);
+    let before = rig.frames_settled();
     raw_knock(&raw, second, server, 43_001, &[7301, 7305, 7303]);
-    rig.expect_no_line(
+    rig.expect_refused(
+        before,
+        3,
         &format!("in.otpd: {second}"),
         "used one-time sequence replayed",
     );
@@ -817,8 +837,11 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
     // Across a restart the daemon resumes at the next unused sequence.
     rig.daemon.stop(Duration::from_secs(5));
     rig.daemon = Daemon::start(&rig.root, &rig.daemon.config.clone(), "2");
+    let before = rig.frames_settled();
     raw_knock(&raw, second, server, 43_002, &[7301, 7305, 7303]);
-    rig.expect_no_line(
+    rig.expect_refused(
+        before,
+        3,
         &format!("in.otpd: {second}"),
         "used sequence after a restart",
     );
@@ -920,8 +943,14 @@ fn knocks_addressed_to_another_host_do_not_open() {
     ]));
     let raw = rig.net.in_client(RawV4::new);
     let src = rig.net.client_subnet_v4(31);
+    let before = rig.frames_settled();
     raw_knock(&raw, src, other, 44_000, &OPEN_PORTS);
-    rig.expect_no_line(&format!("SSHD: {src}"), "knock addressed to another host");
+    rig.expect_refused(
+        before,
+        3,
+        &format!("SSHD: {src}"),
+        "knock addressed to another host",
+    );
 
     // Control: the same source knocking at the server's own address opens.
     raw_knock(&raw, src, rig.net.server_v4(), 44_001, &OPEN_PORTS);

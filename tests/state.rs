@@ -228,6 +228,7 @@ fn an_edited_one_time_list_disables_only_its_door() {
     assert!(log.contains("onetime-otpSSH.json"), "{log}");
     let other = rig.net.client_subnet_v4(51);
     let raw = rig.net.in_client(support::RawV4::new);
+    let before = rig.frames_settled();
     support::rig::raw_knock(
         &raw,
         other,
@@ -235,7 +236,12 @@ fn an_edited_one_time_list_disables_only_its_door() {
         45_600,
         &[7311, 7315, 7313],
     );
-    rig.expect_no_line(&format!("in.otpd: {other}"), "a disabled door opened");
+    rig.expect_refused(
+        before,
+        3,
+        &format!("in.otpd: {other}"),
+        "a disabled door opened",
+    );
     support::rig::raw_knock(
         &raw,
         other,

@@ -542,6 +542,9 @@ impl Daemon {
                         configured,
                     });
                 }
+                // Published at once when it changed (kernel counters arrive once a second):
+                // `knockwrap status` shows packets that arrived, not those of 5 s ago.
+                self.dirty |= s != self.child_stats;
                 self.child_stats = s;
             }
             ChildMessage::Ready { generation } => {

@@ -77,9 +77,53 @@ impl Rig {
         gone.then(Instant::now)
     }
 
-    /// Lets in-flight packets and decisions settle, then asserts `line` is absent.
-    pub fn expect_no_line(&self, line: &str, why: &str) {
-        std::thread::sleep(Duration::from_millis(700));
+    /// Frames the daemon's capture has received (the kernel's count, summed over its
+    /// interfaces), as its last status snapshot says; 0 before the first.
+    pub fn frames_received(&self) -> u64 {
+        let path = self.root.dir().join("state").join("status.json");
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| {
+                v["interfaces"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|i| i["received"].as_u64()).sum())
+            })
+            .unwrap_or(0)
+    }
+
+    /// [`Rig::frames_received`] once it has settled (the same in two snapshots 1.2 s apart:
+    /// the kernel's counters reach the status once a second), to take before a knock whose
+    /// arrival [`Rig::expect_refused`] then proves.
+    pub fn frames_settled(&self) -> u64 {
+        let mut last = self.frames_received();
+        loop {
+            std::thread::sleep(Duration::from_millis(1_200));
+            let now = self.frames_received();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// Asserts that a knock arrived and was refused: the capture received at least `frames`
+    /// frames more than `before` ([`Rig::frames_settled`] taken before the knock), and then,
+    /// with its decisions settled, `line` is not in hosts.allow. Without the first half, a
+    /// test of a refusal would pass as well when the packets never reached the daemon.
+    pub fn expect_refused(&self, before: u64, frames: u64, line: &str, why: &str) {
+        let arrived = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            self.frames_received() >= before + frames
+        });
+        assert!(
+            arrived,
+            "{why}: the knock never reached the daemon ({} frames received, {before} before, \
+             {frames} sent); the test proves nothing\ndaemon log:\n{}",
+            self.frames_received(),
+            self.daemon.log()
+        );
+        // Frames counted are frames read: their decisions are at most a loop turn away.
+        std::thread::sleep(Duration::from_millis(400));
         assert!(
             !lines_of(&self.root.hosts_allow()).iter().any(|l| l == line),
             "{why}: {line:?} was written; hosts.allow is {:?}\ndaemon log:\n{}",
