@@ -1,101 +1,22 @@
 //! A unified diff over lines, for `--dry-run`. Lines keep their terminators, so a CRLF or a
 //! missing final newline shows exactly as it will be written.
+//!
+//! The edit script comes from `similar` (Myers, under a deadline); the `diff -u` formatting
+//! stays here, because similar's line splitter and formatter also end a line at a bare `\r`,
+//! which diff(1) does not.
+
+use std::time::{Duration, Instant};
+
+use similar::{capture_diff_slices_deadline, group_diff_ops, Algorithm, DiffOp};
+
+/// How long the edit script may search for a short diff. Past it, similar settles for a longer
+/// one (the rest removed and re-added), which is still correct: a pathological file cannot hang
+/// the command.
+const DEADLINE: Duration = Duration::from_secs(1);
 
 /// Split into lines, each keeping its `\n` (the last may lack one).
 fn lines(b: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, c) in b.iter().enumerate() {
-        if *c == b'\n' {
-            out.push(&b[start..=i]);
-            start = i + 1;
-        }
-    }
-    if start < b.len() {
-        out.push(&b[start..]);
-    }
-    out
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Equal(usize, usize),
-    Delete(usize),
-    Insert(usize),
-}
-
-/// Largest middle (old × new lines) diffed with a full LCS table; beyond it the middle is shown
-/// as removed and re-added, which is still a correct diff, only a longer one.
-const LCS_LIMIT: usize = 4_000_000;
-
-fn script(a: &[&[u8]], b: &[&[u8]]) -> Vec<Op> {
-    let mut pre = 0;
-    while pre < a.len() && pre < b.len() && a[pre] == b[pre] {
-        pre += 1;
-    }
-    let mut suf = 0;
-    while suf < a.len() - pre && suf < b.len() - pre && a[a.len() - 1 - suf] == b[b.len() - 1 - suf]
-    {
-        suf += 1;
-    }
-    let (am, bm) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
-    let mut ops: Vec<Op> = (0..pre).map(|i| Op::Equal(i, i)).collect();
-    if am.len().saturating_mul(bm.len()) <= LCS_LIMIT {
-        // lcs[i][j] = LCS length of am[i..] and bm[j..].
-        let w = bm.len() + 1;
-        let mut lcs = vec![0u32; (am.len() + 1) * w];
-        for i in (0..am.len()).rev() {
-            for j in (0..bm.len()).rev() {
-                lcs[i * w + j] = if am[i] == bm[j] {
-                    lcs[(i + 1) * w + j + 1] + 1
-                } else {
-                    lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
-                };
-            }
-        }
-        let (mut i, mut j) = (0, 0);
-        while i < am.len() || j < bm.len() {
-            if i < am.len() && j < bm.len() && am[i] == bm[j] {
-                ops.push(Op::Equal(pre + i, pre + j));
-                i += 1;
-                j += 1;
-            } else if j < bm.len() && (i == am.len() || lcs[i * w + j + 1] >= lcs[(i + 1) * w + j])
-            {
-                ops.push(Op::Insert(pre + j));
-                j += 1;
-            } else {
-                ops.push(Op::Delete(pre + i));
-                i += 1;
-            }
-        }
-    } else {
-        ops.extend((0..am.len()).map(|i| Op::Delete(pre + i)));
-        ops.extend((0..bm.len()).map(|j| Op::Insert(pre + j)));
-    }
-    let (ao, bo) = (a.len() - suf, b.len() - suf);
-    ops.extend((0..suf).map(|k| Op::Equal(ao + k, bo + k)));
-    // Within a changed run, show deletions before insertions, as diff(1) does.
-    normalise(&mut ops);
-    ops
-}
-
-fn normalise(ops: &mut [Op]) {
-    let mut i = 0;
-    while i < ops.len() {
-        if matches!(ops[i], Op::Equal(..)) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < ops.len() && !matches!(ops[i], Op::Equal(..)) {
-            i += 1;
-        }
-        ops[start..i].sort_by_key(|op| match op {
-            Op::Delete(k) => (0, *k),
-            Op::Insert(k) => (1, *k),
-            Op::Equal(..) => (2, 0),
-        });
-    }
+    b.split_inclusive(|c| *c == b'\n').collect()
 }
 
 fn push_line(out: &mut Vec<u8>, sign: u8, line: &[u8]) {
@@ -103,6 +24,16 @@ fn push_line(out: &mut Vec<u8>, sign: u8, line: &[u8]) {
     out.extend_from_slice(line);
     if !line.ends_with(b"\n") {
         out.extend_from_slice(b"\n\\ No newline at end of file\n");
+    }
+}
+
+/// One side of a hunk header: `start,count`, or `start` alone for one line; an empty side
+/// names the line after which it sits.
+fn range(start: usize, end: usize) -> String {
+    match end - start {
+        0 => format!("{start},0"),
+        1 => (start + 1).to_string(),
+        n => format!("{},{n}", start + 1),
     }
 }
 
@@ -115,94 +46,51 @@ pub fn unified(
     new_label: &str,
     context: usize,
 ) -> Vec<u8> {
+    let deadline = Instant::now().checked_add(DEADLINE);
+    unified_until(old, new, old_label, new_label, context, deadline)
+}
+
+fn unified_until(
+    old: &[u8],
+    new: &[u8],
+    old_label: &str,
+    new_label: &str,
+    context: usize,
+    deadline: Option<Instant>,
+) -> Vec<u8> {
     let (a, b) = (lines(old), lines(new));
-    let ops = script(&a, &b);
-    let changed: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, op)| !matches!(op, Op::Equal(..)))
-        .map(|(k, _)| k)
-        .collect();
+    // Between two equal runs there is one op (a delete, an insert or a replace), which lists
+    // its removed lines before its added ones, as diff(1) does.
+    let ops = capture_diff_slices_deadline(Algorithm::Myers, &a, &b, deadline);
     let mut out = Vec::new();
-    if changed.is_empty() {
+    if ops.iter().all(|op| matches!(op, DiffOp::Equal { .. })) {
         return out;
     }
     out.extend_from_slice(format!("--- {old_label}\n+++ {new_label}\n").as_bytes());
-    // Group changes whose context windows touch into one hunk.
-    let mut groups: Vec<(usize, usize)> = Vec::new();
-    for &k in &changed {
-        let lo = k.saturating_sub(context);
-        let hi = (k + context + 1).min(ops.len());
-        match groups.last_mut() {
-            Some(g) if lo <= g.1 => g.1 = hi,
-            _ => groups.push((lo, hi)),
-        }
-    }
-    for (lo, hi) in groups {
-        let slice = &ops[lo..hi];
-        // Position of the hunk in each file: the first line it covers, or where it sits.
-        let (mut a_start, mut b_start) = (None, None);
-        let (mut a_count, mut b_count) = (0usize, 0usize);
-        for op in slice {
-            match *op {
-                Op::Equal(i, j) => {
-                    a_start.get_or_insert(i);
-                    b_start.get_or_insert(j);
-                    a_count += 1;
-                    b_count += 1;
+    // Changes whose context windows touch share a hunk.
+    for hunk in group_diff_ops(ops, context) {
+        let (Some(first), Some(last)) = (hunk.first(), hunk.last()) else {
+            continue;
+        };
+        let old_span = range(first.old_range().start, last.old_range().end);
+        let new_span = range(first.new_range().start, last.new_range().end);
+        out.extend_from_slice(format!("@@ -{old_span} +{new_span} @@\n").as_bytes());
+        for op in &hunk {
+            if let DiffOp::Equal { .. } = op {
+                for i in op.old_range() {
+                    push_line(&mut out, b' ', a[i]);
                 }
-                Op::Delete(i) => {
-                    a_start.get_or_insert(i);
-                    a_count += 1;
+            } else {
+                for i in op.old_range() {
+                    push_line(&mut out, b'-', a[i]);
                 }
-                Op::Insert(j) => {
-                    b_start.get_or_insert(j);
-                    b_count += 1;
+                for j in op.new_range() {
+                    push_line(&mut out, b'+', b[j]);
                 }
-            }
-        }
-        let a_pos = position(&ops[..lo], a_start, a_count, true);
-        let b_pos = position(&ops[..lo], b_start, b_count, false);
-        out.extend_from_slice(
-            format!(
-                "@@ -{} +{} @@\n",
-                range(a_pos, a_count),
-                range(b_pos, b_count)
-            )
-            .as_bytes(),
-        );
-        for op in slice {
-            match *op {
-                Op::Equal(i, _) => push_line(&mut out, b' ', a[i]),
-                Op::Delete(i) => push_line(&mut out, b'-', a[i]),
-                Op::Insert(j) => push_line(&mut out, b'+', b[j]),
             }
         }
     }
     out
-}
-
-/// 1-based start line of a hunk side; for an empty side, the line after which it sits.
-fn position(before: &[Op], start: Option<usize>, count: usize, old_side: bool) -> usize {
-    if count > 0 {
-        return start.map_or(0, |s| s + 1);
-    }
-    before
-        .iter()
-        .filter(|op| match op {
-            Op::Equal(..) => true,
-            Op::Delete(_) => old_side,
-            Op::Insert(_) => !old_side,
-        })
-        .count()
-}
-
-fn range(pos: usize, count: usize) -> String {
-    if count == 1 {
-        pos.to_string()
-    } else {
-        format!("{pos},{count}")
-    }
 }
 
 #[cfg(test)]
@@ -291,6 +179,51 @@ mod tests {
     #[test]
     fn equal_inputs_give_nothing() {
         assert!(unified(b"a\r\nb", b"a\r\nb", "x", "y", 3).is_empty());
+    }
+
+    #[test]
+    fn a_bare_carriage_return_does_not_end_a_line() {
+        // As diff(1) sees it: only `\n` ends a line, so the `\r` stays inside and the last
+        // line still lacks its newline.
+        let d = unified(
+            b"a\rb\nc\nSSHD: x\r",
+            b"a\rb\nc\nSSHD: x\r\nSSHD: y\n",
+            "x",
+            "y",
+            3,
+        );
+        assert_eq!(
+            String::from_utf8(d).unwrap(),
+            "--- x\n+++ y\n@@ -1,3 +1,4 @@\n a\rb\n c\n-SSHD: x\r\n\\ No newline at end of file\n\
+             +SSHD: x\r\n+SSHD: y\n"
+        );
+    }
+
+    #[test]
+    fn past_the_deadline_the_diff_is_longer_but_still_applies() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut file = || -> Vec<u8> {
+            (0..3000)
+                .flat_map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    format!("sshd: 10.0.0.{}\n", s % 16).into_bytes()
+                })
+                .collect()
+        };
+        let (old, new) = (file(), file());
+        let past = Instant::now().checked_sub(Duration::from_millis(1));
+        let late = unified_until(&old, &new, "x", "y", 3, past.or(Some(Instant::now())));
+        assert_eq!(apply(&old, &late), new);
+        let on_time = unified(&old, &new, "x", "y", 3);
+        assert_eq!(apply(&old, &on_time), new);
+        assert!(
+            late.len() > on_time.len(),
+            "{} vs {}",
+            late.len(),
+            on_time.len()
+        );
     }
 
     proptest! {
