@@ -160,3 +160,113 @@ fn options_naming_what_this_machine_lacks_are_warned_about() {
         "false warnings: {json}"
     );
 }
+
+/// `check --config` with the environment of an SSH session (or none) and a format.
+fn check_in_session(dir: &Path, session: Option<&str>, format: &str) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_knockwrap"));
+    cmd.args(["check", "--config", "k.toml", "--format", format])
+        .current_dir(dir)
+        .env_remove("SSH_CONNECTION");
+    if let Some(s) = session {
+        cmd.env("SSH_CONNECTION", s);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The firewall door's keys are checked like the others, and a configuration that would hide
+/// sshd from the operator's own session is warned about at its lines, in every format.
+#[test]
+fn firewall_keys_and_lockout_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |text: &str| std::fs::write(dir.path().join("k.toml"), text).unwrap();
+    let head = "interface = \"lo\"\nhosts_allow = \"h.allow\"\nstate_dir = \"st\"\n";
+    std::fs::write(dir.path().join("h.allow"), "").unwrap();
+    let st = dir.path().join("st");
+    std::fs::create_dir(&st).unwrap();
+    std::fs::set_permissions(
+        &st,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+    )
+    .unwrap();
+
+    // A mistake in a firewall key: exit 2 at its position.
+    write(&format!(
+        "{head}[firewall]\nalways_allow = [\"10.0.0.1/8\"]\n{DOOR}open_ports = [\"22/tcp\"]\n"
+    ));
+    let (code, json) = check(&["--config", "k.toml"], dir.path());
+    assert_eq!(code, 2, "{json}");
+    let d = &json["files"][0]["diagnostics"][0];
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(5), Some(17)),
+        "{d}"
+    );
+    assert_eq!(d["code"], "invalid-config");
+    assert!(d["message"].as_str().unwrap().contains("10.0.0.0/8"), "{d}");
+
+    // Valid, guarding 22/tcp with no always_allow, checked from an SSH session on port 22.
+    write(&format!(
+        "{head}{DOOR}open_ports = [\"22/tcp\"]\nhosts_allow = false\n"
+    ));
+    let (code, out) = check_in_session(dir.path(), Some("198.51.100.7 50122 192.0.2.1 22"), "json");
+    assert_eq!(code, 0, "warnings only: {out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let found: Vec<(u64, u64, String, String)> = json["files"][0]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["line"].as_u64().unwrap(),
+                d["column"].as_u64().unwrap(),
+                d["severity"].as_str().unwrap().to_owned(),
+                d["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (8, 14, "warning".into(), "firewall-no-always-allow".into()),
+            (8, 14, "warning".into(), "firewall-locks-out-session".into()),
+        ],
+        "{json}"
+    );
+    assert_eq!(json["files"][0]["valid"], true);
+
+    let (_, human) = check_in_session(dir.path(), Some("198.51.100.7 50122 192.0.2.1 22"), "human");
+    assert!(
+        human.contains(
+            "warning[firewall-locks-out-session]: this SSH session comes from 198.51.100.7"
+        ),
+        "{human}"
+    );
+    assert!(human.contains("--> k.toml:8:14"), "{human}");
+    let (_, gh) = check_in_session(dir.path(), None, "github");
+    assert!(
+        gh.contains("::warning file=k.toml,line=8,col=14,title=firewall-no-always-allow::"),
+        "{gh}"
+    );
+    assert!(
+        !gh.contains("locks-out-session"),
+        "no session, no such warning: {gh}"
+    );
+
+    // always_allow covering the session silences both.
+    write(&format!(
+        "{head}[firewall]\nalways_allow = [\"198.51.100.0/24\", \"2001:db8::/32\"]\n\
+         {DOOR}open_ports = [\"22/tcp\"]\nhosts_allow = false\n"
+    ));
+    let (code, out) = check_in_session(dir.path(), Some("198.51.100.7 50122 192.0.2.1 22"), "json");
+    assert_eq!(code, 0, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        json["files"][0]["diagnostics"],
+        serde_json::json!([]),
+        "{json}"
+    );
+}

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use knock_match::{Action, DoorKind, Step};
-use knockwrap_config::Config;
+use knockwrap_config::{Config, PortSpec};
 
 fn import(input: &Path, out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_knockwrap"))
@@ -121,6 +121,10 @@ fn debians_shipped_knockd_conf() {
         (Action::Allow, "sshd")
     );
     assert_eq!(open.seq_timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.door("openSSH").unwrap().open_ports,
+        vec![PortSpec::tcp(22)]
+    );
     assert_eq!(c.door("closeSSH").unwrap().door.action, Action::Revoke);
     assert!(c.door("openHTTPS").is_none());
     assert_eq!(c.doors.len(), 2);
@@ -145,7 +149,14 @@ fn start_stop_and_cmd_timeout_become_a_lease() {
         c.log,
         knockwrap_config::LogTarget::File("/var/log/knockd.log".into())
     );
-    let d = &c.door("opencloseSSH").unwrap().door;
+    let dc = c.door("opencloseSSH").unwrap();
+    assert_eq!(
+        dc.open_ports,
+        vec![PortSpec::tcp(22)],
+        "the port stays hidden"
+    );
+    assert!(!dc.hosts_allow);
+    let d = &dc.door;
     assert_eq!((d.action, d.service.as_str()), (Action::Allow, "sshd"));
     assert_eq!(d.lease, Some(Duration::from_secs(3600)));
     assert_eq!(
@@ -163,7 +174,12 @@ fn start_stop_and_cmd_timeout_become_a_lease() {
         Some(Duration::from_secs(10)),
         "knockd's default cmd_timeout"
     );
-    assert!(err.contains(":6: note: firewall commands"), "{err}");
+    assert!(
+        err.contains(":4: note: firewall commands are mapped to `open_ports`"),
+        "{err}"
+    );
+    assert!(c.door("defaults").unwrap().hosts_allow);
+    assert!(c.door("defaults").unwrap().open_ports.is_empty());
 }
 
 #[test]
@@ -178,6 +194,12 @@ fn aliases_targets_flags_and_ipv6_commands() {
     );
     assert_eq!(code, 1, "{err}");
     let c = c.unwrap();
+    assert_eq!(
+        c.door("a").unwrap().open_ports,
+        vec![PortSpec::tcp(22), PortSpec::udp(22)],
+        "ufw without proto allows both"
+    );
+    assert_eq!(c.door("b").unwrap().open_ports, vec![PortSpec::tcp(22)]);
     let a = &c.door("a").unwrap().door;
     assert_eq!(a.seq_timeout, Duration::from_secs(7));
     assert_eq!(a.target, Some("192.0.2.10".parse().unwrap()));
@@ -190,6 +212,35 @@ fn aliases_targets_flags_and_ipv6_commands() {
     );
     assert!(
         err.contains(":13: left out: door [b]: start_command_6 left out"),
+        "{err}"
+    );
+}
+
+/// The default knockd.conf knockd's package ships (the article's starting point) opens and
+/// closes port 22 with iptables: the port stays hidden, opened by knockwrap's own firewall.
+#[test]
+fn the_knockd_default_becomes_a_firewall_door() {
+    let (code, err, c, _d) = convert_text(
+        "[options]\n\tUseSyslog\n\n[openSSH]\n\tsequence    = 7000,8000,9000\n\
+         \tseq_timeout = 5\n\
+         \tcommand     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n\
+         \ttcpflags    = syn\n\n[closeSSH]\n\tsequence    = 9000,8000,7000\n\
+         \tseq_timeout = 5\n\
+         \tcommand     = /sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n\
+         \ttcpflags    = syn\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let c = c.unwrap();
+    for (door, action) in [("openSSH", Action::Allow), ("closeSSH", Action::Revoke)] {
+        let d = c.door(door).unwrap();
+        assert_eq!(d.open_ports, vec![PortSpec::tcp(22)], "{door}");
+        assert!(!d.hosts_allow, "{door}");
+        assert_eq!(d.door.action, action, "{door}");
+    }
+    assert_eq!(c.guarded_ports(), vec![PortSpec::tcp(22)]);
+    assert_eq!(c.firewall.table, "knockwrap");
+    assert!(
+        err.contains(":4: note: firewall commands are mapped"),
         "{err}"
     );
 }
@@ -237,7 +288,7 @@ fn what_cannot_be_mapped_is_reported_at_its_line() {
         "[options]\n  PidFile = /run/knockd.pid\n\
          [sweep]\n  sequence = 7000,7001,7002\n  command = echo 'sshd: %IP%' >> /etc/hosts.allow\n\
          [one]\n  sequence = 7000\n  command = echo 'sshd: %IP%' >> /etc/hosts.allow\n\
-         [web]\n  sequence = 1000,3000\n  command = iptables -A INPUT -s %IP% -p tcp --dport 443 -j ACCEPT\n\
+         [web]\n  sequence = 1000,3000\n  command = iptables -A INPUT -s %IP% -p tcp --dport 6000:6010 -j ACCEPT\n\
          [script]\n  sequence = 1000,4000\n  command = /usr/local/bin/open %IP%\n\
          [halfopen]\n  sequence = 2000,4000\n  start_command = ufw allow from %IP% to any port 22\n\
            stop_command = /usr/local/bin/close %IP%\n\
@@ -260,7 +311,7 @@ fn what_cannot_be_mapped_is_reported_at_its_line() {
         ),
         (
             11,
-            "left out: door [web]: start_command is not recognised: it opens port 443",
+            "left out: door [web]: start_command is not recognised: it opens the port range 6000:6010",
         ),
         (
             14,

@@ -5,6 +5,9 @@
 //! names); its problems are reported like the others, with the code `invalid-config`, and make
 //! the exit code 2 (SPEC: invalid configuration). Without FILE arguments, `--config` checks the
 //! configuration's `hosts_allow` and the `hosts.deny` beside it instead of the /etc pair.
+//! A valid configuration that guards ports with the firewall also gets the lockout warnings
+//! (`knockwrap_config::lockout_warnings`), judged against the SSH session in
+//! `SSH_CONNECTION` when there is one; warnings leave the exit code alone.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -192,6 +195,7 @@ fn check_config(path: &Path) -> (Vec<Checked>, bool) {
     let valid = errors.is_empty();
     if valid {
         add_state_problems(path, &mut out);
+        add_lockout_warnings(path, &mut out);
     }
     for e in errors {
         let diagnostic = Diagnostic {
@@ -286,6 +290,32 @@ fn add_state_problems(config: &Path, out: &mut Vec<Checked>) {
             }),
         }
     }
+}
+
+/// Ways the firewall guard could cut the operator off, as warnings at the configuration's
+/// lines: no `always_allow`, the client of this SSH session (`SSH_CONNECTION`) not covered
+/// while the port it reached is guarded, a `[firewall]` table that guards nothing.
+fn add_lockout_warnings(config: &Path, out: &mut [Checked]) {
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    let Ok(cfg) = knockwrap_config::Config::from_toml_str(&text, config) else {
+        return;
+    };
+    let session = std::env::var("SSH_CONNECTION")
+        .ok()
+        .and_then(|v| knockwrap_config::SshSession::parse(&v));
+    let found = knockwrap_config::lockout_warnings(&cfg, session.as_ref());
+    let Some(checked) = out.iter_mut().find(|c| c.path == config) else {
+        return;
+    };
+    checked
+        .diagnostics
+        .extend(found.into_iter().map(|w| Diagnostic {
+            line: w.line,
+            column: w.column,
+            severity: Severity::Warning,
+            code: w.code,
+            message: w.message,
+        }));
 }
 
 /// The hosts_allow a configuration manages and the hosts.deny beside it (missing = empty, as

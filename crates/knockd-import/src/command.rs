@@ -1,11 +1,16 @@
 //! Recognising what a knockd command does to access: the commands knockd setups use to let a
-//! knocker in or out (a `SERVICE: %IP%` line appended to or deleted from hosts.allow, an
-//! iptables/ip6tables ACCEPT rule for the knocker on port 22, `ufw allow from %IP% ... port 22`,
-//! `nft add element` into an ssh set) become a [`Mapped`] grant or removal. Anything else is
+//! knocker in or out become a [`Mapped`] grant or removal. A `SERVICE: %IP%` line appended to
+//! or deleted from hosts.allow becomes that line; an iptables/ip6tables ACCEPT rule for the
+//! knocker (`-s %IP% -p tcp --dport 22`), `ufw allow from %IP% ... port 22`, an
+//! `nft add rule ... saddr %IP% tcp dport 22 accept` or an `nft add element` into an ssh set
+//! becomes the ports it opens, for knockwrap's own firewall (`open_ports`). Anything else is
 //! refused with the reason, for the importer to report: a command is mapped only when its whole
-//! effect is known.
+//! effect is known. `%IP%` is only ever recognised, never carried into the output.
 
 use std::time::Duration;
+
+use knock_match::Proto;
+use knockwrap_config::PortSpec;
 
 use crate::shell::{split, SimpleCommand};
 
@@ -18,26 +23,41 @@ pub(crate) enum Effect {
     Remove,
 }
 
-/// How knockd did it, for the comments in the output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Via {
-    HostsAllow,
-    Firewall,
+/// A hosts.allow line a command adds or removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Line {
+    /// The daemon name, the line's first field.
+    pub service: String,
+    /// The hosts.allow file edited.
+    pub file: String,
 }
 
 /// A recognised command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mapped {
     pub effect: Effect,
-    /// The daemon name of the hosts.allow line.
-    pub service: String,
-    /// The hosts.allow file the command edits (hosts.allow commands only).
-    pub hosts_allow: Option<String>,
+    /// The hosts.allow line, for commands that edit hosts.allow.
+    pub line: Option<Line>,
+    /// The ports firewall commands open to (or close for) the knocker, in command order,
+    /// each once.
+    pub ports: Vec<PortSpec>,
     /// An expiry the command itself sets (`nft add element ... { %IP% timeout 1h }`).
     pub lease: Option<Duration>,
-    pub via: Via,
     /// What knockd ran, in a few words, for the output's comments.
     pub what: String,
+    /// What the mapping assumed, for the output's comments.
+    pub assumed: Vec<String>,
+}
+
+impl Mapped {
+    /// Same access: the same line (by service) and the same set of ports.
+    pub fn same_access(&self, other: &Mapped) -> bool {
+        let mut a = self.ports.clone();
+        let mut b = other.ports.clone();
+        a.sort();
+        b.sort();
+        a == b && self.line.as_ref().map(|l| &l.service) == other.line.as_ref().map(|l| &l.service)
+    }
 }
 
 /// The service name sshd passes to libwrap.
@@ -48,7 +68,8 @@ fn base(word: &str) -> &str {
 }
 
 /// Classifies a whole knockd command: every simple command in it must be recognised and do the
-/// same thing (`iptables ...; ip6tables ...` is fine).
+/// same thing to access (`iptables ...; ip6tables ...` is fine; their ports are joined, and a
+/// hosts.allow line beside firewall rules gives a door with both).
 pub(crate) fn classify(cmd: &str) -> Result<Mapped, String> {
     let commands = split(cmd).map_err(|why| format!("the command uses {why}"))?;
     if commands.is_empty() {
@@ -68,17 +89,36 @@ pub(crate) fn classify(cmd: &str) -> Result<Mapped, String> {
                 why
             }
         })?;
-        match &mapped {
-            None => mapped = Some(m),
-            Some(first)
-                if first.effect == m.effect
-                    && first.service == m.service
-                    && first.hosts_allow == m.hosts_allow => {}
-            Some(first) => {
-                return Err(format!(
-                    "its commands do different things ({} and {})",
-                    first.what, m.what
-                ))
+        let Some(first) = &mut mapped else {
+            mapped = Some(m);
+            continue;
+        };
+        let lines_agree = match (&first.line, &m.line) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        let leases_agree = first.lease.is_none() || m.lease.is_none() || first.lease == m.lease;
+        if first.effect != m.effect || !lines_agree || !leases_agree {
+            return Err(format!(
+                "its commands do different things ({} and {})",
+                first.what, m.what
+            ));
+        }
+        if first.line.is_none() {
+            first.line = m.line;
+        }
+        first.lease = first.lease.or(m.lease);
+        for p in m.ports {
+            if !first.ports.contains(&p) {
+                first.ports.push(p);
+            }
+        }
+        if m.what != first.what {
+            first.what = format!("{}; {}", first.what, m.what);
+        }
+        for a in m.assumed {
+            if !first.assumed.contains(&a) {
+                first.assumed.push(a);
             }
         }
     }
@@ -127,9 +167,9 @@ fn simple(c: &SimpleCommand) -> Result<Mapped, String> {
             nft(&c.words[1..])
         }
         _ => Err(format!(
-            "`{}` is not a command knockwrap can stand in for (it only adds and removes \
-             hosts.allow lines; recognised: echo/printf >> hosts.allow, perl -ni, sed -i, \
-             iptables/ip6tables, ufw, nft)",
+            "`{}` is not a command knockwrap can stand in for (it adds and removes hosts.allow \
+             lines and admits knockers to ports of its own firewall; recognised: echo/printf \
+             >> hosts.allow, perl -ni, sed -i, iptables/ip6tables, ufw, nft)",
             c.words[0]
         )),
     }
@@ -200,10 +240,10 @@ fn echo(c: &SimpleCommand) -> Result<Mapped, String> {
     Ok(Mapped {
         effect: Effect::Grant,
         what: format!("appends `{service}: %IP%` to {file}"),
-        service,
-        hosts_allow: Some(file),
+        line: Some(Line { service, file }),
+        ports: Vec::new(),
         lease: None,
-        via: Via::HostsAllow,
+        assumed: Vec::new(),
     })
 }
 
@@ -227,10 +267,10 @@ fn removal(service: String, file: &str, tool: &str) -> Result<Mapped, String> {
     Ok(Mapped {
         effect: Effect::Remove,
         what: format!("deletes `{service}: %IP%` from {file} with {tool}"),
-        service,
-        hosts_allow: Some(file),
+        line: Some(Line { service, file }),
+        ports: Vec::new(),
         lease: None,
-        via: Via::HostsAllow,
+        assumed: Vec::new(),
     })
 }
 
@@ -321,28 +361,66 @@ fn sed(args: &[String]) -> Result<Mapped, String> {
     }
 }
 
-/// The port a firewall command opens, as the service knockwrap can grant instead.
-fn port_service(port: &str) -> Result<String, String> {
-    match port {
-        "22" | "ssh" => Ok(SSHD.to_string()),
-        other => Err(format!(
-            "it opens port {other}: knockwrap grants through hosts.allow, which only daemons \
-             linked with libwrap read; only port 22 (sshd) is mapped (if sshd listens on \
-             {other}, write a door with service = \"sshd\" by hand)"
-        )),
+/// One port as firewall tools write it: a number from 1 to 65535, or `ssh`.
+fn port_number(text: &str) -> Result<u16, String> {
+    if text == "ssh" {
+        return Ok(22);
+    }
+    if text.contains(':') || text.contains('-') {
+        return Err(format!(
+            "it opens the port range {text}: knockwrap admits knockers to listed ports; list \
+             the ones you need in `open_ports` by hand"
+        ));
+    }
+    knock_match::parse_port(text)
+        .ok_or_else(|| format!("`{text}` is not a port from 1 to 65535 (a template placeholder?)"))
+}
+
+/// A comma-separated port list (`22`, `80,443`).
+fn port_list(text: &str, proto: Proto) -> Result<Vec<PortSpec>, String> {
+    let mut out = Vec::new();
+    for p in text.split(',') {
+        let spec = PortSpec {
+            proto,
+            port: port_number(p.trim())?,
+        };
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+fn proto_of(text: &str) -> Option<Proto> {
+    match text.to_ascii_lowercase().as_str() {
+        "tcp" | "6" => Some(Proto::Tcp),
+        "udp" | "17" => Some(Proto::Udp),
+        _ => None,
     }
 }
 
-fn firewall(effect: Effect, what: String, lease: Option<Duration>) -> Mapped {
+fn firewall(effect: Effect, what: String, ports: Vec<PortSpec>, lease: Option<Duration>) -> Mapped {
     Mapped {
         effect,
-        service: SSHD.to_string(),
-        hosts_allow: None,
+        line: None,
+        ports,
         lease,
-        via: Via::Firewall,
         what,
+        assumed: Vec::new(),
     }
 }
+
+fn ports_text(ports: &[PortSpec]) -> String {
+    ports
+        .iter()
+        .map(PortSpec::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every port: a rule without one lets the knocker reach all of them.
+const EVERY_PORT: &str = "it admits the knocker to every port; knockwrap guards and opens \
+                          named ports only (`open_ports`): list the ports you need by hand";
 
 fn iptables(prog: &str, args: &[String]) -> Result<Mapped, String> {
     let mut effect = None;
@@ -363,7 +441,7 @@ fn iptables(prog: &str, args: &[String]) -> Result<Mapped, String> {
                 if chain != "INPUT" {
                     return Err(format!(
                         "the rule is in chain {chain}, not INPUT: knockwrap only stands in for \
-                         rules that let the knocker reach this host's sshd"
+                         rules that let the knocker reach this host"
                     ));
                 }
                 if matches!(a.as_str(), "-I" | "--insert")
@@ -387,7 +465,12 @@ fn iptables(prog: &str, args: &[String]) -> Result<Mapped, String> {
             }
             "-s" | "--source" | "--src" => source = Some(value(&mut it, a)?),
             "-p" | "--protocol" => proto = Some(value(&mut it, a)?),
-            "--dport" | "--destination-port" => dport = Some(value(&mut it, a)?),
+            "--dport" | "--destination-port" | "--dports" | "--destination-ports" => {
+                if dport.is_some() {
+                    return Err("iptables with two port options is not recognised".into());
+                }
+                dport = Some(value(&mut it, a)?);
+            }
             "-j" | "--jump" => jump = Some(value(&mut it, a)?),
             "-w" | "--wait" => {
                 if it
@@ -398,13 +481,19 @@ fn iptables(prog: &str, args: &[String]) -> Result<Mapped, String> {
                 }
             }
             "-m" | "--match" => match value(&mut it, a)?.as_str() {
-                "tcp" | "comment" => {}
+                "tcp" | "udp" | "comment" | "multiport" => {}
                 "state" | "conntrack" => {
                     let opt = value(&mut it, a)?;
                     if opt != "--state" && opt != "--ctstate" {
                         return Err(format!("iptables option `{opt}` is not recognised"));
                     }
-                    value(&mut it, &opt)?;
+                    let states = value(&mut it, &opt)?;
+                    if states != "NEW" {
+                        return Err(format!(
+                            "a rule for connection state {states} is not recognised (knockwrap \
+                             admits new connections; established ones are always accepted)"
+                        ));
+                    }
                 }
                 m => return Err(format!("iptables match `-m {m}` is not recognised")),
             },
@@ -413,8 +502,8 @@ fn iptables(prog: &str, args: &[String]) -> Result<Mapped, String> {
             }
             other => {
                 return Err(format!(
-                    "iptables option `{other}` is not recognised (knockwrap can only stand in \
-                     for `-s %IP% -p tcp --dport 22 -j ACCEPT`)"
+                    "iptables option `{other}` is not recognised (knockwrap can stand in for \
+                     `-s %IP% -p tcp|udp --dport PORT -j ACCEPT`)"
                 ))
             }
         }
@@ -442,26 +531,23 @@ fn iptables(prog: &str, args: &[String]) -> Result<Mapped, String> {
         }
     }
     let Some(port) = dport else {
-        return Err(
-            "the rule has no --dport: it lets the knocker reach every port, and hosts.allow \
-             only controls daemons linked with libwrap (sshd); only port 22 is mapped"
-                .into(),
-        );
+        return Err(format!("the rule has no --dport: {EVERY_PORT}"));
     };
-    if proto.as_deref() != Some("tcp") {
-        return Err("a port rule not restricted to `-p tcp` is not recognised".into());
-    }
-    let _ = port_service(&port)?;
-    let verb = if effect == Effect::Grant {
-        "accepts"
-    } else {
-        "deletes the rule accepting"
-    };
-    Ok(firewall(
-        effect,
-        format!("{prog} {verb} the knocker on port 22"),
-        None,
-    ))
+    let proto = proto
+        .as_deref()
+        .and_then(proto_of)
+        .ok_or("a port rule not restricted to `-p tcp` or `-p udp` is not recognised")?;
+    let ports = port_list(&port, proto)?;
+    let what = format!(
+        "{prog} {} the knocker on {}",
+        if effect == Effect::Grant {
+            "accepts"
+        } else {
+            "deletes the rule accepting"
+        },
+        ports_text(&ports)
+    );
+    Ok(firewall(effect, what, ports, None))
 }
 
 fn ufw(args: &[String]) -> Result<Mapped, String> {
@@ -479,7 +565,8 @@ fn ufw(args: &[String]) -> Result<Mapped, String> {
     };
     if w.first() != Some(&"allow") {
         return Err(format!(
-            "ufw `{}` is not recognised (only `ufw [delete|insert N] allow from %IP% to any port 22`)",
+            "ufw `{}` is not recognised (only `ufw [delete|insert N] allow from %IP% to any port \
+             PORT [proto tcp|udp]`)",
             args.join(" ")
         ));
     }
@@ -507,39 +594,143 @@ fn ufw(args: &[String]) -> Result<Mapped, String> {
     if !matches!(to, Some("any") | None) {
         return Err(format!("ufw `to {}` is not recognised", to.unwrap_or("")));
     }
-    let port = port.ok_or(
-        "the ufw rule has no port: it lets the knocker reach every port, and hosts.allow only \
-         controls daemons linked with libwrap (sshd); only port 22 is mapped",
-    )?;
-    if !matches!(proto, None | Some("tcp")) {
-        return Err(format!("ufw `proto {}` is not TCP", proto.unwrap_or("")));
-    }
-    port_service(port)?;
-    let what = if effect == Effect::Grant {
-        "ufw allows the knocker on port 22"
-    } else {
-        "ufw deletes the rule allowing the knocker on port 22"
+    let port = port.ok_or_else(|| format!("the ufw rule has no port: {EVERY_PORT}"))?;
+    let mut assumed = Vec::new();
+    let ports = match proto {
+        None => {
+            assumed.push(format!(
+                "ufw without `proto` allows TCP and UDP on port {port}: both are kept"
+            ));
+            let mut both = port_list(port, Proto::Tcp)?;
+            both.extend(port_list(port, Proto::Udp)?);
+            both
+        }
+        Some(p) => port_list(
+            port,
+            proto_of(p).ok_or_else(|| format!("ufw `proto {p}` is not tcp or udp"))?,
+        )?,
     };
-    Ok(firewall(effect, what.into(), None))
+    let what = format!(
+        "ufw {} the knocker on {}",
+        if effect == Effect::Grant {
+            "allows"
+        } else {
+            "deletes the rule allowing"
+        },
+        ports_text(&ports)
+    );
+    let mut m = firewall(effect, what, ports, None);
+    m.assumed = assumed;
+    Ok(m)
 }
 
 fn nft(args: &[String]) -> Result<Mapped, String> {
     let effect = match args.first().map(String::as_str) {
-        Some("add") | Some("create") => Effect::Grant,
+        Some("add") | Some("create") | Some("insert") => Effect::Grant,
         Some("delete") | Some("destroy") => Effect::Remove,
-        _ => {
-            return Err(format!(
-                "nft `{}` is not recognised (only `nft add/delete element ... {{ %IP% }}`)",
-                args.join(" ")
-            ))
-        }
+        _ => return Err(nft_unrecognised(args)),
     };
-    if args.get(1).map(String::as_str) != Some("element") {
+    match args.get(1).map(String::as_str) {
+        Some("element") => nft_element(effect, args),
+        Some("rule") if effect == Effect::Grant => nft_rule(&args[2..]),
+        Some("rule") => Err(
+            "`nft delete rule` names a rule by its handle, which knockd could not know: the \
+             rule the start command added is not recognised as removed"
+                .into(),
+        ),
+        _ => Err(nft_unrecognised(args)),
+    }
+}
+
+fn nft_unrecognised(args: &[String]) -> String {
+    format!(
+        "nft `{}` is not recognised (only `nft add/delete element ... {{ %IP% }}` and `nft add \
+         rule ... saddr %IP% tcp dport PORT accept`)",
+        args.join(" ")
+    )
+}
+
+/// `nft add rule [FAMILY] TABLE CHAIN ip saddr %IP% tcp dport 22 [ct state new] accept`.
+fn nft_rule(args: &[String]) -> Result<Mapped, String> {
+    let text = args.join(" ");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    // The words before the first match keyword name the table and chain.
+    let start = words
+        .iter()
+        .position(|w| matches!(*w, "ip" | "ip6" | "tcp" | "udp" | "ct" | "meta" | "th"))
+        .ok_or_else(|| format!("nft rule `{text}` is not recognised"))?;
+    if !(2..=3).contains(&start) {
+        return Err("nft rule without `[family] table chain`".into());
+    }
+    let chain = words[start - 1];
+    if !chain.eq_ignore_ascii_case("input") {
         return Err(format!(
-            "nft `{}` is not recognised (only `nft add/delete element ... {{ %IP% }}`)",
-            args.join(" ")
+            "the rule is in chain {chain}, not input: knockwrap only stands in for rules that \
+             let the knocker reach this host"
         ));
     }
+    let (mut source, mut ports, mut verdict) = (false, None, None);
+    let mut i = start;
+    while i < words.len() {
+        match &words[i..] {
+            ["ip" | "ip6", "saddr", "%IP%", ..] => {
+                source = true;
+                i += 3;
+            }
+            ["ip" | "ip6", "saddr", other, ..] => {
+                return Err(format!(
+                    "the rule's source is `{other}`, not the knocker (%IP%)"
+                ))
+            }
+            [p @ ("tcp" | "udp"), "dport", rest @ ..] if ports.is_none() => {
+                let proto = proto_of(p).expect("tcp or udp");
+                let (list, used) = match rest {
+                    [first, ..] if first.starts_with('{') => {
+                        let end = rest
+                            .iter()
+                            .position(|w| w.ends_with('}'))
+                            .ok_or("nft port set is not closed with `}`")?;
+                        let joined = rest[..=end].concat();
+                        (joined.trim_matches(['{', '}']).to_string(), end + 1)
+                    }
+                    [one, ..] => (one.to_string(), 1),
+                    [] => return Err("nft `dport` without a port".into()),
+                };
+                ports = Some(port_list(list.trim_matches(','), proto)?);
+                i += 2 + used;
+            }
+            ["ct", "state", "new", ..] => i += 3,
+            ["counter", ..] => i += 1,
+            ["comment", _, ..] => i += 2,
+            ["accept"] => {
+                verdict = Some("accept");
+                i += 1;
+            }
+            [w, ..] => return Err(format!("nft rule word `{w}` is not recognised")),
+            [] => break,
+        }
+    }
+    if verdict != Some("accept") {
+        return Err("the nft rule does not end in `accept` for the knocker".into());
+    }
+    if !source {
+        return Err(
+            "the nft rule has no `saddr %IP%`: it opens the port to every address, not to the \
+             knocker"
+                .into(),
+        );
+    }
+    let ports = ports.ok_or_else(|| format!("the nft rule has no dport: {EVERY_PORT}"))?;
+    let what = format!(
+        "nft adds a rule accepting the knocker on {}",
+        ports_text(&ports)
+    );
+    Ok(firewall(Effect::Grant, what, ports, None))
+}
+
+/// `nft add|delete element [FAMILY] TABLE SET { %IP% [timeout T] }`, for a set whose name says
+/// ssh: the port is taken to be 22/tcp (the rule using the set is not in the command).
+fn nft_element(effect: Effect, args: &[String]) -> Result<Mapped, String> {
     let rest = args[2..].join(" ");
     let (names, elements) = rest
         .split_once('{')
@@ -574,8 +765,8 @@ fn nft(args: &[String]) -> Result<Mapped, String> {
     };
     if !set.to_ascii_lowercase().contains("ssh") {
         return Err(format!(
-            "cannot tell which service set `{set}` admits (only sets whose name says `ssh` are \
-             mapped, to sshd)"
+            "cannot tell which port set `{set}` admits to (the rule using it is not in the \
+             command; only sets whose name says `ssh` are mapped, to 22/tcp)"
         ));
     }
     let what = format!(
@@ -591,7 +782,12 @@ fn nft(args: &[String]) -> Result<Mapped, String> {
             "from"
         }
     );
-    Ok(firewall(effect, what, lease))
+    let mut m = firewall(effect, what, vec![PortSpec::tcp(22)], lease);
+    m.assumed.push(format!(
+        "set `{set}` is taken to admit to 22/tcp (its name says ssh); check the rule that uses \
+         it"
+    ));
+    Ok(m)
 }
 
 /// nft's `1h30m`, `90s`, `2d` (no fractions).
@@ -612,18 +808,18 @@ mod tests {
         classify(cmd).expect_err(cmd)
     }
 
+    fn line(m: &Mapped) -> (Effect, &str, &str) {
+        let l = m.line.as_ref().expect("a hosts.allow line");
+        (m.effect, l.service.as_str(), l.file.as_str())
+    }
+
     #[test]
     fn the_articles_commands() {
         let m = ok(r#"/bin/echo "SSHD: %IP%" >> /etc/hosts.allow"#);
-        assert_eq!(
-            (m.effect, m.service.as_str(), m.hosts_allow.as_deref()),
-            (Effect::Grant, "SSHD", Some("/etc/hosts.allow"))
-        );
+        assert_eq!(line(&m), (Effect::Grant, "SSHD", "/etc/hosts.allow"));
+        assert!(m.ports.is_empty());
         let m = ok("/usr/bin/perl -ni -e 'print unless /SSHD: %IP%/' /etc/hosts.allow");
-        assert_eq!(
-            (m.effect, m.service.as_str(), m.hosts_allow.as_deref()),
-            (Effect::Remove, "SSHD", Some("/etc/hosts.allow"))
-        );
+        assert_eq!(line(&m), (Effect::Remove, "SSHD", "/etc/hosts.allow"));
     }
 
     #[test]
@@ -633,8 +829,8 @@ mod tests {
             "echo sshd: %IP% >> /etc/hosts.allow",
             r"printf 'sshd : %IP%\n' >> /etc/hosts.allow",
         ] {
-            assert_eq!(ok(c).service, "sshd", "{c}");
-            assert_eq!(ok(c).effect, Effect::Grant, "{c}");
+            assert_eq!(line(&ok(c)).0, Effect::Grant, "{c}");
+            assert_eq!(line(&ok(c)).1, "sshd", "{c}");
         }
         for c in [
             "sed -i '/sshd: %IP%/d' /etc/hosts.allow",
@@ -643,8 +839,8 @@ mod tests {
             "perl -n -i -e 'print unless m/^sshd: %IP%$/;' /etc/hosts.allow",
             "perl -ni.bak -e 'print if !/sshd: %IP%/' /etc/hosts.allow",
         ] {
-            assert_eq!(ok(c).service, "sshd", "{c}");
-            assert_eq!(ok(c).effect, Effect::Remove, "{c}");
+            assert_eq!(line(&ok(c)).0, Effect::Remove, "{c}");
+            assert_eq!(line(&ok(c)).1, "sshd", "{c}");
         }
         assert!(err("echo 'SSHD: %IP%' > /etc/hosts.allow").contains("replaces the whole file"));
         assert!(err("echo 'SSHD, ftpd: %IP%' >> /etc/hosts.allow").contains("not a `SERVICE"));
@@ -660,39 +856,78 @@ mod tests {
         assert!(err("sed -i 's/SSHD: %IP%//' /etc/hosts.allow").contains("not `/SERVICE"));
     }
 
+    fn ports(list: &[&str]) -> Vec<PortSpec> {
+        list.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
     #[test]
-    fn firewall_commands() {
-        for (c, effect) in [
-            ("/sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT", Effect::Grant),
-            ("/usr/sbin/iptables -I INPUT 1 -s %IP% -p tcp --dport 22 -j ACCEPT # first", Effect::Grant),
-            ("iptables -I INPUT -s %IP% -p tcp -m state --state NEW -m tcp --dport 22 -j ACCEPT", Effect::Grant),
-            ("iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT", Effect::Remove),
-            ("ip6tables -A INPUT -s %IP%/128 -p tcp --dport 22 -j ACCEPT", Effect::Grant),
-            ("ufw allow from %IP% to any port 22", Effect::Grant),
-            ("ufw allow proto tcp from %IP% to any port 22", Effect::Grant),
-            ("ufw insert 1 allow from %IP% to any port 22 proto tcp", Effect::Grant),
-            ("ufw delete allow from %IP% to any port 22", Effect::Remove),
-            ("nft add element inet filter ssh_ok { %IP% }", Effect::Grant),
-            ("nft delete element inet filter ssh_ok { %IP% }", Effect::Remove),
-            ("iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT; ip6tables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT", Effect::Grant),
+    fn firewall_commands_become_ports() {
+        for (c, effect, want) in [
+            ("/sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT", Effect::Grant, &["22/tcp"][..]),
+            ("/usr/sbin/iptables -I INPUT 1 -s %IP% -p tcp --dport 22 -j ACCEPT # first", Effect::Grant, &["22/tcp"]),
+            ("iptables -I INPUT -s %IP% -p tcp -m state --state NEW -m tcp --dport 22 -j ACCEPT", Effect::Grant, &["22/tcp"]),
+            ("iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT", Effect::Remove, &["22/tcp"]),
+            ("iptables -I INPUT -s %IP% -p tcp --dport 2222 -j ACCEPT", Effect::Grant, &["2222/tcp"]),
+            ("iptables -A INPUT -s %IP% -p udp --dport 51820 -j ACCEPT", Effect::Grant, &["51820/udp"]),
+            ("iptables -A INPUT -s %IP% -p tcp --dport ssh -j ACCEPT", Effect::Grant, &["22/tcp"]),
+            ("iptables -A INPUT -s %IP% -p tcp -m multiport --dports 80,443 -j ACCEPT", Effect::Grant, &["80/tcp", "443/tcp"]),
+            ("ip6tables -A INPUT -s %IP%/128 -p tcp --dport 22 -j ACCEPT", Effect::Grant, &["22/tcp"]),
+            ("ufw allow proto tcp from %IP% to any port 22", Effect::Grant, &["22/tcp"]),
+            ("ufw insert 1 allow from %IP% to any port 22 proto tcp", Effect::Grant, &["22/tcp"]),
+            ("ufw allow from %IP% to any port 1194 proto udp", Effect::Grant, &["1194/udp"]),
+            ("ufw delete allow from %IP% to any port 22 proto tcp", Effect::Remove, &["22/tcp"]),
+            ("ufw allow from %IP% to any port 22", Effect::Grant, &["22/tcp", "22/udp"]),
+            ("nft add element inet filter ssh_ok { %IP% }", Effect::Grant, &["22/tcp"]),
+            ("nft delete element inet filter ssh_ok { %IP% }", Effect::Remove, &["22/tcp"]),
+            ("nft add rule inet filter input ip saddr %IP% tcp dport 22 accept", Effect::Grant, &["22/tcp"]),
+            ("nft insert rule filter INPUT ip6 saddr %IP% ct state new counter udp dport 60001 accept", Effect::Grant, &["60001/udp"]),
+            ("nft add rule inet filter input ip saddr %IP% tcp dport { 80, 443 } accept", Effect::Grant, &["80/tcp", "443/tcp"]),
+            ("iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT; ip6tables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT", Effect::Grant, &["22/tcp"]),
+            ("iptables -A INPUT -s %IP% -p tcp --dport 80 -j ACCEPT && iptables -A INPUT -s %IP% -p tcp --dport 443 -j ACCEPT", Effect::Grant, &["80/tcp", "443/tcp"]),
         ] {
             let m = ok(c);
-            assert_eq!((m.effect, m.service.as_str(), m.via), (effect, "sshd", Via::Firewall), "{c}");
+            assert_eq!((m.effect, &m.ports, &m.line), (effect, &ports(want), &None), "{c}");
         }
         assert_eq!(
             ok("nft add element ip filter sshers '{ %IP% timeout 1h }'").lease,
             Some(Duration::from_secs(3600))
         );
+        assert!(ok("ufw allow from %IP% to any port 22").assumed[0].contains("TCP and UDP"));
+        assert!(ok("nft add element inet f ssh_ok { %IP% }").assumed[0].contains("22/tcp"));
+        // A hosts.allow line beside a firewall rule: a door with both.
+        let m = ok("echo 'sshd: %IP%' >> /etc/hosts.allow; iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT");
+        assert_eq!(line(&m).1, "sshd");
+        assert_eq!(m.ports, ports(&["22/tcp"]));
+
         assert!(err("iptables -I INPUT -p tcp --dport 8001 -j ACCEPT").contains("every address"));
         assert!(err("iptables -A INPUT -s %IP% -j ACCEPT").contains("every port"));
-        assert!(err("iptables -A INPUT -s %IP% -p tcp --dport 443 -j ACCEPT").contains("port 443"));
+        assert!(
+            err("iptables -A INPUT -s %IP% -p tcp --dport 6000:6010 -j ACCEPT").contains("range")
+        );
+        assert!(
+            err("iptables -A INPUT -s %IP% -p tcp --dport @@@@@2@@@@@ -j ACCEPT")
+                .contains("placeholder")
+        );
+        assert!(err("iptables -A INPUT -s %IP% --dport 22 -j ACCEPT").contains("-p tcp"));
         assert!(err("iptables -D INPUT -p tcp --dport 22 -j DROP").contains("not ACCEPT"));
         assert!(err("iptables -A FORWARD -s %IP% -p tcp --dport 22 -j ACCEPT").contains("FORWARD"));
         assert!(
             err("iptables -A INPUT -i eth0 -s %IP% -p tcp --dport 22 -j ACCEPT").contains("`-i`")
         );
+        assert!(err(
+            "iptables -A INPUT -s %IP% -p tcp -m state --state ESTABLISHED --dport 22 -j ACCEPT"
+        )
+        .contains("ESTABLISHED"));
         assert!(err("ufw allow from %IP%").contains("every port"));
-        assert!(err("nft add element inet filter web { %IP% }").contains("which service"));
+        assert!(err("ufw allow from %IP% to any port 22 proto sctp").contains("sctp"));
+        assert!(err("nft add element inet filter web { %IP% }").contains("which port"));
+        assert!(err("nft add rule inet filter input tcp dport 22 accept").contains("every address"));
+        assert!(err("nft add rule inet filter input ip saddr %IP% accept").contains("every port"));
+        assert!(
+            err("nft add rule inet filter forward ip saddr %IP% tcp dport 22 accept")
+                .contains("forward")
+        );
+        assert!(err("nft delete rule inet filter input handle 7").contains("handle"));
         assert!(
             err("/usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%")
                 .contains("knock_add")

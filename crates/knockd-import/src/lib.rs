@@ -22,8 +22,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use command::{classify, Effect, Mapped, Via};
+use command::{classify, Effect, Mapped};
 use knock_match::{Proto, Step, MAX_STEPS};
+use knockwrap_config::PortSpec;
 use parse::{At, DoorSpec, KnockdConf};
 
 /// knockd's default `seq_timeout` (SEQ_TIMEOUT in knockd.c).
@@ -90,6 +91,15 @@ pub fn convert(text: &str, source: &str) -> Result<Import, ParseError> {
 struct DoorOut {
     comments: Vec<String>,
     keys: Vec<(&'static str, String)>,
+    /// `action = "revoke"`.
+    revoke: bool,
+    /// Its `open_ports`.
+    ports: Vec<PortSpec>,
+    /// Line of the knockd section, and its name.
+    line: usize,
+    knockd_name: String,
+    /// Notes to print once the door is sure to be written.
+    notes: Vec<(usize, String)>,
 }
 
 #[derive(Default)]
@@ -97,7 +107,6 @@ struct Converter {
     findings: Vec<Finding>,
     hosts_allow: Option<(String, usize)>,
     names: HashSet<String>,
-    firewall_note: bool,
 }
 
 impl Converter {
@@ -130,6 +139,47 @@ impl Converter {
                 }
             }
         }
+        // A revoke door can only close ports a converted allow door opens.
+        let opened: Vec<PortSpec> = doors
+            .iter()
+            .filter(|d| !d.revoke)
+            .flat_map(|d| d.ports.iter().copied())
+            .collect();
+        let (doors, orphans): (Vec<DoorOut>, Vec<DoorOut>) = doors
+            .into_iter()
+            .partition(|d| !d.revoke || d.ports.iter().all(|p| opened.contains(p)));
+        for d in orphans {
+            let missing: Vec<PortSpec> = d
+                .ports
+                .iter()
+                .copied()
+                .filter(|p| !opened.contains(p))
+                .collect();
+            self.left_out(
+                d.line,
+                format!(
+                    "door [{}]: it closes {}, which no converted door opens (knockwrap guards \
+                     only ports an allow door opens)",
+                    d.knockd_name,
+                    ports_list(&missing)
+                ),
+            );
+        }
+        for d in &doors {
+            for (line, n) in &d.notes {
+                self.note(*line, n.clone());
+            }
+        }
+        if let Some(first) = doors.iter().find(|d| !d.ports.is_empty()) {
+            self.note(
+                first.line,
+                "firewall commands are mapped to `open_ports` with `hosts_allow = false`: \
+                 knockwrap hides those ports in its own nftables table and admits each knocker \
+                 for the lease. Remove knockd's own rules that hid them (a DROP or REJECT \
+                 elsewhere still drops admitted knockers), and list the addresses you manage \
+                 the host from in `[firewall] always_allow`",
+            );
+        }
         let mut toml = header(source);
         for (k, v, comments) in &settings {
             for c in comments {
@@ -144,6 +194,14 @@ impl Converter {
                  `SERVICE: ADDR` lines"
             );
             let _ = writeln!(toml, "hosts_allow = {}", quote(path));
+        } else if doors
+            .iter()
+            .all(|d| d.keys.contains(&("hosts_allow", "false".into())))
+        {
+            let _ = writeln!(
+                toml,
+                "hosts_allow = \"/etc/hosts.allow\"   # no converted door writes a line here"
+            );
         } else {
             let _ = writeln!(
                 toml,
@@ -154,6 +212,34 @@ impl Converter {
             toml,
             "state_dir   = \"/var/lib/knockwrap\" # leases and one-time progress (knockd kept none)"
         );
+        let mut guarded: Vec<PortSpec> = doors
+            .iter()
+            .filter(|d| !d.revoke)
+            .flat_map(|d| d.ports.iter().copied())
+            .collect();
+        guarded.sort();
+        guarded.dedup();
+        if !guarded.is_empty() {
+            let _ = writeln!(toml);
+            write_comment(
+                &mut toml,
+                &format!(
+                    "knockd's firewall commands became `open_ports`: knockwrap owns this \
+                     nftables table and drops new connections to {} from every source that has \
+                     not knocked (established connections are never cut). List the addresses \
+                     you manage this host from in always_allow so a lost knock client cannot \
+                     lock you out; `knockwrap check --config` warns until you do.",
+                    ports_list(&guarded)
+                ),
+            );
+            let _ = writeln!(toml, "[firewall]");
+            let _ = writeln!(
+                toml,
+                "table        = {}",
+                quote(knockwrap_config::DEFAULT_FIREWALL_TABLE)
+            );
+            let _ = writeln!(toml, "# always_allow = [\"192.0.2.0/24\"]");
+        }
         let written = doors.len();
         for d in doors {
             let _ = writeln!(toml);
@@ -476,9 +562,7 @@ impl Converter {
                     )
                 }));
                 match close {
-                    Some(close)
-                        if close.effect != Effect::Remove || close.service != open.service =>
-                    {
+                    Some(close) if close.effect != Effect::Remove || !close.same_access(&open) => {
                         problems.push((
                             stop.line,
                             format!(
@@ -516,13 +600,14 @@ impl Converter {
                     .into(),
             )),
         }
-        if let (Some(file), Some((first, line))) = (&open.hosts_allow, &self.hosts_allow) {
-            if first != file {
+        if let (Some(l), Some((first, line))) = (&open.line, &self.hosts_allow) {
+            if *first != l.file {
                 problems.push((
                     start.line,
                     format!(
-                        "it edits {file}, but line {line} edits {first}; knockwrap manages one \
-                         hosts.allow"
+                        "it edits {}, but line {line} edits {first}; knockwrap manages one \
+                         hosts.allow",
+                        l.file
                     ),
                 ));
             }
@@ -535,36 +620,71 @@ impl Converter {
         if let Some(stop) = &d.stop_command {
             comments.push(format!("knockd ran (line {}): {}", stop.line, stop.value));
         }
-        if open.effect == Effect::Remove && open.via == Via::HostsAllow {
+        if open.effect == Effect::Remove && open.line.is_some() {
             comments.push(
                 "knockwrap removes exactly the line `SERVICE: ADDR` (knockd's pattern also \
                  removed every line merely containing it, and its dots matched any character)"
                     .into(),
             );
         }
+        let ports = open.ports.clone();
+        if !ports.is_empty() {
+            let list = ports_list(&ports);
+            comments.push(if open.effect == Effect::Grant {
+                format!(
+                    "the firewall commands became open_ports: knockwrap admits the knocker to \
+                     {list} in its own nftables table{}; every other source stays hidden from \
+                     them",
+                    if lease.is_some() {
+                        " until the lease ends"
+                    } else {
+                        ""
+                    }
+                )
+            } else {
+                format!("the firewall commands became open_ports: knockwrap ends the knocker's admission to {list}")
+            });
+            comments.extend(open.assumed.iter().cloned());
+        }
+        let service = match &open.line {
+            Some(l) => l.service.clone(),
+            None => {
+                let s = service_for(&ports);
+                comments.push(format!(
+                    "hosts_allow = false: no hosts.allow line (knockd wrote none); service = \
+                     \"{s}\" names the grants in logs and in the lease journal"
+                ));
+                s
+            }
+        };
         keys.push(("action", quote(action)));
-        keys.push(("service", quote(&open.service)));
+        keys.push(("service", quote(&service)));
+        if !ports.is_empty() {
+            let list: Vec<String> = ports.iter().map(|p| quote(&p.to_string())).collect();
+            keys.push(("open_ports", format!("[{}]", list.join(", "))));
+        }
+        if open.line.is_none() {
+            keys.push(("hosts_allow", "false".into()));
+        }
         if let Some(l) = lease {
             keys.push(("lease", quote(&duration_text(l))));
         }
-        let mut out = DoorOut { comments, keys };
+        let mut out = DoorOut {
+            comments,
+            keys,
+            revoke: action == "revoke",
+            ports,
+            line: d.line,
+            knockd_name: d.name.clone(),
+            notes: Vec::new(),
+        };
         validate(&out).map_err(|why| vec![(d.line, why)])?;
 
-        // Kept: now its notes, the IPv6 commands and the file it edits count.
-        for (line, n) in notes {
-            self.note(line, n);
-        }
-        if open.via == Via::Firewall && !self.firewall_note {
-            self.firewall_note = true;
-            self.note(
-                start.line,
-                "firewall commands are mapped to `sshd: ADDR` in hosts.allow: the firewall must \
-                 now let port 22 reach sshd, sshd must be linked with libwrap and hosts.deny \
-                 must deny sshd (`knockwrap doctor` checks the last two)",
-            );
-        }
-        if let (Some(file), None) = (&open.hosts_allow, &self.hosts_allow) {
-            self.hosts_allow = Some((file.clone(), start.line));
+        // Kept: now the IPv6 commands and the file it edits count; its notes wait until the
+        // door is sure to be written.
+        out.notes = notes;
+        if let (Some(l), None) = (&open.line, &self.hosts_allow) {
+            self.hosts_allow = Some((l.file.clone(), start.line));
         }
         self.ipv6(d, &open, &mut out.comments);
         self.names.insert(name);
@@ -586,7 +706,7 @@ impl Converter {
         for (cmd, want, key) in pairs {
             let Some(at) = cmd else { continue };
             match classify(&at.value) {
-                Ok(m) if Some(m.effect) == want && m.service == open.service => {
+                Ok(m) if Some(m.effect) == want && m.same_access(open) => {
                     comments.push(format!(
                         "knockd ran for IPv6 (line {}): {}",
                         at.line, at.value
@@ -645,11 +765,29 @@ fn mapped(at: &At, key: &str) -> Result<Mapped, (usize, String)> {
     classify(&at.value).map_err(|why| (at.line, format!("{key} is not recognised: {why}")))
 }
 
-/// Checks one door with knockwrap's configuration rules.
+/// Checks one door with knockwrap's configuration rules. A revoke door's `open_ports` must be
+/// opened by some allow door: here a stand-in allow door opens them (whether a converted door
+/// really does is checked once every door is converted).
 fn validate(d: &DoorOut) -> Result<(), String> {
     let mut text = String::from("[[door]]\n");
     for (k, v) in &d.keys {
         let _ = writeln!(text, "{k} = {v}");
+    }
+    if d.revoke && !d.ports.is_empty() {
+        let list: Vec<String> = d.ports.iter().map(|p| quote(&p.to_string())).collect();
+        let _ = write!(
+            text,
+            "[[door]]\nname = \"{}\"\nsequence = [1, 3]\nservice = \"s\"\nopen_ports = [{}]\n",
+            if d.keys
+                .iter()
+                .any(|(k, v)| *k == "name" && v == "\"opener\"")
+            {
+                "opener2"
+            } else {
+                "opener"
+            },
+            list.join(", ")
+        );
     }
     knockwrap_config::Config::from_toml_str(&text, "/import-check.toml")
         .map(|_| ())
@@ -657,6 +795,31 @@ fn validate(d: &DoorOut) -> Result<(), String> {
             let msgs: Vec<String> = e.iter().map(|e| e.message.clone()).collect();
             format!("knockwrap refuses it: {}", msgs.join("; "))
         })
+}
+
+/// `22/tcp, 22/udp`.
+fn ports_list(ports: &[PortSpec]) -> String {
+    ports
+        .iter()
+        .map(PortSpec::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The service of a firewall-only door: `sshd` when it opens 22/tcp, else named after its
+/// ports (`port-2222-tcp`). A door that opens and the door that closes the same ports get the
+/// same name, so a revoke finds the grant.
+fn service_for(ports: &[PortSpec]) -> String {
+    if ports.contains(&PortSpec::tcp(22)) {
+        return command::SSHD.to_string();
+    }
+    let mut sorted = ports.to_vec();
+    sorted.sort();
+    let parts: Vec<String> = sorted
+        .iter()
+        .map(|p| format!("{}-{}", p.port, p.proto))
+        .collect();
+    format!("port-{}", parts.join("-"))
 }
 
 /// knockd's sequence: `port[:proto]` separated by commas. Stricter than knockd's `atoi`: a
@@ -838,13 +1001,13 @@ fn header(source: &str) -> String {
         "  broadcast, reserved and documentation ranges are never granted; link-local sources"
             .into(),
         "  only with link_local_sources = true. knockd ran its command for any source.".into(),
-        "- Access is the line `SERVICE: ADDR` in hosts_allow, written atomically and once; a"
+        "- knockwrap runs no commands. hosts.allow edits became the line `SERVICE: ADDR`,".into(),
+        "  written atomically and once; a revoke removes exactly that line. iptables, ufw and"
             .into(),
-        "  revoke removes exactly that line; leases survive restarts. knockwrap runs no".into(),
-        "  commands: firewall commands became hosts.allow lines for sshd, so the firewall must"
+        "  nft commands became `open_ports` with `hosts_allow = false`: knockwrap admits the"
             .into(),
-        "  let port 22 reach sshd, and sshd must be linked with libwrap (`knockwrap doctor`)."
-            .into(),
+        "  knocker to those ports in its own nftables table, and every other source stays".into(),
+        "  hidden from them. Leases survive restarts; the kernel ends admissions on time.".into(),
         "- IPv6 knockers are granted like IPv4 ones (`sshd: [2001:db8::7]`).".into(),
         String::new(),
         "knockd's one_time_sequences has a direct equivalent (same file format, never".into(),

@@ -7,12 +7,15 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use knock_match::{parse_port, Action, Door, DoorKind, Step, TcpFlagRules, TotpParams, MAX_STEPS};
+use knock_match::{
+    parse_port, Action, Door, DoorKind, Prefix, Step, TcpFlagRules, TotpParams, MAX_STEPS,
+};
 use toml::Spanned;
 
 use crate::duration::RawDuration;
-use crate::error::{ConfigErrors, Sink};
-use crate::raw::{RawConfig, RawDoor, StepSpec, StringOrList};
+use crate::error::{line_col, ConfigErrors, Sink};
+use crate::firewall::{check_table_name, prefix_value, FirewallConfig, PortSpec};
+use crate::raw::{RawConfig, RawDoor, RawFirewall, StepSpec, StringOrList};
 use crate::{
     Config, DoorConfig, LogTarget, DEFAULT_HOSTS_ALLOW, DEFAULT_MAX_LEASES, DEFAULT_MAX_SOURCES,
     DEFAULT_MAX_WAITING_GRANTS, DEFAULT_SEQ_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TOTP_LENGTH,
@@ -55,6 +58,9 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
             }
             doors.push(door);
         }
+    }
+    if sink.errors.is_empty() {
+        revoke_ports(&raw, &doors, &mut sink);
     }
     if sink.errors.is_empty() {
         Ok(Config { doors, ..config })
@@ -204,7 +210,103 @@ fn settings(raw: &RawConfig, base: &Path, path: &Path, sink: &mut Sink) -> Confi
             }
             name.clone()
         }),
+        firewall: raw
+            .firewall
+            .as_ref()
+            .map(|f| firewall(f, sink))
+            .unwrap_or_default(),
         doors: Vec::new(),
+    }
+}
+
+fn firewall(f: &Spanned<RawFirewall>, sink: &mut Sink) -> FirewallConfig {
+    let raw = f.get_ref();
+    let mut out = FirewallConfig {
+        header_pos: Some(line_col(sink.text, f.span().start)),
+        ..FirewallConfig::default()
+    };
+    if let Some(t) = &raw.table {
+        match check_table_name(t.get_ref()) {
+            Ok(()) => out.table = t.get_ref().clone(),
+            Err(m) => sink.at(t.span(), m),
+        }
+    }
+    if let Some(list) = &raw.always_allow {
+        out.always_allow_pos = Some(line_col(sink.text, list.span().start));
+        out.always_allow = prefixes(list, "always_allow", sink);
+    }
+    out
+}
+
+/// A list of prefixes (`always_allow`, `knock_from`), each problem at its entry.
+fn prefixes(list: &Spanned<Vec<Spanned<String>>>, key: &str, sink: &mut Sink) -> Vec<Prefix> {
+    let mut out = Vec::new();
+    for v in list.get_ref() {
+        match prefix_value(v.get_ref(), key) {
+            Ok(p) => out.push(p),
+            Err(m) => sink.at(v.span(), m),
+        }
+    }
+    out
+}
+
+/// `open_ports`: `"PORT/tcp"` or `"PORT/udp"` entries, each once.
+fn open_ports(list: &Spanned<Vec<Spanned<StepSpec>>>, sink: &mut Sink) -> Vec<PortSpec> {
+    let mut out: Vec<(PortSpec, usize)> = Vec::new();
+    for v in list.get_ref() {
+        let parsed = match v.get_ref() {
+            StepSpec::Number(n) => Err(format!(
+                "`open_ports` entry {n} needs its protocol: write \"{n}/tcp\" or \"{n}/udp\""
+            )),
+            StepSpec::Text(t) => t
+                .parse::<PortSpec>()
+                .map_err(|e| format!("`open_ports` entry `{t}`: {e}")),
+        };
+        match parsed {
+            Ok(p) => {
+                if let Some((_, line)) = out.iter().find(|(q, _)| *q == p) {
+                    sink.at(
+                        v.span(),
+                        format!("`open_ports` names {p} twice (first at line {line})"),
+                    );
+                } else {
+                    out.push((p, sink.line_of(&v.span())));
+                }
+            }
+            Err(m) => sink.at(v.span(), m),
+        }
+    }
+    out.into_iter().map(|(p, _)| p).collect()
+}
+
+/// A revoke door's `open_ports` must be ports some allow door opens: the firewall guards only
+/// those, so any other entry would remove nothing.
+fn revoke_ports(raw: &RawConfig, doors: &[DoorConfig], sink: &mut Sink) {
+    let opened: Vec<PortSpec> = doors
+        .iter()
+        .filter(|d| d.door.action == Action::Allow)
+        .flat_map(|d| d.open_ports.iter().copied())
+        .collect();
+    for d in &raw.door {
+        let d = d.get_ref();
+        if d.action.as_ref().map(|a| a.get_ref().as_str()) != Some("revoke") {
+            continue;
+        }
+        for v in d.open_ports.iter().flat_map(|l| l.get_ref()) {
+            if let StepSpec::Text(t) = v.get_ref() {
+                if let Ok(p) = t.parse::<PortSpec>() {
+                    if !opened.contains(&p) {
+                        sink.at(
+                            v.span(),
+                            format!(
+                                "`open_ports`: no allow door opens {p}, so this revoke door \
+                                 has nothing to close there"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -392,6 +494,31 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
             }
         });
 
+    let open_ports_list = d
+        .open_ports
+        .as_ref()
+        .map(|v| open_ports(v, sink))
+        .unwrap_or_default();
+    let hosts_allow = d.hosts_allow.as_ref().is_none_or(|v| *v.get_ref());
+    if let Some(v) = &d.hosts_allow {
+        if !*v.get_ref() && d.open_ports.as_ref().is_none_or(|l| l.get_ref().is_empty()) {
+            sink.at(
+                v.span(),
+                "`hosts_allow = false` leaves this door nothing to do: give it `open_ports` \
+                 (the ports the firewall admits the knocker to) or drop `hosts_allow = false`",
+            );
+        }
+    }
+    let knock_from = d
+        .knock_from
+        .as_ref()
+        .map(|v| prefixes(v, "knock_from", sink))
+        .unwrap_or_default();
+    let open_ports_pos = d
+        .open_ports
+        .as_ref()
+        .map_or((line, 1), |v| line_col(sink.text, v.span().start));
+
     let (kind, one_time_file, totp_secret_file, file_pos) = sequence_source(
         &SourceKeys {
             sequence: d.sequence.as_ref(),
@@ -425,8 +552,12 @@ fn door(d: &RawDoor, line: usize, base: &Path, sink: &mut Sink) -> Option<DoorCo
         one_time_file,
         totp_secret_file,
         link_local: d.link_local_sources.unwrap_or(false),
+        open_ports: open_ports_list,
+        hosts_allow,
+        knock_from,
         line,
         file_pos,
+        open_ports_pos,
     })
 }
 

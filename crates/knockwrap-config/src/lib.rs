@@ -10,6 +10,9 @@
 //!   `path:line:column: message`.
 //! - [`client`] is the knock client's profile (`client.toml`), read with the same rules.
 //! - [`progress`] is the durable store of one-time and TOTP progress in `state_dir`.
+//! - The firewall door: [`FirewallConfig`] (`[firewall]`), each door's `open_ports`
+//!   ([`PortSpec`]), `hosts_allow` and `knock_from` ([`Prefix`]), [`Config::guarded_ports`],
+//!   and [`lockout_warnings`] for `check --config` and `doctor`.
 //!
 //! Relative paths in the file (`hosts_allow`, `state_dir`, `log`, `one_time_sequences`,
 //! `totp_secret_file`) are relative to the directory holding the configuration file.
@@ -19,6 +22,7 @@ pub mod client;
 mod duration;
 mod error;
 mod files;
+mod firewall;
 pub mod progress;
 mod raw;
 
@@ -27,7 +31,12 @@ use std::time::Duration;
 
 pub use duration::parse_duration;
 pub use error::{line_col, ConfigError, ConfigErrors};
+pub use firewall::{
+    lockout_warnings, ConfigWarning, FirewallConfig, PortSpec, PortSpecError, SshSession,
+    DEFAULT_FIREWALL_TABLE, MAX_TABLE_NAME,
+};
 use knock_match::Door;
+pub use knock_match::Prefix;
 
 /// Where `--config` points when not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/knockwrap/knockwrap.toml";
@@ -81,6 +90,9 @@ pub struct Config {
     /// The account the capture process runs as (None: `knockwrap` if it exists, else
     /// `nobody`).
     pub user: Option<String>,
+    /// The `[firewall]` table, or its defaults when the file has none. It takes effect only
+    /// when some allow door has `open_ports` ([`Config::guarded_ports`]).
+    pub firewall: FirewallConfig,
     pub doors: Vec<DoorConfig>,
 }
 
@@ -96,10 +108,22 @@ pub struct DoorConfig {
     /// `link_local_sources`: grant knocks from link-local sources (169.254.0.0/16, fe80::/10),
     /// refused by default (see `knock_match::source`).
     pub link_local: bool,
+    /// `open_ports`: ports the firewall admits the knocker to for the lease (an allow door),
+    /// or from which a revoke door removes the knocker's admission. In file order, no
+    /// duplicates; empty when absent.
+    pub open_ports: Vec<PortSpec>,
+    /// `hosts_allow` (default true): the door adds (or, for a revoke door, removes) the line
+    /// `SERVICE: ADDR`. False: firewall only (sshd without libwrap); `open_ports` is then
+    /// non-empty.
+    pub hosts_allow: bool,
+    /// `knock_from`: the sources this door's knocks must come from; empty: anywhere.
+    pub knock_from: Vec<Prefix>,
     /// Line of the `[[door]]` header.
     pub line: usize,
     /// Line and column of the file key's value, for diagnostics about that file.
     pub(crate) file_pos: (usize, usize),
+    /// Line and column of `open_ports` (of the header when absent), for warnings.
+    pub(crate) open_ports_pos: (usize, usize),
 }
 
 impl DoorConfig {
@@ -110,6 +134,13 @@ impl DoorConfig {
             knock_match::DoorKind::OneTime { sequences, .. } => sequences.is_empty(),
             knock_match::DoorKind::Totp(p) => p.secret.is_empty(),
         }
+    }
+
+    /// True when a knock from `src` may count for this door (`knock_from` is empty or holds
+    /// it). An IPv4-mapped IPv6 source is taken as its IPv4 address.
+    pub fn knock_allowed_from(&self, src: std::net::IpAddr) -> bool {
+        let src = src.to_canonical();
+        self.knock_from.is_empty() || self.knock_from.iter().any(|p| p.contains(src))
     }
 }
 
@@ -140,6 +171,20 @@ impl Config {
     /// The doors, ready for `Matcher::new` once loaded and given their progress.
     pub fn doors(&self) -> Vec<Door> {
         self.doors.iter().map(|d| d.door.clone()).collect()
+    }
+
+    /// The guarded ports: every port some allow door names in `open_ports`, sorted, each
+    /// once. Empty: the configuration asks nothing of the firewall.
+    pub fn guarded_ports(&self) -> Vec<PortSpec> {
+        let mut ports: Vec<PortSpec> = self
+            .doors
+            .iter()
+            .filter(|d| d.door.action == knock_match::Action::Allow)
+            .flat_map(|d| d.open_ports.iter().copied())
+            .collect();
+        ports.sort();
+        ports.dedup();
+        ports
     }
 
     /// Finds a door by name.

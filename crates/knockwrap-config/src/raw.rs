@@ -22,6 +22,7 @@ pub(crate) struct RawConfig {
     pub max_waiting_grants: Option<Spanned<i64>>,
     pub metrics_file: Option<Spanned<String>>,
     pub user: Option<Spanned<String>>,
+    pub firewall: Option<Spanned<RawFirewall>>,
     #[serde(default)]
     pub door: Vec<Spanned<RawDoor>>,
 }
@@ -43,6 +44,17 @@ pub(crate) struct RawDoor {
     pub lease: Option<Spanned<RawDuration>>,
     pub target: Option<Spanned<String>>,
     pub link_local_sources: Option<bool>,
+    pub open_ports: Option<Spanned<Vec<Spanned<StepSpec>>>>,
+    pub hosts_allow: Option<Spanned<bool>>,
+    pub knock_from: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The `[firewall]` table.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFirewall {
+    pub table: Option<Spanned<String>>,
+    pub always_allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A value written as one string or as an array of strings (`interface`, `tcp_flags`).

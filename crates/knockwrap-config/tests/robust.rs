@@ -4,7 +4,7 @@
 use knockwrap_config::Config;
 use proptest::prelude::*;
 
-const BASE: &str = "interface = [\"eth0\"]\nstate_dir = \"s\"\n[[door]]\nname = \"d\"\nsequence = [\"7000\", 8000, \"9000:udp\"]\nseq_timeout = \"10s\"\ntcp_flags = [\"syn\", \"!ack\"]\nservice = \"SSHD\"\nlease = \"1h\"\ntarget = \"198.18.0.1\"\n[[door]]\nname = \"t\"\ntotp_secret_file = \"k\"\ntotp_ports = \"2-9\"\nservice = \"S\"\n";
+const BASE: &str = "interface = [\"eth0\"]\nstate_dir = \"s\"\n[[door]]\nname = \"d\"\nsequence = [\"7000\", 8000, \"9000:udp\"]\nseq_timeout = \"10s\"\ntcp_flags = [\"syn\", \"!ack\"]\nservice = \"SSHD\"\nlease = \"1h\"\ntarget = \"198.18.0.1\"\nopen_ports = [\"22/tcp\", \"53/udp\"]\nknock_from = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n[[door]]\nname = \"t\"\ntotp_secret_file = \"k\"\ntotp_ports = \"2-9\"\nservice = \"S\"\nopen_ports = [\"2222/tcp\"]\nhosts_allow = false\n[firewall]\ntable = \"kw\"\nalways_allow = [\"192.0.2.0/24\", \"::1\"]\n";
 
 fn check_positions(text: &str) -> Result<(), TestCaseError> {
     if let Err(errs) = Config::from_toml_str(text, "c.toml") {
