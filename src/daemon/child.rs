@@ -519,6 +519,10 @@ impl Child {
                 .totals
                 .iter()
                 .filter_map(|(name, n)| Refusal::from_name(name).map(|r| (r, *n)))
+                .chain(
+                    (m.outside_knock_from > 0)
+                        .then_some((Refusal::KnockFrom, m.outside_knock_from)),
+                )
                 .collect(),
             interfaces: self
                 .captures
@@ -666,6 +670,7 @@ mod tests {
                 service: "sshd".into(),
                 lease: None,
                 target: Some(IpAddr::from(TARGET)),
+                knock_from: Vec::new(),
             }],
             link_local: vec![false],
             interfaces: vec!["rec0".into()],

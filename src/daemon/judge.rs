@@ -235,6 +235,13 @@ impl Judge {
             Err(Refusal::LinkLocal) if gen.link_local.get(i).copied().unwrap_or(false) => {}
             Err(why) => return Err(Refused::Source { addr, why }),
         }
+        // The child's matcher starts no sequence of this door from outside its `knock_from`.
+        if !d.knock_allowed_from(addr) {
+            return Err(Refused::Source {
+                addr,
+                why: Refusal::KnockFrom,
+            });
+        }
         let consume = consume(d, knock.used, when.wall_ms)?;
         let decision = Decision {
             door: i,
@@ -346,6 +353,7 @@ mod tests {
             service: service.into(),
             lease: None,
             target: None,
+            knock_from: Vec::new(),
         }
     }
 

@@ -90,6 +90,7 @@ fn doors() -> Vec<Door> {
         service: "SSHD".into(),
         lease: Some(Duration::from_secs(3600)),
         target: None,
+        knock_from: Vec::new(),
     };
     vec![
         mk("open", &[Step::tcp(7000), Step::tcp(8000), Step::udp(9000)]),

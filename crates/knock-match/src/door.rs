@@ -293,6 +293,19 @@ pub struct Door {
     pub lease: Option<Duration>,
     /// When set, only knocks sent to this destination address count for this door.
     pub target: Option<IpAddr>,
+    /// When not empty, only knocks from these sources count for this door (`knock_from`):
+    /// a knock from elsewhere never starts or advances it, so it takes no table space.
+    #[serde(default)]
+    pub knock_from: Vec<crate::Prefix>,
+}
+
+impl Door {
+    /// True when a knock from `src` may count for this door (`knock_from` is empty or holds
+    /// it). An IPv4-mapped IPv6 source is taken as its IPv4 address.
+    pub fn knock_allowed_from(&self, src: IpAddr) -> bool {
+        let src = src.to_canonical();
+        self.knock_from.is_empty() || self.knock_from.iter().any(|p| p.contains(src))
+    }
 }
 
 /// Why a door cannot be used.

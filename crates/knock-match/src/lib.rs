@@ -56,6 +56,7 @@ pub mod door;
 pub mod event;
 pub mod matcher;
 pub mod onetime;
+pub mod port;
 pub mod prefix;
 pub mod source;
 mod table;
@@ -70,6 +71,7 @@ pub use matcher::{
     Consume, Counters, Decision, Matcher, MatcherOptions, DEFAULT_MAX_SOURCES, RETRANSMIT_MS,
 };
 pub use onetime::{parse_one_time, OneTimeError};
+pub use port::{PortSpec, PortSpecError};
 pub use prefix::{Prefix, PrefixError};
 pub use source::{check_source, HostAddresses, Refusal};
 pub use totp::{decode_base32, totp_counter, totp_sequence, Base32Error, UsedSteps};

@@ -94,6 +94,9 @@ pub struct Counters {
     /// Sequences in progress that ran out of time (or whose one-time/TOTP sequence stopped
     /// being valid).
     pub timeouts: u64,
+    /// Packets that would have started one of a door's sequences but came from outside its
+    /// `knock_from` (counted once per door and packet; they start nothing).
+    pub outside_knock_from: u64,
     /// Decisions returned.
     pub grants: u64,
 }
@@ -574,6 +577,16 @@ impl Matcher {
         if self.is_first_step(ev.proto, ev.dport) {
             for (d, ds) in self.doors.iter().enumerate() {
                 if !ds.target_ok(ev) || !ds.could_step(ev) {
+                    continue;
+                }
+                if !ds.door.knock_allowed_from(ev.src) {
+                    if ds
+                        .candidates
+                        .iter()
+                        .any(|(_, seq)| seq.first() == Some(&step))
+                    {
+                        self.counters.outside_knock_from += 1;
+                    }
                     continue;
                 }
                 for (variant, seq) in &ds.candidates {

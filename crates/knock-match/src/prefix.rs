@@ -12,10 +12,12 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// An address and a prefix length, with every bit after the length clear.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Prefix {
     addr: IpAddr,
     len: u8,
@@ -166,6 +168,20 @@ impl FromStr for Prefix {
                 max,
             })?;
         Prefix::new(addr, len)
+    }
+}
+
+impl From<Prefix> for String {
+    fn from(p: Prefix) -> String {
+        p.to_string()
+    }
+}
+
+impl TryFrom<String> for Prefix {
+    type Error = PrefixError;
+
+    fn try_from(s: String) -> Result<Prefix, PrefixError> {
+        s.parse()
     }
 }
 

@@ -35,11 +35,13 @@ pub enum Refusal {
     Discard,
     Documentation,
     LinkLocal,
+    /// The source is outside the door's `knock_from`.
+    KnockFrom,
 }
 
 impl Refusal {
     /// Every reason, in a fixed order (the daemon's channel sends reasons as an index here).
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::Unspecified,
         Refusal::ThisNetwork,
         Refusal::Loopback,
@@ -53,6 +55,7 @@ impl Refusal {
         Refusal::Discard,
         Refusal::Documentation,
         Refusal::LinkLocal,
+        Refusal::KnockFrom,
     ];
 
     /// The reason named `name` ([`Refusal::as_str`]).
@@ -76,6 +79,7 @@ impl Refusal {
             Refusal::Discard => "source in discard-only 100::/64",
             Refusal::Documentation => "IPv6 documentation source",
             Refusal::LinkLocal => "link-local source (the door does not allow them)",
+            Refusal::KnockFrom => "source outside the door's knock_from",
         }
     }
 }

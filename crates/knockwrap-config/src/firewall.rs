@@ -10,10 +10,9 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use knock_match::{parse_port, Prefix, Proto};
-use thiserror::Error;
+use knock_match::{parse_port, Prefix};
+pub use knock_match::{PortSpec, PortSpecError};
 
 use crate::Config;
 
@@ -21,67 +20,6 @@ use crate::Config;
 pub const DEFAULT_FIREWALL_TABLE: &str = "knockwrap";
 /// Longest `table` name accepted.
 pub const MAX_TABLE_NAME: usize = 64;
-
-/// One `open_ports` entry: `"22/tcp"`, `"51820/udp"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortSpec {
-    pub proto: Proto,
-    pub port: u16,
-}
-
-impl PortSpec {
-    pub fn tcp(port: u16) -> PortSpec {
-        PortSpec {
-            proto: Proto::Tcp,
-            port,
-        }
-    }
-
-    pub fn udp(port: u16) -> PortSpec {
-        PortSpec {
-            proto: Proto::Udp,
-            port,
-        }
-    }
-}
-
-impl fmt::Display for PortSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.port, self.proto)
-    }
-}
-
-/// Why an `open_ports` entry did not parse.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum PortSpecError {
-    #[error("`{0}` needs its protocol: write \"{0}/tcp\" or \"{0}/udp\"")]
-    NoProto(String),
-    #[error("port `{0}` is not a number from 1 to 65535")]
-    BadPort(String),
-    #[error("unknown protocol `{0}` (expected tcp or udp)")]
-    BadProto(String),
-}
-
-impl FromStr for PortSpec {
-    type Err = PortSpecError;
-
-    /// `PORT/tcp` or `PORT/udp` (protocol case-insensitive, blanks around the whole ignored).
-    fn from_str(s: &str) -> Result<PortSpec, PortSpecError> {
-        let s = s.trim();
-        let Some((port_text, proto_text)) = s.split_once('/') else {
-            return Err(PortSpecError::NoProto(s.to_string()));
-        };
-        let port = parse_port(port_text).ok_or_else(|| PortSpecError::BadPort(port_text.into()))?;
-        let proto = if proto_text.eq_ignore_ascii_case("tcp") {
-            Proto::Tcp
-        } else if proto_text.eq_ignore_ascii_case("udp") {
-            Proto::Udp
-        } else {
-            return Err(PortSpecError::BadProto(proto_text.into()));
-        };
-        Ok(PortSpec { proto, port })
-    }
-}
 
 /// The `[firewall]` table; its defaults when the file has none.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -116,9 +116,7 @@ pub struct DoorConfig {
     /// `SERVICE: ADDR`. False: firewall only (sshd without libwrap); `open_ports` is then
     /// non-empty.
     pub hosts_allow: bool,
-    /// `knock_from`: the sources this door's knocks must come from; empty: anywhere.
-    pub knock_from: Vec<Prefix>,
-    /// Line of the `[[door]]` header.
+    /// Line of the `[[door]]` header. (`knock_from` is the door's own: [`Door::knock_from`].)
     pub line: usize,
     /// Line and column of the file key's value, for diagnostics about that file.
     pub(crate) file_pos: (usize, usize),
@@ -139,8 +137,7 @@ impl DoorConfig {
     /// True when a knock from `src` may count for this door (`knock_from` is empty or holds
     /// it). An IPv4-mapped IPv6 source is taken as its IPv4 address.
     pub fn knock_allowed_from(&self, src: std::net::IpAddr) -> bool {
-        let src = src.to_canonical();
-        self.knock_from.is_empty() || self.knock_from.iter().any(|p| p.contains(src))
+        self.door.knock_allowed_from(src)
     }
 }
 

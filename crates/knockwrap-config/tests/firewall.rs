@@ -41,7 +41,7 @@ fn the_issues_example() {
     let d = &c.doors[0];
     assert_eq!(d.open_ports, vec![PortSpec::tcp(22)]);
     assert!(d.hosts_allow);
-    assert!(d.knock_from.is_empty());
+    assert!(d.door.knock_from.is_empty());
     assert!(d.knock_allowed_from(ip("203.0.113.9")), "empty: anywhere");
     assert_eq!(c.guarded_ports(), vec![PortSpec::tcp(22)]);
 }
@@ -59,7 +59,7 @@ fn defaults_without_a_firewall_table() {
     assert_eq!(d.open_ports, vec![PortSpec::tcp(22), PortSpec::udp(60001)]);
     assert!(!d.hosts_allow);
     assert_eq!(
-        d.knock_from,
+        d.door.knock_from,
         vec![
             prefix("203.0.113.0/24"),
             prefix("2001:db8::/32"),

@@ -529,6 +529,7 @@ mod tests {
             service: "SSHD".into(),
             lease: None,
             target: None,
+            knock_from: Vec::new(),
         };
         let setup = Setup {
             generation: 3,

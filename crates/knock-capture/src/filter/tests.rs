@@ -317,6 +317,7 @@ fn door(name: &str, kind: DoorKind, flags: &[&str]) -> Door {
         service: "SSHD".into(),
         lease: None,
         target: None,
+        knock_from: Vec::new(),
     }
 }
 
