@@ -7,6 +7,7 @@ mod configfile;
 mod daemon;
 mod doctor;
 mod failure;
+mod firewall;
 mod logging;
 mod output;
 mod status;

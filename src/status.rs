@@ -60,6 +60,10 @@ pub struct LeaseStatus {
     pub door: String,
     pub expires_at: Option<u64>,
     pub seconds_left: Option<u64>,
+    /// Firewall ports the lease admits its address to (`22/tcp`); the kernel ends each
+    /// admission when `seconds_left` runs out, daemon or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

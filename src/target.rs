@@ -14,13 +14,16 @@ pub struct Target {
     /// The lease journal's directory; None: no journal (only `--hosts-allow` was given).
     pub state_dir: Option<PathBuf>,
     pub backup: bool,
+    /// The configuration, when the target came from one (its firewall door, for `revoke`).
+    pub config: Option<knockwrap_config::Config>,
 }
 
-/// The three settings the writer takes from a config file.
+/// The settings the writer takes from a config file, and the whole of it.
 struct FromConfig {
     hosts_allow: PathBuf,
     state_dir: PathBuf,
     backup: bool,
+    config: knockwrap_config::Config,
 }
 
 fn load_config(path: &Path) -> Result<FromConfig, Failure> {
@@ -30,9 +33,10 @@ fn load_config(path: &Path) -> Result<FromConfig, Failure> {
     let config = knockwrap_config::Config::from_toml_str(&text, path)
         .map_err(|e| Failure::usage(e.to_string()))?;
     Ok(FromConfig {
-        hosts_allow: config.hosts_allow,
-        state_dir: config.state_dir,
+        hosts_allow: config.hosts_allow.clone(),
+        state_dir: config.state_dir.clone(),
         backup: config.backup,
+        config,
     })
 }
 
@@ -43,6 +47,7 @@ pub fn resolve(args: &TargetArgs) -> Result<Target, Failure> {
             hosts_allow: path.clone(),
             state_dir: args.state_dir.clone(),
             backup: true,
+            config: None,
         });
     }
     let config = args
@@ -54,6 +59,7 @@ pub fn resolve(args: &TargetArgs) -> Result<Target, Failure> {
         hosts_allow: c.hosts_allow,
         state_dir: Some(args.state_dir.clone().unwrap_or(c.state_dir)),
         backup: c.backup,
+        config: Some(c.config),
     })
 }
 

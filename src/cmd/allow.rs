@@ -56,6 +56,8 @@ pub fn run(args: AllowArgs) -> Outcome {
                 addr: line.addr(),
                 lease: lease_for,
                 wall_ms: hosts_writer::time::now_ms(),
+                line: true,
+                ports: Vec::new(),
             };
             let applied = state
                 .grant_all(std::slice::from_ref(&grant))

@@ -36,6 +36,10 @@ pub fn run(args: ListArgs) -> Outcome {
                 service: &'a str,
                 door: &'a str,
                 expires_at: Option<String>,
+                /// Only for leases that admit firewall ports (an extension of the contract's
+                /// four keys, absent otherwise).
+                #[serde(skip_serializing_if = "Vec::is_empty")]
+                ports: Vec<String>,
             }
             let items: Vec<Item> = leases
                 .iter()
@@ -44,6 +48,7 @@ pub fn run(args: ListArgs) -> Outcome {
                     service: &l.service,
                     door: &l.door,
                     expires_at: l.expires_at.map(rfc3339_utc),
+                    ports: l.ports.iter().map(|p| p.to_string()).collect(),
                 })
                 .collect();
             outln!(
@@ -60,8 +65,14 @@ pub fn run(args: ListArgs) -> Outcome {
                     let exp = l
                         .expires_at
                         .map_or_else(|| "never".to_string(), rfc3339_utc);
+                    let ports = if l.ports.is_empty() {
+                        String::new()
+                    } else {
+                        let p: Vec<String> = l.ports.iter().map(|p| p.to_string()).collect();
+                        format!("  firewall {}", p.join(","))
+                    };
                     outln!(
-                        "{:<40} {:<12} {:<16} {exp}",
+                        "{:<40} {:<12} {:<16} {exp}{ports}",
                         l.ip.to_string(),
                         l.service,
                         l.door
@@ -128,6 +139,7 @@ mod tests {
             door: "d".into(),
             expires_at: None,
             added_line: true,
+            ports: Vec::new(),
         };
         let file = b"# c\nsshd: 198.51.100.8\nSSHD: 198.51.100.9\r\nSSHD: [2001:db8::1]\nSSHD:198.51.100.7\nSSHD: 10.0.0.0/8\n";
         assert_eq!(

@@ -66,9 +66,29 @@ pub fn run(args: RevokeArgs) -> Outcome {
         (Some(dir), false) => {
             let (mut state, _) = State::open_once(&target.hosts_allow, dir, opts)
                 .map_err(|e| Failure::failed(e.to_string()))?;
-            state
+            // The firewall door's admissions of the address go too, in the same transaction.
+            if let Some(config) = &target.config {
+                let sink = crate::firewall::FirewallSink::for_config(config)
+                    .map_err(|e| Failure::failed(format!("firewall: {e}")))?;
+                if let Some(sink) = sink {
+                    state.add_sink(Box::new(sink));
+                }
+            }
+            let out = state
                 .revoke_any(&line)
-                .map_err(|e| Failure::failed(e.to_string()))?
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            let sink_errors = state.take_sink_errors();
+            if !sink_errors.is_empty() {
+                for e in &sink_errors {
+                    eprintln!("knockwrap: error: {e}");
+                }
+                return Err(Failure::failed(format!(
+                    "{}: removed from hosts.allow, but the firewall could not drop its admissions \
+                     (they end with their leases' kernel timeouts)",
+                    line.text()
+                )));
+            }
+            out
         }
         _ => hosts_writer::revoke(&target.hosts_allow, &line, &opts)
             .map_err(|e| policy_failure(&e))?,
@@ -82,6 +102,31 @@ pub fn run(args: RevokeArgs) -> Outcome {
             "not in"
         };
         outln!("{}: {what} {}", line.text(), out.file.path.display());
+    }
+    // With the firewall door, libwrap's verdict is not the last word: a guarded port of the
+    // service hides it from an address that is neither admitted (the revoke just removed
+    // that) nor in `always_allow`.
+    let hidden: Vec<String> = target
+        .config
+        .as_ref()
+        .filter(|c| !c.firewall.always_allows(line.addr()))
+        .map(|c| {
+            c.doors
+                .iter()
+                .filter(|d| d.door.service.eq_ignore_ascii_case(line.service()))
+                .flat_map(|d| d.open_ports.iter().map(|p| p.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if out.grant.granted() && !hidden.is_empty() && !args.target.dry_run {
+        eprintln!(
+            "knockwrap: note: libwrap would grant {} to {} ({}), but the firewall hides {} from it",
+            line.service(),
+            line.addr(),
+            out.grant,
+            hidden.join(", ")
+        );
+        return Ok(Exit::Success);
     }
     // An on-call engineer revoking a stolen laptop's address must not read success while
     // libwrap still lets it in (an operator's own line, a wider rule): exit 1 with the rule.

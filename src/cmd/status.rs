@@ -91,7 +91,17 @@ fn human(s: &Snapshot, running: bool, age: u64) {
         let left = l
             .seconds_left
             .map_or_else(|| "no expiry".to_owned(), |n| format!("{n} s left"));
-        outln!("  {}: {:<39} door {:<16} {left}", l.service, l.ip, l.door);
+        let ports = if l.ports.is_empty() {
+            String::new()
+        } else {
+            format!("   firewall {}", l.ports.join(","))
+        };
+        outln!(
+            "  {}: {:<39} door {:<16} {left}{ports}",
+            l.service,
+            l.ip,
+            l.door
+        );
     }
     let c = &s.counters;
     let refused: u64 = c.refused.values().sum();

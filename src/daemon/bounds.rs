@@ -78,6 +78,8 @@ mod tests {
             addr: addr.parse().unwrap(),
             lease: Some(Duration::from_secs(60)),
             wall_ms: 1,
+            line: true,
+            ports: Vec::new(),
         }
     }
 

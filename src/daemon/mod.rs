@@ -257,6 +257,17 @@ impl Daemon {
             }
         }
 
+        // The firewall door (when a door names `open_ports`): the table installed and its
+        // admissions made to agree with the journal before READY. A firewall that cannot be
+        // set up is logged and the daemon serves anyway: hosts.allow doors still work.
+        if let Err(e) = install_firewall(&mut grants, &config) {
+            error!(
+                error = %e,
+                fix = "run as root with CAP_NET_ADMIN (under systemd: the firewall-door.conf drop-in, docs/install.md) and with nft installed (Debian package nftables)",
+                "the firewall door is not in place: guarded ports are NOT hidden and knocks admit nobody through it"
+            );
+        }
+
         let progress = ProgressStore::new(&config.state_dir);
         let (doors, disabled) =
             prepare_doors(&config, &progress).map_err(|e| Failure::failed(e.to_string()))?;
@@ -668,6 +679,7 @@ impl Daemon {
             .map_or(POLL, |ms| Duration::from_millis(ms).min(POLL));
             self.read_child(wake);
             self.apply_pending();
+            self.report_sink_errors();
         }
         let _ = notify::notify("STOPPING=1");
         info!("stopping");
@@ -730,8 +742,13 @@ impl Daemon {
                 continue;
             }
             let d = judged.decision;
+            // What the grant opens is the door's configuration: the hosts.allow line unless
+            // `hosts_allow = false`, and its `open_ports` in the firewall.
+            let door = self.config.door(&d.door_name);
             match d.action {
                 Action::Allow => batch.push(Grant {
+                    line: door.is_none_or(|c| c.hosts_allow),
+                    ports: door.map(|c| c.open_ports.clone()).unwrap_or_default(),
                     door: d.door_name,
                     service: d.service,
                     addr: d.addr,
@@ -833,6 +850,12 @@ impl Daemon {
                             decided_by = %decided_by,
                             "grant written but libwrap would NOT honour it"
                         ),
+                        Applied::Admitted => info!(
+                            door = %g.door, addr = %g.addr, service = %g.service,
+                            lease_s = g.lease.map(|l| l.as_secs()),
+                            ports = %g.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+                            "grant: admitted through the firewall"
+                        ),
                         other => {
                             warn!(door = %g.door, addr = %g.addr, outcome = ?other, "grant")
                         }
@@ -849,6 +872,18 @@ impl Daemon {
                     );
                 }
             }
+        }
+    }
+
+    /// A sink (the firewall door) that failed inside a grant, revoke or expiry: never
+    /// half-silent. The journal and hosts.allow are as reported; the kernel's timeout still
+    /// ends an admission on time.
+    fn report_sink_errors(&mut self) {
+        for e in self.grants.take_sink_errors() {
+            self.stats.write_failures += 1;
+            error!(error = %e, "the firewall door could not follow a grant, revoke or expiry");
+            self.last_error = Some(e);
+            self.dirty = true;
         }
     }
 
@@ -915,6 +950,10 @@ impl Daemon {
         if let Some(g) = grants {
             self.grants = g;
         }
+        if let Err(e) = install_firewall(&mut self.grants, &config) {
+            self.last_error = Some(format!("firewall: {e}"));
+            error!(error = %e, "the firewall door is not in place after the reload: guarded ports are NOT hidden");
+        }
         if config.log != self.config.log {
             warn!("the `log` setting changed: it takes effect at the next restart");
         }
@@ -940,6 +979,32 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// Sets up the firewall door for `config` as a sink of the state owner: the table ensured, its
+/// admissions reconciled with the journal both ways, and the sink installed (any earlier one
+/// removed). Nothing when no door names `open_ports`.
+fn install_firewall(grants: &mut Grants, config: &Config) -> Result<(), String> {
+    grants.clear_sinks();
+    let Some(sink) =
+        crate::firewall::FirewallSink::for_config(config).map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let ensured = sink.ensure().map_err(|e| e.to_string())?;
+    let (removed, admitted) = sink
+        .reconcile(grants.leases(), now_ms())
+        .map_err(|e| e.to_string())?;
+    info!(
+        table = %sink.table(),
+        ensured = ?ensured,
+        guarded = %config.guarded_ports().iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        stray_removed = removed,
+        leases_admitted = admitted,
+        "firewall door in place"
+    );
+    grants.add_sink(Box::new(sink));
+    Ok(())
 }
 
 /// `knockwrap doctor`'s checks at start-up: each failure or warning is logged with its fix,
@@ -1020,6 +1085,7 @@ mod tests {
             service: "SSHD".into(),
             lease: None,
             target: None,
+            knock_from: Vec::new(),
         }
     }
 

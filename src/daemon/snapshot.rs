@@ -87,6 +87,7 @@ impl Daemon {
                 door: l.door.clone(),
                 expires_at: l.expires_at,
                 seconds_left: l.expires_at.map(|t| t.saturating_sub(wall)),
+                ports: l.ports.iter().map(|p| p.to_string()).collect(),
             })
             .collect();
         let m = &self.child_stats;

@@ -21,6 +21,8 @@ pub struct Door {
     pub service: String,
     pub lease: Option<String>,
     pub tcp_flags: Option<Vec<String>>,
+    /// More `key = value` lines of the door, verbatim (`open_ports = ["22/tcp"]`).
+    pub more: String,
 }
 
 impl Door {
@@ -34,6 +36,7 @@ impl Door {
             service: "SSHD".to_owned(),
             lease: None,
             tcp_flags: Some(vec!["syn".to_owned()]),
+            more: String::new(),
         }
     }
 
@@ -73,7 +76,17 @@ impl Door {
         if let Some(lease) = &self.lease {
             s += &format!("lease = {lease:?}\n");
         }
+        s += &self.more;
         s
+    }
+
+    /// Adds `key = value` lines to the door (`open_ports = [\"22/tcp\"]\n`).
+    pub fn with(mut self, lines: &str) -> Door {
+        self.more.push_str(lines);
+        if !self.more.ends_with('\n') {
+            self.more.push('\n');
+        }
+        self
     }
 }
 

@@ -46,6 +46,10 @@ pub struct Lease {
     /// True when knockwrap wrote the line. False when the line was there already (written by an
     /// operator): then the lease's end drops the lease and leaves the line.
     pub added_line: bool,
+    /// The firewall ports this lease admits its address to (its door's `open_ports`), which
+    /// its end closes; empty: none. Absent in journals of builds without the firewall door.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<knock_match::PortSpec>,
 }
 
 impl Lease {
@@ -207,6 +211,7 @@ impl Journal {
                         let old = &leases[k];
                         let merged = Lease {
                             added_line: old.added_line || lease.added_line,
+                            ports: Vec::new(),
                             expires_at: match (old.expires_at, lease.expires_at) {
                                 (Some(a), Some(b)) => Some(a.max(b)),
                                 _ => None,
@@ -473,6 +478,7 @@ mod tests {
             door: door.into(),
             expires_at: exp,
             added_line: added,
+            ports: Vec::new(),
         }
     }
 

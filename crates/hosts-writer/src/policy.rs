@@ -252,11 +252,27 @@ pub fn allow_all(
     opts: &PolicyOptions,
     before_write: &mut dyn FnMut(&[u8]) -> Result<(), PolicyError>,
 ) -> Result<BatchOutcome, PolicyError> {
-    let file = checked_edit_then(
+    allow_all_then(path, lines, opts, before_write, &mut || {})
+}
+
+/// [`allow_all`], then `after_write` once the lines are durable, still under the lock (the
+/// state owner opens the leases' other sinks there, in the same transaction).
+pub fn allow_all_then(
+    path: &Path,
+    lines: &[ManagedLine],
+    opts: &PolicyOptions,
+    before_write: &mut dyn FnMut(&[u8]) -> Result<(), PolicyError>,
+    after_write: &mut dyn FnMut(),
+) -> Result<BatchOutcome, PolicyError> {
+    let file = checked_transaction(
         path,
         opts,
         &|b: &[u8]| edit::add_all(b, lines),
         before_write,
+        |_| {
+            after_write();
+            Ok(())
+        },
     )?;
     let (deny_path, deny) = deny_table(path, opts)?;
     let lines = lines
@@ -311,6 +327,19 @@ pub fn end_leases(
     limit: usize,
     select: &dyn Fn(&Lease) -> bool,
 ) -> Result<Vec<Expired>, PolicyError> {
+    end_leases_then(path, journal, opts, limit, select, &mut |_| {})
+}
+
+/// [`end_leases`], calling `on_end` with the leases being ended once their lines are gone,
+/// before they are dropped, under the lock (the state owner closes their other sinks there).
+pub fn end_leases_then(
+    path: &Path,
+    journal: &Journal,
+    opts: &PolicyOptions,
+    limit: usize,
+    select: &dyn Fn(&Lease) -> bool,
+    on_end: &mut dyn FnMut(&[Lease]),
+) -> Result<Vec<Expired>, PolicyError> {
     use std::cell::RefCell;
     let picked: RefCell<Vec<Lease>> = RefCell::new(Vec::new());
     let journal_error: RefCell<Option<JournalError>> = RefCell::new(None);
@@ -342,6 +371,9 @@ pub fn end_leases(
         }
     };
     let out = checked_transaction(path, opts, &op, &mut check, |_| {
+        if !picked.borrow().is_empty() {
+            on_end(&picked.borrow());
+        }
         let keys: Vec<(IpAddr, String)> = picked
             .borrow()
             .iter()
@@ -393,6 +425,7 @@ pub fn revoke_leased(
     journal: &Journal,
     line: &ManagedLine,
     opts: &PolicyOptions,
+    on_end: &mut dyn FnMut(&[Lease]),
 ) -> Result<PolicyOutcome, PolicyError> {
     let file = checked_transaction(
         path,
@@ -400,12 +433,15 @@ pub fn revoke_leased(
         &|b: &[u8]| edit::remove_any_case(b, line),
         &mut |_| Ok(()),
         |_| {
-            journal
+            let dropped = journal
                 .drop_where(|l| {
                     l.ip == line.addr() && l.service.eq_ignore_ascii_case(line.service())
                 })
-                .map(|_| ())
-                .map_err(|e| PolicyError::Journal(Box::new(e)))
+                .map_err(|e| PolicyError::Journal(Box::new(e)))?;
+            if !dropped.is_empty() {
+                on_end(&dropped);
+            }
+            Ok(())
         },
     )?;
     let grant = grant_check(path, &file.after, line, opts)?;
@@ -500,6 +536,7 @@ mod expiry_tests {
                     door: "openSSH".into(),
                     expires_at: Some(exp),
                     added_line: out.changed,
+                    ports: Vec::new(),
                 })
                 .unwrap();
         }

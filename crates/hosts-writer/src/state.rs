@@ -35,6 +35,51 @@ pub struct Grant {
     pub addr: IpAddr,
     pub lease: Option<Duration>,
     pub wall_ms: u64,
+    /// Write the hosts.allow line (a door's `hosts_allow`, true unless firewall only).
+    pub line: bool,
+    /// The firewall ports the grant admits `addr` to (a door's `open_ports`).
+    pub ports: Vec<knock_match::PortSpec>,
+}
+
+impl Grant {
+    /// A grant of the hosts.allow line alone (the CLI, and doors without `open_ports`).
+    pub fn line(
+        door: &str,
+        service: &str,
+        addr: IpAddr,
+        lease: Option<Duration>,
+        wall_ms: u64,
+    ) -> Grant {
+        Grant {
+            door: door.to_owned(),
+            service: service.to_owned(),
+            addr,
+            lease,
+            wall_ms,
+            line: true,
+            ports: Vec::new(),
+        }
+    }
+}
+
+/// The grant sink seam: a place besides hosts.allow where a lease takes effect (the firewall
+/// door's admission set). The state owner drives every sink inside its own transactions,
+/// under the hosts.allow lock, so that a lease's line and its other effects change together
+/// whoever races: [`Sink::open`] once the leases are durable in the journal and their lines
+/// written; [`Sink::close`] once their lines are removed, before the leases are dropped. A
+/// sink's failure undoes nothing (the journal stays the record); it is reported through
+/// [`State::take_sink_errors`], and a sink is expected to bound its effects by itself (the
+/// firewall's elements carry the lease as a kernel timeout).
+pub trait Sink {
+    /// A short name for messages (`firewall`).
+    fn name(&self) -> &str;
+    /// Gives effect to `leases` (those with something for this sink), `now_ms` being the wall
+    /// clock: a lease's time left is its expiry minus that.
+    fn open(&mut self, leases: &[Lease], now_ms: u64) -> Result<(), String>;
+    /// Ends the effect of `leases`.
+    fn close(&mut self, leases: &[Lease]) -> Result<(), String>;
+    /// Ends every effect for `addr` (the operator's revoke), lease or not; returns how many.
+    fn close_addr(&mut self, addr: IpAddr) -> Result<usize, String>;
 }
 
 /// The outcome of one grant or revoke, for the log line and for tests.
@@ -49,6 +94,8 @@ pub enum Applied {
     Revoked { changed: bool },
     /// A revoke left the line in place because knockwrap did not add it.
     Kept,
+    /// A firewall-only grant: no line; the lease is recorded and its ports opened.
+    Admitted,
 }
 
 #[derive(Debug, Error)]
@@ -154,6 +201,10 @@ pub struct State {
     /// Opened for one operation (the CLI, see [`State::open_once`]): the journal is not read
     /// back after our own write.
     once: bool,
+    /// Where leases take effect besides hosts.allow ([`Sink`]).
+    sinks: Vec<Box<dyn Sink>>,
+    /// Sink failures since the last [`State::take_sink_errors`].
+    sink_errors: Vec<String>,
 }
 
 impl State {
@@ -187,6 +238,8 @@ impl State {
             known: Vec::new(),
             report: None,
             once: false,
+            sinks: Vec::new(),
+            sink_errors: Vec::new(),
         };
         let aside = state.reread()?;
         Ok((state, aside))
@@ -209,6 +262,34 @@ impl State {
 
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// Adds a place where leases take effect besides hosts.allow (see [`Sink`]).
+    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+    }
+
+    /// Removes every sink (a reload that configures none).
+    pub fn clear_sinks(&mut self) {
+        self.sinks.clear();
+    }
+
+    /// The sinks' failures since the last call, each naming its sink.
+    pub fn take_sink_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.sink_errors)
+    }
+
+    /// Runs `f` on every sink, keeping their errors.
+    fn each_sink(
+        sinks: &mut [Box<dyn Sink>],
+        errors: &mut Vec<String>,
+        mut f: impl FnMut(&mut dyn Sink) -> Result<(), String>,
+    ) {
+        for s in sinks.iter_mut() {
+            if let Err(e) = f(s.as_mut()) {
+                errors.push(format!("{}: {e}", s.name()));
+            }
+        }
     }
 
     /// Reads the journal again (next expiry, known leases). A corrupt journal is moved aside
@@ -326,33 +407,61 @@ impl State {
         if grants.is_empty() {
             return Ok(Vec::new());
         }
-        let lines = grants
+        // Every grant's line is checked (the journal's key is the pair); only those of grants
+        // that write one go into hosts.allow.
+        let each = grants
             .iter()
             .map(|g| ManagedLine::new(&g.service, g.addr))
             .collect::<Result<Vec<_>, _>>()?;
+        let lines: Vec<ManagedLine> = grants
+            .iter()
+            .zip(&each)
+            .filter(|(g, _)| g.line)
+            .map(|(_, l)| l.clone())
+            .collect();
         let journal = self.journal.clone();
-        let mut recorded: Vec<Lease> = Vec::new();
+        let recorded: std::cell::RefCell<Vec<Lease>> = Default::default();
         let mut record = |bytes: &[u8]| -> Result<(), PolicyError> {
             // Inside the lock: whether each line is there now decides whose it is. The journal
             // ORs this into an existing lease's flag, so a line knockwrap added earlier stays
             // knockwrap's, and an operator's line present now stays the operator's.
             let leases = grants
                 .iter()
-                .zip(&lines)
+                .zip(&each)
                 .map(|(g, line)| Lease {
                     ip: g.addr,
                     service: g.service.clone(),
                     door: g.door.clone(),
                     expires_at: g.lease.map(|l| crate::time::expiry_secs(g.wall_ms, l)),
-                    added_line: !edit::contains(bytes, line),
+                    added_line: g.line && !edit::contains(bytes, line),
+                    ports: g.ports.clone(),
                 })
                 .collect();
-            recorded = journal.record_grants(leases).map_err(Box::new)?;
+            *recorded.borrow_mut() = journal.record_grants(leases).map_err(Box::new)?;
             Ok(())
         };
-        let out = policy::allow_all(&self.hosts_allow, &lines, &self.policy, &mut record);
+        let (sinks, sink_errors) = (&mut self.sinks, &mut self.sink_errors);
+        let wall_ms = grants.iter().map(|g| g.wall_ms).max().unwrap_or(0);
+        let mut open = || {
+            let with_ports: Vec<Lease> = recorded
+                .borrow()
+                .iter()
+                .filter(|l| !l.ports.is_empty())
+                .cloned()
+                .collect();
+            if !with_ports.is_empty() {
+                State::each_sink(sinks, sink_errors, |s| s.open(&with_ports, wall_ms));
+            }
+        };
+        let out = policy::allow_all_then(
+            &self.hosts_allow,
+            &lines,
+            &self.policy,
+            &mut record,
+            &mut open,
+        );
         // What we just made durable is known, even if the journal breaks before we read it.
-        for lease in recorded {
+        for lease in recorded.into_inner() {
             match self
                 .known
                 .iter_mut()
@@ -364,7 +473,14 @@ impl State {
         }
         // Whatever happened, the journal may have changed.
         self.reread_own()?;
-        Ok(out?.lines.into_iter().map(applied).collect())
+        let mut checks = out?.lines.into_iter();
+        Ok(grants
+            .iter()
+            .map(|g| match g.line {
+                true => checks.next().map_or(Applied::Admitted, applied),
+                false => Applied::Admitted,
+            })
+            .collect())
     }
 
     /// A revoke door: removes the line if knockwrap added it, and drops the lease, in one
@@ -372,9 +488,7 @@ impl State {
     pub fn revoke(&mut self, service: &str, addr: IpAddr) -> Result<Applied, StateError> {
         let line = ManagedLine::new(service, addr)?;
         let addr = line.addr();
-        let ended = policy::end_leases(&self.hosts_allow, &self.journal, &self.policy, 1, &|l| {
-            l.ip == addr && l.service == service
-        });
+        let ended = self.end_leases(1, &|l| l.ip == addr && l.service == service);
         self.reread_own()?;
         let Some(ended) = ended?.into_iter().next() else {
             let bytes = crate::atomic::read_bytes(&self.hosts_allow)
@@ -399,9 +513,47 @@ impl State {
         if self.policy.dry_run {
             return Ok(policy::revoke(&self.hosts_allow, line, &self.policy)?);
         }
-        let out = policy::revoke_leased(&self.hosts_allow, &self.journal, line, &self.policy);
+        let (sinks, errors) = (&mut self.sinks, &mut self.sink_errors);
+        let out = policy::revoke_leased(
+            &self.hosts_allow,
+            &self.journal,
+            line,
+            &self.policy,
+            &mut |_| {},
+        );
+        // Every effect for the address goes, lease or not: the operator revokes the address.
+        if out.is_ok() {
+            let addr = line.addr();
+            State::each_sink(sinks, errors, |s| s.close_addr(addr).map(|_| ()));
+        }
         self.reread_own()?;
         Ok(out?)
+    }
+
+    /// [`policy::end_leases_then`], closing the ended leases' sinks inside the transaction.
+    fn end_leases(
+        &mut self,
+        limit: usize,
+        select: &dyn Fn(&Lease) -> bool,
+    ) -> Result<Vec<Expired>, PolicyError> {
+        let (sinks, errors) = (&mut self.sinks, &mut self.sink_errors);
+        policy::end_leases_then(
+            &self.hosts_allow,
+            &self.journal,
+            &self.policy,
+            limit,
+            select,
+            &mut |ended| {
+                let with_ports: Vec<Lease> = ended
+                    .iter()
+                    .filter(|l| !l.ports.is_empty())
+                    .cloned()
+                    .collect();
+                if !with_ports.is_empty() {
+                    State::each_sink(sinks, errors, |s| s.close(&with_ports));
+                }
+            },
+        )
     }
 
     /// Ends the leases that have expired at `now` (Unix seconds): all of them in one
@@ -412,7 +564,7 @@ impl State {
         if self.wake_at().is_none_or(|t| t > now) {
             return Ok(Vec::new());
         }
-        let done = policy::expire_leases(&self.hosts_allow, &self.journal, now, &self.policy);
+        let done = self.end_leases(policy::EXPIRE_BATCH, &|l| l.is_expired(now));
         self.retry_at = match &done {
             Err(_) => Some(now + RETRY_SECS),
             Ok(done) => done
@@ -430,13 +582,7 @@ impl State {
     /// before the reboot looks years away on a clock that booted in 2001, and a later step to
     /// the truth cannot tell it from a lease of this boot). Leases without an expiry stay.
     pub fn end_timed_leases(&mut self) -> Result<Vec<Expired>, StateError> {
-        let out = policy::end_leases(
-            &self.hosts_allow,
-            &self.journal,
-            &self.policy,
-            usize::MAX,
-            &|l: &Lease| l.expires_at.is_some(),
-        );
+        let out = self.end_leases(usize::MAX, &|l: &Lease| l.expires_at.is_some());
         self.reread_own()?;
         Ok(out?)
     }
@@ -509,6 +655,8 @@ mod tests {
             addr: addr.parse().unwrap(),
             lease: Some(Duration::from_secs(secs)),
             wall_ms: 1_000_000,
+            line: true,
+            ports: Vec::new(),
         }
     }
 
@@ -624,6 +772,7 @@ mod tests {
             door: "d".into(),
             expires_at: Some(5),
             added_line: true,
+            ports: Vec::new(),
         });
         assert!(err.is_err());
         assert_eq!(std::fs::metadata(&journal).unwrap().uid(), 65534);
@@ -641,6 +790,7 @@ mod tests {
                 door: "manual".into(),
                 expires_at: Some(1234),
                 added_line: true,
+                ports: Vec::new(),
             })
             .unwrap();
         assert!(s.notice_changes().unwrap().is_none());

@@ -875,6 +875,8 @@ impl Replay {
                         addr: raw_addr(*a),
                         lease: l.map(Duration::from_secs),
                         wall_ms,
+                        line: true,
+                        ports: Vec::new(),
                     })
                     .collect();
                 self.daemon()?.grant_all(&gs).map_err(m)?;
@@ -898,6 +900,8 @@ impl Replay {
                     addr: raw_addr(*a),
                     lease: lease.map(Duration::from_secs),
                     wall_ms,
+                    line: true,
+                    ports: Vec::new(),
                 };
                 self.cli()?.grant_all(&[g]).map_err(m)?;
                 self.model.grant(
@@ -958,6 +962,7 @@ impl Replay {
                         door: "door-a".into(),
                         expires_at: Some(expires),
                         added_line: added,
+                        ports: Vec::new(),
                     })
                     .map_err(|e| e.to_string())?;
                 self.model.journal(p, Some(expires), added, false);
@@ -1319,6 +1324,8 @@ fn run_worker(spec: &WorkerSpec) {
                             addr: raw_addr(*a),
                             lease: Some(Duration::from_secs(2 + r.below(20))),
                             wall_ms,
+                            line: true,
+                            ports: Vec::new(),
                         })
                         .collect();
                     daemon.grant_all(&grants)?;
@@ -1331,6 +1338,8 @@ fn run_worker(spec: &WorkerSpec) {
                         addr: raw_addr(a),
                         lease: Some(Duration::from_secs(5 + r.below(30))),
                         wall_ms,
+                        line: true,
+                        ports: Vec::new(),
                     };
                     let (mut cli, _) = State::open_once(&allow, &state_dir, write_opts())?;
                     cli.grant_all(&[g])?;

@@ -53,6 +53,8 @@ fn grant(addr: &str, wall_ms: u64, secs: u64) -> Grant {
         addr: addr.parse().unwrap(),
         lease: Some(Duration::from_secs(secs)),
         wall_ms,
+        line: true,
+        ports: Vec::new(),
     }
 }
 
