@@ -1,4 +1,5 @@
-//! Command-line grammar. The forms here are the contract in SPEC.md: extend, never rename.
+//! Command-line grammar. The forms here are the interface contract (docs/contract.md): extend,
+//! never rename.
 
 use std::path::PathBuf;
 

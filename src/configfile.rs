@@ -1,6 +1,6 @@
 //! Reading the knockwrap configuration for the CLI commands. When it cannot be read, the
 //! message says which configuration was meant, whether it is the default one (no `--config`
-//! given), and how to get one, instead of a bare "cannot read" (SPEC: every error names what
+//! given), and how to get one, instead of a bare "cannot read" (docs/contract.md: every error names what
 //! failed).
 
 use std::io;

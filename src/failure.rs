@@ -1,4 +1,4 @@
-//! The CLI's exit codes and error, as SPEC.md assigns them: one [`Exit`] type for every
+//! The CLI's exit codes and error, as the interface contract (docs/contract.md) assigns them: one [`Exit`] type for every
 //! command (0 success / no findings, 1 findings or the operation failed, 2 usage error or an
 //! unreadable or invalid configuration), and [`Failure`], a message for the operator with its
 //! exit code.

@@ -1,9 +1,9 @@
 //! `knockwrap check`: validates hosts_access files and reports like rustc (human), as GitHub
-//! workflow annotations (github) or as SPEC's JSON. Exit 1 when any error is found.
+//! workflow annotations (github) or as the contract's JSON (docs/contract.md). Exit 1 when any error is found.
 //!
 //! `--config PATH` also validates that configuration (and the one-time and TOTP files it
 //! names); its problems are reported like the others, with the code `invalid-config`, and make
-//! the exit code 2 (SPEC: invalid configuration). Without FILE arguments, `--config` checks the
+//! the exit code 2 (docs/contract.md: invalid configuration). Without FILE arguments, `--config` checks the
 //! configuration's `hosts_allow` and the `hosts.deny` beside it instead of the /etc pair.
 //! A valid configuration that guards ports with the firewall also gets the lockout warnings
 //! (`knockwrap_config::lockout_warnings`), judged against the SSH session in

@@ -29,7 +29,7 @@ pub fn run(args: ListArgs) -> Outcome {
     });
     match args.format {
         SimpleFormat::Json => {
-            // A struct keeps SPEC's key order (json! would sort the keys).
+            // A struct keeps the contract's key order (docs/contract.md) (json! would sort the keys).
             #[derive(serde::Serialize)]
             struct Item<'a> {
                 ip: String,

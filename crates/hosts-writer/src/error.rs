@@ -68,7 +68,7 @@ impl WriteError {
     }
 }
 
-/// The reason in operator words for the errors SPEC names; the OS text for anything else.
+/// The reason in operator words for the errors the contract (docs/contract.md) names; the OS text for anything else.
 fn reason(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(libc::EACCES) | Some(libc::EPERM) => "permission denied".to_string(),
