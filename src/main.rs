@@ -2,6 +2,7 @@
 //! and turns the outcome into the exit code (a closed stdout never panics: see `output`).
 
 mod cli;
+mod client;
 mod cmd;
 mod configfile;
 mod daemon;

@@ -5,7 +5,7 @@ use hosts_writer::state::{Applied, Grant, State};
 use hosts_writer::PolicyOptions;
 
 use crate::cli::AllowArgs;
-use crate::cmd::revoke::{managed_line, policy_failure, print_dry_run, write_options};
+use crate::cmd::edit::{managed_line, policy_failure, print_dry_run, write_options};
 use crate::failure::{Exit, Failure, Outcome};
 use crate::output::outln;
 use crate::target;

@@ -4,6 +4,7 @@ pub mod allow;
 pub mod check;
 pub mod connect;
 pub mod doctor;
+mod edit;
 pub mod import_knockd;
 pub mod knock;
 pub mod list;

@@ -2,55 +2,14 @@
 //! lease, and fail (exit 1, naming the deciding file:line) when libwrap still grants the
 //! address afterwards.
 
-use std::net::IpAddr;
-use std::time::Duration;
-
-use hosts_access::edit::ManagedLine;
 use hosts_writer::state::State;
-use hosts_writer::{diff, Options, PolicyError, PolicyOptions, PolicyOutcome};
+use hosts_writer::PolicyOptions;
 
 use crate::cli::RevokeArgs;
+use crate::cmd::edit::{managed_line, policy_failure, print_dry_run, write_options};
 use crate::failure::{Exit, Failure, Outcome};
 use crate::output::outln;
 use crate::target;
-
-/// The managed line for a CLI address and service; anything but a plain IP address is a usage
-/// error.
-pub fn managed_line(ip: &str, service: &str) -> Result<ManagedLine, Failure> {
-    let addr: IpAddr = ip
-        .parse()
-        .map_err(|_| Failure::usage(format!("{ip:?} is not an IPv4 or IPv6 address")))?;
-    ManagedLine::new(service, addr).map_err(|e| Failure::usage(format!("--service: {e}")))
-}
-
-/// Write options for CLI edits.
-pub fn write_options(backup: bool) -> Options {
-    Options {
-        backup,
-        lock_timeout: Duration::from_secs(10),
-        ..Options::default()
-    }
-}
-
-pub fn policy_failure(e: &PolicyError) -> Failure {
-    Failure::failed(e.to_string())
-}
-
-/// `--dry-run`: the unified diff the operation would write, or why there is none.
-pub fn print_dry_run(out: &PolicyOutcome, line: &ManagedLine, op: &str, unchanged: &str) {
-    let label = out.file.path.display().to_string();
-    let d = diff::unified(
-        &out.file.before,
-        &out.file.after,
-        &label,
-        &format!("{label} (after {op})"),
-        3,
-    );
-    crate::output::bytes(&d);
-    if d.is_empty() {
-        outln!("{}: {unchanged} {label}; nothing to do", line.text());
-    }
-}
 
 pub fn run(args: RevokeArgs) -> Outcome {
     let line = managed_line(&args.ip, &args.service)?;
