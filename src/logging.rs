@@ -204,7 +204,7 @@ impl<W: Write> Write for RoutedWriter<W> {
 impl Drop for Forwarded {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buf).into_owned();
-        let message = crate::daemon::wire::ChildMessage::Log {
+        let message = knockwrap_wire::ChildMessage::Log {
             level: self.level,
             text,
         };

@@ -91,6 +91,7 @@ fn doors() -> Vec<Door> {
         lease: Some(Duration::from_secs(3600)),
         target: None,
         knock_from: Vec::new(),
+        link_local: false,
     };
     vec![
         mk("open", &[Step::tcp(7000), Step::tcp(8000), Step::udp(9000)]),

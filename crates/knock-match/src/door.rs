@@ -297,6 +297,10 @@ pub struct Door {
     /// a knock from elsewhere never starts or advances it, so it takes no table space.
     #[serde(default)]
     pub knock_from: Vec<crate::Prefix>,
+    /// Link-local sources (169.254.0.0/16, fe80::/10) may knock this door
+    /// (`link_local_sources`); other doors refuse them.
+    #[serde(default)]
+    pub link_local: bool,
 }
 
 impl Door {

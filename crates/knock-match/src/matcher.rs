@@ -144,8 +144,6 @@ struct DoorState {
     candidates: Vec<(u64, Vec<Step>)>,
     /// Counter the TOTP candidates were computed for.
     totp_base: Option<u64>,
-    /// Whether a link-local source may complete this door ([`Matcher::set_link_local`]).
-    link_local: bool,
 }
 
 impl DoorState {
@@ -288,7 +286,6 @@ impl Matcher {
                 class,
                 candidates: Vec::new(),
                 totp_base: None,
-                link_local: true,
             });
         }
         let totp_doors = states
@@ -314,17 +311,8 @@ impl Matcher {
         Ok(m)
     }
 
-    /// Which doors a link-local source (169.254.0.0/16, fe80::/10) may complete, by door index
-    /// (a door not listed may). A link-local source completing another door gets no
-    /// decision and uses up nothing (no one-time sequence, no TOTP step); it is kept for
-    /// [`take_link_local_refusals`](Self::take_link_local_refusals).
-    pub fn set_link_local(&mut self, allowed: &[bool]) {
-        for (d, ds) in self.doors.iter_mut().enumerate() {
-            ds.link_local = allowed.get(d).copied().unwrap_or(true);
-        }
-    }
-
-    /// The (door index, source) of each link-local source refused since the last call.
+    /// The (door index, source) of each link-local source that completed a door not taking
+    /// them (`Door::link_local`) since the last call: it got no decision and used up nothing.
     pub fn take_link_local_refusals(&mut self) -> Vec<(usize, IpAddr)> {
         std::mem::take(&mut self.link_local_refused)
     }
@@ -664,7 +652,7 @@ impl Matcher {
     fn grant(&mut self, d: usize, variant: u64, addr: IpAddr, t: u64) -> Option<Decision> {
         let wall = self.wall(t);
         let ds = &mut self.doors[d];
-        if !ds.link_local && crate::source::is_link_local(addr) {
+        if crate::source::admit_to_door(addr, &ds.door) == Err(crate::source::Refusal::LinkLocal) {
             self.link_local_refused.push((d, addr));
             return None;
         }

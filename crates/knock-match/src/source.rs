@@ -90,6 +90,38 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The part of admission that depends on the door: a link-local source only for a door that
+/// takes them, and only a source inside the door's `knock_from`. The matcher applies it before
+/// a source can start or complete the door (so a refused source uses up nothing), and
+/// [`admit`] again in the parent.
+pub fn admit_to_door(addr: IpAddr, door: &crate::Door) -> Result<(), Refusal> {
+    if !door.link_local && is_link_local(addr) {
+        return Err(Refusal::LinkLocal);
+    }
+    if !door.knock_allowed_from(addr) {
+        return Err(Refusal::KnockFrom);
+    }
+    Ok(())
+}
+
+/// The one admission rule for a knock from `addr` on `door`: the source policy
+/// ([`check_source`]; loopback and this host's own addresses only when `via_loopback`, as the
+/// caller knows it from the interface), then [`admit_to_door`]. The capture child applies the
+/// door-independent half before the matcher (so refused packets take no table space) and the
+/// door's half in the matcher; the parent applies the whole of it to every knock the child
+/// reports.
+pub fn admit(
+    addr: IpAddr,
+    via_loopback: bool,
+    host: &HostAddresses,
+    door: &crate::Door,
+) -> Result<(), Refusal> {
+    match check_source(addr, via_loopback, host) {
+        Ok(()) | Err(Refusal::LinkLocal) => admit_to_door(addr, door),
+        Err(why) => Err(why),
+    }
+}
+
 /// What the policy needs to know about this host: its own addresses and the directed
 /// broadcast address of each local IPv4 subnet.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -19,8 +19,9 @@ fn a_link_local_source_completes_only_doors_that_take_them_and_burns_nothing() {
         sequences: vec![steps("7001,7003"), steps("7101,7103")],
         next: 0,
     };
-    let mut m = matcher(vec![ot, door("ll", "8001,8003", 10, &["syn"])]);
-    m.set_link_local(&[false, true]);
+    let mut ll_door = door("ll", "8001,8003", 10, &["syn"]);
+    ll_door.link_local = true;
+    let mut m = matcher(vec![ot, ll_door]);
     let ll = "fe80::5";
     for (t, port) in [(0, 7001), (100, 7003), (200, 8001), (300, 8003)] {
         let got = m.observe(&from(syn(t, 0, port), ll));

@@ -105,9 +105,6 @@ pub struct DoorConfig {
     pub door: Door,
     pub one_time_file: Option<PathBuf>,
     pub totp_secret_file: Option<PathBuf>,
-    /// `link_local_sources`: grant knocks from link-local sources (169.254.0.0/16, fe80::/10),
-    /// refused by default (see `knock_match::source`).
-    pub link_local: bool,
     /// `open_ports`: ports the firewall admits the knocker to for the lease (an allow door),
     /// or from which a revoke door removes the knocker's admission. In file order, no
     /// duplicates; empty when absent.

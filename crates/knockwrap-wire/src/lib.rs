@@ -140,8 +140,6 @@ pub struct Setup {
     /// and acknowledgements name it.
     pub generation: u32,
     pub doors: Vec<Door>,
-    /// Per door: whether link-local sources may knock.
-    pub link_local: Vec<bool>,
     pub interfaces: Vec<String>,
     pub options: MatcherOptions,
 }
@@ -530,11 +528,11 @@ mod tests {
             lease: None,
             target: None,
             knock_from: Vec::new(),
+            link_local: false,
         };
         let setup = Setup {
             generation: 3,
             doors: vec![door.clone()],
-            link_local: vec![false],
             interfaces: vec!["eth0".into()],
             options: MatcherOptions {
                 max_sources: 10,

@@ -318,6 +318,7 @@ fn door(name: &str, kind: DoorKind, flags: &[&str]) -> Door {
         lease: None,
         target: None,
         knock_from: Vec::new(),
+        link_local: false,
     }
 }
 

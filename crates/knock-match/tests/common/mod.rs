@@ -30,6 +30,7 @@ pub fn door(name: &str, seq: &str, timeout_s: u64, flags: &[&str]) -> Door {
         lease: Some(Duration::from_secs(3600)),
         target: None,
         knock_from: Vec::new(),
+        link_local: false,
     }
 }
 

@@ -10,7 +10,7 @@ use knock_match::{DoorError, Refusal};
 use knockwrap_config::ConfigErrors;
 use thiserror::Error;
 
-use super::wire::WireError;
+use knockwrap_wire::WireError;
 
 #[derive(Debug, Error)]
 pub enum DaemonError {

@@ -29,13 +29,20 @@ use knock_match::{check_source, Consume, KnockEvent, Matcher, Refusal};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
-use super::clock::Clock;
-use super::local::Destinations;
-use super::refusals::Refusals;
-use super::wire::{
+use super::shared::clock::Clock;
+use super::shared::local::Destinations;
+use super::shared::refusals::Refusals;
+use super::shared::OPEN_WAIT;
+use knockwrap_wire::{
     ChildMessage, ChildStats, Knock, ParentMessage, Setup, SetupReader, Used, MAX_KNOCKS,
 };
-use super::{DRAIN_BATCH, OPEN_WAIT, QUEUE};
+
+/// Queue between capture threads and the loop, in batches (one per capture wake-up, at most
+/// `knock_capture::MAX_BATCH` events each). When it is full a capture thread waits, so
+/// overload shows up as the kernel's drop counter (logged by the capture thread).
+const QUEUE: usize = 256;
+/// Most events handled between two looks at timers and signals.
+const DRAIN_BATCH: usize = 4096;
 use crate::sys::privilege::{self, Account};
 use crate::sys::process;
 use crate::sys::sandbox::{self, Mode};
@@ -151,7 +158,7 @@ enum Read {
 
 /// Reads one message from the parent, if a whole one is queued.
 fn read_parent(fd: RawFd, reader: &mut SetupReader) -> Result<Read, ChildError> {
-    let mut buf = vec![0u8; super::wire::FRAGMENT + 16];
+    let mut buf = vec![0u8; knockwrap_wire::FRAGMENT + 16];
     loop {
         match process::recv(fd, &mut buf).map_err(ChildError::Channel)? {
             None => return Ok(Read::Nothing),
@@ -335,7 +342,6 @@ struct Child {
     /// The setup generation the matcher's doors come from.
     generation: u32,
     matcher: Matcher,
-    link_local: Vec<bool>,
     filter: SharedFilter,
     open: Opener,
     captures: Option<Captures>,
@@ -356,16 +362,19 @@ struct Child {
 }
 
 fn build(setup: &Setup) -> Result<Matcher, ChildError> {
-    let mut m = Matcher::new(setup.doors.clone(), setup.options)
+    let m = Matcher::new(setup.doors.clone(), setup.options)
         .map_err(|e| ChildError::Setup(e.to_string()))?;
-    // A link-local source completes only the doors that take them, and uses up nothing on
-    // the others (the parent refuses such a knock).
-    m.set_link_local(&setup.link_local);
     Ok(m)
 }
 
 fn spec(setup: &Setup) -> FilterSpec {
-    super::spec_for_doors(&setup.doors)
+    spec_for_doors(&setup.doors)
+}
+
+/// Each door's step rule and UDP, to every port: what sweep detection needs (see
+/// [`FilterSpec::from_doors`]).
+fn spec_for_doors(doors: &[knock_match::Door]) -> FilterSpec {
+    FilterSpec::from_doors(doors.iter(), true)
 }
 
 fn targets(setup: &Setup) -> Vec<std::net::IpAddr> {
@@ -389,7 +398,6 @@ impl Child {
             fd,
             generation: setup.generation,
             matcher,
-            link_local: setup.link_local.clone(),
             filter,
             open,
             captures: Some(captures),
@@ -549,7 +557,9 @@ impl Child {
         event.to_host = self.destinations.is_local(event.dst);
         match check_source(event.src, event.via_loopback, self.destinations.host()) {
             Ok(()) => {}
-            Err(Refusal::LinkLocal) if self.link_local.iter().any(|&l| l) => {}
+            // A link-local source goes on to the matcher when some door takes them; the
+            // matcher lets it complete only those (`source::admit_to_door`).
+            Err(Refusal::LinkLocal) if self.matcher.doors().any(|d| d.link_local) => {}
             Err(why) => {
                 self.refusals
                     .note(event.time_ms, why.as_str(), "any", event.src);
@@ -614,7 +624,6 @@ impl Child {
         matcher.set_wall_offset(self.clock.wall_offset());
         let carried = matcher.adopt_progress(&self.matcher);
         self.matcher = matcher;
-        self.link_local = setup.link_local.clone();
         self.destinations = Destinations::new(targets(&setup));
         self.filter.set(spec(&setup));
         let same = self
@@ -650,7 +659,7 @@ mod tests {
     use knock_match::{Action, Door, DoorKind, MatcherOptions, Step};
 
     use super::*;
-    use crate::daemon::wire;
+    use knockwrap_wire as wire;
 
     const KNOCKER: [u8; 4] = [198, 18, 0, 2];
     /// The door's target: accepted as a destination although no interface has it.
@@ -671,8 +680,8 @@ mod tests {
                 lease: None,
                 target: Some(IpAddr::from(TARGET)),
                 knock_from: Vec::new(),
+                link_local: false,
             }],
-            link_local: vec![false],
             interfaces: vec!["rec0".into()],
             options: MatcherOptions::default(),
         }
@@ -814,5 +823,23 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(knocks(&got), []);
+    }
+
+    #[test]
+    fn udp_passes_everywhere_only_when_a_door_uses_udp() {
+        use knock_match::{Proto, TcpFlags};
+        let none = TcpFlags(0);
+        let with = |steps: Vec<Step>| {
+            let mut d = setup().doors[0].clone();
+            d.kind = DoorKind::Static { steps };
+            spec_for_doors(&[d])
+        };
+        let tcp_only = with(vec![Step::tcp(7000), Step::tcp(8000)]);
+        assert!(!tcp_only.wants(Proto::Udp, 53, none));
+        assert!(tcp_only.wants(Proto::Tcp, 22, TcpFlags(TcpFlags::SYN)));
+        assert!(!tcp_only.wants(Proto::Tcp, 22, TcpFlags(TcpFlags::ACK)));
+        let mixed = with(vec![Step::tcp(7000), Step::udp(8000)]);
+        assert!(mixed.wants(Proto::Udp, 8000, none));
+        assert!(mixed.wants(Proto::Udp, 53, none));
     }
 }

@@ -22,16 +22,17 @@
 //!   the last drain the parent accepted, and the parent's doors stay what their progress
 //!   files say.
 
-use knock_match::{check_source, Consume, Decision, Door, DoorKind, HostAddresses, Refusal};
+use knock_match::source::admit;
+use knock_match::{Consume, Decision, Door, DoorKind, HostAddresses, Refusal};
 
 use super::error::Refused;
-use super::wire::{Knock, Used};
+use knockwrap_wire::{Knock, Used};
 
 /// Most setup generations kept while the child has not acknowledged the latest.
 pub const MAX_GENERATIONS: usize = 4;
 /// How far apart the parent's and the child's wall clocks may be: each re-anchors only when
 /// the real wall clock departs from its own by more than this (`clock::JUMP_MS`).
-pub const TOTP_SLACK_MS: u64 = super::clock::JUMP_MS as u64;
+pub const TOTP_SLACK_MS: u64 = crate::daemon::shared::clock::JUMP_MS as u64;
 
 /// Doors disabled because their progress cannot be trusted: (door name, why).
 pub type Disabled = Vec<(String, String)>;
@@ -42,8 +43,6 @@ pub struct Generation {
     pub id: u32,
     /// The doors with their progress: the parent's own copy.
     pub doors: Vec<Door>,
-    /// Per door: whether link-local sources may knock.
-    pub link_local: Vec<bool>,
     pub disabled: Disabled,
     pub interfaces: Vec<String>,
 }
@@ -224,23 +223,16 @@ impl Judge {
             });
         };
         let addr = knock.addr;
-        let verdict = match check_source(addr, false, host) {
+        // The one admission rule (`knock_match::source::admit`), as the child applied it: the
+        // interface's loopback-ness is the parent's own reading, asked only when it matters.
+        let verdict = match admit(addr, false, host, d) {
             Err(Refusal::Loopback | Refusal::OwnAddress) if is_loopback(interface) => {
-                check_source(addr, true, host)
+                admit(addr, true, host, d)
             }
             other => other,
         };
-        match verdict {
-            Ok(()) => {}
-            Err(Refusal::LinkLocal) if gen.link_local.get(i).copied().unwrap_or(false) => {}
-            Err(why) => return Err(Refused::Source { addr, why }),
-        }
-        // The child's matcher starts no sequence of this door from outside its `knock_from`.
-        if !d.knock_allowed_from(addr) {
-            return Err(Refused::Source {
-                addr,
-                why: Refusal::KnockFrom,
-            });
+        if let Err(why) = verdict {
+            return Err(Refused::Source { addr, why });
         }
         let consume = consume(d, knock.used, when.wall_ms)?;
         let decision = Decision {
@@ -354,6 +346,7 @@ mod tests {
             lease: None,
             target: None,
             knock_from: Vec::new(),
+            link_local: false,
         }
     }
 
@@ -397,7 +390,6 @@ mod tests {
     fn generation(doors: Vec<Door>, interfaces: &[&str]) -> Generation {
         Generation {
             id: 1,
-            link_local: vec![false; doors.len()],
             doors,
             disabled: Vec::new(),
             interfaces: interfaces.iter().map(|s| (*s).to_owned()).collect(),
@@ -483,7 +475,7 @@ mod tests {
     #[test]
     fn a_link_local_knock_consumes_nothing_on_a_door_that_does_not_take_them() {
         let mut g = generation(vec![one_time("a", 0), one_time("b", 0)], &["eth0"]);
-        g.link_local = vec![false, true];
+        g.doors[1].link_local = true;
         let mut j = Judge::new(g);
         assert!(matches!(
             check(

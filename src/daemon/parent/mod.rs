@@ -1,0 +1,1052 @@
+//! The daemon's privileged root parent (see `docs/security.md`): it loads the configuration,
+//! starts the capture child (`super::child`) and gives it its doors over the channel
+//! (`knockwrap_wire`), checks every knock
+//! the child reports against its own doors and the source policy, records one-time/TOTP
+//! progress, applies grants and revokes through the state owner, ends leases on time,
+//! handles SIGHUP (reload) and SIGTERM/SIGINT (stop), and tells systemd where it stands
+//! (sd_notify). It never reads a packet. A child that dies or sends a message the parent
+//! refuses is replaced, with backoff, while leases keep expiring.
+
+mod bounds;
+mod child_log;
+mod error;
+mod grants;
+mod judge;
+pub mod notify;
+mod snapshot;
+
+use super::child;
+use super::shared::{clock, local, refusals};
+use knockwrap_wire as wire;
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use knock_match::{Action, Consume, Decision, Door, DoorKind, MatcherOptions};
+use knockwrap_config::progress::ProgressStore;
+use knockwrap_config::{Config, ConfigErrors};
+use tracing::{error, info, warn};
+
+use crate::cli::RunArgs;
+use crate::failure::{CliResult, Failure};
+use crate::logging;
+use clock::Clock;
+use error::{DaemonError, Refused};
+use hosts_writer::state::{Applied, Grant, State as Grants};
+use judge::{Disabled, Generation, Judge, Judged, Verdict, When};
+use refusals::Refusals;
+use wire::{ChildMessage, ChildStats, Knock, Setup};
+
+use crate::sys::privilege::{self, Account};
+use crate::sys::{process, sandbox};
+
+/// Longest the loop sleeps without looking at signals.
+const POLL: Duration = Duration::from_millis(200);
+use super::shared::OPEN_WAIT;
+
+pub fn run(args: RunArgs) -> CliResult {
+    let config = load(&args.config).map_err(|e| Failure::usage(e.to_string()))?;
+    logging::init(&config.log).map_err(|e| Failure::usage(format!("log: {e}")))?;
+    let mut daemon = Daemon::start(args.config, args.interfaces, config)?;
+    daemon.serve();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    Config::load(path)
+}
+
+use hosts_writer::time::now_ms;
+
+fn random_seed() -> [u64; 2] {
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if let Err(e) = read {
+        // Without randomness the table's hash is predictable: still correct, weaker under a flood.
+        warn!(error = %e, "cannot read /dev/urandom; using a time-based hash seed");
+        bytes[..8].copy_from_slice(&now_ms().to_le_bytes());
+    }
+    let (a, b) = bytes.split_at(8);
+    [
+        u64::from_le_bytes(a.try_into().unwrap_or_default()),
+        u64::from_le_bytes(b.try_into().unwrap_or_default()),
+    ]
+}
+
+struct Signals {
+    hup: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, Failure> {
+        let hup = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        let reg = |sig, flag: &Arc<AtomicBool>| {
+            signal_hook::flag::register(sig, Arc::clone(flag))
+                .map_err(|e| Failure::failed(format!("cannot install signal handler: {e}")))
+        };
+        reg(signal_hook::consts::SIGHUP, &hup)?;
+        reg(signal_hook::consts::SIGTERM, &term)?;
+        reg(signal_hook::consts::SIGINT, &term)?;
+        Ok(Signals { hup, term })
+    }
+}
+
+/// The capture child as the parent sees it.
+struct ChildProcess {
+    pid: libc::pid_t,
+    channel: OwnedFd,
+    started: Instant,
+}
+
+/// When the next child may start, after one died or was killed.
+struct Restart {
+    at: Instant,
+    delay: Duration,
+}
+
+struct Daemon {
+    /// The state directory's lock, held for the daemon's life.
+    _owner: hosts_writer::owner::DaemonLock,
+    config_path: PathBuf,
+    cli_interfaces: Vec<String>,
+    config: Config,
+    /// The doors with their recorded progress, by setup generation: the parent's own copy,
+    /// against which every message from the child is checked, and which it updates before
+    /// recording progress. The current generation's interfaces are the capture's.
+    judge: Judge,
+    /// Which interfaces are loopback ones, as this process reads them.
+    loopback: local::LoopbackInterfaces,
+    hash_seed: [u64; 2],
+    account: Account,
+    child: Option<ChildProcess>,
+    restart: Option<Restart>,
+    /// Delay before the next restart; doubles per quick death, back to the minimum after a
+    /// child that ran for a while.
+    restart_delay: Duration,
+    child_stats: ChildStats,
+    ready: bool,
+    /// Shutting down: a child that ends is not replaced.
+    stopping: bool,
+    grants: Grants,
+    progress: ProgressStore,
+    signals: Signals,
+    destinations: local::Destinations,
+    clock: Clock,
+    refusals: Refusals,
+    /// Decisions of the messages drained so far, applied together after the drain.
+    pending: Vec<Judged>,
+    /// Grants that found the hosts.allow lock held elsewhere, retried every loop turn.
+    deferred: Vec<Grant>,
+    /// When a held lock was last logged (event clock ms): at most one line per 10 s.
+    lock_logged_at: Option<u64>,
+    /// When a refused child message was last logged (event clock ms).
+    attack_logged_at: Option<u64>,
+    /// When a knock of a setup generation no longer kept was last logged (event clock ms).
+    stale_logged_at: Option<u64>,
+    /// The bound on the child's log lines.
+    child_logs: child_log::ChildLogs,
+    /// What `knockwrap status` shows: counts kept here, published by [`snapshot`].
+    started_at: u64,
+    stats: crate::status::Counters,
+    last_error: Option<String>,
+    published_at: Option<u64>,
+    dirty: bool,
+}
+
+fn interfaces_of(cli: &[String], config: &Config) -> Vec<String> {
+    if cli.is_empty() {
+        config.interfaces.clone()
+    } else {
+        cli.to_vec()
+    }
+}
+
+/// First and longest wait before starting a new capture child.
+const RESTART_MIN: Duration = Duration::from_millis(500);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+/// A child that lived this long resets the restart delay.
+const RESTART_RESET: Duration = Duration::from_secs(60);
+/// Most messages read from the child between two looks at timers and signals.
+const DRAIN_MESSAGES: usize = 4096;
+
+impl Daemon {
+    fn start(
+        config_path: PathBuf,
+        cli_interfaces: Vec<String>,
+        config: Config,
+    ) -> Result<Daemon, Failure> {
+        let signals = Signals::register()?;
+        let interfaces = interfaces_of(&cli_interfaces, &config);
+        if interfaces.is_empty() {
+            return Err(Failure::usage(format!(
+                "{}: no interface: set `interface` or pass --interface",
+                config_path.display()
+            )));
+        }
+        // The parent must be root: it writes hosts.allow and drops the capture process to
+        // `user` itself (setuid needs root's CAP_SETUID/CAP_SETGID).
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            return Err(Failure::failed(format!(
+                "knockwrap run must start as root (running as uid {euid}): it drops the process \
+                 that reads packets to an unprivileged account itself (docs/security.md)"
+            )));
+        }
+        crate::sys::can_capture().map_err(|e| {
+            Failure::failed(format!(
+                "cannot open a packet socket: {e} (knockwrap run needs CAP_NET_RAW)"
+            ))
+        })?;
+        let account = privilege::choose(config.user.as_deref())
+            .map_err(|e| Failure::failed(format!("the capture process's account: {e}")))?;
+        // One daemon per state directory, before anything reads or changes the state. The
+        // capture child closes its copy of the descriptor first thing (`sanitize_fds`).
+        let owner = hosts_writer::owner::lock_state_dir(&config.state_dir)
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        let mut grants = grants::open(&config).map_err(|e| Failure::failed(e.to_string()))?;
+        // A wall clock behind the journal's last write is wrong (an RTC-less board that booted
+        // in 2001, a VM restored from an old snapshot): the expiries written before this start
+        // were stamped on a truer clock and cannot be judged on this one, and a later step to
+        // the truth is indistinguishable from one that must move this boot's leases. Those
+        // leases end now: cut short, never stretched by years (docs/lockout-safety.md).
+        if let Some(written) = grants.written_ms().filter(|&w| now_ms() < w) {
+            let behind_s = (written - now_ms()) / 1000;
+            let ended = grants
+                .end_timed_leases()
+                .map_err(|e| Failure::failed(format!("reconciling leases: {e}")))?;
+            error!(
+                behind_s,
+                ended = ended.len(),
+                journal_written = %hosts_writer::time::rfc3339_utc(written / 1000),
+                "the wall clock is behind the lease journal's last write: it cannot judge leases \
+                 from before this start, so every one with an expiry ends now; order the service \
+                 after time-sync.target with a time-sync wait service enabled"
+            );
+            let _ = grants::log_expiries(ended);
+        }
+        // Leases that ran out while the daemon was down end before it reports ready: all of
+        // them, a bounded batch per transaction (`State::expire`).
+        let now = now_ms() / 1000;
+        while grants.wake_at().is_some_and(|t| t <= now) {
+            let expired = grants
+                .expire(now)
+                .map_err(|e| Failure::failed(format!("reconciling leases: {e}")))?;
+            let failed = expired.is_empty() || expired.iter().any(|e| e.result.is_err());
+            let _ = grants::log_expiries(expired);
+            if failed {
+                break; // retried by the loop, after RETRY_SECS
+            }
+        }
+
+        // The firewall door (when a door names `open_ports`): the table installed and its
+        // admissions made to agree with the journal before READY. A firewall that cannot be
+        // set up is logged and the daemon serves anyway: hosts.allow doors still work.
+        if let Err(e) = install_firewall(&mut grants, &config) {
+            error!(
+                error = %e,
+                fix = "run as root with CAP_NET_ADMIN (under systemd: the firewall-door.conf drop-in, docs/install.md) and with nft installed (Debian package nftables)",
+                "the firewall door is not in place: guarded ports are NOT hidden and knocks admit nobody through it"
+            );
+        }
+
+        let progress = ProgressStore::new(&config.state_dir);
+        let (doors, disabled) =
+            prepare_doors(&config, &progress).map_err(|e| Failure::failed(e.to_string()))?;
+        let destinations = local::Destinations::new(targets(&config));
+        let judge = Judge::new(Generation {
+            id: 1,
+            doors,
+            disabled,
+            interfaces,
+        });
+        let mut daemon = Daemon {
+            _owner: owner,
+            destinations,
+            judge,
+            loopback: local::LoopbackInterfaces::default(),
+            stale_logged_at: None,
+            child_logs: Default::default(),
+            clock: Clock::new(),
+            refusals: Refusals::default(),
+            pending: Vec::new(),
+            deferred: Vec::new(),
+            lock_logged_at: None,
+            attack_logged_at: None,
+            started_at: clock::real_wall_ms() / 1000,
+            stats: Default::default(),
+            last_error: None,
+            published_at: None,
+            dirty: true,
+            config_path,
+            cli_interfaces,
+            config,
+            hash_seed: random_seed(),
+            account,
+            child: None,
+            restart: None,
+            restart_delay: RESTART_MIN,
+            child_stats: ChildStats::default(),
+            ready: false,
+            stopping: false,
+            grants,
+            progress,
+            signals,
+        };
+        daemon.spawn_child()?;
+        // Ready once the child has its captures open (or is retrying them in the background).
+        let deadline = Instant::now() + OPEN_WAIT + Duration::from_secs(2);
+        while !daemon.ready && daemon.child.is_some() && Instant::now() < deadline {
+            daemon.read_child(Duration::from_millis(100));
+        }
+        if daemon.child.is_none() {
+            return Err(Failure::failed(
+                "the capture process ended during start-up (see the lines above)".to_owned(),
+            ));
+        }
+        startup_checks(&daemon.config_path);
+        info!(
+            config = %daemon.config_path.display(),
+            hosts_allow = %daemon.config.hosts_allow.display(),
+            interfaces = %daemon.judge.current().interfaces.join(","),
+            doors = daemon.config.doors.len(),
+            capture_user = %daemon.account.name,
+            "ready"
+        );
+        if let Err(e) = notify::notify("READY=1") {
+            warn!(error = %e, "sd_notify READY=1 failed");
+        }
+        Ok(daemon)
+    }
+
+    fn setup(&self) -> Setup {
+        let g = self.judge.current();
+        Setup {
+            generation: g.id,
+            doors: g.doors.clone(),
+            interfaces: g.interfaces.clone(),
+            options: MatcherOptions {
+                max_sources: self.config.max_sources,
+                hash_seed: self.hash_seed,
+            },
+        }
+    }
+
+    fn send_setup(&self, child: &ChildProcess) -> Result<(), DaemonError> {
+        for f in wire::setup_fragments(&self.setup())? {
+            process::send(child.channel.as_raw_fd(), &f, Some(Duration::from_secs(2)))
+                .map_err(DaemonError::Channel)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the capture child: a socketpair, fork, and the setup over the channel. The
+    /// parent runs no threads, so fork(2) is safe here.
+    fn spawn_child(&mut self) -> Result<(), Failure> {
+        let (mine, theirs) =
+            process::seqpacket_pair().map_err(|e| Failure::failed(format!("socketpair: {e}")))?;
+        if let Some(n) = process::thread_count().filter(|&n| n > 1) {
+            warn!(
+                threads = n,
+                "forking the capture process from a multi-threaded parent"
+            );
+        }
+        // SAFETY: the parent is single-threaded (checked above; it starts no threads).
+        match unsafe { process::fork() }.map_err(|e| Failure::failed(format!("fork: {e}")))? {
+            process::Forked::Child => {
+                drop(mine);
+                child::main(theirs, &self.account, sandbox::Mode::Kill)
+            }
+            process::Forked::Parent(pid) => {
+                drop(theirs);
+                // The new child gets the current setup and knows no other.
+                self.judge.child_started();
+                self.pending.clear();
+                let child = ChildProcess {
+                    pid,
+                    channel: mine,
+                    started: Instant::now(),
+                };
+                if let Err(e) = self.send_setup(&child) {
+                    error!(error = %e, "capture process not set up; restarting it");
+                    self.child = Some(child);
+                    self.end_child("not set up");
+                    return Ok(());
+                }
+                self.child = Some(child);
+                Ok(())
+            }
+        }
+    }
+
+    /// The child is gone or must go: kill, reap, log, and schedule a new one with backoff.
+    /// Leases keep expiring meanwhile; only new knocks wait.
+    fn end_child(&mut self, why: &str) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        let ChildProcess {
+            pid,
+            channel,
+            started,
+        } = child;
+        // Closing the channel ends an honest child by itself; SIGKILL ends any child, sent as
+        // the child's own account where this process lacks CAP_KILL (the unit withholds it).
+        // The wait is bounded: a child that still did not end dies with this process (its
+        // parent-death signal), never blocks it.
+        drop(channel);
+        if let Err(e) = process::kill_child(pid, self.account.uid) {
+            error!(pid, error = %e, "cannot signal the capture process");
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let exit = loop {
+            match process::reap(pid, false) {
+                Some(e) => break Some(e),
+                None if Instant::now() >= deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        if exit.is_none() {
+            error!(
+                pid,
+                "the capture process did not end within 2 s of SIGKILL; it ends with this process"
+            );
+        }
+        if self.stopping {
+            return;
+        }
+        if started.elapsed() >= RESTART_RESET {
+            self.restart_delay = RESTART_MIN;
+        }
+        let delay = self.restart_delay;
+        self.restart_delay = (self.restart_delay * 2).min(RESTART_MAX);
+        self.restart = Some(Restart {
+            at: Instant::now() + delay,
+            delay,
+        });
+        self.stats.child_restarts += 1;
+        self.dirty = true;
+        error!(
+            pid,
+            why,
+            ended = %exit.map_or_else(|| "unknown".to_owned(), |e| e.to_string()),
+            restart_in_ms = delay.as_millis() as u64,
+            "capture process ended; starting a new one (leases keep expiring meanwhile)"
+        );
+    }
+
+    fn maybe_restart(&mut self) {
+        if self.child.is_some() || self.restart.as_ref().is_none_or(|r| Instant::now() < r.at) {
+            return;
+        }
+        let waited = self.restart.take().map(|r| r.delay);
+        if let Err(e) = self.spawn_child() {
+            error!(error = %e.message, "cannot start the capture process; retrying");
+            self.restart = Some(Restart {
+                at: Instant::now() + self.restart_delay,
+                delay: self.restart_delay,
+            });
+        } else {
+            info!(
+                after_ms = waited.map(|d| d.as_millis() as u64),
+                "capture process restarted"
+            );
+        }
+    }
+
+    /// Waits up to `wait` for the child, then reads what it sent (bounded).
+    fn read_child(&mut self, wait: Duration) {
+        let Some(fd) = self.child.as_ref().map(|c| c.channel.as_raw_fd()) else {
+            std::thread::sleep(wait);
+            return;
+        };
+        if let Err(e) = process::wait(fd, libc::POLLIN, wait) {
+            error!(error = %e, "poll on the capture channel failed");
+            std::thread::sleep(wait.min(POLL));
+        }
+        let mut buf = [0u8; wire::MAX_CHILD_MESSAGE + 1];
+        for _ in 0..DRAIN_MESSAGES {
+            match process::recv(fd, &mut buf) {
+                Ok(None) => break,
+                Ok(Some(0)) => {
+                    self.end_child("closed its channel");
+                    break;
+                }
+                Ok(Some(n)) => {
+                    let message = if n > wire::MAX_CHILD_MESSAGE {
+                        Err(wire::WireError::TooLong(n))
+                    } else {
+                        ChildMessage::decode(&buf[..n])
+                    };
+                    let handled = message
+                        .map_err(Refused::from)
+                        .and_then(|m| self.on_message(m));
+                    if let Err(why) = handled {
+                        // Nothing the child sent since the last drain the parent accepted
+                        // stands: its decisions go, and what their checks used is unused.
+                        self.pending.clear();
+                        self.judge.rollback();
+                        self.refused_message(&why);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.end_child(&format!("channel error: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A message the parent does not accept: the child is treated as taken over. Logged (at
+    /// most one line per 10 s), the child replaced, nothing written.
+    fn refused_message(&mut self, why: &Refused) {
+        let now = self.clock.boot_ms();
+        if self
+            .attack_logged_at
+            .is_none_or(|t| now.saturating_sub(t) >= 10_000)
+        {
+            self.attack_logged_at = Some(now);
+            error!(
+                why = %why,
+                "refused a message from the capture process; treating it as compromised and replacing it"
+            );
+        }
+        self.stats.refused_messages += 1;
+        self.end_child("sent a message the parent refused");
+    }
+
+    fn on_message(&mut self, m: ChildMessage) -> Result<(), Refused> {
+        match m {
+            ChildMessage::Log { level, text } => {
+                if self.child_logs.admit(self.clock.boot_ms()) {
+                    logging::write_child_line(&logging::level_of(level), &text);
+                } else {
+                    self.stats.child_log_dropped += 1;
+                }
+            }
+            ChildMessage::Stats(s) => {
+                let configured = self.judge.max_interfaces();
+                if s.interfaces.len() > configured {
+                    return Err(Refused::Interfaces {
+                        got: s.interfaces.len(),
+                        configured,
+                    });
+                }
+                // Published at once when it changed (kernel counters arrive once a second):
+                // `knockwrap status` shows packets that arrived, not those of 5 s ago.
+                self.dirty |= s != self.child_stats;
+                self.child_stats = s;
+            }
+            ChildMessage::Ready { generation } => {
+                self.judge.acknowledge(generation)?;
+                self.ready = true;
+            }
+            ChildMessage::Knocks { generation, knocks } => {
+                for k in knocks {
+                    match self.check_knock(generation, k)? {
+                        Verdict::Take(judged) => self.pending.push(judged),
+                        Verdict::Stale => self.stale_knock(generation, &k),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A knock matched against a setup generation the parent no longer keeps (more reloads
+    /// than it keeps while the child had not caught up): dropped, logged at most once per 10 s.
+    fn stale_knock(&mut self, generation: u32, k: &Knock) {
+        self.stats.stale_knocks += 1;
+        self.dirty = true;
+        let now = self.clock.boot_ms();
+        if self
+            .stale_logged_at
+            .is_none_or(|t| now.saturating_sub(t) >= 10_000)
+        {
+            self.stale_logged_at = Some(now);
+            warn!(
+                generation, current = self.judge.current().id, addr = %k.addr,
+                "dropped a knock matched against a configuration reloaded since; knock again"
+            );
+        }
+    }
+
+    /// Checks a completed knock the child reports against the parent's own doors of the
+    /// knock's setup generation, its interface list and the source policy; the decision is
+    /// built from the parent's door (service, lease, action). A one-time index or TOTP counter
+    /// is consumed here, before anything is written ([`judge`]).
+    fn check_knock(&mut self, generation: u32, knock: Knock) -> Result<Verdict, Refused> {
+        let now = self.clock.boot_ms();
+        // The knock's time as the child tells it, within reason.
+        let time_ms = if knock.time_ms > now || now - knock.time_ms > 60_000 {
+            now
+        } else {
+            knock.time_ms
+        };
+        let when = When {
+            time_ms,
+            wall_ms: self.clock.wall_at(time_ms),
+        };
+        let loopback = &mut self.loopback;
+        self.judge.check(
+            generation,
+            &knock,
+            self.destinations.host(),
+            &mut |name| loopback.is_loopback(name),
+            when,
+        )
+    }
+
+    fn serve(&mut self) {
+        loop {
+            if self.signals.term.load(Ordering::Relaxed) {
+                break;
+            }
+            if self.signals.hup.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            if let Some(jump_ms) = self.clock.check_jump() {
+                self.on_clock_jump(jump_ms);
+            }
+            self.maybe_restart();
+            let now = self.clock.boot_ms();
+            let wall = self.clock.wall_at(now);
+            self.destinations.refresh();
+            match self.grants.notice_changes() {
+                Ok(aside) => grants::log_set_aside(aside),
+                Err(e) => error!(error = %e, "cannot read the lease journal"),
+            }
+            match self.grants.expire(wall / 1000) {
+                Ok(done) => {
+                    if !done.is_empty() {
+                        self.stats.expiries += grants::log_expiries(done);
+                        self.dirty = true;
+                    }
+                }
+                Err(e) => error!(error = %e, "cannot read the lease journal"),
+            }
+            self.refusals.flush(now, false);
+            self.child_logs.flush(now, false);
+            if self.dirty
+                || self
+                    .published_at
+                    .is_none_or(|t| now.saturating_sub(t) >= 5_000)
+            {
+                self.publish(now);
+            }
+            if !self.deferred.is_empty() {
+                let waiting = std::mem::take(&mut self.deferred);
+                self.grant_batch(waiting);
+            }
+            let retry = (!self.deferred.is_empty()).then_some(100);
+            let restart = self
+                .restart
+                .as_ref()
+                .map(|r| r.at.saturating_duration_since(Instant::now()).as_millis() as u64);
+            let wake = [
+                retry,
+                restart,
+                self.grants
+                    .wake_at()
+                    .map(|s| s.saturating_mul(1000).saturating_sub(wall)),
+                self.refusals.deadline().map(|t| t.saturating_sub(now)),
+                self.child_logs.deadline().map(|t| t.saturating_sub(now)),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(POLL, |ms| Duration::from_millis(ms).min(POLL));
+            self.read_child(wake);
+            self.apply_pending();
+            self.report_sink_errors();
+        }
+        let _ = notify::notify("STOPPING=1");
+        info!("stopping");
+        self.stopping = true;
+        if let Some(child) = &self.child {
+            // The child's last refusal summaries and counters, then its exit.
+            let _ = process::send(
+                child.channel.as_raw_fd(),
+                &wire::stop_message(),
+                Some(Duration::from_millis(200)),
+            );
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while self.child.is_some() && Instant::now() < deadline {
+                self.read_child(Duration::from_millis(50));
+            }
+        }
+        // A child still there ignores its channel: ended like any other, with bounded waits.
+        self.end_child("stopping");
+        self.refusals.flush(self.clock.boot_ms(), true);
+        self.child_logs.flush(self.clock.boot_ms(), true);
+        // Records folded into one document: what an earlier build (a downgrade) can read.
+        if let Err(e) = self.grants.compact_journal() {
+            warn!(error = %e, "could not compact the lease journal at stop; it stays valid as it is");
+        }
+        let c = &self.child_stats;
+        info!(
+            grants = self.stats.grants,
+            resets = c.resets,
+            timeouts = c.timeouts,
+            evictions = c.evictions,
+            "stopped"
+        );
+    }
+
+    /// The wall clock jumped: every lease keeps its remaining time (the journal's wall-clock
+    /// expiries move with the jump). The child follows the jump for TOTP by itself.
+    fn on_clock_jump(&mut self, jump_ms: i64) {
+        let secs = (jump_ms as f64 / 1000.0).round() as i64;
+        match self.grants.shift_expiries(secs) {
+            Ok(moved) => warn!(
+                jump_s = secs,
+                leases_moved = moved,
+                "the wall clock jumped; lease expiries moved with it so each lease keeps its remaining time"
+            ),
+            Err(e) => error!(jump_s = secs, error = %e, "the wall clock jumped and the lease journal could not follow"),
+        }
+    }
+
+    /// Applies the decisions of one drain: progress first (each one-time/TOTP decision), then
+    /// consecutive grants as one transaction (one journal write, one hosts.allow edit), revokes
+    /// in their place. Per-grant work is bounded: a burst of thousands of grants costs two
+    /// writes, not thousands.
+    fn apply_pending(&mut self) {
+        self.judge.commit();
+        let decisions = std::mem::take(&mut self.pending);
+        self.dirty |= !decisions.is_empty();
+        let mut batch: Vec<Grant> = Vec::new();
+        for judged in decisions {
+            if !self.record_progress(&judged) {
+                continue;
+            }
+            let d = judged.decision;
+            // What the grant opens is the door's configuration: the hosts.allow line unless
+            // `hosts_allow = false`, and its `open_ports` in the firewall.
+            let door = self.config.door(&d.door_name);
+            match d.action {
+                Action::Allow => batch.push(Grant {
+                    line: door.is_none_or(|c| c.hosts_allow),
+                    ports: door.map(|c| c.open_ports.clone()).unwrap_or_default(),
+                    door: d.door_name,
+                    service: d.service,
+                    addr: d.addr,
+                    lease: d.lease,
+                    wall_ms: self.clock.wall_at(d.time_ms),
+                }),
+                Action::Revoke => {
+                    self.grant_batch(std::mem::take(&mut batch));
+                    self.revoke(&d);
+                }
+            }
+        }
+        self.grant_batch(batch);
+        // Decisions no longer need the generations the child has left behind.
+        self.judge.prune();
+    }
+
+    /// Durable before acting: a used one-time or TOTP sequence must never work twice, even
+    /// after a crash. False when the decision must be dropped. The progress written is that of
+    /// the door that judged the knock, in that door's own file.
+    fn record_progress(&mut self, judged: &Judged) -> bool {
+        let d = &judged.decision;
+        let Some(consume) = d.consume else {
+            return true;
+        };
+        let recorded = match self.judge.door(judged.generation, d.door) {
+            Some(door) if door.name == d.door_name => self
+                .progress
+                .record(door, &consume)
+                .map_err(|e| e.to_string()),
+            _ => Err(format!(
+                "door `{}` of setup generation {} not found",
+                d.door_name, judged.generation
+            )),
+        };
+        if let Err(e) = recorded {
+            error!(door = %d.door_name, addr = %d.addr, error = %e,
+                "refused: cannot persist one-time/TOTP progress");
+            return false;
+        }
+        if let Consume::OneTime { remaining: 0, .. } = consume {
+            error!(door = %d.door_name, "one-time sequences exhausted: door disabled");
+        }
+        true
+    }
+
+    fn grant_batch(&mut self, batch: Vec<Grant>) {
+        if batch.is_empty() {
+            return;
+        }
+        let leases = self.grants.leases();
+        let (batch, refused) = bounds::within_leases(
+            batch,
+            || leases.iter().map(|l| (l.ip, l.service.as_str())).collect(),
+            leases.len(),
+            self.config.max_leases,
+        );
+        let now = self.clock.boot_ms();
+        for g in &refused {
+            self.refusals
+                .note(now, bounds::LEASES_FULL, &g.door, g.addr);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        match self.grants.grant_all(&batch) {
+            Err(e) if e.lock_busy().is_some() => {
+                let now = self.clock.boot_ms();
+                if self
+                    .lock_logged_at
+                    .is_none_or(|t| now.saturating_sub(t) >= 10_000)
+                {
+                    self.lock_logged_at = Some(now);
+                    let lock = e.lock_busy().map(|p| p.to_path_buf()).unwrap_or_default();
+                    let holder = hosts_writer::holder_pid(&lock)
+                        .map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+                    warn!(
+                        lock = %lock.display(), holder_pid = %holder,
+                        waiting = batch.len() + self.deferred.len(),
+                        "hosts.allow is locked by another process; grants wait and are retried, knocks and expiry go on"
+                    );
+                }
+                for g in bounds::wait(&mut self.deferred, batch, self.config.max_waiting_grants) {
+                    self.refusals
+                        .note(now, bounds::WAITING_FULL, &g.door, g.addr);
+                }
+            }
+            Ok(results) => {
+                for (g, applied) in batch.iter().zip(results) {
+                    self.stats.grants += 1;
+                    match applied {
+                        Applied::Granted { changed } => info!(
+                            door = %g.door, addr = %g.addr, service = %g.service,
+                            lease_s = g.lease.map(|l| l.as_secs()), already_present = !changed,
+                            "grant"
+                        ),
+                        Applied::NotEffective { decided_by, .. } => error!(
+                            door = %g.door, addr = %g.addr, service = %g.service,
+                            decided_by = %decided_by,
+                            "grant written but libwrap would NOT honour it"
+                        ),
+                        Applied::Admitted => info!(
+                            door = %g.door, addr = %g.addr, service = %g.service,
+                            lease_s = g.lease.map(|l| l.as_secs()),
+                            ports = %g.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+                            "grant: admitted through the firewall"
+                        ),
+                        other => {
+                            warn!(door = %g.door, addr = %g.addr, outcome = ?other, "grant")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.stats.write_failures += 1;
+                self.last_error = Some(format!("grant: {e}"));
+                for g in &batch {
+                    error!(
+                        door = %g.door, addr = %g.addr, service = %g.service, error = %e,
+                        "grant failed"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A sink (the firewall door) that failed inside a grant, revoke or expiry: never
+    /// half-silent. The journal and hosts.allow are as reported; the kernel's timeout still
+    /// ends an admission on time.
+    fn report_sink_errors(&mut self) {
+        for e in self.grants.take_sink_errors() {
+            self.stats.write_failures += 1;
+            error!(error = %e, "the firewall door could not follow a grant, revoke or expiry");
+            self.last_error = Some(e);
+            self.dirty = true;
+        }
+    }
+
+    fn revoke(&mut self, d: &Decision) {
+        match self.grants.revoke(&d.service, d.addr) {
+            Ok(Applied::Kept) => warn!(
+                door = %d.door_name, addr = %d.addr, service = %d.service,
+                "revoke refused: the line was not added by knockwrap"
+            ),
+            Ok(Applied::Revoked { changed }) => {
+                self.stats.revokes += 1;
+                info!(
+                    door = %d.door_name, addr = %d.addr, service = %d.service,
+                    was_present = changed, "revoke"
+                )
+            }
+            Ok(other) => warn!(door = %d.door_name, addr = %d.addr, outcome = ?other, "revoke"),
+            Err(e) => {
+                self.stats.write_failures += 1;
+                self.last_error = Some(format!("revoke: {e}"));
+                error!(
+                    door = %d.door_name, addr = %d.addr, service = %d.service, error = %e,
+                    "revoke failed"
+                )
+            }
+        }
+    }
+
+    /// Installs the whole new configuration or keeps the whole old one.
+    fn reload(&mut self) {
+        let _ = notify::notify("RELOADING=1");
+        info!(config = %self.config_path.display(), "reloading");
+        match self.try_reload() {
+            Ok(()) => info!(doors = self.config.doors.len(), "reloaded"),
+            Err(e) => {
+                for line in e.to_string().lines() {
+                    error!(error = %line, "reload refused; the previous configuration keeps serving");
+                }
+            }
+        }
+        let _ = notify::notify("READY=1");
+    }
+
+    /// Parses and checks the new configuration here; the child gets the result (doors,
+    /// interfaces) over the channel and keeps the progress of sources half-way through an
+    /// unchanged door.
+    fn try_reload(&mut self) -> Result<(), DaemonError> {
+        let config = load(&self.config_path)?;
+        let interfaces = interfaces_of(&self.cli_interfaces, &config);
+        if interfaces.is_empty() {
+            return Err(DaemonError::NoInterface(self.config_path.clone()));
+        }
+        let grants = if config.hosts_allow != self.config.hosts_allow
+            || config.state_dir != self.config.state_dir
+            || config.backup != self.config.backup
+        {
+            Some(grants::open(&config)?)
+        } else {
+            None
+        };
+        let progress = ProgressStore::new(&config.state_dir);
+        let (doors, disabled) = prepare_doors(&config, &progress)?;
+        // Everything is built: install it all at once.
+        if let Some(g) = grants {
+            self.grants = g;
+        }
+        if let Err(e) = install_firewall(&mut self.grants, &config) {
+            self.last_error = Some(format!("firewall: {e}"));
+            error!(error = %e, "the firewall door is not in place after the reload: guarded ports are NOT hidden");
+        }
+        if config.log != self.config.log {
+            warn!("the `log` setting changed: it takes effect at the next restart");
+        }
+        if config.user != self.config.user {
+            warn!("the `user` setting changed: it takes effect at the next restart");
+        }
+        self.progress = progress;
+        // The doors the child may still be matching with stay until it says it took these.
+        self.judge.install(Generation {
+            id: 0,
+            doors,
+            disabled,
+            interfaces,
+        });
+        self.dirty = true;
+        self.destinations = local::Destinations::new(targets(&config));
+        self.config = config;
+        if let Some(child) = &self.child {
+            if let Err(e) = self.send_setup(child) {
+                self.end_child(&e.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets up the firewall door for `config` as a sink of the state owner: the table ensured, its
+/// admissions reconciled with the journal both ways, and the sink installed (any earlier one
+/// removed). Nothing when no door names `open_ports`.
+fn install_firewall(grants: &mut Grants, config: &Config) -> Result<(), String> {
+    grants.clear_sinks();
+    let Some(sink) =
+        crate::firewall::FirewallSink::for_config(config).map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let ensured = sink.ensure().map_err(|e| e.to_string())?;
+    let (removed, admitted) = sink
+        .reconcile(grants.leases(), now_ms())
+        .map_err(|e| e.to_string())?;
+    info!(
+        table = %sink.table(),
+        ensured = ?ensured,
+        guarded = %config.guarded_ports().iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        stray_removed = removed,
+        leases_admitted = admitted,
+        "firewall door in place"
+    );
+    grants.add_sink(Box::new(sink));
+    Ok(())
+}
+
+/// `knockwrap doctor`'s checks at start-up: each failure or warning is logged with its fix,
+/// and none of them keeps the daemon from starting (a wrong hosts.deny must not also take
+/// the way in away).
+fn startup_checks(config_path: &Path) {
+    for check in crate::doctor::run(config_path, None) {
+        let fix = check.fix.as_deref().unwrap_or("");
+        match check.status {
+            crate::doctor::Status::Ok => {}
+            crate::doctor::Status::Fail => {
+                warn!(check = %check.text, fix = %fix, "start-up check failed (knockwrap doctor)")
+            }
+            crate::doctor::Status::Warn => {
+                warn!(check = %check.text, advice = %fix, "start-up check (knockwrap doctor)")
+            }
+        }
+    }
+}
+
+/// The doors for `config`, with the recorded one-time/TOTP progress, checked as the matcher
+/// checks them. A progress file that cannot be trusted disables its door only (never reusing
+/// a sequence), logged with what to do; every other door serves. Only an invalid door is an
+/// error. Also returns the doors disabled because their progress cannot be trusted, with why.
+fn prepare_doors(
+    config: &Config,
+    progress: &ProgressStore,
+) -> Result<(Vec<Door>, Disabled), DaemonError> {
+    let mut doors = config.doors();
+    let errors = progress.apply(&mut doors);
+    let mut disabled = Vec::new();
+    for e in &errors {
+        let (door, path) = match e {
+            knockwrap_config::progress::ProgressError::Io { door, path, .. }
+            | knockwrap_config::progress::ProgressError::Invalid { door, path, .. } => (door, path),
+        };
+        error!(
+            door = %door, error = %e,
+            fix = %format!("check the door's files, then delete {} to start its progress over", path.display()),
+            "door disabled until an operator acts: its progress cannot be trusted"
+        );
+        disabled.push((door.clone(), e.to_string()));
+    }
+    for d in &doors {
+        d.validate()?;
+        if matches!(&d.kind, DoorKind::OneTime { sequences, next } if *next >= sequences.len())
+            && !disabled.iter().any(|(name, _)| *name == d.name)
+        {
+            error!(door = %d.name, "one-time sequences exhausted: door disabled");
+        }
+    }
+    Ok((doors, disabled))
+}
+
+/// The doors' explicit `target` addresses.
+fn targets(config: &Config) -> Vec<IpAddr> {
+    config.doors.iter().filter_map(|d| d.door.target).collect()
+}
