@@ -1,6 +1,9 @@
 //! `knockwrap doctor` end to end: the libwrap check on Debian's real sshd and on a binary
 //! without libwrap, and the hosts_access, door, interface, permission and lockout checks on
-//! crafted files in a temporary directory.
+//! crafted files in a temporary directory; the firewall door's checks (a missing libwrap
+//! covered by firewall doors, the lockout warnings `check --config` also gives, and another
+//! nftables table that drops the guarded port) with doctor run inside a network namespace of
+//! its own, so the host's ruleset is never read or touched.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -97,7 +100,7 @@ fn a_binary_without_libwrap_fails_and_says_what_it_means() {
     r.assert_has("✗ sshd /bin/ls (from --sshd) is not linked with libwrap: hosts.allow does nothing for sshd on this system");
     assert!(
         r.out
-            .contains("    fix: use an sshd built with TCP Wrappers"),
+            .contains("    fix: give the doors `open_ports = [\"22/tcp\"]`"),
         "{}",
         r.out
     );
@@ -259,4 +262,229 @@ fn the_capture_account_is_checked() {
     assert_eq!(r.code, 1, "{}", r.out);
     let (_d, config) = setup(&with_user("daemon"), "", "sshd: ALL\n");
     doctor(&config, &sshd).assert_has("✓ the capture process will run as `daemon` (uid 1)");
+}
+
+const FIREWALL_DOOR: &str = "[[door]]\nname = \"fw\"\nsequence = [\"7000\", \"9000\", \"8000\"]\n\
+                             service = \"sshd\"\nopen_ports = [\"22/tcp\"]\nhosts_allow = false\n\
+                             lease = \"1h\"\n";
+
+#[test]
+fn without_libwrap_a_firewall_door_covers_sshd() {
+    // No firewall door: the failure recommends one.
+    let (_d, config) = setup(ONE_DOOR, "", "sshd: ALL\n");
+    let r = doctor(&config, Path::new("/bin/ls"));
+    assert!(
+        r.out.contains(
+            "    fix: give the doors `open_ports = [\"22/tcp\"]` and `hosts_allow = false`"
+        ),
+        "{}",
+        r.out
+    );
+    // A firewall-only door: no failure about libwrap or hosts.deny (it writes no lines).
+    let (_d, config) = setup(FIREWALL_DOOR, "", "");
+    let r = doctor(&config, Path::new("/bin/ls"));
+    r.assert_has(
+        "✓ sshd /bin/ls (from --sshd) is not linked with libwrap: hosts.allow does nothing for \
+         sshd here, and the firewall door covers it (door `fw` admits knockers to 22/tcp)",
+    );
+    r.assert_has("✓ no door writes hosts.allow lines (firewall doors only)");
+    r.assert_not("✗ hosts.deny does not deny");
+    r.assert_not("knocking is the only way in over ssh");
+    // Beside it, a door that only writes lines lets no one in on this system.
+    let both = format!("{FIREWALL_DOOR}{}", ONE_DOOR.replace("openSSH", "lines"));
+    let (_d, config) = setup(&both, "", "sshd: ALL\n");
+    let r = doctor(&config, Path::new("/bin/ls"));
+    r.assert_has(
+        "✓ sshd /bin/ls (from --sshd) is not linked with libwrap: hosts.allow does nothing",
+    );
+    r.assert_has("✗ door `lines` only writes hosts.allow lines for sshd, which let no one in");
+    assert_eq!(r.code, 1, "{}", r.out);
+}
+
+#[test]
+fn doctor_and_check_give_the_same_lockout_warnings() {
+    let (_d, config) = setup(FIREWALL_DOOR, "", "");
+    let session = "198.51.100.7 50122 192.0.2.1 22";
+    let o = Command::new(env!("CARGO_BIN_EXE_knockwrap"))
+        .args(["doctor", "--sshd", "/bin/ls", "--config"])
+        .arg(&config)
+        .env("SSH_CONNECTION", session)
+        .output()
+        .unwrap();
+    let doctor_out = String::from_utf8(o.stdout).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_knockwrap"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("SSH_CONNECTION", session)
+        .output()
+        .unwrap();
+    let check_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for code in ["firewall-no-always-allow", "firewall-locks-out-session"] {
+        let line = doctor_out
+            .lines()
+            .find(|l| l.starts_with("! ") && l.contains(&format!("warning[{code}]")))
+            .unwrap_or_else(|| panic!("no {code} warning in:\n{doctor_out}"));
+        // The message itself, as check prints it.
+        let message = line[2..].split(" (line ").next().unwrap();
+        assert!(
+            check_out.contains(message),
+            "check does not say {message:?}:\n{check_out}"
+        );
+    }
+    assert!(
+        doctor_out.contains("this SSH session comes from 198.51.100.7 to port 22"),
+        "{doctor_out}"
+    );
+}
+
+/// A network namespace of the test's own, deleted on drop (also on a panic).
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("kwdoc-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let o = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let ns = Netns(name);
+        ns.run("ip", &["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let o = self.cmd(program).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    fn nft(&self, ruleset: &str) {
+        use std::io::Write;
+        let mut child = self
+            .cmd("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ruleset.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    fn doctor(&self, config: &Path) -> Report {
+        let o = self
+            .cmd(env!("CARGO_BIN_EXE_knockwrap"))
+            .args(["doctor", "--sshd", "/bin/ls", "--config"])
+            .arg(config)
+            .env_remove("SSH_CONNECTION")
+            .output()
+            .unwrap();
+        Report {
+            code: o.status.code().unwrap(),
+            out: String::from_utf8(o.stdout).unwrap(),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn another_table_that_drops_the_guarded_port_is_named() {
+    let test = "doctor names another table that drops the guarded port";
+    if !test_support::require_root_or_skip(test) {
+        return;
+    }
+    let tools = [("ip", "-V"), ("nft", "--version")].iter().all(|(t, v)| {
+        Command::new(t)
+            .arg(v)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !tools && !test_support::skip_or_fail(test, "ip and nft (iproute2, nftables)") {
+        return;
+    }
+    let ns = Netns::new("drop");
+    let (_d, config) = setup(FIREWALL_DOOR, "", "");
+    // knockwrap's own table, with its drop: never reported.
+    ns.nft(
+        "table inet knockwrap {\n chain input { type filter hook input priority -10; policy accept; \
+         tcp dport 22 jump guard; }\n chain guard { iif \"lo\" accept; drop; }\n}\n",
+    );
+    let r = ns.doctor(&config);
+    r.assert_has("✓ nft is installed (");
+    r.assert_has("✓ the kernel has nf_tables");
+    r.assert_has(
+        "✓ no other nftables table drops 22/tcp on the input hook (0 base chains read; table \
+         inet knockwrap is installed)",
+    );
+    r.assert_has("! no `always_allow` in `[firewall]`");
+
+    // Another table drops port 22, a third drops everything by policy.
+    ns.nft(
+        "table inet filter {\n chain input { type filter hook input priority 0; policy accept; \
+         ct state established,related accept; tcp dport 22 drop; }\n}\n\
+         table ip strict {\n chain INPUT { type filter hook input priority 10; policy drop; \
+         iif \"lo\" accept; tcp dport 80 accept; }\n}\n",
+    );
+    let r = ns.doctor(&config);
+    let line = r
+        .out
+        .lines()
+        .find(|l| l.starts_with("! table inet filter, chain input"))
+        .unwrap_or_else(|| panic!("no warning for inet filter in:\n{}", r.out));
+    assert!(
+        line.contains(
+            "(hook input, policy accept) drops new connections to 22/tcp: by rule handle"
+        ) && line
+            .contains("a drop anywhere is final, so it also drops the knockers knockwrap admits"),
+        "{line}"
+    );
+    r.assert_has(
+        "! table ip strict, chain INPUT (hook input, policy drop) drops new connections to \
+         22/tcp: by its policy drop (no rule accepts it first)",
+    );
+    assert!(
+        r.out
+            .contains("nft insert rule inet filter input tcp dport 22 accept"),
+        "{}",
+        r.out
+    );
+    r.assert_not("✓ no other nftables table drops");
+
+    // Let the port through in both: the warnings go.
+    ns.nft(
+        "flush table inet filter\nadd rule inet filter input tcp dport 22 accept\n\
+         insert rule ip strict INPUT tcp dport 22 accept\n",
+    );
+    let r = ns.doctor(&config);
+    r.assert_has(
+        "✓ no other nftables table drops 22/tcp on the input hook (2 base chains read; table \
+         inet knockwrap is installed)",
+    );
+    r.assert_not("! table ");
 }

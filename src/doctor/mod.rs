@@ -2,13 +2,20 @@
 //! status (✓ ok, ✗ failure, ! warning) and, for every failure, the fix. The most common silent
 //! failure comes first: an sshd that does not read hosts.allow at all (OpenSSH upstream
 //! removed TCP Wrappers in 6.7; Fedora, RHEL 8+ and Arch build sshd without libwrap), which
-//! is read from the ELF dynamic section ([`elf`], [`libs`]), never with `ldd`.
+//! is read from the ELF dynamic section ([`elf`], [`libs`]), never with `ldd`. Such an sshd is
+//! what the firewall door is for: doors with `open_ports` and `hosts_allow = false` admit the
+//! knocker through knockwrap's nftables table, and with such doors the missing libwrap is no
+//! failure. A configuration that guards ports gets the firewall door's checks ([`firewall`],
+//! [`ruleset`]): nft, the kernel's nf_tables, other tables and iptables-legacy rules that drop
+//! admitted knockers, and the lockout warnings `check --config` gives.
 //!
-//! The checks read files and interfaces but change nothing.
+//! The checks read files, interfaces and the ruleset but change nothing.
 
 pub mod elf;
+pub mod firewall;
 pub mod hosts;
 pub mod libs;
+pub mod ruleset;
 
 use std::collections::BTreeSet;
 use std::ffi::CStr;
@@ -106,12 +113,25 @@ pub fn run(config_path: &Path, sshd: Option<&Path>) -> Vec<Check> {
         |c| c.hosts_allow.clone(),
     );
     let hosts_deny = hosts_allow.with_file_name("hosts.deny");
+    // The services whose hosts.allow lines some door writes (a firewall-only door writes
+    // none, so hosts.deny does not matter to it).
     let services: BTreeSet<String> = match &config {
-        Some(c) if !c.doors.is_empty() => c.doors.iter().map(|d| d.door.service.clone()).collect(),
+        Some(c) if !c.doors.is_empty() => c
+            .doors
+            .iter()
+            .filter(|d| d.hosts_allow)
+            .map(|d| d.door.service.clone())
+            .collect(),
         _ => BTreeSet::from(["sshd".to_string()]),
     };
+    if services.is_empty() {
+        checks.push(ok(
+            "no door writes hosts.allow lines (firewall doors only): hosts.allow and hosts.deny \
+             decide nothing for them",
+        ));
+    }
 
-    checks.push(sshd_check(sshd));
+    sshd_check(sshd, config.as_ref(), &mut checks);
 
     let allow = read_hosts(&hosts_allow, &mut checks);
     let deny = read_hosts(&hosts_deny, &mut checks);
@@ -166,7 +186,10 @@ pub fn run(config_path: &Path, sshd: Option<&Path>) -> Vec<Check> {
         &mut checks,
     );
     if let Some(c) = &config {
-        lockout(c, &allow, denies_all, &mut checks);
+        if !services.is_empty() {
+            lockout(c, &allow, denies_all, &mut checks);
+        }
+        firewall::checks(c, &mut checks);
     }
     checks
 }
@@ -216,7 +239,89 @@ fn config_check(path: &Path, checks: &mut Vec<Check>) -> Option<Config> {
     }
 }
 
-fn sshd_check(explicit: Option<&Path>) -> Check {
+/// The libwrap check, and for an sshd without libwrap whether the firewall door covers it.
+fn sshd_check(explicit: Option<&Path>, config: Option<&Config>, checks: &mut Vec<Check>) {
+    let (linkage, without) = sshd_linkage(explicit);
+    let (Some(c), Some(without)) = (config, without) else {
+        checks.push(linkage);
+        return;
+    };
+    let fw = firewall::firewall_doors(c);
+    // Allow doors for sshd that only write lines: on this system they let no one in.
+    let lines_only: Vec<&str> = c
+        .doors
+        .iter()
+        .filter(|d| {
+            d.door.action == Action::Allow
+                && d.open_ports.is_empty()
+                && d.door.service.eq_ignore_ascii_case("sshd")
+        })
+        .map(|d| d.door.name.as_str())
+        .collect();
+    let names = |v: &[&str]| {
+        v.iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if fw.is_empty() {
+        checks.push(linkage);
+        return;
+    }
+    let fw_names: Vec<&str> = fw.iter().map(|d| d.door.name.as_str()).collect();
+    let covered = format!(
+        "sshd {} is not linked with libwrap: hosts.allow does nothing for sshd here, and the \
+         firewall door covers it (door{} {} admit{} knockers to {})",
+        without.shown,
+        if fw.len() == 1 { "" } else { "s" },
+        names(&fw_names),
+        if fw.len() == 1 { "s" } else { "" },
+        c.guarded_ports()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    checks.push(ok(covered));
+    if !lines_only.is_empty() {
+        checks.push(fail(
+            format!(
+                "door{} {} only write{} hosts.allow lines for sshd, which let no one in on this \
+                 system (sshd is not linked with libwrap)",
+                if lines_only.len() == 1 { "" } else { "s" },
+                names(&lines_only),
+                if lines_only.len() == 1 { "s" } else { "" }
+            ),
+            "give them `open_ports = [\"22/tcp\"]` and `hosts_allow = false`, as the firewall \
+             door does",
+        ));
+    }
+    let still_lines: Vec<&str> = fw
+        .iter()
+        .filter(|d| d.hosts_allow && d.door.service.eq_ignore_ascii_case("sshd"))
+        .map(|d| d.door.name.as_str())
+        .collect();
+    if !still_lines.is_empty() {
+        checks.push(warn(
+            format!(
+                "door{} {} also write{} hosts.allow lines for sshd, which sshd ignores here",
+                if still_lines.len() == 1 { "" } else { "s" },
+                names(&still_lines),
+                if still_lines.len() == 1 { "s" } else { "" }
+            ),
+            "set `hosts_allow = false` in them: the lines change nothing on this system",
+        ));
+    }
+}
+
+/// An sshd found not linked with libwrap: how it is named in messages.
+struct WithoutLibwrap {
+    shown: String,
+}
+
+/// The libwrap check on its own (as when no configuration says more), and, when the binary is
+/// an ELF file without libwrap, that finding.
+fn sshd_linkage(explicit: Option<&Path>) -> (Check, Option<WithoutLibwrap>) {
     let bin = libs::locate_sshd(explicit);
     let shown = format!("{} (from {})", bin.path.display(), bin.source);
     let mut linkage = libs::find_library(&bin.path, |n| n.starts_with("libwrap.so"));
@@ -236,10 +341,13 @@ fn sshd_check(explicit: Option<&Path>) -> Check {
     }
     match linkage {
         Ok(l) => match l.found {
-            Some(chain) => ok(format!(
-                "sshd {shown} is linked with libwrap ({})",
-                chain.join(" → ")
-            )),
+            Some(chain) => (
+                ok(format!(
+                    "sshd {shown} is linked with libwrap ({})",
+                    chain.join(" → ")
+                )),
+                None,
+            ),
             None => {
                 let mut text = format!(
                     "sshd {shown} is not linked with libwrap: hosts.allow does nothing for sshd \
@@ -252,17 +360,25 @@ fn sshd_check(explicit: Option<&Path>) -> Check {
                         l.unresolved.join(", ")
                     ));
                 }
-                fail(
-                    text,
-                    "use an sshd built with TCP Wrappers (Debian's and Ubuntu's openssh-server \
-                     are; Fedora, RHEL 8+ and Arch builds are not), or name the right binary \
-                     with --sshd",
+                (
+                    fail(
+                        text,
+                        "give the doors `open_ports = [\"22/tcp\"]` and `hosts_allow = \
+                         false`: they then admit the knocker through knockwrap's nftables \
+                         table, which needs no libwrap (docs/firewall.md); or use an sshd built \
+                         with TCP Wrappers (Debian's and Ubuntu's openssh-server are; Fedora, \
+                         RHEL 8+ and Arch builds are not), or name the right binary with --sshd",
+                    ),
+                    Some(WithoutLibwrap { shown }),
                 )
             }
         },
-        Err(e) => fail(
-            format!("sshd {shown}: {e}"),
-            "install openssh-server, or name the sshd binary with --sshd",
+        Err(e) => (
+            fail(
+                format!("sshd {shown}: {e}"),
+                "install openssh-server, or name the sshd binary with --sshd",
+            ),
+            None,
         ),
     }
 }
@@ -321,7 +437,8 @@ fn read_hosts(path: &Path, checks: &mut Vec<Check>) -> Vec<u8> {
 }
 
 fn door_services(c: &Config, checks: &mut Vec<Check>) {
-    for d in &c.doors {
+    // A firewall-only door writes no lines: its service names nothing libwrap is asked about.
+    for d in c.doors.iter().filter(|d| d.hosts_allow) {
         let s = &d.door.service;
         if s.eq_ignore_ascii_case("sshd") {
             checks.push(ok(format!(
