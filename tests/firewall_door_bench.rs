@@ -36,9 +36,11 @@
 //! goes first. Then a burst of 200 knockers, each from its own address: once back to back
 //! (each knocker's three SYNs, then the next knocker's) and once interleaved (every first
 //! step, then every second, then every third); the time until all 200 are admitted is
-//! measured by sweeps of probes over the knockers not yet admitted (one SYN each, about every
-//! 3 ms). knockd is started with `-v` (the harness's readiness check needs its log), so it
-//! logs every step; knockwrap logs one line per grant.
+//! measured by sweeps of probes over the knockers not yet admitted (one SYN each, a sweep
+//! every 3–5 ms), with the CPU time each daemon and its children (knockd's shells and nft,
+//! knockwrap's capture process and nft) spent on the burst. knockd is started with `-v` (the
+//! harness's readiness check needs its log), so it logs every step; knockwrap logs one line
+//! per grant. `tests/bench/nft_exec.sh` times one nft admission on its own.
 //!
 //! Asserts only what knockwrap claims (the port is hidden before a knock; every knocker of both
 //! bursts is admitted); no timing is asserted. The figures go to `docs/benchmarks.md`
