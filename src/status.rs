@@ -190,6 +190,21 @@ pub fn prometheus(s: &Snapshot) -> String {
     }
     out += "# HELP knockwrap_active_leases Leases running now.\n# TYPE knockwrap_active_leases gauge\n";
     out += &format!("knockwrap_active_leases {}\n", s.leases.len());
+    // The firewall door's admissions, one series per lease and port: the kernel ends each
+    // when its time left runs out (the element's own timeout). Leases without expiry are
+    // left out (nothing to count down).
+    out += "# HELP knockwrap_admitted_seconds_left Time left of a firewall admission, by address and port.\n";
+    out += "# TYPE knockwrap_admitted_seconds_left gauge\n";
+    for l in &s.leases {
+        let Some(left) = l.seconds_left else { continue };
+        for p in &l.ports {
+            out += &format!(
+                "knockwrap_admitted_seconds_left{{ip=\"{}\",port=\"{p}\",door=\"{}\"}} {left}\n",
+                l.ip,
+                l.door.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+    }
     out += "# HELP knockwrap_start_time_seconds When the daemon started.\n";
     out += "# TYPE knockwrap_start_time_seconds gauge\n";
     out += &format!("knockwrap_start_time_seconds {}\n", s.started_at);
@@ -208,7 +223,19 @@ mod tests {
         };
         s.counters.grants = 3;
         s.counters.refused.insert("multicast \"source\"".into(), 7);
+        s.leases.push(LeaseStatus {
+            ip: "198.18.0.5".into(),
+            service: "sshd".into(),
+            door: "openSSH".into(),
+            expires_at: Some(1_700_000_060),
+            seconds_left: Some(42),
+            ports: vec!["22/tcp".into()],
+        });
         let text = prometheus(&s);
+        assert!(
+            text.contains("knockwrap_admitted_seconds_left{ip=\"198.18.0.5\",port=\"22/tcp\",door=\"openSSH\"} 42\n"),
+            "{text}"
+        );
         assert!(text.contains("knockwrap_grants_total 3\n"));
         assert!(text.contains("knockwrap_refused_total{reason=\"multicast \\\"source\\\"\"} 7\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

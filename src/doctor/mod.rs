@@ -18,7 +18,6 @@ pub mod libs;
 pub mod ruleset;
 
 use std::collections::BTreeSet;
-use std::ffi::CStr;
 use std::fs;
 use std::io;
 use std::net::IpAddr;
@@ -512,48 +511,12 @@ fn interfaces(c: &Config, checks: &mut Vec<Check>) {
 }
 
 /// (interface name, address) for every entry getifaddrs lists (address `None` for link-layer
-/// entries).
+/// entries), from the program's one reading of them (`sys::ifaddrs`).
 fn interface_addresses() -> io::Result<Vec<(String, Option<IpAddr>)>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list freed below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut out = Vec::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
-        let addr = if ifa.ifa_addr.is_null() {
-            None
-        } else {
-            // SAFETY: ifa_addr points to a sockaddr whose family gives its real type.
-            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
-                libc::AF_INET => {
-                    // SAFETY: AF_INET: a sockaddr_in.
-                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    Some(IpAddr::from(
-                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-                    ))
-                }
-                libc::AF_INET6 => {
-                    // SAFETY: AF_INET6: a sockaddr_in6.
-                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    Some(IpAddr::from(sin6.sin6_addr.s6_addr))
-                }
-                _ => None,
-            }
-        };
-        out.push((name, addr));
-        cur = ifa.ifa_next;
-    }
-    // SAFETY: `head` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    Ok(out)
+    Ok(crate::sys::ifaddrs::entries()?
+        .into_iter()
+        .map(|e| (e.name, e.addr))
+        .collect())
 }
 
 /// Who may change what decides access: every file and directory involved must belong to root

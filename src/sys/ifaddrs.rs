@@ -1,76 +1,103 @@
-//! getifaddrs(3): this host's addresses with their prefix lengths, for the source policy and
-//! the destination check; and which interfaces are loopback ones, for the parent's judgement
-//! of a knock's capture interface.
+//! getifaddrs(3), the one place the program reads this host's interfaces (through nix's safe
+//! wrapper, which frees the list): every entry with its name, loopback flag and address
+//! ([`entries`]); from them the addresses with their prefix lengths for the source policy
+//! and the destination check ([`addresses`]), the loopback interfaces for the parent's
+//! judgement of a knock's capture interface ([`loopback_interfaces`]), and what `doctor`
+//! reports about the configured interfaces.
 
 use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use knock_match::HostAddresses;
+use nix::ifaddrs::getifaddrs;
+use nix::net::if_::InterfaceFlags;
+use nix::sys::socket::SockaddrStorage;
+
+/// One entry of getifaddrs: an interface with one of its addresses (None: a link-layer entry,
+/// or a family other than IPv4 and IPv6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub loopback: bool,
+    pub addr: Option<IpAddr>,
+    /// Prefix length from the netmask (32 or 128 when there is none).
+    pub prefix: u8,
+}
+
+fn ip_of(s: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = s.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+}
+
+/// Every entry getifaddrs lists for this network namespace.
+pub fn entries() -> io::Result<Vec<Entry>> {
+    let list = getifaddrs().map_err(io::Error::from)?;
+    Ok(list
+        .map(|ifa| {
+            let addr = ifa.address.as_ref().and_then(ip_of);
+            let prefix = match (addr, ifa.netmask.as_ref().and_then(ip_of)) {
+                (Some(IpAddr::V4(_)), Some(IpAddr::V4(m))) => u32::from(m).count_ones() as u8,
+                (Some(IpAddr::V4(_)), _) => 32,
+                // The source policy keeps IPv6 addresses as hosts.
+                _ => 128,
+            };
+            Entry {
+                name: ifa.interface_name,
+                loopback: ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK),
+                addr,
+                prefix,
+            }
+        })
+        .collect())
+}
 
 /// Every address configured on an interface of this network namespace, with its prefix
 /// length (from the netmask), as the source policy wants them.
 pub fn addresses() -> io::Result<HostAddresses> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
     let mut out = HostAddresses::default();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
-            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
-                libc::AF_INET => {
-                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                    // SAFETY: for AF_INET, a non-null ifa_netmask is a sockaddr_in.
-                    let prefix = if ifa.ifa_netmask.is_null() {
-                        32
-                    } else {
-                        let m = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
-                        u32::from_be(m.sin_addr.s_addr).count_ones() as u8
-                    };
-                    out.add(IpAddr::V4(addr), prefix);
-                }
-                libc::AF_INET6 => {
-                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    out.add(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)), 128);
-                }
-                _ => {}
-            }
+    for e in entries()? {
+        if let Some(addr) = e.addr {
+            out.add(addr, e.prefix);
         }
-        cur = ifa.ifa_next;
     }
-    // SAFETY: `head` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
     Ok(out)
 }
 
 /// Names of the loopback interfaces (IFF_LOOPBACK) of this network namespace. getifaddrs
 /// lists every interface that is up or has an address, with its flags, even without one.
 pub fn loopback_interfaces() -> io::Result<HashSet<String>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut out = HashSet::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        if ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0 && !ifa.ifa_name.is_null() {
-            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
-            out.insert(name.to_string_lossy().into_owned());
+    Ok(entries()?
+        .into_iter()
+        .filter(|e| e.loopback)
+        .map(|e| e.name)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_listed_with_its_address_and_prefix() {
+        let all = entries().unwrap();
+        let lo: Vec<&Entry> = all.iter().filter(|e| e.loopback).collect();
+        assert!(!lo.is_empty(), "{all:?}");
+        if let Some(e) = lo
+            .iter()
+            .find(|e| e.addr == Some("127.0.0.1".parse().unwrap()))
+        {
+            assert_eq!(e.prefix, 8);
         }
-        cur = ifa.ifa_next;
+        assert!(
+            addresses()
+                .unwrap()
+                .own
+                .contains(&"127.0.0.1".parse().unwrap())
+                || lo.iter().all(|e| e.addr.is_none())
+        );
+        assert!(loopback_interfaces().unwrap().contains(&lo[0].name));
     }
-    // SAFETY: `head` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    Ok(out)
 }
