@@ -296,3 +296,35 @@ fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
         .as_array()
         .is_none_or(|l| l.is_empty()));
 }
+
+#[test]
+fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
+    const NAME: &str = "an_always_allow_source_reaches_the_guarded_port_without_knocking";
+    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+        return;
+    }
+    let _serial = serial();
+    let net_probe = support::net::peek_subnet();
+    // The client's address (the pair's .2) as the office network.
+    let extra = format!("[firewall]\nalways_allow = [\"198.18.{net_probe}.2/32\"]\n");
+    let open = Door::allow("openSSH", &OPEN)
+        .lease("1h")
+        .with(FIREWALL_ONLY);
+    let rig = rig("fwallow", vec![open], &extra);
+    assert_eq!(rig.client(), format!("198.18.{net_probe}.2"));
+    let server = IpAddr::V4(rig.net.server_v4());
+    assert!(
+        wait_reach(&rig, server, Reach::Banner, Duration::from_secs(3)),
+        "an always_allow source was hidden from the guarded port\n{}",
+        rig.daemon.log()
+    );
+    // No knock, so no lease and nothing admitted: always_allow alone let it in.
+    assert!(status(&rig)["leases"]
+        .as_array()
+        .is_none_or(|l| l.is_empty()));
+    // Over IPv6 the client is not in always_allow: still hidden.
+    assert_eq!(
+        reach(&rig, IpAddr::V6(rig.net.server_v6())),
+        Reach::Filtered
+    );
+}
