@@ -593,3 +593,54 @@ fn a_profile_one_time_list_is_used_in_order_and_remembered() {
         text(&out.stderr)
     );
 }
+
+/// The firewall door with the real OpenSSH client, where sshd ignores hosts.allow (an sshd
+/// without libwrap, as upstream OpenSSH builds it; here libwrap's hosts.deny says nothing):
+/// before the knock ssh cannot reach the port at all; after `knockwrap knock`, ssh logs in
+/// from the knocker; no hosts.allow line is written. Needs root and nft.
+#[test]
+fn ssh_logs_in_through_a_firewall_door_only_after_the_knock() {
+    const NAME: &str = "ssh_logs_in_through_a_firewall_door_only_after_the_knock";
+    if !require_root_or_skip(NAME) {
+        return;
+    }
+    if !["/usr/sbin/nft", "/sbin/nft"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        test_support::skip_or_fail(NAME, "nft (Debian package nftables)");
+        return;
+    }
+    let _serial = serial();
+    let door = Door::allow("openSSH", &OPEN)
+        .lease("1h")
+        .with("open_ports = [\"22/tcp\"]\nhosts_allow = false\n");
+    let rig = Rig::start("fwssh", vec![door], "");
+    std::fs::write(rig.root.etc.join("hosts.deny"), "").expect("hosts.deny");
+    let config = rig
+        .client
+        .ssh_config("ssh_config", "Host *\n    ConnectTimeout 3\n");
+    let out = rig.ssh(&config, &["-4", "bastion.test", "echo in; exit 0"]);
+    assert!(
+        !out.status.success(),
+        "ssh got in before any knock: {out:?}"
+    );
+    let out = rig.knockwrap(&["knock", "-4", "bastion.test", "7000", "8000", "9000"]);
+    rig.expect_success("knockwrap knock", &out);
+    let got_in = support::wait_until(Duration::from_secs(5), Duration::from_millis(200), || {
+        let out = rig.ssh(&config, &["-4", "bastion.test", "echo in; exit 0"]);
+        out.status.success() && text(&out.stdout) == "in\n"
+    });
+    assert!(
+        got_in,
+        "ssh did not get in after the knock:\n{:?}\nsshd log:\n{}\ndaemon log:\n{}",
+        rig.ssh(&config, &["-4", "bastion.test", "true"]),
+        rig.sshd.log(),
+        rig.daemon.log()
+    );
+    assert_eq!(
+        rig.root.read_hosts_allow(),
+        "",
+        "a firewall-only door writes no line"
+    );
+}
