@@ -328,3 +328,39 @@ fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
         Reach::Filtered
     );
 }
+
+#[test]
+fn a_stopped_daemon_leaves_admitted_knockers_admitted_and_guarded_ports_hidden() {
+    const NAME: &str =
+        "a_stopped_daemon_leaves_admitted_knockers_admitted_and_guarded_ports_hidden";
+    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+        return;
+    }
+    let _serial = serial();
+    let open = Door::allow("openSSH", &OPEN)
+        .lease("1h")
+        .with(FIREWALL_ONLY);
+    let mut rig = rig("fwstop", vec![open], "");
+    let server4 = IpAddr::V4(rig.net.server_v4());
+    let server6 = IpAddr::V6(rig.net.server_v6());
+    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
+    assert!(wait_reach(
+        &rig,
+        server4,
+        Reach::Banner,
+        Duration::from_secs(3)
+    ));
+    rig.daemon.stop(Duration::from_secs(5));
+    // The knocker keeps its lease's access; everyone else (here: the client over IPv6, never
+    // admitted) still finds the port hidden.
+    assert_eq!(
+        reach(&rig, server4),
+        Reach::Banner,
+        "a stop cut an admitted knocker"
+    );
+    assert_eq!(
+        reach(&rig, server6),
+        Reach::Filtered,
+        "a stop uncovered the guarded port"
+    );
+}
