@@ -4,7 +4,9 @@
 //! while an established session outlives it; the kernel ends an admission on time with the
 //! daemon killed, and a restart reconciles; IPv6 knockers get a v6 element; a closing
 //! sequence and `knockwrap revoke` remove it; a complete knock from outside a door's
-//! `knock_from` opens nothing and is counted. The sshd here ignores hosts.allow (its
+//! `knock_from` opens nothing and is counted; an `always_allow` source reaches the port
+//! without knocking; a stopped daemon leaves admitted knockers admitted and the port hidden
+//! (the real OpenSSH client's login: `tests/client.rs`). The sshd here ignores hosts.allow (its
 //! hosts.deny denies nothing), so only the firewall decides: `hosts_allow = false`. Needs root.
 
 mod support;
