@@ -103,11 +103,11 @@ pub fn path(state_dir: &Path) -> PathBuf {
 pub fn publish(state_dir: &Path, metrics: Option<&Path>, s: &Snapshot) -> Result<(), String> {
     let mut body = serde_json::to_vec_pretty(s).map_err(|e| e.to_string())?;
     body.push(b'\n');
-    let shared = hosts_writer::Options {
+    let shared = atomic_files::Options {
         durable: false,
-        ..hosts_writer::Options::default()
+        ..atomic_files::Options::default()
     };
-    let private = hosts_writer::Options {
+    let private = atomic_files::Options {
         private: true,
         ..shared.clone()
     };
@@ -118,8 +118,8 @@ pub fn publish(state_dir: &Path, metrics: Option<&Path>, s: &Snapshot) -> Result
     Ok(())
 }
 
-fn write(path: &Path, opts: &hosts_writer::Options, body: Vec<u8>) -> Result<(), String> {
-    hosts_writer::update(path, opts, |_| {
+fn write(path: &Path, opts: &atomic_files::Options, body: Vec<u8>) -> Result<(), String> {
+    atomic_files::update(path, opts, |_| {
         Ok::<_, std::convert::Infallible>(Some(body.clone()))
     })
     .map(|_| ())

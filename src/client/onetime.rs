@@ -46,7 +46,7 @@ pub(super) fn read_one_time_next(state: &Path) -> Result<usize, Failure> {
     }
 }
 
-/// Through the writer's one atomic routine (`hosts_writer::update`: lock, temp, fsync, rename,
+/// Through the writer's one atomic routine (`atomic_files::update`: lock, temp, fsync, rename,
 /// directory fsync, all relative to the checked directory), as a private state file: never
 /// through a symlink, always 0600. A crash leaves the old or the new count, never half a file.
 pub(super) fn write_one_time_next(state: &Path, next: usize) -> Result<(), Failure> {
@@ -65,11 +65,11 @@ pub(super) fn write_one_time_next(state: &Path, next: usize) -> Result<(), Failu
         .create(dir)
         .map_err(|e| fail(&e))?;
     let body = serde_json::to_string(&OneTimeState { next }).unwrap_or_default() + "\n";
-    let opts = hosts_writer::Options {
+    let opts = atomic_files::Options {
         private: true,
-        ..hosts_writer::Options::default()
+        ..atomic_files::Options::default()
     };
-    hosts_writer::update(state, &opts, |_| {
+    atomic_files::update(state, &opts, |_| {
         Ok::<_, std::convert::Infallible>(Some(body.clone().into_bytes()))
     })
     .map(drop)

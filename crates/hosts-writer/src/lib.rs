@@ -1,9 +1,6 @@
-//! Locked, atomic, validated replacement of hosts.allow, and the durable lease journal.
+//! Locked, atomic, validated replacement of hosts.allow, and the durable lease journal, on the
+//! one file routine of `atomic-files` (re-exported here as [`atomic`] and [`error`]).
 //!
-//! - [`atomic`]: the generic locked atomic update of any file (lock, read, edit, temp, backup,
-//!   re-check, rename, fsync), every step relative to one checked directory descriptor.
-//! - `dirfd`: the directory a write happens in, opened without following symlinks and checked
-//!   on its descriptor (owner, mode, ancestors).
 //! - [`policy`]: add/remove a managed line with validation and the effective-grant check.
 //! - [`journal`]: leases in `state_dir`.
 //! - [`owner`]: one daemon per `state_dir` (a lock it holds for its life).
@@ -12,13 +9,10 @@
 //! - [`diff`]: unified diffs for `--dry-run`.
 //! - [`time`]: RFC 3339 output.
 
-pub mod atomic;
+pub use atomic_files::{atomic, error};
+use atomic_files::{dirfd, lock};
 pub mod diff;
-mod dirfd;
-pub mod error;
-mod fsmeta;
 pub mod journal;
-mod lock;
 pub mod owner;
 pub mod policy;
 pub mod state;

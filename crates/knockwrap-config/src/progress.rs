@@ -1,6 +1,6 @@
 //! Durable one-time and TOTP progress in `state_dir`: `onetime-<door>.json` and
 //! `totp-<door>.json`, each replaced through the writer's one atomic routine
-//! (`hosts_writer::update`: lock, temp file, fsync, rename, directory fsync; a state file is
+//! (`atomic_files::update`: lock, temp file, fsync, rename, directory fsync; a state file is
 //! never written through a symlink and is always 0600).
 //! The operator's one-time sequences file is never written.
 //!
@@ -266,11 +266,11 @@ fn write_json<T: Serialize>(door: &str, path: &Path, value: &T) -> Result<(), Pr
     // The one atomic-write routine every knockwrap file goes through (lock, temp, fsync,
     // rename, directory fsync), as a private state file: never through a planted symlink,
     // always 0600.
-    let opts = hosts_writer::Options {
+    let opts = atomic_files::Options {
         private: true,
-        ..hosts_writer::Options::default()
+        ..atomic_files::Options::default()
     };
-    hosts_writer::update(path, &opts, |_| {
+    atomic_files::update(path, &opts, |_| {
         Ok::<_, std::convert::Infallible>(Some(body.clone()))
     })
     .map(|_| ())

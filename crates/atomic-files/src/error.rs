@@ -49,7 +49,8 @@ pub enum WriteError {
 }
 
 impl WriteError {
-    pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Self {
+    /// An I/O error while doing `op` on `path`.
+    pub fn io(path: &Path, op: &'static str, source: io::Error) -> Self {
         WriteError::Io {
             path: path.to_path_buf(),
             op,
