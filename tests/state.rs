@@ -311,6 +311,14 @@ fn a_lock_held_elsewhere_stalls_neither_matching_nor_expiry() {
         "grant waited {:?}",
         released.elapsed()
     );
+    // Its 2 s lease counts from the write, not from the knock 3.7 s before: it is not written
+    // and removed in the same instant.
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert!(
+        lines_of(&rig.root.hosts_allow()).contains(&line),
+        "a grant that waited for the lock lost its lease while it waited\n{}",
+        rig.daemon.log()
+    );
     // The first lease (2 s) fell due during the hold: it ends right after.
     let gone = wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
         !lines_of(&rig.root.hosts_allow()).contains(&first)

@@ -632,7 +632,10 @@ impl Daemon {
                         self.dirty = true;
                     }
                 }
-                Err(e) => error!(error = %e, "cannot read the lease journal"),
+                // hosts.allow locked elsewhere: the due leases end as soon as it is free (the
+                // held lock is logged by the grant path, once per 10 s).
+                Err(e) if e.lock_busy().is_some() => {}
+                Err(e) => error!(error = %e, "cannot end the leases that are due; retried in 1 s"),
             }
             self.refusals.flush(now, false);
             self.child_logs.flush(now, false);
@@ -644,7 +647,13 @@ impl Daemon {
                 self.publish(now);
             }
             if !self.deferred.is_empty() {
-                let waiting = std::mem::take(&mut self.deferred);
+                // A grant that waited for the lock counts its lease from now, when access
+                // begins: the knocker gets the whole lease, never more, and a lease that ran
+                // out while it waited is not written and removed in the same instant.
+                let mut waiting = std::mem::take(&mut self.deferred);
+                for g in &mut waiting {
+                    g.wall_ms = g.wall_ms.max(wall);
+                }
                 self.grant_batch(waiting);
             }
             let retry = (!self.deferred.is_empty()).then_some(100);
