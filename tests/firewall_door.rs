@@ -55,6 +55,23 @@ fn reach(rig: &Rig, addr: IpAddr) -> Reach {
     })
 }
 
+/// What a TCP connect to sshd from `src`, another address put on the client's interface,
+/// meets: the banner (true) or nothing within 1.5 s (false). Through python3's socket
+/// module, which can bind the source before connecting.
+fn banner_from(rig: &Rig, src: std::net::Ipv4Addr, server: std::net::Ipv4Addr) -> bool {
+    let script = "import socket,sys\n\
+s=socket.socket(); s.bind((sys.argv[1], 0)); s.settimeout(1.5)\n\
+try:\n    s.connect((sys.argv[2], 22)); print(s.recv(8).decode(errors='replace'))\n\
+except Exception as e:\n    print('no:', type(e).__name__)\n";
+    let out = rig
+        .net
+        .client_cmd("python3")
+        .args(["-c", script, &src.to_string(), &server.to_string()])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).starts_with("SSH-2.0")
+}
+
 fn nft_present(test: &str) -> bool {
     let found = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
         .iter()
@@ -98,7 +115,7 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
     }
     let _serial = serial();
     let open = Door::allow("openSSH", &OPEN)
-        .lease("4s")
+        .lease("6s")
         .with(FIREWALL_ONLY);
     let rig = rig("fwdoor", vec![open], "");
     let server = IpAddr::V4(rig.net.server_v4());
@@ -131,6 +148,27 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
         assert!(buf[..n].starts_with(b"SSH-2.0-"));
         s
     });
+
+    // Another source on the client's link still finds the port hidden: the admission is the
+    // knocker's address only.
+    let other = rig.net.client_subnet_v4(70);
+    support::process::run_ok(std::process::Command::new("ip").args([
+        "-n",
+        &rig.net.client_ns,
+        "addr",
+        "add",
+        &format!("{other}/24"),
+        "dev",
+        support::net::CLIENT_IF,
+    ]));
+    assert!(
+        !banner_from(&rig, other, rig.net.server_v4()),
+        "another source reached the guarded port after someone else's knock"
+    );
+    assert!(
+        banner_from(&rig, rig.net.client_v4(), rig.net.server_v4()),
+        "the knocker's own address, bound the same way, must get in (the probe works)"
+    );
 
     // After the lease: new connections filtered again, by the kernel's timeout or the expiry.
     assert!(
