@@ -272,7 +272,8 @@ impl Journal {
             .iter()
             .map(|(ip, s)| (ip.to_canonical(), s.as_str()))
             .collect();
-        self.modify(|leases| leases.retain(|l| !keys.contains(&(l.ip, l.service.as_str()))))
+        self.drop_where(|l| keys.contains(&(l.ip, l.service.as_str())))
+            .map(|_| ())
     }
 
     /// Drops every lease `pick` selects, in one durable write; returns them.
