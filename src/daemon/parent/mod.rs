@@ -1,34 +1,43 @@
-//! The daemon's privileged root parent (see `docs/security.md`): it loads the configuration,
-//! starts the capture child (`super::child`) and gives it its doors over the channel
-//! (`knockwrap_wire`), checks every knock
-//! the child reports against its own doors and the source policy, records one-time/TOTP
-//! progress, applies grants and revokes through the state owner, ends leases on time,
-//! handles SIGHUP (reload) and SIGTERM/SIGINT (stop), and tells systemd where it stands
-//! (sd_notify). It never reads a packet. A child that dies or sends a message the parent
-//! refuses is replaced, with backoff, while leases keep expiring.
+//! The daemon's privileged root parent (see `docs/security.md`). It never reads a packet.
+//! This file holds the [`Daemon`] itself: start-up (configuration, the state owner, the
+//! firewall door, the leases due before READY), the serve loop (signals, clock jumps, expiry,
+//! status) and reload. The rest of the parent, one concern per file:
+//!
+//! - [`supervise`]: starts the capture child (`super::child`), gives it its setup over the
+//!   channel (`knockwrap_wire`), ends and restarts it with backoff;
+//! - [`intake`]: reads what the child sends in bounded drains and checks every knock against
+//!   the parent's own doors and source policy ([`judge`], [`bounds`], [`child_log`]);
+//! - [`apply`]: hands the accepted decisions to the state owner (`hosts_writer::state`), which
+//!   drives hosts.allow, the firewall door and the lease journal in one transaction;
+//! - [`snapshot`] and [`notify`]: what `knockwrap status` and systemd see.
+//!
+//! A child that dies or sends a message the parent refuses is replaced, with backoff, while
+//! leases keep expiring.
 
+mod apply;
 mod bounds;
 mod child_log;
 mod error;
 mod grants;
+mod intake;
 mod judge;
 pub mod notify;
 mod snapshot;
+mod supervise;
 
-use super::child;
 use super::shared::{clock, local, refusals};
 use knockwrap_wire as wire;
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knock_match::{Action, Consume, Decision, Door, DoorKind, MatcherOptions};
+use knock_match::{Door, DoorKind};
 use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::{Config, ConfigErrors};
 use tracing::{error, info, warn};
@@ -37,18 +46,19 @@ use crate::cli::RunArgs;
 use crate::failure::{CliResult, Failure};
 use crate::logging;
 use clock::Clock;
-use error::{DaemonError, Refused};
-use hosts_writer::state::{Applied, Grant, State as Grants};
-use judge::{Disabled, Generation, Judge, Judged, Verdict, When};
+use error::DaemonError;
+use hosts_writer::state::{Grant, State as Grants};
+use judge::{Disabled, Generation, Judge, Judged};
 use refusals::Refusals;
-use wire::{ChildMessage, ChildStats, Knock, Setup};
+use wire::ChildStats;
 
 use crate::sys::privilege::{self, Account};
-use crate::sys::{process, sandbox};
+use crate::sys::process;
 
 /// Longest the loop sleeps without looking at signals.
 const POLL: Duration = Duration::from_millis(200);
 use super::shared::OPEN_WAIT;
+use supervise::{ChildProcess, Restart, RESTART_MIN};
 
 pub fn run(args: RunArgs) -> CliResult {
     let config = load(&args.config).map_err(|e| Failure::usage(e.to_string()))?;
@@ -97,19 +107,6 @@ impl Signals {
         reg(signal_hook::consts::SIGINT, &term)?;
         Ok(Signals { hup, term })
     }
-}
-
-/// The capture child as the parent sees it.
-struct ChildProcess {
-    pid: libc::pid_t,
-    channel: OwnedFd,
-    started: Instant,
-}
-
-/// When the next child may start, after one died or was killed.
-struct Restart {
-    at: Instant,
-    delay: Duration,
 }
 
 struct Daemon {
@@ -168,14 +165,6 @@ fn interfaces_of(cli: &[String], config: &Config) -> Vec<String> {
         cli.to_vec()
     }
 }
-
-/// First and longest wait before starting a new capture child.
-const RESTART_MIN: Duration = Duration::from_millis(500);
-const RESTART_MAX: Duration = Duration::from_secs(30);
-/// A child that lived this long resets the restart delay.
-const RESTART_RESET: Duration = Duration::from_secs(60);
-/// Most messages read from the child between two looks at timers and signals.
-const DRAIN_MESSAGES: usize = 4096;
 
 impl Daemon {
     fn start(
@@ -327,285 +316,6 @@ impl Daemon {
         Ok(daemon)
     }
 
-    fn setup(&self) -> Setup {
-        let g = self.judge.current();
-        Setup {
-            generation: g.id,
-            doors: g.doors.clone(),
-            interfaces: g.interfaces.clone(),
-            options: MatcherOptions {
-                max_sources: self.config.max_sources,
-                hash_seed: self.hash_seed,
-            },
-        }
-    }
-
-    fn send_setup(&self, child: &ChildProcess) -> Result<(), DaemonError> {
-        for f in wire::setup_fragments(&self.setup())? {
-            process::send(child.channel.as_raw_fd(), &f, Some(Duration::from_secs(2)))
-                .map_err(DaemonError::Channel)?;
-        }
-        Ok(())
-    }
-
-    /// Starts the capture child: a socketpair, fork, and the setup over the channel. The
-    /// parent runs no threads, so fork(2) is safe here.
-    fn spawn_child(&mut self) -> Result<(), Failure> {
-        let (mine, theirs) =
-            process::seqpacket_pair().map_err(|e| Failure::failed(format!("socketpair: {e}")))?;
-        if let Some(n) = process::thread_count().filter(|&n| n > 1) {
-            warn!(
-                threads = n,
-                "forking the capture process from a multi-threaded parent"
-            );
-        }
-        // SAFETY: the parent is single-threaded (checked above; it starts no threads).
-        match unsafe { process::fork() }.map_err(|e| Failure::failed(format!("fork: {e}")))? {
-            process::Forked::Child => {
-                drop(mine);
-                child::main(theirs, &self.account, sandbox::Mode::Kill)
-            }
-            process::Forked::Parent(pid) => {
-                drop(theirs);
-                // The new child gets the current setup and knows no other.
-                self.judge.child_started();
-                self.pending.clear();
-                let child = ChildProcess {
-                    pid,
-                    channel: mine,
-                    started: Instant::now(),
-                };
-                if let Err(e) = self.send_setup(&child) {
-                    error!(error = %e, "capture process not set up; restarting it");
-                    self.child = Some(child);
-                    self.end_child("not set up");
-                    return Ok(());
-                }
-                self.child = Some(child);
-                Ok(())
-            }
-        }
-    }
-
-    /// The child is gone or must go: kill, reap, log, and schedule a new one with backoff.
-    /// Leases keep expiring meanwhile; only new knocks wait.
-    fn end_child(&mut self, why: &str) {
-        let Some(child) = self.child.take() else {
-            return;
-        };
-        let ChildProcess {
-            pid,
-            channel,
-            started,
-        } = child;
-        // Closing the channel ends an honest child by itself; SIGKILL ends any child, sent as
-        // the child's own account where this process lacks CAP_KILL (the unit withholds it).
-        // The wait is bounded: a child that still did not end dies with this process (its
-        // parent-death signal), never blocks it.
-        drop(channel);
-        if let Err(e) = process::kill_child(pid, self.account.uid) {
-            error!(pid, error = %e, "cannot signal the capture process");
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let exit = loop {
-            match process::reap(pid, false) {
-                Some(e) => break Some(e),
-                None if Instant::now() >= deadline => break None,
-                None => std::thread::sleep(Duration::from_millis(5)),
-            }
-        };
-        if exit.is_none() {
-            error!(
-                pid,
-                "the capture process did not end within 2 s of SIGKILL; it ends with this process"
-            );
-        }
-        if self.stopping {
-            return;
-        }
-        if started.elapsed() >= RESTART_RESET {
-            self.restart_delay = RESTART_MIN;
-        }
-        let delay = self.restart_delay;
-        self.restart_delay = (self.restart_delay * 2).min(RESTART_MAX);
-        self.restart = Some(Restart {
-            at: Instant::now() + delay,
-            delay,
-        });
-        self.stats.child_restarts += 1;
-        self.dirty = true;
-        error!(
-            pid,
-            why,
-            ended = %exit.map_or_else(|| "unknown".to_owned(), |e| e.to_string()),
-            restart_in_ms = delay.as_millis() as u64,
-            "capture process ended; starting a new one (leases keep expiring meanwhile)"
-        );
-    }
-
-    fn maybe_restart(&mut self) {
-        if self.child.is_some() || self.restart.as_ref().is_none_or(|r| Instant::now() < r.at) {
-            return;
-        }
-        let waited = self.restart.take().map(|r| r.delay);
-        if let Err(e) = self.spawn_child() {
-            error!(error = %e.message, "cannot start the capture process; retrying");
-            self.restart = Some(Restart {
-                at: Instant::now() + self.restart_delay,
-                delay: self.restart_delay,
-            });
-        } else {
-            info!(
-                after_ms = waited.map(|d| d.as_millis() as u64),
-                "capture process restarted"
-            );
-        }
-    }
-
-    /// Waits up to `wait` for the child, then reads what it sent (bounded).
-    fn read_child(&mut self, wait: Duration) {
-        let Some(fd) = self.child.as_ref().map(|c| c.channel.as_raw_fd()) else {
-            std::thread::sleep(wait);
-            return;
-        };
-        if let Err(e) = process::wait(fd, libc::POLLIN, wait) {
-            error!(error = %e, "poll on the capture channel failed");
-            std::thread::sleep(wait.min(POLL));
-        }
-        let mut buf = [0u8; wire::MAX_CHILD_MESSAGE + 1];
-        for _ in 0..DRAIN_MESSAGES {
-            match process::recv(fd, &mut buf) {
-                Ok(None) => break,
-                Ok(Some(0)) => {
-                    self.end_child("closed its channel");
-                    break;
-                }
-                Ok(Some(n)) => {
-                    let message = if n > wire::MAX_CHILD_MESSAGE {
-                        Err(wire::WireError::TooLong(n))
-                    } else {
-                        ChildMessage::decode(&buf[..n])
-                    };
-                    let handled = message
-                        .map_err(Refused::from)
-                        .and_then(|m| self.on_message(m));
-                    if let Err(why) = handled {
-                        // Nothing the child sent since the last drain the parent accepted
-                        // stands: its decisions go, and what their checks used is unused.
-                        self.pending.clear();
-                        self.judge.rollback();
-                        self.refused_message(&why);
-                        break;
-                    }
-                }
-                Err(e) => {
-                    self.end_child(&format!("channel error: {e}"));
-                    break;
-                }
-            }
-        }
-    }
-
-    /// A message the parent does not accept: the child is treated as taken over. Logged (at
-    /// most one line per 10 s), the child replaced, nothing written.
-    fn refused_message(&mut self, why: &Refused) {
-        let now = self.clock.boot_ms();
-        if self
-            .attack_logged_at
-            .is_none_or(|t| now.saturating_sub(t) >= 10_000)
-        {
-            self.attack_logged_at = Some(now);
-            error!(
-                why = %why,
-                "refused a message from the capture process; treating it as compromised and replacing it"
-            );
-        }
-        self.stats.refused_messages += 1;
-        self.end_child("sent a message the parent refused");
-    }
-
-    fn on_message(&mut self, m: ChildMessage) -> Result<(), Refused> {
-        match m {
-            ChildMessage::Log { level, text } => {
-                if self.child_logs.admit(self.clock.boot_ms()) {
-                    logging::write_child_line(&logging::level_of(level), &text);
-                } else {
-                    self.stats.child_log_dropped += 1;
-                }
-            }
-            ChildMessage::Stats(s) => {
-                let configured = self.judge.max_interfaces();
-                if s.interfaces.len() > configured {
-                    return Err(Refused::Interfaces {
-                        got: s.interfaces.len(),
-                        configured,
-                    });
-                }
-                // Published at once when it changed (kernel counters arrive once a second):
-                // `knockwrap status` shows packets that arrived, not those of 5 s ago.
-                self.dirty |= s != self.child_stats;
-                self.child_stats = s;
-            }
-            ChildMessage::Ready { generation } => {
-                self.judge.acknowledge(generation)?;
-                self.ready = true;
-            }
-            ChildMessage::Knocks { generation, knocks } => {
-                for k in knocks {
-                    match self.check_knock(generation, k)? {
-                        Verdict::Take(judged) => self.pending.push(judged),
-                        Verdict::Stale => self.stale_knock(generation, &k),
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A knock matched against a setup generation the parent no longer keeps (more reloads
-    /// than it keeps while the child had not caught up): dropped, logged at most once per 10 s.
-    fn stale_knock(&mut self, generation: u32, k: &Knock) {
-        self.stats.stale_knocks += 1;
-        self.dirty = true;
-        let now = self.clock.boot_ms();
-        if self
-            .stale_logged_at
-            .is_none_or(|t| now.saturating_sub(t) >= 10_000)
-        {
-            self.stale_logged_at = Some(now);
-            warn!(
-                generation, current = self.judge.current().id, addr = %k.addr,
-                "dropped a knock matched against a configuration reloaded since; knock again"
-            );
-        }
-    }
-
-    /// Checks a completed knock the child reports against the parent's own doors of the
-    /// knock's setup generation, its interface list and the source policy; the decision is
-    /// built from the parent's door (service, lease, action). A one-time index or TOTP counter
-    /// is consumed here, before anything is written ([`judge`]).
-    fn check_knock(&mut self, generation: u32, knock: Knock) -> Result<Verdict, Refused> {
-        let now = self.clock.boot_ms();
-        // The knock's time as the child tells it, within reason.
-        let time_ms = if knock.time_ms > now || now - knock.time_ms > 60_000 {
-            now
-        } else {
-            knock.time_ms
-        };
-        let when = When {
-            time_ms,
-            wall_ms: self.clock.wall_at(time_ms),
-        };
-        let loopback = &mut self.loopback;
-        self.judge.check(
-            generation,
-            &knock,
-            self.destinations.host(),
-            &mut |name| loopback.is_loopback(name),
-            when,
-        )
-    }
-
     fn serve(&mut self) {
         loop {
             if self.signals.term.load(Ordering::Relaxed) {
@@ -722,190 +432,6 @@ impl Daemon {
                 "the wall clock jumped; lease expiries moved with it so each lease keeps its remaining time"
             ),
             Err(e) => error!(jump_s = secs, error = %e, "the wall clock jumped and the lease journal could not follow"),
-        }
-    }
-
-    /// Applies the decisions of one drain: progress first (each one-time/TOTP decision), then
-    /// consecutive grants as one transaction (one journal write, one hosts.allow edit), revokes
-    /// in their place. Per-grant work is bounded: a burst of thousands of grants costs two
-    /// writes, not thousands.
-    fn apply_pending(&mut self) {
-        self.judge.commit();
-        let decisions = std::mem::take(&mut self.pending);
-        self.dirty |= !decisions.is_empty();
-        let mut batch: Vec<Grant> = Vec::new();
-        for judged in decisions {
-            if !self.record_progress(&judged) {
-                continue;
-            }
-            let d = judged.decision;
-            // What the grant opens is the door's configuration: the hosts.allow line unless
-            // `hosts_allow = false`, and its `open_ports` in the firewall.
-            let door = self.config.door(&d.door_name);
-            match d.action {
-                Action::Allow => batch.push(Grant {
-                    line: door.is_none_or(|c| c.hosts_allow),
-                    ports: door.map(|c| c.open_ports.clone()).unwrap_or_default(),
-                    door: d.door_name,
-                    service: d.service,
-                    addr: d.addr,
-                    lease: d.lease,
-                    wall_ms: self.clock.wall_at(d.time_ms),
-                }),
-                Action::Revoke => {
-                    self.grant_batch(std::mem::take(&mut batch));
-                    self.revoke(&d);
-                }
-            }
-        }
-        self.grant_batch(batch);
-        // Decisions no longer need the generations the child has left behind.
-        self.judge.prune();
-    }
-
-    /// Durable before acting: a used one-time or TOTP sequence must never work twice, even
-    /// after a crash. False when the decision must be dropped. The progress written is that of
-    /// the door that judged the knock, in that door's own file.
-    fn record_progress(&mut self, judged: &Judged) -> bool {
-        let d = &judged.decision;
-        let Some(consume) = d.consume else {
-            return true;
-        };
-        let recorded = match self.judge.door(judged.generation, d.door) {
-            Some(door) if door.name == d.door_name => self
-                .progress
-                .record(door, &consume)
-                .map_err(|e| e.to_string()),
-            _ => Err(format!(
-                "door `{}` of setup generation {} not found",
-                d.door_name, judged.generation
-            )),
-        };
-        if let Err(e) = recorded {
-            error!(door = %d.door_name, addr = %d.addr, error = %e,
-                "refused: cannot persist one-time/TOTP progress");
-            return false;
-        }
-        if let Consume::OneTime { remaining: 0, .. } = consume {
-            error!(door = %d.door_name, "one-time sequences exhausted: door disabled");
-        }
-        true
-    }
-
-    fn grant_batch(&mut self, batch: Vec<Grant>) {
-        if batch.is_empty() {
-            return;
-        }
-        let leases = self.grants.leases();
-        let (batch, refused) = bounds::within_leases(
-            batch,
-            || leases.iter().map(|l| (l.ip, l.service.as_str())).collect(),
-            leases.len(),
-            self.config.max_leases,
-        );
-        let now = self.clock.boot_ms();
-        for g in &refused {
-            self.refusals
-                .note(now, bounds::LEASES_FULL, &g.door, g.addr);
-        }
-        if batch.is_empty() {
-            return;
-        }
-        match self.grants.grant_all(&batch) {
-            Err(e) if e.lock_busy().is_some() => {
-                let now = self.clock.boot_ms();
-                if self
-                    .lock_logged_at
-                    .is_none_or(|t| now.saturating_sub(t) >= 10_000)
-                {
-                    self.lock_logged_at = Some(now);
-                    let lock = e.lock_busy().map(|p| p.to_path_buf()).unwrap_or_default();
-                    let holder = hosts_writer::holder_pid(&lock)
-                        .map_or_else(|| "unknown".to_owned(), |p| p.to_string());
-                    warn!(
-                        lock = %lock.display(), holder_pid = %holder,
-                        waiting = batch.len() + self.deferred.len(),
-                        "hosts.allow is locked by another process; grants wait and are retried, knocks and expiry go on"
-                    );
-                }
-                for g in bounds::wait(&mut self.deferred, batch, self.config.max_waiting_grants) {
-                    self.refusals
-                        .note(now, bounds::WAITING_FULL, &g.door, g.addr);
-                }
-            }
-            Ok(results) => {
-                for (g, applied) in batch.iter().zip(results) {
-                    self.stats.grants += 1;
-                    match applied {
-                        Applied::Granted { changed } => info!(
-                            door = %g.door, addr = %g.addr, service = %g.service,
-                            lease_s = g.lease.map(|l| l.as_secs()), already_present = !changed,
-                            "grant"
-                        ),
-                        Applied::NotEffective { decided_by, .. } => error!(
-                            door = %g.door, addr = %g.addr, service = %g.service,
-                            decided_by = %decided_by,
-                            "grant written but libwrap would NOT honour it"
-                        ),
-                        Applied::Admitted => info!(
-                            door = %g.door, addr = %g.addr, service = %g.service,
-                            lease_s = g.lease.map(|l| l.as_secs()),
-                            ports = %g.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
-                            "grant: admitted through the firewall"
-                        ),
-                        other => {
-                            warn!(door = %g.door, addr = %g.addr, outcome = ?other, "grant")
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                self.stats.write_failures += 1;
-                self.last_error = Some(format!("grant: {e}"));
-                for g in &batch {
-                    error!(
-                        door = %g.door, addr = %g.addr, service = %g.service, error = %e,
-                        "grant failed"
-                    );
-                }
-            }
-        }
-    }
-
-    /// A sink (the firewall door) that failed inside a grant, revoke or expiry: never
-    /// half-silent. The journal and hosts.allow are as reported; the kernel's timeout still
-    /// ends an admission on time.
-    fn report_sink_errors(&mut self) {
-        for e in self.grants.take_sink_errors() {
-            self.stats.write_failures += 1;
-            error!(error = %e, "the firewall door could not follow a grant, revoke or expiry");
-            self.last_error = Some(e);
-            self.dirty = true;
-        }
-    }
-
-    fn revoke(&mut self, d: &Decision) {
-        match self.grants.revoke(&d.service, d.addr) {
-            Ok(Applied::Kept) => warn!(
-                door = %d.door_name, addr = %d.addr, service = %d.service,
-                "revoke refused: the line was not added by knockwrap"
-            ),
-            Ok(Applied::Revoked { changed }) => {
-                self.stats.revokes += 1;
-                info!(
-                    door = %d.door_name, addr = %d.addr, service = %d.service,
-                    was_present = changed, "revoke"
-                )
-            }
-            Ok(other) => warn!(door = %d.door_name, addr = %d.addr, outcome = ?other, "revoke"),
-            Err(e) => {
-                self.stats.write_failures += 1;
-                self.last_error = Some(format!("revoke: {e}"));
-                error!(
-                    door = %d.door_name, addr = %d.addr, service = %d.service, error = %e,
-                    "revoke failed"
-                )
-            }
         }
     }
 
