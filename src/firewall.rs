@@ -25,13 +25,6 @@ pub struct FirewallSink {
     fw: Firewall,
 }
 
-fn proto(p: Proto) -> knockwrap_firewall::Proto {
-    match p {
-        Proto::Tcp => knockwrap_firewall::Proto::Tcp,
-        Proto::Udp => knockwrap_firewall::Proto::Udp,
-    }
-}
-
 /// How long `lease` has left at wall-clock `now_ms` (whole seconds, rounded up); None when it
 /// has ended.
 fn time_left(lease: &Lease, now_ms: u64) -> Option<Duration> {
@@ -51,7 +44,7 @@ fn admits(leases: &[Lease], now_ms: u64) -> Vec<Admit> {
         .flat_map(|(l, timeout)| {
             l.ports.iter().map(move |p: &PortSpec| Admit {
                 addr: l.ip,
-                proto: proto(p.proto),
+                proto: p.proto,
                 port: p.port,
                 timeout,
             })
@@ -75,7 +68,7 @@ impl FirewallSink {
                 .iter()
                 .map(|p| (p.addr(), p.prefix_len()))
                 .collect(),
-            guarded: guarded.iter().map(|p| (proto(p.proto), p.port)).collect(),
+            guarded: guarded.iter().map(|p| (p.proto, p.port)).collect(),
         };
         Ok(Some(FirewallSink {
             fw: Firewall::new(spec, Runner::default())?,
@@ -96,7 +89,7 @@ impl FirewallSink {
     /// with its time left, in one nft transaction. Returns (removed, admitted).
     pub fn reconcile(&self, leases: &[Lease], now_ms: u64) -> Result<(usize, usize), Error> {
         let wanted = admits(leases, now_ms);
-        let keys: HashSet<(IpAddr, knockwrap_firewall::Proto, u16)> = wanted
+        let keys: HashSet<(IpAddr, Proto, u16)> = wanted
             .iter()
             .map(|a| (a.addr.to_canonical(), a.proto, a.port))
             .collect();
@@ -137,7 +130,7 @@ impl Sink for FirewallSink {
             .flat_map(|l| {
                 l.ports.iter().map(move |p| Revoke::Port {
                     addr: l.ip,
-                    proto: proto(p.proto),
+                    proto: p.proto,
                     port: p.port,
                 })
             })
@@ -188,10 +181,7 @@ mod tests {
             Duration::from_secs(60),
             "59.5 s left, rounded up"
         );
-        assert_eq!(
-            (a[1].proto, a[1].port),
-            (knockwrap_firewall::Proto::Udp, 60001)
-        );
+        assert_eq!((a[1].proto, a[1].port), (Proto::Udp, 60001));
         assert_eq!(a[2].timeout, NO_END_TIMEOUT);
     }
 }

@@ -178,20 +178,6 @@ struct RuleFor {
     verdict: Option<Verdict>,
 }
 
-fn proto_name(p: Proto) -> &'static str {
-    match p {
-        Proto::Tcp => "tcp",
-        Proto::Udp => "udp",
-    }
-}
-
-fn proto_number(p: Proto) -> u64 {
-    match p {
-        Proto::Tcp => 6,
-        Proto::Udp => 17,
-    }
-}
-
 /// The elements a match's right-hand side stands for: a value, an anonymous set, a list, or a
 /// named set (`@name`) of the same table. None when a named set is not in the listing.
 fn elements<'a>(
@@ -239,9 +225,9 @@ fn element_has_port(e: &Value, port: u16) -> Option<bool> {
 fn element_has_proto(e: &Value, p: Proto) -> Option<bool> {
     let e = element_value(e);
     if let Some(n) = e.as_u64() {
-        return Some(n == proto_number(p));
+        return Some(n == u64::from(p.number()));
     }
-    e.as_str().map(|s| s.eq_ignore_ascii_case(proto_name(p)))
+    e.as_str().map(|s| s.eq_ignore_ascii_case(p.name()))
 }
 
 fn element_has_state(e: &Value, state: &str) -> Option<bool> {
@@ -282,7 +268,7 @@ fn match_holds(rs: &Ruleset, fam: &str, table: &str, m: &Value, p: PortSpec) -> 
     let contained = if let Some(pl) = left.get("payload") {
         let proto = pl.get("protocol").and_then(Value::as_str).unwrap_or("");
         let field = pl.get("field").and_then(Value::as_str).unwrap_or("");
-        let other_proto = matches!(proto, "tcp" | "udp") && proto != proto_name(p.proto);
+        let other_proto = matches!(proto, "tcp" | "udp") && proto != p.proto.name();
         if other_proto {
             // A tcp header match never holds for a udp packet, whatever the operator.
             return (Holds::Never, false);
@@ -384,7 +370,7 @@ fn rule_for(rs: &Ruleset, fam: &str, table: &str, expr: &[Value], p: PortSpec) -
                     .and_then(Value::as_str)
                     .unwrap_or("");
                 let on_port = field == "dport" && matches!(proto, "tcp" | "udp" | "th");
-                if !on_port || (proto != "th" && proto != proto_name(p.proto)) {
+                if !on_port || (proto != "th" && proto != p.proto.name()) {
                     // A map on something else (or the other protocol's ports): no verdict for
                     // the port from here on that can be told.
                     return RuleFor {

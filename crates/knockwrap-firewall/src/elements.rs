@@ -164,8 +164,8 @@ fn found(set: &'static str, e: &Expression<'static>) -> Found {
         _ => None,
     });
     let proto = parts.and_then(|p| match &p[1] {
-        Expression::String(n) => Proto::from_name(n),
-        Expression::Number(n) => Proto::from_number(*n),
+        Expression::String(n) => crate::spec::proto_from_name(n),
+        Expression::Number(n) => crate::spec::proto_from_number(*n),
         _ => None,
     });
     let port = parts.and_then(|p| match &p[2] {

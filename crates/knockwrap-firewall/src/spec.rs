@@ -4,7 +4,6 @@
 //! masked, merged where nested and IPv4-mapped IPv6 forms folded into IPv4 (that is how the
 //! kernel sees such a client), ports are ports.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::Error;
@@ -15,50 +14,25 @@ pub const DEFAULT_TABLE: &str = "knockwrap";
 /// The longest table name accepted (nft allows 255; names this long are a mistake).
 pub const MAX_TABLE_NAME: usize = 64;
 
-/// A transport protocol a guarded port or an admission names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
+/// A transport protocol a guarded port or an admission names: the matcher's own type, so
+/// that a door's `open_ports` reach the table without a conversion.
+pub use knock_match::Proto;
 
-impl Proto {
-    /// The name nft uses for it (`inet_proto`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-
-    /// The IP protocol number.
-    pub fn number(self) -> u8 {
-        match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-        }
-    }
-
-    pub(crate) fn from_name(name: &str) -> Option<Proto> {
-        match name {
-            "tcp" | "6" => Some(Proto::Tcp),
-            "udp" | "17" => Some(Proto::Udp),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn from_number(n: u32) -> Option<Proto> {
-        match n {
-            6 => Some(Proto::Tcp),
-            17 => Some(Proto::Udp),
-            _ => None,
-        }
+/// Reads the protocol of an element nft lists, by name or number.
+pub(crate) fn proto_from_name(name: &str) -> Option<Proto> {
+    match name {
+        "tcp" | "6" => Some(Proto::Tcp),
+        "udp" | "17" => Some(Proto::Udp),
+        _ => None,
     }
 }
 
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+/// Reads the protocol of an element nft lists as a number.
+pub(crate) fn proto_from_number(n: u32) -> Option<Proto> {
+    match n {
+        6 => Some(Proto::Tcp),
+        17 => Some(Proto::Udp),
+        _ => None,
     }
 }
 
