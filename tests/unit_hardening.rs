@@ -23,11 +23,12 @@ mod support;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use support::container::{can_boot, have, output, text, Container};
 use support::daemon::knockwrap_bin;
-use support::{lines_of, require_root_or_skip, serial, wait_until, NetPair, Proc};
+use support::{lines_of, serial, wait_until, NetPair};
 use test_support::skip_or_fail;
 
 /// The exposure the unit must not exceed (the issue's bar). What is left is what the
@@ -41,28 +42,6 @@ const UNIT: &str = "knockwrap-under-test";
 
 fn unit_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/knockwrap.service")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn output(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Every `Key=Value` line of the unit's [Service] section, in order (keys repeat).
@@ -132,111 +111,6 @@ fn the_units_settings_are_the_ones_the_tests_apply() {
     assert_eq!(get("ExecStart").len(), 1);
 }
 
-/// A booted container: systemd as PID 1 over a read-only view of / with a tmpfs overlay, in
-/// the network namespace `netns`. Powered off on drop.
-struct Container {
-    nspawn: Proc,
-    leader: u32,
-}
-
-impl Container {
-    /// `dir` holds the nspawn log and the (empty) mount point of the bind mount of /.
-    fn boot(netns: &str, dir: &Path) -> Result<Container, String> {
-        let log = dir.join("nspawn.log");
-        let machine = format!("kw-unit-{}", std::process::id());
-        let root = dir.join("root");
-        std::fs::create_dir(&root).expect("creating the container's mount point");
-        let script = r#"set -e
-root=$3
-mount --bind / "$root"
-mount -o remount,bind,ro "$root"
-exec systemd-nspawn --quiet --directory="$root" --volatile=overlay --boot \
-    --register=no --keep-unit --machine="$1" --network-namespace-path="/run/netns/$2" \
-    -- --unit=basic.target"#;
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-        ])
-        .arg(&machine)
-        .arg(netns)
-        .arg(&root);
-        let mut nspawn = Proc::spawn("systemd-nspawn", &mut cmd, &log);
-        // unshare and sh exec in place: the pid is nspawn's, and its child is the container's
-        // PID 1.
-        let pid = nspawn.pid();
-        let mut leader = 0;
-        let up = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
-            // nspawn forks an intermediate child before the container's PID 1: the leader is
-            // the child that runs systemd.
-            leader = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|c| c.parse().ok())
-                .find(|c| {
-                    std::fs::read_to_string(format!("/proc/{c}/comm"))
-                        .is_ok_and(|comm| comm == "systemd\n")
-                })
-                .unwrap_or(0);
-            leader != 0
-                && Command::new("nsenter")
-                    .arg("-t")
-                    .arg(leader.to_string())
-                    .args(["-a", "systemctl", "is-active", "--quiet", "basic.target"])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-        });
-        if !up || nspawn.exited().is_some() {
-            return Err(format!("the container did not boot:\n{}", nspawn.log()));
-        }
-        Ok(Container { nspawn, leader })
-    }
-
-    /// `args` run inside the container (all its namespaces).
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg("-t")
-            .arg(self.leader.to_string())
-            .arg("-a")
-            .arg("--")
-            .args(args);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        output(&mut self.cmd(args))
-    }
-
-    /// A path of the container's file system, seen from the host.
-    fn path(&self, inside: &str) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root{inside}", self.leader))
-    }
-
-    fn journal(&self, unit: &str) -> String {
-        text(&self.run(&["journalctl", "--no-pager", "-o", "cat", "-u", unit]))
-    }
-
-    fn show(&self, unit: &str, property: &str) -> String {
-        let out = self.run(&["systemctl", "show", "--value", "-p", property, unit]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        // SIGTERM to nspawn powers the container off; Proc's drop falls back to SIGKILL.
-        self.nspawn.stop(Duration::from_secs(20));
-    }
-}
-
 /// `systemd-run` of the unit's ExecStart as `unit`, with every other [Service] setting of the
 /// unit file; `edit` may change the settings first.
 fn start_unit(c: &Container, unit: &str, edit: impl Fn(&str, &str) -> Option<String>) -> Output {
@@ -269,19 +143,6 @@ fn knock(net: &NetPair, ports: &[&str]) {
             .args(ports),
     );
     assert!(out.status.success(), "knock failed: {}", text(&out));
-}
-
-/// Whether test `name` can run here: root and the container tools.
-fn can_boot(name: &str) -> bool {
-    if !require_root_or_skip(name) {
-        return false;
-    }
-    for tool in ["systemd-nspawn", "systemd-run", "nsenter", "unshare"] {
-        if !have(tool) && !skip_or_fail(name, &format!("{tool} (Debian: systemd-container)")) {
-            return false;
-        }
-    }
-    true
 }
 
 /// The packaged layout, inside the container: the binary at the unit's ExecStart path, the

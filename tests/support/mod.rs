@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod container;
 pub mod daemon;
 pub mod knockd;
 pub mod net;
