@@ -272,20 +272,20 @@ pub fn add_all(bytes: &[u8], lines: &[ManagedLine]) -> Option<Vec<u8>> {
 /// continuation lines (they belong to the rule above them).
 pub fn remove(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
     let text = line.text();
-    let mut out = Vec::new();
+    without(bytes, managed_lines(bytes, text.as_bytes()).map(|p| (p.start, p.end)))
+}
+
+/// `bytes` without the ranges (in ascending order, not overlapping), or `None` when there is
+/// none: the one splice every removal here ends with.
+fn without(bytes: &[u8], ranges: impl IntoIterator<Item = (usize, usize)>) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
     let mut kept_to = 0;
-    let mut removed = false;
-    for p in managed_lines(bytes, text.as_bytes()) {
-        if !removed {
-            out.reserve_exact(bytes.len());
-            removed = true;
-        }
-        out.extend_from_slice(&bytes[kept_to..p.start]);
-        kept_to = p.end;
+    for (start, end) in ranges {
+        let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+        o.extend_from_slice(&bytes[kept_to..start]);
+        kept_to = end;
     }
-    if !removed {
-        return None;
-    }
+    let mut out = out?;
     out.extend_from_slice(&bytes[kept_to..]);
     Some(out)
 }
@@ -319,18 +319,8 @@ pub fn remove_first_of_each(bytes: &[u8], lines: &[ManagedLine]) -> Option<Vec<u
         }
         found
     };
-    if ranges.is_empty() {
-        return None;
-    }
     ranges.sort_unstable();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut kept_to = 0;
-    for (start, end) in ranges {
-        out.extend_from_slice(&bytes[kept_to..start]);
-        kept_to = end;
-    }
-    out.extend_from_slice(&bytes[kept_to..]);
-    Some(out)
+    without(bytes, ranges)
 }
 
 /// True when `content` is the managed line's text as libwrap reads it: daemon names and host
@@ -345,25 +335,12 @@ fn same_ignoring_case(content: &[u8], text: &[u8]) -> bool {
 /// Continuation lines are kept, as in [`remove`].
 pub fn remove_any_case(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
     let text = line.text();
-    let mut out = Vec::new();
-    let mut kept_to = 0;
-    let mut removed = false;
-    for p in physical_lines(bytes) {
-        if p.continuation || !same_ignoring_case(&bytes[p.start..p.content_end], text.as_bytes()) {
-            continue;
-        }
-        if !removed {
-            out.reserve_exact(bytes.len());
-            removed = true;
-        }
-        out.extend_from_slice(&bytes[kept_to..p.start]);
-        kept_to = p.end;
-    }
-    if !removed {
-        return None;
-    }
-    out.extend_from_slice(&bytes[kept_to..]);
-    Some(out)
+    let ranges = physical_lines(bytes)
+        .filter(|p| {
+            !p.continuation && same_ignoring_case(&bytes[p.start..p.content_end], text.as_bytes())
+        })
+        .map(|p| (p.start, p.end));
+    without(bytes, ranges)
 }
 
 /// How many complete (newline-terminated) copies of the managed line the file holds.
