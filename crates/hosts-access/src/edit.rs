@@ -272,7 +272,10 @@ pub fn add_all(bytes: &[u8], lines: &[ManagedLine]) -> Option<Vec<u8>> {
 /// continuation lines (they belong to the rule above them).
 pub fn remove(bytes: &[u8], line: &ManagedLine) -> Option<Vec<u8>> {
     let text = line.text();
-    without(bytes, managed_lines(bytes, text.as_bytes()).map(|p| (p.start, p.end)))
+    without(
+        bytes,
+        managed_lines(bytes, text.as_bytes()).map(|p| (p.start, p.end)),
+    )
 }
 
 /// `bytes` without the ranges (in ascending order, not overlapping), or `None` when there is

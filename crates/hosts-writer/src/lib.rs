@@ -23,6 +23,6 @@ pub use error::{UpdateError, WriteError};
 pub use journal::{Journal, JournalError, Lease};
 pub use lock::{holder_pid, lock_path};
 pub use policy::{
-    allow, allow_all, end_leases, expire_leases, revoke, revoke_leased, BatchOutcome, ExpireError,
-    Expired, GrantCheck, PolicyError, PolicyOptions, PolicyOutcome,
+    allow, allow_all, end_leases, revoke, revoke_leased, BatchOutcome, ExpireError, Expired,
+    GrantCheck, PolicyError, PolicyOptions, PolicyOutcome,
 };

@@ -405,18 +405,6 @@ pub fn end_leases_then(
 /// thousands of leases ending together still serves knocks and signals between calls.
 pub const EXPIRE_BATCH: usize = 8192;
 
-/// End up to [`EXPIRE_BATCH`] leases due at `now` in one transaction (see [`end_leases`]).
-pub fn expire_leases(
-    path: &Path,
-    journal: &Journal,
-    now: u64,
-    opts: &PolicyOptions,
-) -> Result<Vec<Expired>, PolicyError> {
-    end_leases(path, journal, opts, EXPIRE_BATCH, &|l: &Lease| {
-        l.is_expired(now)
-    })
-}
-
 /// The operator's revoke, in one transaction: every line that is the managed line in any ASCII
 /// case (libwrap compares daemon names and addresses so) is removed, whoever added it, and
 /// every lease of the address for that service (in any case) dropped under the same lock.
@@ -544,8 +532,11 @@ mod expiry_tests {
             std::fs::read(&p).unwrap(),
             b"# ops\nSSHD: 192.0.2.1\nSSHD: 192.0.2.2\nSSHD: 192.0.2.3\n"
         );
-        assert!(expire_leases(&p, &journal, 99, &opts).unwrap().is_empty());
-        let ended = expire_leases(&p, &journal, 100, &opts).unwrap();
+        let due = |now: u64| move |l: &Lease| l.is_expired(now);
+        assert!(end_leases(&p, &journal, &opts, EXPIRE_BATCH, &due(99))
+            .unwrap()
+            .is_empty());
+        let ended = end_leases(&p, &journal, &opts, EXPIRE_BATCH, &due(100)).unwrap();
         let mut summary: Vec<(String, bool)> = ended
             .iter()
             .map(|e| (e.lease.ip.to_string(), *e.result.as_ref().unwrap()))
