@@ -102,11 +102,7 @@ impl Daemon {
         match self.grants.grant_all(&batch) {
             Err(e) if e.lock_busy().is_some() => {
                 let now = self.clock.boot_ms();
-                if self
-                    .lock_logged_at
-                    .is_none_or(|t| now.saturating_sub(t) >= 10_000)
-                {
-                    self.lock_logged_at = Some(now);
+                if self.lock_log.due(now) {
                     let lock = e.lock_busy().map(|p| p.to_path_buf()).unwrap_or_default();
                     let holder = hosts_writer::holder_pid(&lock)
                         .map_or_else(|| "unknown".to_owned(), |p| p.to_string());

@@ -69,11 +69,7 @@ impl Daemon {
     /// most one line per 10 s), the child replaced, nothing written.
     pub(super) fn refused_message(&mut self, why: &Refused) {
         let now = self.clock.boot_ms();
-        if self
-            .attack_logged_at
-            .is_none_or(|t| now.saturating_sub(t) >= 10_000)
-        {
-            self.attack_logged_at = Some(now);
+        if self.attack_log.due(now) {
             error!(
                 why = %why,
                 "refused a message from the capture process; treating it as compromised and replacing it"
@@ -127,11 +123,7 @@ impl Daemon {
         self.stats.stale_knocks += 1;
         self.dirty = true;
         let now = self.clock.boot_ms();
-        if self
-            .stale_logged_at
-            .is_none_or(|t| now.saturating_sub(t) >= 10_000)
-        {
-            self.stale_logged_at = Some(now);
+        if self.stale_log.due(now) {
             warn!(
                 generation, current = self.judge.current().id, addr = %k.addr,
                 "dropped a knock matched against a configuration reloaded since; knock again"

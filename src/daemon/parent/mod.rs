@@ -49,7 +49,7 @@ use clock::Clock;
 use error::DaemonError;
 use hosts_writer::state::{Grant, State as Grants};
 use judge::{Disabled, Generation, Judge, Judged};
-use refusals::Refusals;
+use refusals::{Refusals, Throttle};
 use wire::ChildStats;
 
 use crate::sys::privilege::{self, Account};
@@ -142,12 +142,12 @@ struct Daemon {
     pending: Vec<Judged>,
     /// Grants that found the hosts.allow lock held elsewhere, retried every loop turn.
     deferred: Vec<Grant>,
-    /// When a held lock was last logged (event clock ms): at most one line per 10 s.
-    lock_logged_at: Option<u64>,
-    /// When a refused child message was last logged (event clock ms).
-    attack_logged_at: Option<u64>,
-    /// When a knock of a setup generation no longer kept was last logged (event clock ms).
-    stale_logged_at: Option<u64>,
+    /// The held-lock warning: at most one line per 10 s.
+    lock_log: Throttle,
+    /// The refused-child-message error, likewise.
+    attack_log: Throttle,
+    /// The warning for a knock of a setup generation no longer kept, likewise.
+    stale_log: Throttle,
     /// The bound on the child's log lines.
     child_logs: child_log::ChildLogs,
     /// What `knockwrap status` shows: counts kept here, published by [`snapshot`].
@@ -262,14 +262,14 @@ impl Daemon {
             destinations,
             judge,
             loopback: local::LoopbackInterfaces::default(),
-            stale_logged_at: None,
+            stale_log: Throttle::default(),
             child_logs: Default::default(),
             clock: Clock::new(),
             refusals: Refusals::default(),
             pending: Vec::new(),
             deferred: Vec::new(),
-            lock_logged_at: None,
-            attack_logged_at: None,
+            lock_log: Throttle::default(),
+            attack_log: Throttle::default(),
             started_at: clock::real_wall_ms() / 1000,
             stats: Default::default(),
             last_error: None,

@@ -12,6 +12,26 @@ use tracing::warn;
 /// Length of one summary interval (event-clock ms).
 pub const INTERVAL_MS: u64 = 10_000;
 
+/// One warning line per [`INTERVAL_MS`] at most, for a condition that may repeat at line rate
+/// (a held lock, a refused child message, a stale knock).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Throttle {
+    last: Option<u64>,
+}
+
+impl Throttle {
+    /// True (and the interval restarts) when the line may be written at event-clock `now`.
+    pub fn due(&mut self, now: u64) -> bool {
+        let due = self
+            .last
+            .is_none_or(|t| now.saturating_sub(t) >= INTERVAL_MS);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
     pub reason: &'static str,
@@ -80,6 +100,16 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_line_through_per_interval() {
+        let mut t = Throttle::default();
+        assert!(t.due(5));
+        assert!(!t.due(5));
+        assert!(!t.due(5 + INTERVAL_MS - 1));
+        assert!(t.due(5 + INTERVAL_MS));
+        assert!(!t.due(6 + INTERVAL_MS));
+    }
 
     #[test]
     fn one_line_per_reason_and_door_per_interval() {
