@@ -5,18 +5,18 @@
 //! that decoder and filter tests can reach in between and corrupt one layer. Every piece is
 //! written by etherparse: IPv4 by its `PacketBuilder` (lengths, header checksum), the other
 //! headers by its header types, and [`ipv4`]/[`ipv6`] fill in the TCP or UDP checksum of a
-//! whole L4 header they wrap; the TCP header is test-support's, shared with every other
-//! builder. What etherparse will not write (an IPv6 extension chain in any order and of any
-//! length, VLAN tags with any TPIDs) is put together here from its header types.
+//! whole L4 header they wrap; the TCP header and the VLAN tags are test-support's, shared with
+//! every other builder. What etherparse's builder will not write (an IPv6 extension chain in
+//! any order and of any length) is put together here from its header types.
 
 use std::net::IpAddr;
 
 use etherparse::{
     ArpHardwareId, EtherType, Ethernet2Header, IpAuthHeader, IpFragOffset, IpHeaders, IpNumber,
     Ipv4Header, Ipv4Options, Ipv6FlowLabel, Ipv6FragmentHeader, Ipv6Header, Ipv6RawExtHeader,
-    LinuxSllHeader, LinuxSllPacketType, LinuxSllProtocolType, PacketBuilder, SingleVlanHeader,
-    TcpHeader, UdpHeader, VlanId,
+    LinuxSllHeader, LinuxSllPacketType, LinuxSllProtocolType, PacketBuilder, TcpHeader, UdpHeader,
 };
+use test_support::frames::vlan_tagged;
 
 use crate::link::LinkType;
 
@@ -189,25 +189,15 @@ pub fn frame(link: LinkType, tags: &[u16], ip: &[u8]) -> Vec<u8> {
     } else {
         EtherType::IPV4
     };
-    let mut f = Vec::new();
-    match link {
+    let mut f = match link {
         LinkType::Ethernet => {
-            // Each header names the one after it: the first tag, ..., the IP version.
-            let mut types = tags.iter().copied().map(EtherType).chain([ether_type]);
             let eth = Ethernet2Header {
                 destination: [0x02, 0, 0, 0, 0, 1],
                 source: [0x02, 0, 0, 0, 0, 2],
-                ether_type: types.next().expect("at least the IP version"),
+                ether_type,
             };
-            f.extend_from_slice(&eth.to_bytes());
-            for (i, next) in types.enumerate() {
-                let tag = SingleVlanHeader {
-                    vlan_id: VlanId::try_new(100 + i as u16).expect("12 bits"),
-                    ether_type: next,
-                    ..Default::default()
-                };
-                f.extend_from_slice(&tag.to_bytes());
-            }
+            let tags: Vec<(u16, u16)> = tags.iter().copied().zip(100..).collect();
+            vlan_tagged(&eth.to_bytes(), &tags)
         }
         LinkType::LinuxSll => {
             let sll = LinuxSllHeader {
@@ -217,10 +207,10 @@ pub fn frame(link: LinkType, tags: &[u16], ip: &[u8]) -> Vec<u8> {
                 sender_address: [0x02, 0, 0, 0, 0, 1, 0, 0],
                 protocol_type: LinuxSllProtocolType::EtherType(ether_type),
             };
-            f.extend_from_slice(&sll.to_bytes());
+            sll.to_bytes().to_vec()
         }
-        LinkType::RawIp => {}
-    }
+        LinkType::RawIp => Vec::new(),
+    };
     f.extend_from_slice(ip);
     f
 }

@@ -17,7 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use etherparse::{
     EtherType, Ethernet2Header, IpHeaders, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder,
-    PacketBuilderStep, TcpHeader,
+    PacketBuilderStep, SingleVlanHeader, TcpHeader, VlanId,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType};
@@ -140,6 +140,35 @@ pub fn ethernet(dst_mac: [u8; 6], src_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
     [&header.to_bytes()[..], ip].concat()
 }
 
+/// The Ethernet frame `frame` with VLAN tags inserted after its MAC addresses: `tags` are
+/// (TPID, VLAN id) pairs, outermost first, each written by etherparse. Any TPIDs in any number
+/// (etherparse's builder writes one 802.1Q tag, or 802.1ad over 802.1Q, only): what a decoder
+/// must take (802.1Q in 802.1Q) or refuse (three tags).
+pub fn vlan_tagged(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    assert!(frame.len() >= 14, "an Ethernet frame");
+    // Each tag carries the type of what follows it: the next tag's TPID, then the frame's own.
+    let mut out = frame[..12].to_vec();
+    let inner = EtherType(u16::from_be_bytes([frame[12], frame[13]]));
+    let nexts = tags.iter().skip(1).map(|&(tpid, _)| EtherType(tpid));
+    out.extend_from_slice(
+        &tags
+            .first()
+            .map_or(inner, |&(tpid, _)| EtherType(tpid))
+            .0
+            .to_be_bytes(),
+    );
+    for (&(_, vid), next) in tags.iter().zip(nexts.chain([inner])) {
+        let tag = SingleVlanHeader {
+            vlan_id: VlanId::try_new(vid).expect("a 12-bit VLAN id"),
+            ether_type: next,
+            ..Default::default()
+        };
+        out.extend_from_slice(&tag.to_bytes());
+    }
+    out.extend_from_slice(&frame[14..]);
+    out
+}
+
 /// An AF_PACKET socket that writes onto one interface of the calling thread's namespace.
 pub struct FrameWriter {
     fd: OwnedFd,
@@ -168,7 +197,13 @@ impl FrameWriter {
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         loop {
             match socket::sendto(self.fd.as_raw_fd(), frame, &self.link, MsgFlags::empty()) {
-                Ok(_) => return Ok(()),
+                Ok(n) if n == frame.len() => return Ok(()),
+                Ok(n) => {
+                    return Err(io::Error::other(format!(
+                        "sent {n} of the frame's {} bytes",
+                        frame.len()
+                    )))
+                }
                 Err(Errno::ENOBUFS | Errno::EAGAIN | Errno::EINTR) => std::thread::yield_now(),
                 Err(e) => return Err(e.into()),
             }
@@ -336,6 +371,53 @@ mod tests {
                 frame(DST_MAC, SRC_MAC, src, dst, l4)
             );
         }
+    }
+
+    #[test]
+    fn vlan_tags_parse_back_in_order() {
+        let (src, dst) = ("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap());
+        let l4 = L4::Tcp {
+            sport: 1,
+            dport: 7000,
+            flags: SYN,
+            seq: 9,
+        };
+        let plain = frame(DST_MAC, SRC_MAC, src, dst, l4);
+        assert_eq!(vlan_tagged(&plain, &[]), plain);
+        // What etherparse's own builder writes for one 802.1Q tag and for 802.1ad + 802.1Q.
+        let mut one = Vec::new();
+        PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+            .single_vlan(VlanId::try_new(5).unwrap())
+            .ip(ip_headers(src, dst))
+            .tcp_header(tcp_header(1, 7000, 9, SYN, WINDOW))
+            .write(&mut one, &[])
+            .unwrap();
+        assert_eq!(vlan_tagged(&plain, &[(0x8100, 5)]), one);
+        let mut two = Vec::new();
+        PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+            .double_vlan(VlanId::try_new(5).unwrap(), VlanId::try_new(6).unwrap())
+            .ip(ip_headers(src, dst))
+            .tcp_header(tcp_header(1, 7000, 9, SYN, WINDOW))
+            .write(&mut two, &[])
+            .unwrap();
+        assert_eq!(vlan_tagged(&plain, &[(0x88a8, 5), (0x8100, 6)]), two);
+        // Tags the builder does not write, read back by etherparse: 802.1Q twice.
+        let f = vlan_tagged(&plain, &[(0x8100, 7), (0x8100, 8)]);
+        let p = etherparse::PacketHeaders::from_ethernet_slice(&f).unwrap();
+        let tags: Vec<_> = p
+            .link_exts
+            .iter()
+            .map(|x| match x {
+                etherparse::LinkExtHeader::Vlan(v) => v.vlan_id.value(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(tags, [7, 8]);
+        assert_eq!(
+            (&f[12..14], &f[16..18], &f[20..22]),
+            (&[0x81, 0][..], &[0x81, 0][..], &[0x08, 0][..])
+        );
+        assert_eq!(f[22..], plain[14..]);
     }
 
     #[test]
