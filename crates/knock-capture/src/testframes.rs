@@ -45,49 +45,38 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     [&h.to_bytes()[..], payload].concat()
 }
 
-/// `l4` with its checksum (over the pseudo-header of `src` → `dst`) filled in when it is a
-/// whole TCP header or a UDP header whose length covers it exactly; anything else (a cut
-/// header, ICMP, bytes a test made up) is left as it is.
+/// `l4` with its checksum (over the pseudo-header of `src` → `dst`, computed by etherparse)
+/// filled in when it is a whole TCP header or a UDP header whose length covers it exactly;
+/// anything else (a cut header, ICMP, bytes a test made up) is left as it is.
 fn with_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let (s, d) = (src, dst);
-    match IpNumber(proto) {
-        etherparse::ip_number::TCP => {
-            let Ok((mut h, payload)) = TcpHeader::from_slice(l4) else {
-                return l4.to_vec();
-            };
-            h.checksum = match (s, d) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => {
-                    h.calc_checksum_ipv4_raw(s.octets(), d.octets(), payload)
-                }
-                (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    h.calc_checksum_ipv6_raw(s.octets(), d.octets(), payload)
-                }
+    use IpAddr::{V4, V6};
+    let sum = match IpNumber(proto) {
+        etherparse::ip_number::TCP => TcpHeader::from_slice(l4).ok().map(|(h, data)| {
+            let sum = match (src, dst) {
+                (V4(s), V4(d)) => h.calc_checksum_ipv4_raw(s.octets(), d.octets(), data),
+                (V6(s), V6(d)) => h.calc_checksum_ipv6_raw(s.octets(), d.octets(), data),
                 _ => unreachable!("one family"),
-            }
-            .expect("a test segment fits");
-            [&h.to_bytes()[..], payload].concat()
-        }
-        etherparse::ip_number::UDP => {
-            let Ok((mut h, payload)) = UdpHeader::from_slice(l4) else {
-                return l4.to_vec();
             };
-            if usize::from(h.length) != l4.len() {
-                return l4.to_vec();
-            }
-            h.checksum = match (s, d) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => {
-                    h.calc_checksum_ipv4_raw(s.octets(), d.octets(), payload)
-                }
-                (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    h.calc_checksum_ipv6_raw(s.octets(), d.octets(), payload)
-                }
-                _ => unreachable!("one family"),
-            }
-            .expect("a test datagram fits");
-            [&h.to_bytes()[..], payload].concat()
-        }
-        _ => l4.to_vec(),
+            (16, sum.expect("a test segment fits"))
+        }),
+        etherparse::ip_number::UDP => UdpHeader::from_slice(l4)
+            .ok()
+            .filter(|(h, _)| usize::from(h.length) == l4.len())
+            .map(|(h, data)| {
+                let sum = match (src, dst) {
+                    (V4(s), V4(d)) => h.calc_checksum_ipv4_raw(s.octets(), d.octets(), data),
+                    (V6(s), V6(d)) => h.calc_checksum_ipv6_raw(s.octets(), d.octets(), data),
+                    _ => unreachable!("one family"),
+                };
+                (6, sum.expect("a test datagram fits"))
+            }),
+        _ => None,
+    };
+    let mut out = l4.to_vec();
+    if let Some((at, sum)) = sum {
+        out[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     }
+    out
 }
 
 /// IPv4 with `options` bytes of NOP options (a multiple of 4, at most 40), TTL 64 and the
