@@ -1,10 +1,48 @@
 //! Crafted IPv4 packets through a raw socket (IP_HDRINCL): TCP SYNs with any source address,
 //! the exact same SYN twice (a retransmission), and floods. Create the socket inside the
 //! client namespace (`net.in_client(RawV4::new)`); it stays there wherever it is used.
+//!
+//! The packets are etherparse's (`PacketBuilder`, lengths and checksums included), with the
+//! TCP header of test-support's `frames::tcp_header`: one way to build test frames. The
+//! sockets go through nix's safe wrappers.
 
 use std::io;
-use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use etherparse::{
+    IpHeaders, Ipv4Header, Ipv6Extensions, Ipv6FlowLabel, Ipv6Header, Ipv6RawExtHeader,
+    PacketBuilder,
+};
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6,
+    SockaddrLike,
+};
+use test_support::frames::{tcp_header, SYN, WINDOW};
+
+/// A raw socket of `family` that takes whole IP packets (IPPROTO_RAW implies HDRINCL).
+fn raw_socket(family: AddressFamily) -> OwnedFd {
+    socket::socket(
+        family,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Raw,
+    )
+    .unwrap_or_else(|e| panic!("raw {family:?} socket: {e}"))
+}
+
+/// Sends `packet` to `to`; retries while the socket buffer is full, so floods are paced by
+/// the kernel.
+fn send_to(fd: &OwnedFd, packet: &[u8], to: &dyn SockaddrLike) -> io::Result<()> {
+    loop {
+        match socket::sendto(fd.as_raw_fd(), packet, to, MsgFlags::empty()) {
+            Ok(_) => return Ok(()),
+            Err(Errno::ENOBUFS | Errno::EAGAIN | Errno::EINTR) => std::thread::yield_now(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
 
 pub struct RawV4 {
     fd: OwnedFd,
@@ -12,46 +50,20 @@ pub struct RawV4 {
 
 impl RawV4 {
     pub fn new() -> RawV4 {
-        // SAFETY: socket(2) with constant arguments; the result is checked before use.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-        assert!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
-        // SAFETY: fd is a fresh descriptor that nothing else owns.
         RawV4 {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: raw_socket(AddressFamily::Inet),
         }
     }
 
     /// Sends one complete IPv4 packet (header included) to its destination address.
     /// Retries while the socket buffer is full, so floods are paced by the kernel.
     pub fn send(&self, packet: &[u8]) -> io::Result<()> {
-        let dst = u32::from_ne_bytes([packet[16], packet[17], packet[18], packet[19]]);
-        // SAFETY: sockaddr_in is plain data; all-zero is a valid starting value.
-        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        addr.sin_family = libc::AF_INET as libc::sa_family_t;
-        addr.sin_addr.s_addr = dst;
-        loop {
-            // SAFETY: buffer and address are valid for the lengths given.
-            let n = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    packet.as_ptr().cast(),
-                    packet.len(),
-                    0,
-                    (&addr as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
-            if n >= 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::EINTR) => {
-                    std::thread::yield_now()
-                }
-                _ => return Err(err),
-            }
-        }
+        let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        send_to(
+            &self.fd,
+            packet,
+            &SockaddrIn::from(SocketAddrV4::new(dst, 0)),
+        )
     }
 
     pub fn syn(&self, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) {
@@ -94,36 +106,16 @@ pub struct RawV6 {
 
 impl RawV6 {
     pub fn new() -> RawV6 {
-        // SAFETY: socket(2) with constant arguments; the result is checked before use.
-        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-        assert!(fd >= 0, "raw IPv6 socket: {}", io::Error::last_os_error());
-        // SAFETY: fd is a fresh descriptor that nothing else owns.
         RawV6 {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: raw_socket(AddressFamily::Inet6),
         }
     }
 
     /// Sends one complete IPv6 packet (header included) to its destination address.
     pub fn send(&self, packet: &[u8]) -> io::Result<()> {
-        // SAFETY: sockaddr_in6 is plain data; all-zero is a valid starting value.
-        let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        addr.sin6_addr.s6_addr.copy_from_slice(&packet[24..40]);
-        // SAFETY: buffer and address are valid for the lengths given.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                packet.as_ptr().cast(),
-                packet.len(),
-                0,
-                (&addr as *const libc::sockaddr_in6).cast(),
-                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        let dst: [u8; 16] = packet[24..40].try_into().expect("16 bytes");
+        let to = SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::from(dst), 0, 0, 0));
+        send_to(&self.fd, packet, &to)
     }
 }
 
@@ -138,46 +130,46 @@ pub const HOP_BY_HOP: u8 = 0;
 pub const DEST_OPTIONS: u8 = 60;
 
 /// An IPv6 TCP SYN with the given chain of 8-byte extension headers (each holding one PadN
-/// option) between the IPv6 header and TCP, with a correct TCP checksum.
+/// option) between the IPv6 header and TCP, with a correct TCP checksum. The chain is one
+/// etherparse writes: each type at most once, hop-by-hop first.
 pub fn tcp_syn_v6(
-    src: std::net::Ipv6Addr,
-    dst: std::net::Ipv6Addr,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
     sport: u16,
     dport: u16,
     seq: u32,
     ext: &[u8],
 ) -> Vec<u8> {
-    let tcp_len = 20usize;
-    let payload_len = ext.len() * 8 + tcp_len;
-    let mut p = vec![0u8; 40 + payload_len];
-    p[0] = 0x60; // version 6
-    p[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
-    p[6] = *ext.first().unwrap_or(&(libc::IPPROTO_TCP as u8));
-    p[7] = 64; // hop limit
-    p[8..24].copy_from_slice(&src.octets());
-    p[24..40].copy_from_slice(&dst.octets());
-    let mut at = 40;
-    for (i, _) in ext.iter().enumerate() {
-        p[at] = *ext.get(i + 1).unwrap_or(&(libc::IPPROTO_TCP as u8)); // next header
-        p[at + 1] = 0; // length: 8 bytes
-        p[at + 2] = 1; // PadN
-        p[at + 3] = 4; // four bytes of padding
-        at += 8;
+    // PadN: option type 1, four bytes of padding; with next header and length, 8 bytes. (The
+    // builder sets each header's next header.)
+    let pad_n = || {
+        let pad = [1, 4, 0, 0, 0, 0];
+        Some(Ipv6RawExtHeader::new_raw(etherparse::ip_number::TCP, &pad).expect("8 bytes"))
+    };
+    let mut exts = Ipv6Extensions::default();
+    for (i, &kind) in ext.iter().enumerate() {
+        match kind {
+            HOP_BY_HOP if i == 0 => exts.hop_by_hop_options = pad_n(),
+            DEST_OPTIONS if exts.destination_options.is_none() => {
+                exts.destination_options = pad_n()
+            }
+            _ => panic!("tcp_syn_v6: extension chain {ext:?} is not hop-by-hop first, each once"),
+        }
     }
-    let t = at;
-    p[t..t + 2].copy_from_slice(&sport.to_be_bytes());
-    p[t + 2..t + 4].copy_from_slice(&dport.to_be_bytes());
-    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
-    p[t + 12] = 5 << 4;
-    p[t + 13] = 0x02; // SYN
-    p[t + 14..t + 16].copy_from_slice(&64240u16.to_be_bytes());
-    let mut pseudo = [0u8; 40];
-    pseudo[..16].copy_from_slice(&src.octets());
-    pseudo[16..32].copy_from_slice(&dst.octets());
-    pseudo[32..36].copy_from_slice(&(tcp_len as u32).to_be_bytes());
-    pseudo[39] = libc::IPPROTO_TCP as u8;
-    let sum = checksum(&[&pseudo, &p[t..]]);
-    p[t + 16..t + 18].copy_from_slice(&sum.to_be_bytes());
+    let ip = Ipv6Header {
+        traffic_class: 0,
+        flow_label: Ipv6FlowLabel::ZERO,
+        payload_length: 0,
+        next_header: etherparse::ip_number::TCP,
+        hop_limit: 64,
+        source: src.octets(),
+        destination: dst.octets(),
+    };
+    let mut p = Vec::new();
+    PacketBuilder::ip(IpHeaders::Ipv6(ip, exts))
+        .tcp_header(tcp_header(sport, dport, seq, SYN, WINDOW))
+        .write(&mut p, &[])
+        .expect("writing to a Vec");
     p
 }
 
@@ -187,50 +179,25 @@ pub fn seq_for(src: Ipv4Addr, sport: u16, dport: u16) -> u32 {
     u32::from(src).rotate_left(7) ^ (u32::from(sport) << 16) ^ u32::from(dport) ^ 0x5eed_4b57
 }
 
-/// A 40-byte IPv4+TCP SYN with correct checksums (the kernel would fill the IP one anyway).
+/// A 40-byte IPv4+TCP SYN with correct checksums (the kernel would fill the IP one anyway):
+/// don't-fragment, TTL 64, identification `sport ^ dport`.
 pub fn tcp_syn_v4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> [u8; 40] {
+    let mut ip = Ipv4Header::new(
+        0,
+        64,
+        etherparse::ip_number::TCP,
+        src.octets(),
+        dst.octets(),
+    )
+    .expect("an empty payload fits");
+    ip.identification = sport ^ dport;
     let mut p = [0u8; 40];
-    p[0] = 0x45; // version 4, 5-word header
-    p[2..4].copy_from_slice(&40u16.to_be_bytes());
-    p[4..6].copy_from_slice(&(sport ^ dport).to_be_bytes()); // identification
-    p[6] = 0x40; // don't fragment
-    p[8] = 64; // TTL
-    p[9] = libc::IPPROTO_TCP as u8;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    let ip_sum = checksum(&[&p[..20]]);
-    p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-
-    let t = 20;
-    p[t..t + 2].copy_from_slice(&sport.to_be_bytes());
-    p[t + 2..t + 4].copy_from_slice(&dport.to_be_bytes());
-    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
-    p[t + 12] = 5 << 4; // data offset: 5 words, no options
-    p[t + 13] = 0x02; // SYN
-    p[t + 14..t + 16].copy_from_slice(&64240u16.to_be_bytes());
-    let mut pseudo = [0u8; 12];
-    pseudo[..4].copy_from_slice(&src.octets());
-    pseudo[4..8].copy_from_slice(&dst.octets());
-    pseudo[9] = libc::IPPROTO_TCP as u8;
-    pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
-    let tcp_sum = checksum(&[&pseudo, &p[t..]]);
-    p[t + 16..t + 18].copy_from_slice(&tcp_sum.to_be_bytes());
+    let n = PacketBuilder::ip(IpHeaders::Ipv4(ip, Default::default()))
+        .tcp_header(tcp_header(sport, dport, seq, SYN, WINDOW))
+        .write_to_slice(&mut p, &[])
+        .expect("a SYN is 40 bytes");
+    assert_eq!(n, p.len());
     p
-}
-
-/// The Internet checksum (RFC 1071) over the concatenation of even-length parts.
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    for part in parts {
-        for pair in part.chunks(2) {
-            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// The i-th address of the spoofing pool 198.18.128.0/17 + 198.19.0.0/16 (98 304 addresses,
@@ -244,46 +211,97 @@ pub fn pool_v4(i: u32) -> Ipv4Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
+
+    /// Parses `p` back with etherparse: the IP header, then a SYN from `sport` to `dport`
+    /// with sequence number `seq` and a TCP checksum that verifies. Returns the IP header.
+    fn check_syn(p: &[u8], sport: u16, dport: u16, seq: u32) -> NetHeaders {
+        let h = PacketHeaders::from_ip_slice(p).expect("parses");
+        let Some(TransportHeader::Tcp(t)) = h.transport else {
+            panic!("no TCP header: {h:?}");
+        };
+        assert_eq!((t.source_port, t.destination_port), (sport, dport));
+        assert_eq!(t.sequence_number, seq);
+        assert_eq!(t.to_bytes()[13], SYN, "exactly SYN");
+        assert!(h.payload.slice().is_empty());
+        let net = h.net.expect("IP header");
+        let sum = match &net {
+            NetHeaders::Ipv4(ip, _) => t.calc_checksum_ipv4(ip, &[]).unwrap(),
+            NetHeaders::Ipv6(ip, _) => t.calc_checksum_ipv6(ip, &[]).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(t.checksum, sum, "TCP checksum");
+        net
+    }
 
     #[test]
-    fn syn_checksums_verify() {
-        let p = tcp_syn_v4(
-            Ipv4Addr::new(198, 18, 1, 2),
-            Ipv4Addr::new(198, 18, 1, 1),
-            40000,
-            7000,
-            1,
+    fn syn_parses_back_and_checksums_verify() {
+        let (src, dst) = (Ipv4Addr::new(198, 18, 1, 2), Ipv4Addr::new(198, 18, 1, 1));
+        let p = tcp_syn_v4(src, dst, 40000, 7000, 1);
+        let NetHeaders::Ipv4(ip, _) = check_syn(&p, 40000, 7000, 1) else {
+            panic!("not IPv4");
+        };
+        assert_eq!((ip.source, ip.destination), (src.octets(), dst.octets()));
+        assert_eq!(ip.total_len, 40);
+        assert_eq!(ip.identification, 40000 ^ 7000);
+        assert!(ip.dont_fragment && !ip.more_fragments);
+        assert_eq!(ip.time_to_live, 64);
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IPv4 header");
+        // The same SYN twice is the same packet: what a retransmission looks like.
+        let seq = seq_for(src, 40000, 7000);
+        assert_eq!(
+            tcp_syn_v4(src, dst, 40000, 7000, seq),
+            tcp_syn_v4(src, dst, 40000, 7000, seq)
         );
-        assert_eq!(checksum(&[&p[..20]]), 0);
-        let mut pseudo = [0u8; 12];
-        pseudo[..8].copy_from_slice(&p[12..20]);
-        pseudo[9] = 6;
-        pseudo[11] = 20;
-        assert_eq!(checksum(&[&pseudo, &p[20..]]), 0);
     }
 
     #[test]
     fn v6_syn_chain_and_checksum_verify() {
-        let src: std::net::Ipv6Addr = "fd00:4b57::2".parse().unwrap();
-        let dst: std::net::Ipv6Addr = "fd00:4b57::1".parse().unwrap();
-        let p = tcp_syn_v6(src, dst, 40000, 7000, 1, &[HOP_BY_HOP, DEST_OPTIONS]);
-        assert_eq!(p.len(), 40 + 16 + 20);
-        assert_eq!(u16::from_be_bytes([p[4], p[5]]), 36, "payload length");
-        assert_eq!(
-            (p[6], p[40], p[48]),
-            (HOP_BY_HOP, DEST_OPTIONS, 6),
-            "header chain"
-        );
-        assert_eq!(
-            u16::from_be_bytes([p[58], p[59]]),
-            7000,
-            "TCP after the chain"
-        );
-        let mut pseudo = [0u8; 40];
-        pseudo[..32].copy_from_slice(&p[8..40]);
-        pseudo[35] = 20;
-        pseudo[39] = 6;
-        assert_eq!(checksum(&[&pseudo, &p[56..]]), 0);
+        let src: Ipv6Addr = "fd00:4b57::2".parse().unwrap();
+        let dst: Ipv6Addr = "fd00:4b57::1".parse().unwrap();
+        for (chain, len) in [
+            (&[][..], 0),
+            (&[DEST_OPTIONS][..], 8),
+            (&[HOP_BY_HOP][..], 8),
+            (&[HOP_BY_HOP, DEST_OPTIONS][..], 16),
+        ] {
+            let p = tcp_syn_v6(src, dst, 40000, 7000, 1, chain);
+            assert_eq!(p.len(), 40 + len + 20, "{chain:?}");
+            assert_eq!(
+                usize::from(u16::from_be_bytes([p[4], p[5]])),
+                len + 20,
+                "payload length"
+            );
+            let NetHeaders::Ipv6(ip, exts) = check_syn(&p, 40000, 7000, 1) else {
+                panic!("not IPv6");
+            };
+            assert_eq!((ip.source, ip.destination), (src.octets(), dst.octets()));
+            assert_eq!(ip.hop_limit, 64);
+            assert_eq!(
+                exts.hop_by_hop_options.is_some(),
+                chain.contains(&HOP_BY_HOP),
+                "{chain:?}"
+            );
+            assert_eq!(
+                exts.destination_options.is_some(),
+                chain.contains(&DEST_OPTIONS),
+                "{chain:?}"
+            );
+            // The header chain, read off the wire: first header, each one's next, then TCP.
+            let mut next = p[6];
+            for (i, &kind) in chain.iter().enumerate() {
+                assert_eq!(next, kind, "{chain:?}");
+                next = p[40 + 8 * i];
+            }
+            assert_eq!(next, 6, "TCP after the chain");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "hop-by-hop first")]
+    fn v6_chain_etherparse_cannot_write_is_refused() {
+        let a: Ipv6Addr = "fd00:4b57::2".parse().unwrap();
+        tcp_syn_v6(a, a, 1, 2, 3, &[DEST_OPTIONS, HOP_BY_HOP]);
     }
 
     #[test]

@@ -1,33 +1,48 @@
-//! Decoder and filter-compiler throughput.
+//! Decoder and filter-compiler throughput. The frames are etherparse's, as every test frame.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use etherparse::{
+    ip_number, IpHeaders, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader, PacketBuilder,
+};
 use knock_capture::{decode, FilterSpec, FlagRule, LinkType};
+
+const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 
 /// Ethernet + IPv4 + TCP SYN to 7000.
 fn v4_syn() -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 20 + 20];
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&40u16.to_be_bytes());
-    f[23] = 6;
-    f[26..30].copy_from_slice(&[198, 18, 0, 2]);
-    f[30..34].copy_from_slice(&[198, 18, 0, 1]);
-    f[36..38].copy_from_slice(&7000u16.to_be_bytes());
-    f[46] = 0x50;
-    f[47] = 0x02;
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+        .ipv4([198, 18, 0, 2], [198, 18, 0, 1], 64)
+        .tcp(40000, 7000, 0, 64240)
+        .syn()
+        .write(&mut f, &[])
+        .expect("writing to a Vec");
     f
 }
 
 /// Ethernet + IPv6 + hop-by-hop + destination options + UDP to 9000.
 fn v6_ext_udp() -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 40 + 8 + 8 + 8];
-    f[12..14].copy_from_slice(&[0x86, 0xdd]);
-    f[14] = 0x60;
-    f[18..20].copy_from_slice(&24u16.to_be_bytes());
-    f[20] = 0; // hop-by-hop
-    f[54] = 60; // next: destination options
-    f[62] = 17; // next: UDP
-    f[72..74].copy_from_slice(&9000u16.to_be_bytes());
+    // Six bytes of padding: PadN (type 1) with four bytes.
+    let pad = || Some(Ipv6RawExtHeader::new_raw(ip_number::UDP, &[1, 4, 0, 0, 0, 0]).unwrap());
+    let exts = Ipv6Extensions {
+        hop_by_hop_options: pad(),
+        destination_options: pad(),
+        ..Default::default()
+    };
+    let ip = Ipv6Header {
+        source: [0xfd, 0, 0x4b, 0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        destination: [0xfd, 0, 0x4b, 0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        hop_limit: 64,
+        ..Default::default()
+    };
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+        .ip(IpHeaders::Ipv6(ip, exts))
+        .udp(40000, 9000)
+        .write(&mut f, &[])
+        .expect("writing to a Vec");
+    assert_eq!(f.len(), 14 + 40 + 8 + 8 + 8);
     f
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use knock_capture::testns::{self, Netns, VethPair};
 use knock_capture::{spawn_capture_thread, Capture, FilterSpec, FlagRule, LinkType, ReceivePath};
 use knock_match::{KnockEvent, Proto};
+use test_support::frames::{self, FrameWriter, L4};
 
 const DOOR_TCP: u16 = 7000;
 const DOOR_UDP: u16 = 9000;
@@ -313,21 +314,23 @@ fn tun_device_raw_ip() {
     let mut cap = ns.run(|| Capture::open("kwtun0", &spec())).unwrap();
     assert_eq!(cap.link(), LinkType::RawIp);
     let v4 = |dport: u16| {
-        let f = tagged_frame(&[], false, dport);
-        let mut ip = f[14..].to_vec();
-        ip[12..20].copy_from_slice(&[198, 18, 3, 2, 198, 18, 3, 1]);
-        ip
+        frames::ip_packet(
+            "198.18.3.2".parse().unwrap(),
+            "198.18.3.1".parse().unwrap(),
+            L4::Udp {
+                sport: 40000,
+                dport,
+            },
+        )
     };
     let v6 = |dport: u16| {
-        let mut p = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
-        p.extend_from_slice(&testns::CLIENT_V6.octets());
-        p.extend_from_slice(&testns::SERVER_V6.octets());
-        let mut t = vec![0u8; 20];
-        t[2..4].copy_from_slice(&dport.to_be_bytes());
-        t[12] = 0x50;
-        t[13] = 0x02;
-        p.extend_from_slice(&t);
-        p
+        let l4 = L4::Tcp {
+            sport: 40000,
+            dport,
+            flags: frames::SYN,
+            seq: 0,
+        };
+        frames::ip_packet(testns::CLIENT_V6.into(), testns::SERVER_V6.into(), l4)
     };
     let mut w = &tun;
     for pkt in [v4(DOOR_UDP), v4(OTHER_UDP), v6(OTHER_TCP)] {
@@ -362,73 +365,36 @@ fn missing_interface_is_a_clear_error() {
 
 /// Send a raw Ethernet frame out of `ifname` (in the calling thread's namespace).
 fn send_raw(ifname: &str, frame: &[u8]) {
-    let c = std::ffi::CString::new(ifname).unwrap();
-    // SAFETY: plain libc calls on a socket owned by this function, closed at the end.
-    unsafe {
-        let idx = libc::if_nametoindex(c.as_ptr());
-        assert_ne!(idx, 0, "{ifname}");
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        assert!(fd >= 0);
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = idx as i32;
-        sll.sll_halen = 6;
-        let n = libc::sendto(
-            fd,
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        libc::close(fd);
-        assert_eq!(
-            n,
-            frame.len() as isize,
-            "{}",
-            std::io::Error::last_os_error()
-        );
-    }
+    let w = FrameWriter::open(ifname).unwrap_or_else(|e| panic!("{ifname}: {e}"));
+    w.send(frame)
+        .unwrap_or_else(|e| panic!("sending on {ifname}: {e}"));
 }
 
-/// Ethernet (with `tags`, outermost first) + IPv4 198.18.1.2 → 198.18.1.1 + TCP SYN or UDP.
+/// Ethernet (with `tags`, outermost first, VLAN ids 5, 6, ...) + IPv4 198.18.1.2 → 198.18.1.1
+/// + TCP SYN or UDP, from 40000 to `dport`.
 fn tagged_frame(tags: &[u16], tcp: bool, dport: u16) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
-    for (i, tpid) in tags.iter().enumerate() {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&(5 + i as u16).to_be_bytes());
-    }
-    f.extend_from_slice(&[0x08, 0x00]);
-    let l4: Vec<u8> = if tcp {
-        let mut t = vec![0u8; 20];
-        t[12] = 0x50;
-        t[13] = 0x02;
-        t
+    let l4 = if tcp {
+        L4::Tcp {
+            sport: 40000,
+            dport,
+            flags: frames::SYN,
+            seq: 0,
+        }
     } else {
-        vec![0u8; 9]
+        L4::Udp {
+            sport: 40000,
+            dport,
+        }
     };
-    let mut ip = vec![
-        0x45,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0,
-        0,
-        64,
-        if tcp { 6 } else { 17 },
-        0,
-        0,
-    ];
-    ip[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-    ip.extend_from_slice(&[198, 18, 1, 2, 198, 18, 1, 1]);
-    let mut l4 = l4;
-    l4[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    l4[2..4].copy_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&l4);
-    f
+    let f = frames::frame(
+        [0x02, 0, 0, 0, 0, 0x01],
+        [0x02, 0, 0, 0, 0, 0x02],
+        "198.18.1.2".parse().unwrap(),
+        "198.18.1.1".parse().unwrap(),
+        l4,
+    );
+    let tags: Vec<(u16, u16)> = tags.iter().copied().zip(5..).collect();
+    frames::vlan_tagged(&f, &tags)
 }
 
 /// 802.1Q and QinQ (802.1ad outer, 802.1Q inner) frames injected on the client end: the

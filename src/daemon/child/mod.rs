@@ -657,6 +657,7 @@ mod tests {
 
     use knock_capture::{LinkType, Recorded};
     use knock_match::{Action, Door, DoorKind, MatcherOptions, Step};
+    use test_support::frames::{ip_packet, L4, SYN};
 
     use super::*;
     use knockwrap_wire as wire;
@@ -690,19 +691,13 @@ mod tests {
     /// A bare IPv4 TCP SYN (a frame on a tun-like, RawIp interface) from KNOCKER:`sport` to
     /// TARGET:`dport`.
     fn syn(sport: u16, dport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 40];
-        f[0] = 0x45;
-        f[2..4].copy_from_slice(&40u16.to_be_bytes());
-        f[8] = 64;
-        f[9] = 6;
-        f[12..16].copy_from_slice(&KNOCKER);
-        f[16..20].copy_from_slice(&TARGET);
-        f[20..22].copy_from_slice(&sport.to_be_bytes());
-        f[22..24].copy_from_slice(&dport.to_be_bytes());
-        f[24..28].copy_from_slice(&(u32::from(sport) * 7919).to_be_bytes());
-        f[32] = 5 << 4;
-        f[33] = 0x02;
-        f
+        let l4 = L4::Tcp {
+            sport,
+            dport,
+            flags: SYN,
+            seq: u32::from(sport) * 7919,
+        };
+        ip_packet(KNOCKER.into(), TARGET.into(), l4)
     }
 
     /// Runs the child's loop (no privilege drop, no sandbox) over recorded SYNs to `ports`,
