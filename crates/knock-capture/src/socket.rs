@@ -488,7 +488,7 @@ impl Capture {
     /// frames were read (decodable or not; 0 on timeout). An error means the capture is
     /// unusable: reopen it ([`CaptureError::InterfaceDown`] excepted).
     ///
-    /// Each event's time is on the event clock ([`crate::clock::boot_ms`]): the kernel's
+    /// Each event's time is on the event clock ([`clock::boot_ms`]): the kernel's
     /// receive stamp (wall clock) turned into an age in the queue against one clock reading
     /// per batch, so frames read late under load keep their arrival time while a wall-clock
     /// jump moves nothing.
@@ -508,8 +508,8 @@ impl Capture {
         for _ in 0..MAX_ROUNDS {
             match self.recv_batch() {
                 Ok(n) => {
-                    let boot = crate::clock::boot_ms();
-                    let wall = crate::clock::wall_ms();
+                    let boot = clock::boot_ms();
+                    let wall = clock::wall_ms();
                     if let Reader::Recvmmsg(batch) = &self.reader {
                         batch.decode_into(n, self.link, self.loopback, wall, boot, out);
                     }
@@ -538,8 +538,8 @@ impl Capture {
         let (link, loopback) = (self.link, self.loopback);
         match &mut self.reader {
             Reader::Ring(ring) => {
-                let boot = crate::clock::boot_ms();
-                let wall = crate::clock::wall_ms();
+                let boot = clock::boot_ms();
+                let wall = clock::wall_ms();
                 ring.walk.drain(MAX_BATCH, link, loopback, wall, boot, out)
             }
             Reader::Recvmmsg(_) => 0,
