@@ -355,6 +355,7 @@ mod tests {
         let cases: Vec<(&str, Call, Ended)> = vec![
             (
                 "clone(CLONE_NEWUSER) (a new user namespace)",
+                // SAFETY: raw clone(2) without a new stack; a new process _exits at once.
                 Box::new(|| unsafe {
                     let rc = libc::syscall(
                         libc::SYS_clone,
@@ -371,6 +372,7 @@ mod tests {
             ),
             (
                 "clone(SIGCHLD) (a new process)",
+                // SAFETY: raw clone(2) without a new stack; a new process _exits at once.
                 Box::new(|| unsafe {
                     let rc =
                         libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
@@ -381,6 +383,7 @@ mod tests {
             ),
             (
                 "clone3 (flags out of the filter's reach)",
+                // SAFETY: clone3(2) with a clone_args of the size passed; a new process _exits.
                 Box::new(|| unsafe {
                     let mut args = [0u64; 11];
                     args[0] = libc::CLONE_NEWUSER as u64;
@@ -397,6 +400,7 @@ mod tests {
             ),
             (
                 "unshare(CLONE_NEWNET)",
+                // SAFETY: unshare(2) takes no pointer (rustix only offers it as unsafe too).
                 Box::new(|| unsafe {
                     libc::syscall(libc::SYS_unshare, libc::CLONE_NEWNET);
                     0
@@ -405,6 +409,7 @@ mod tests {
             ),
             (
                 "tgkill to another process",
+                // SAFETY: tgkill(2) with signal 0 takes no pointer and delivers nothing.
                 Box::new(move || unsafe {
                     libc::syscall(libc::SYS_tgkill, other, other, 0);
                     0
@@ -421,6 +426,7 @@ mod tests {
             ),
             (
                 "prlimit64 on another process",
+                // SAFETY: prlimit64(2) reads into `old`, a valid rlimit64; no new limit.
                 Box::new(move || unsafe {
                     let mut old: libc::rlimit64 = std::mem::zeroed();
                     libc::syscall(
