@@ -8,10 +8,9 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::{Level, Metadata};
@@ -24,16 +23,21 @@ fn filter() -> EnvFilter {
     EnvFilter::try_from_env("KNOCKWRAP_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// The channel to the parent, once this process is the capture child (-1: not forwarding).
-static FORWARD: AtomicI32 = AtomicI32::new(-1);
+/// The channel to the parent, once this process is the capture child (unset: not
+/// forwarding): a duplicate of its descriptor, held for the rest of the process's life.
+static FORWARD: OnceLock<OwnedFd> = OnceLock::new();
 
 /// The destination itself, for the parent to write the child's lines to.
 type RawSink = Box<dyn Fn(&Level, &[u8]) + Send + Sync>;
 static SINK: OnceLock<RawSink> = OnceLock::new();
 
-/// From now on, this process's log lines go to the parent over `channel`.
-pub fn forward_to(channel: RawFd) {
-    FORWARD.store(channel, Ordering::SeqCst);
+/// From now on, this process's log lines go to the parent over `channel` (through a
+/// close-on-exec duplicate of it, so the lines still go out after the caller closed its own).
+/// Only the first call takes effect.
+pub fn forward_to(channel: BorrowedFd<'_>) -> io::Result<()> {
+    let own = channel.try_clone_to_owned()?;
+    let _ = FORWARD.set(own);
+    Ok(())
 }
 
 /// Writes a line the capture child formatted, made one printable line of bounded length (a
@@ -129,13 +133,13 @@ enum RoutedWriter<W> {
 
 /// One line for the parent, sent as one message when dropped.
 struct Forwarded {
-    fd: RawFd,
+    fd: BorrowedFd<'static>,
     level: u8,
     buf: Vec<u8>,
 }
 
 impl Forwarded {
-    fn new(fd: RawFd, level: &Level) -> Forwarded {
+    fn new(fd: BorrowedFd<'static>, level: &Level) -> Forwarded {
         Forwarded {
             fd,
             level: level_number(level),
@@ -169,16 +173,16 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Routed<M> {
     type Writer = RoutedWriter<M::Writer>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        match FORWARD.load(Ordering::Relaxed) {
-            -1 => RoutedWriter::Local(self.0.make_writer()),
-            fd => RoutedWriter::Forward(Forwarded::new(fd, &Level::INFO)),
+        match FORWARD.get() {
+            None => RoutedWriter::Local(self.0.make_writer()),
+            Some(fd) => RoutedWriter::Forward(Forwarded::new(fd.as_fd(), &Level::INFO)),
         }
     }
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
-        match FORWARD.load(Ordering::Relaxed) {
-            -1 => RoutedWriter::Local(self.0.make_writer_for(meta)),
-            fd => RoutedWriter::Forward(Forwarded::new(fd, meta.level())),
+        match FORWARD.get() {
+            None => RoutedWriter::Local(self.0.make_writer_for(meta)),
+            Some(fd) => RoutedWriter::Forward(Forwarded::new(fd.as_fd(), meta.level())),
         }
     }
 }

@@ -802,7 +802,7 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
 
     // TOTP: stay clear of a step boundary so the replay below uses the same counter.
     let step_ms = 30_000u64;
-    let now = || hosts_writer::time::now_ms();
+    let now = || clock::wall_ms();
     if now() % step_ms > step_ms - 4_000 {
         std::thread::sleep(Duration::from_millis(step_ms - now() % step_ms + 200));
     }

@@ -864,12 +864,12 @@ fn a_totp_knock_is_judged_at_its_own_time() {
         key.display().to_string()
     );
     let rig = Rig::start("totpedge", vec![], &extra, "", false);
-    let wall = || hosts_writer::time::now_ms();
+    let wall = || clock::wall_ms();
     // Into the first second of a step (c + 1).
     while !(300..900).contains(&(wall() % step_ms)) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (boot, now) = (knock_capture::clock::boot_ms(), wall());
+    let (boot, now) = (clock::boot_ms(), wall());
     let boundary = now - now % step_ms;
     let c = boundary / step_ms - 1;
     // Matched 300 ms before the boundary, in step c, with the code of step c - 1.

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hosts_writer::time::now_ms;
+use clock::wall_ms;
 use knock_match::{totp_counter, totp_sequence, DoorKind, Step, TcpFlags};
 use knockwrap_config::client::{ClientTarget, Family};
 use knockwrap_config::progress::ProgressStore;
@@ -71,7 +71,7 @@ impl Plan {
             };
             return Ok(Plan {
                 hosts: parse_hosts(src.host)?,
-                steps: door_steps(name, path, now_ms())?,
+                steps: door_steps(name, path, wall_ms())?,
                 origin: format!("door `{name}` of {}", path.display()),
                 target: None,
                 one_time: None,

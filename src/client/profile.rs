@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hosts_writer::time::now_ms;
+use clock::wall_ms;
 use knock_match::DoorKind;
 use knockwrap_config::client::{ClientProfile, Pick};
 
@@ -91,7 +91,7 @@ pub(super) fn plan(src: &Source) -> Result<Plan, Failure> {
             });
             seq.clone()
         }
-        kind => kind_steps(kind, now_ms())
+        kind => kind_steps(kind, wall_ms())
             .map_err(|m| Failure::failed(format!("{cmd}: target `{}`: {m}", target.name)))?,
     };
     Ok(Plan {

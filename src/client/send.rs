@@ -5,12 +5,11 @@
 //! last; one [`Knocked`] per address says how far it got.
 
 use std::io;
-use std::mem;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use knock_match::{Proto, Step};
+use rustix::io::Errno;
 
 /// Why an address did not get its whole sequence.
 #[derive(Debug)]
@@ -162,70 +161,23 @@ fn hit(dst: SocketAddr, proto: Proto) -> io::Result<()> {
 /// Start a TCP connection without waiting for it, then close: the kernel has sent the SYN
 /// by the time `connect` returns `EINPROGRESS`, and closing a half-open socket sends nothing.
 fn syn(dst: SocketAddr) -> io::Result<()> {
-    let domain = if dst.is_ipv6() {
-        libc::AF_INET6
+    use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
+    let family = if dst.is_ipv6() {
+        AddressFamily::INET6
     } else {
-        libc::AF_INET
+        AddressFamily::INET
     };
-    // SAFETY: plain socket(2) call.
-    let raw = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if raw == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: raw is a fresh descriptor we own; dropping `fd` closes it.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let rc = match dst {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sin is a valid sockaddr_in of the given size.
-            unsafe {
-                libc::connect(
-                    fd.as_raw_fd(),
-                    (&sin as *const libc::sockaddr_in).cast(),
-                    mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            }
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sin6 is a valid sockaddr_in6 of the given size.
-            unsafe {
-                libc::connect(
-                    fd.as_raw_fd(),
-                    (&sin6 as *const libc::sockaddr_in6).cast(),
-                    mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-            }
-        }
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    // On loopback the refusal can come back before connect returns: the SYN still went out.
-    match err.raw_os_error() {
-        Some(libc::EINPROGRESS) | Some(libc::ECONNREFUSED) => Ok(()),
-        _ => Err(err),
+    // Dropping `fd` closes the socket.
+    let fd = socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &dst) {
+        // On loopback the refusal can come back before connect returns: the SYN still went
+        // out.
+        Ok(()) | Err(Errno::INPROGRESS) | Err(Errno::CONNREFUSED) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

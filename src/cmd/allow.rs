@@ -55,7 +55,7 @@ pub fn run(args: AllowArgs) -> Outcome {
                 service: line.service().to_string(),
                 addr: line.addr(),
                 lease: lease_for,
-                wall_ms: hosts_writer::time::now_ms(),
+                wall_ms: clock::wall_ms(),
                 line: true,
                 ports: Vec::new(),
             };

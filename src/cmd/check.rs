@@ -168,18 +168,13 @@ fn filesystem_findings(bytes: &[u8]) -> Vec<Diagnostic> {
     out
 }
 
-/// Whether this machine has a user (or group) of that name (getpwnam/getgrnam).
+/// Whether this machine has a user (or group) of that name (getpwnam_r/getgrnam_r; a failed
+/// lookup, or a name with a NUL, is none).
 fn name_exists(name: &str, group: bool) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: c is a valid NUL-terminated string; the returned pointer is only tested.
-    unsafe {
-        if group {
-            !libc::getgrnam(c.as_ptr()).is_null()
-        } else {
-            !libc::getpwnam(c.as_ptr()).is_null()
-        }
+    if group {
+        matches!(nix::unistd::Group::from_name(name), Ok(Some(_)))
+    } else {
+        matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
     }
 }
 

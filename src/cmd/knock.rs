@@ -63,7 +63,7 @@ mod tests {
     use crate::client::plan::door_steps;
     use crate::client::plan::tests::{args, door_config};
     use crate::failure::{FAILED, USAGE};
-    use hosts_writer::time::now_ms;
+    use clock::wall_ms;
     use knock_capture::{testns, Capture, FilterSpec};
     use knock_match::Proto;
     use std::time::{Duration, Instant};
@@ -143,11 +143,11 @@ mod tests {
         let mut a = args("198.18.0.1", &[]);
         a.knock.door = Some("totp".into());
         a.knock.config = Some(door_config(dir.path()));
-        let before = now_ms();
+        let before = wall_ms();
         let (ours_d, _) = capture_knocks(&pair, || {
             run(a).unwrap();
         });
-        let after = now_ms();
+        let after = wall_ms();
         let path = dir.path().join("knockwrap.toml");
         let expect: Vec<_> = [before, after]
             .iter()

@@ -18,7 +18,7 @@ pub fn run(args: ListArgs) -> Outcome {
     )?;
     let journal = Journal::load(&dir).map_err(|e| Failure::failed(e.to_string()))?;
     let mut leases = journal
-        .active(hosts_writer::time::now_ms() / 1000)
+        .active(clock::wall_ms() / 1000)
         .map_err(|e| Failure::failed(e.to_string()))?;
     leases.sort_by(|a, b| {
         (a.expires_at.is_none(), a.expires_at, a.ip).cmp(&(

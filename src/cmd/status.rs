@@ -10,9 +10,16 @@ use crate::output::outln;
 use crate::status::{self, Snapshot, STALE_AFTER_S};
 
 fn alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    use rustix::process::{test_kill_process, Pid};
+    // kill(pid, 0) only checks that the process exists (EPERM: it does, as another user's).
+    // Pid 0 (and a number past i32::MAX) names no single process: not one that is alive.
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    matches!(
+        test_kill_process(pid),
+        Ok(()) | Err(rustix::io::Errno::PERM)
+    )
 }
 
 pub fn run(args: StatusArgs) -> Outcome {
@@ -27,7 +34,7 @@ pub fn run(args: StatusArgs) -> Outcome {
     })?;
     let s: Snapshot = serde_json::from_str(&text)
         .map_err(|e| Failure::failed(format!("{}: unreadable snapshot: {e}", path.display())))?;
-    let now = hosts_writer::time::now_ms() / 1000;
+    let now = clock::wall_ms() / 1000;
     let age = now.saturating_sub(s.updated_at);
     let running = alive(s.pid);
     let fresh = age <= STALE_AFTER_S;

@@ -12,12 +12,13 @@ use std::io;
 /// Whether this process may open packet sockets (root or CAP_NET_RAW): probed by opening
 /// and closing one.
 pub fn can_capture() -> io::Result<()> {
-    // SAFETY: plain socket(2) call; the descriptor is closed right away.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a descriptor this function owns.
-    unsafe { libc::close(fd) };
+    use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
+    let probe = socket_with(
+        AddressFamily::PACKET,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    drop(probe);
     Ok(())
 }

@@ -3,7 +3,6 @@
 //! NoNewPrivs. Ordered as setuid(2) requires: the bounding set while still root, then groups
 //! and gid, then uid with PR_SET_KEEPCAPS so that CAP_NET_RAW survives, then capset.
 
-use std::ffi::CString;
 use std::io;
 
 use caps::{CapSet, Capability, CapsHashSet};
@@ -39,28 +38,14 @@ pub struct Account {
 
 /// The account named `name`, from the password database.
 pub fn lookup(name: &str) -> Result<Account, PrivilegeError> {
-    let c = CString::new(name).map_err(|_| PrivilegeError::NoSuchUser(name.into()))?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; buf outlives the use of pwd's strings
-    // (only the numeric fields are read).
-    let rc = unsafe {
-        libc::getpwnam_r(
-            c.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
+    // getpwnam_r(3); a lookup that fails (or a name with a NUL) is no such user.
+    let Ok(Some(user)) = nix::unistd::User::from_name(name) else {
         return Err(PrivilegeError::NoSuchUser(name.into()));
-    }
+    };
     let account = Account {
         name: name.into(),
-        uid: pwd.pw_uid,
-        gid: pwd.pw_gid,
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
     };
     if account.uid == 0 {
         return Err(PrivilegeError::Root { name: name.into() });
@@ -81,18 +66,15 @@ fn os(step: &'static str) -> impl Fn(io::Error) -> PrivilegeError {
     move |source| PrivilegeError::Os { step, source }
 }
 
-fn check(step: &'static str, rc: libc::c_int) -> Result<(), PrivilegeError> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(os(step)(io::Error::last_os_error()))
-    }
+/// A failed step, from nix's or rustix's errno.
+fn check<E: Into<io::Error>>(step: &'static str, r: Result<(), E>) -> Result<(), PrivilegeError> {
+    r.map_err(|e| os(step)(e.into()))
 }
 
 /// Become `account` for good, keeping only CAP_NET_RAW when `keep_net_raw` (to reopen a
 /// capture whose interface went away and came back), and set NoNewPrivs. Must be called in
-/// a single-threaded process: setuid(2) through libc changes every thread, but capabilities
-/// are per thread.
+/// a single-threaded process: setuid(2) through libc (nix's wrapper) changes every thread, but
+/// capabilities (and rustix's per-thread prctl settings) are per thread.
 pub fn drop_to(account: &Account, keep_net_raw: bool) -> Result<(), PrivilegeError> {
     let keep: CapsHashSet = if keep_net_raw {
         [Capability::CAP_NET_RAW].into_iter().collect()
@@ -111,20 +93,16 @@ pub fn drop_to(account: &Account, keep_net_raw: bool) -> Result<(), PrivilegeErr
             }
         }
     }
-    // SAFETY: plain syscalls with valid arguments.
-    unsafe {
-        check("setgroups", libc::setgroups(0, std::ptr::null()))?;
-        check("setgid", libc::setgid(account.gid))?;
-        check(
-            "keep capabilities across setuid",
-            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
-        )?;
-        check("setuid", libc::setuid(account.uid))?;
-        check(
-            "clear keep-capabilities",
-            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0),
-        )?;
-    }
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    use rustix::thread::set_keep_capabilities;
+    check("setgroups", setgroups(&[]))?;
+    check("setgid", setgid(Gid::from_raw(account.gid)))?;
+    check(
+        "keep capabilities across setuid",
+        set_keep_capabilities(true),
+    )?;
+    check("setuid", setuid(Uid::from_raw(account.uid)))?;
+    check("clear keep-capabilities", set_keep_capabilities(false))?;
     let set = |cset, step| {
         caps::set(None, cset, &keep).map_err(|source| PrivilegeError::Caps { step, source })
     };
@@ -135,16 +113,9 @@ pub fn drop_to(account: &Account, keep_net_raw: bool) -> Result<(), PrivilegeErr
         step: "clear ambient capabilities",
         source,
     })?;
-    // SAFETY: plain syscall.
-    unsafe {
-        check(
-            "no new privileges",
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
-        )
-    }?;
-    // Setting the uid back must now be impossible.
-    // SAFETY: plain syscall; a success here would be a failed drop.
-    if unsafe { libc::setuid(0) } == 0 {
+    check("no new privileges", rustix::thread::set_no_new_privs(true))?;
+    // Setting the uid back must now be impossible: a success here would be a failed drop.
+    if setuid(Uid::from_raw(0)).is_ok() {
         return Err(os("verify the drop")(io::Error::other(
             "setuid(0) succeeded",
         )));

@@ -5,8 +5,12 @@
 //! threads live in the child), so the child starts from a consistent copy.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
 /// A connected pair of SOCK_SEQPACKET sockets (close-on-exec): message boundaries are kept,
 /// and a datagram is delivered whole or not at all.
@@ -16,39 +20,18 @@ use std::time::Duration;
 /// bound once: the capture child, whose seccomp list must allow bind(2) for its packet and
 /// netlink sockets, cannot bind its end of the channel to a path and so make a socket file.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is valid for two ints.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let pair = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // bind(2) with only the family (an unnamed address): the kernel gives each end an
+    // abstract address of its own.
     for end in [&pair.0, &pair.1] {
-        autobind(end.as_raw_fd())?;
+        rustix::net::bind(end, &SocketAddrUnix::new_unnamed())?;
     }
     Ok(pair)
-}
-
-/// bind(2) with only the family: the kernel gives the socket an abstract address of its own.
-fn autobind(fd: RawFd) -> io::Result<()> {
-    // SAFETY: a zeroed sockaddr_un is a valid value; only its family is passed.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let len = std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t;
-    // SAFETY: addr is valid for `len` bytes.
-    let rc = unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 pub enum Forked {
@@ -78,12 +61,9 @@ pub fn thread_count() -> Option<usize> {
 /// fails instead of reaching a file), and every other descriptor but `keep` is closed.
 pub fn sanitize_fds(keep: &[RawFd]) -> io::Result<()> {
     let null = std::fs::File::open("/dev/null")?;
-    for fd in 0..3 {
-        // SAFETY: dup2 onto the standard descriptors.
-        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    rustix::stdio::dup2_stdin(&null)?;
+    rustix::stdio::dup2_stdout(&null)?;
+    rustix::stdio::dup2_stderr(&null)?;
     drop(null);
     let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
     keep.sort_unstable();
@@ -102,8 +82,11 @@ pub fn sanitize_fds(keep: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
+/// close_range(2), which neither rustix nor nix wraps (closing descriptors by number is
+/// unsafe by nature: something else may own them; here nothing does any more).
 fn close_range(first: u32, last: u32) -> io::Result<()> {
-    // SAFETY: close_range(2) only closes descriptors; the ones kept are outside the range.
+    // SAFETY: close_range(2) only closes descriptors; the ones kept are outside the range,
+    // and nothing in this freshly forked, single-threaded process owns the others.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
     if rc == 0 {
         return Ok(());
@@ -112,9 +95,13 @@ fn close_range(first: u32, last: u32) -> io::Result<()> {
     if e.raw_os_error() != Some(libc::ENOSYS) {
         return Err(e);
     }
-    // Kernels before 5.9: close one by one up to the descriptor limit.
-    // SAFETY: sysconf has no preconditions.
-    let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as u32;
+    // Kernels before 5.9: close one by one up to the descriptor limit (sysconf(_SC_OPEN_MAX)
+    // is the soft RLIMIT_NOFILE; -1 when unknown, clamped like any other value).
+    let max = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX)
+        .ok()
+        .flatten()
+        .unwrap_or(-1)
+        .clamp(1024, 65536) as u32;
     for fd in first..=last.min(max) {
         // SAFETY: closing a descriptor number nobody in this process uses any more.
         unsafe { libc::close(fd as RawFd) };
@@ -171,24 +158,25 @@ pub fn kill_child(pid: libc::pid_t, uid: u32) -> io::Result<()> {
     Ok(killed?)
 }
 
-static TERM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set by SIGTERM in the child (the handler only stores to this flag).
+static TERM: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
 
-extern "C" fn on_term(_: libc::c_int) {
-    TERM.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Signals the child handles itself: SIGTERM asks it to stop ([`term_requested`]); SIGINT
-/// and SIGHUP are the parent's. The parent's handlers, inherited across fork, are replaced:
-/// they would only set flags nobody reads in the child.
-pub fn child_signals() {
-    // SAFETY: the handler only stores to an atomic (async-signal-safe); the others install
-    // the ignore disposition.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+/// Signals the child handles itself: SIGTERM asks it to stop ([`term_requested`]), through
+/// signal-hook (whose registry the child inherits from the parent, single-threaded at fork);
+/// SIGINT and SIGHUP are the parent's and are ignored, as is SIGPIPE (a closed channel is an
+/// error from send, not a signal). The parent's SIGINT and SIGHUP handlers, inherited across
+/// fork, are replaced: they would only set flags nobody reads in the child.
+pub fn child_signals() -> io::Result<()> {
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&TERM))?;
+    for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
+        // SAFETY: installs the ignore disposition, which runs no code in this process (no
+        // safe wrapper sets SIG_IGN: signal-hook only installs handlers).
+        if unsafe { libc::signal(sig, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
     }
+    Ok(())
 }
 
 /// Whether SIGTERM arrived since [`child_signals`].
@@ -198,30 +186,18 @@ pub fn term_requested() -> bool {
 
 /// Sends one datagram; a full buffer waits at most `timeout` (None: until there is room or
 /// the peer is gone).
-pub fn send(fd: RawFd, bytes: &[u8], timeout: Option<Duration>) -> io::Result<()> {
+pub fn send(fd: BorrowedFd<'_>, bytes: &[u8], timeout: Option<Duration>) -> io::Result<()> {
     loop {
-        // SAFETY: bytes is valid for its length.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => {
+        match rustix::net::send(fd, bytes, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
                 let slice = timeout.unwrap_or(Duration::from_secs(1));
-                if !wait(fd, libc::POLLOUT, slice)? && timeout.is_some() {
+                if !wait(fd, PollFlags::OUT, slice)? && timeout.is_some() {
                     return Err(io::Error::from_raw_os_error(libc::EAGAIN));
                 }
             }
-            _ => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -229,49 +205,32 @@ pub fn send(fd: RawFd, bytes: &[u8], timeout: Option<Duration>) -> io::Result<()
 /// Receives one datagram without blocking. `Ok(None)`: nothing queued; `Ok(Some(0))` with an
 /// empty buffer: the peer closed. A datagram longer than `buf` is reported by its full
 /// length (MSG_TRUNC), so the caller can refuse it.
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
-        // SAFETY: buf is valid for its length.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-            )
-        };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => return Ok(None),
-            _ => return Err(e),
+        // The second length is the datagram's whole length (MSG_TRUNC), not what was copied.
+        match rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT | RecvFlags::TRUNC) {
+            Ok((_, n)) => return Ok(Some(n)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// Waits up to `timeout` for `events` on `fd`; true when ready (or hung up).
-pub fn wait(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
+/// Waits up to `timeout` (in whole milliseconds, as poll(2) takes it) for `events` on `fd`;
+/// true when ready (or hung up).
+pub fn wait(fd: BorrowedFd<'_>, events: PollFlags, timeout: Duration) -> io::Result<bool> {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i64;
+    let timeout = Timespec {
+        tv_sec: ms / 1000,
+        tv_nsec: (ms % 1000) * 1_000_000,
     };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd.
-    match unsafe { libc::poll(&mut p, 1, ms) } {
-        -1 => {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        }
-        0 => Ok(false),
-        _ => Ok(true),
+    let mut p = [PollFd::from_borrowed_fd(fd, events)];
+    match rustix::event::poll(&mut p, Some(&timeout)) {
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
     }
 }
 
@@ -299,18 +258,16 @@ impl std::fmt::Display for Exit {
 
 /// Reaps `pid` if it has ended (`block`: wait for it).
 pub fn reap(pid: libc::pid_t, block: bool) -> Option<Exit> {
-    let mut status = 0;
-    let flags = if block { 0 } else { libc::WNOHANG };
-    // SAFETY: status is a valid int.
-    let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
-    if rc != pid {
-        return None;
-    }
-    if libc::WIFEXITED(status) {
-        Some(Exit::Code(libc::WEXITSTATUS(status)))
-    } else if libc::WIFSIGNALED(status) {
-        Some(Exit::Signal(libc::WTERMSIG(status)))
+    use rustix::process::{Pid, WaitOptions};
+    let flags = if block {
+        WaitOptions::empty()
     } else {
-        None
+        WaitOptions::NOHANG
+    };
+    let (_, status) = rustix::process::waitpid(Some(Pid::from_raw(pid)?), flags).ok()??;
+    if let Some(code) = status.exit_status() {
+        Some(Exit::Code(code))
+    } else {
+        status.terminating_signal().map(Exit::Signal)
     }
 }

@@ -11,7 +11,8 @@
 //! (whose flags a filter cannot read) answered ENOSYS so glibc falls back to clone, tgkill only
 //! to its own threads, prlimit64 only to read its own limits, socket only for AF_PACKET and
 //! NETLINK_ROUTE (others fail with EAFNOSUPPORT, which glibc's interface-ioctl socket falls
-//! back from). docs/security.md lists each call and why.
+//! back from). docs/security.md lists each call and why. One-time setups that would need a call
+//! outside the list (the event clock's vDSO lookup) are done before the filters go in.
 //!
 //! Tested through [`enter`] itself, in forked processes: every call the child does not need is
 //! refused or kills, and what it does (threads, its sockets, getifaddrs, if_nametoindex, the
@@ -250,6 +251,8 @@ pub fn child_filter(mode: Mode, pid: u32) -> Result<BpfProgram, SandboxError> {
 /// process that runs no other thread. Sets NoNewPrivs, which seccomp requires of an
 /// unprivileged process.
 pub fn enter(mode: Mode) -> Result<(), SandboxError> {
+    // The event clock's one-time setup (a prctl the list does not allow) happens now.
+    ::clock::prepare();
     let program = child_filter(mode, std::process::id())?;
     let install = |p: &BpfProgram| {
         seccompiler::apply_filter(p).map_err(|e| SandboxError::Install(e.to_string()))
@@ -264,7 +267,14 @@ pub fn enter(mode: Mode) -> Result<(), SandboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use rustix::fs::{Mode as FileMode, OFlags, CWD};
+    use rustix::io::Errno;
+    use rustix::net::{
+        netlink, AddressFamily, SendAncillaryBuffer, SendFlags, SocketAddrUnix, SocketFlags,
+        SocketType,
+    };
+    use rustix::process::{Pid, WaitOptions};
+    use std::os::fd::AsFd;
 
     /// How a sandboxed test process ended.
     #[derive(Debug, PartialEq, Eq)]
@@ -289,13 +299,13 @@ mod tests {
             // SAFETY: ends the forked test process without running the harness's exit path.
             unsafe { libc::_exit(code) };
         }
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        if libc::WIFSIGNALED(status) {
-            Ended::Signal(libc::WTERMSIG(status))
-        } else {
-            Ended::Code(libc::WEXITSTATUS(status))
+        let pid = Pid::from_raw(pid).expect("a child's pid");
+        let (_, status) = rustix::process::waitpid(Some(pid), WaitOptions::empty())
+            .expect("waitpid")
+            .expect("the child ended");
+        match status.terminating_signal() {
+            Some(sig) => Ended::Signal(sig),
+            None => Ended::Code(status.exit_status().unwrap_or(-1)),
         }
     }
 
@@ -312,6 +322,15 @@ mod tests {
         }
     }
 
+    /// [`failed_with`] for a call made through a safe wrapper.
+    fn refused_with<T>(r: rustix::io::Result<T>, want: i32) -> i32 {
+        match r {
+            Err(e) if e == Errno::from_raw_os_error(want) => 0,
+            Err(_) => 2,
+            Ok(_) => 1,
+        }
+    }
+
     /// A process made by a call that should not have made one ends at once.
     fn end_if_new_process(rc: libc::c_long) {
         if rc == 0 {
@@ -325,23 +344,18 @@ mod tests {
     #[test]
     fn what_the_child_does_not_need_is_refused_by_the_installed_filter() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sock_path = std::ffi::CString::new(
-            dir.path()
-                .join("planted.sock")
-                .as_os_str()
-                .as_encoded_bytes(),
-        )
-        .unwrap();
+        let sock_path = SocketAddrUnix::new(dir.path().join("planted.sock")).unwrap();
         let (_parent_end, child_end) = crate::sys::process::seqpacket_pair().expect("socketpair");
-        let channel = child_end.as_raw_fd();
+        let channel = std::rc::Rc::new(child_end);
         // Another process of the same uid: the test process itself (getppid is not in the list).
         let other = std::process::id() as libc::pid_t;
         type Call = Box<dyn Fn() -> i32>;
-        // SAFETY (every call below): raw system calls with valid arguments, in a forked
-        // process that ends right after.
+        // SAFETY (every unsafe call below): raw system calls with valid arguments (no safe
+        // wrapper makes them as the test needs), in a forked process that ends right after.
         let cases: Vec<(&str, Call, Ended)> = vec![
             (
                 "clone(CLONE_NEWUSER) (a new user namespace)",
+                // SAFETY: raw clone(2) without a new stack; a new process _exits at once.
                 Box::new(|| unsafe {
                     let rc = libc::syscall(
                         libc::SYS_clone,
@@ -358,6 +372,7 @@ mod tests {
             ),
             (
                 "clone(SIGCHLD) (a new process)",
+                // SAFETY: raw clone(2) without a new stack; a new process _exits at once.
                 Box::new(|| unsafe {
                     let rc =
                         libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
@@ -368,6 +383,7 @@ mod tests {
             ),
             (
                 "clone3 (flags out of the filter's reach)",
+                // SAFETY: clone3(2) with a clone_args of the size passed; a new process _exits.
                 Box::new(|| unsafe {
                     let mut args = [0u64; 11];
                     args[0] = libc::CLONE_NEWUSER as u64;
@@ -384,6 +400,7 @@ mod tests {
             ),
             (
                 "unshare(CLONE_NEWNET)",
+                // SAFETY: unshare(2) takes no pointer (rustix only offers it as unsafe too).
                 Box::new(|| unsafe {
                     libc::syscall(libc::SYS_unshare, libc::CLONE_NEWNET);
                     0
@@ -392,6 +409,7 @@ mod tests {
             ),
             (
                 "tgkill to another process",
+                // SAFETY: tgkill(2) with signal 0 takes no pointer and delivers nothing.
                 Box::new(move || unsafe {
                     libc::syscall(libc::SYS_tgkill, other, other, 0);
                     0
@@ -400,14 +418,15 @@ mod tests {
             ),
             (
                 "kill to another process",
-                Box::new(move || unsafe {
-                    libc::syscall(libc::SYS_kill, other, 0);
+                Box::new(move || {
+                    let _ = rustix::process::test_kill_process(Pid::from_raw(other).unwrap());
                     0
                 }),
                 Ended::Signal(libc::SIGSYS),
             ),
             (
                 "prlimit64 on another process",
+                // SAFETY: prlimit64(2) reads into `old`, a valid rlimit64; no new limit.
                 Box::new(move || unsafe {
                     let mut old: libc::rlimit64 = std::mem::zeroed();
                     libc::syscall(
@@ -423,77 +442,70 @@ mod tests {
             ),
             (
                 "socket(AF_UNIX) (syslog, other local sockets)",
-                Box::new(|| unsafe {
-                    let rc = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
-                    failed_with(rc.into(), libc::EAFNOSUPPORT)
+                Box::new(|| {
+                    let r = rustix::net::socket(AddressFamily::UNIX, SocketType::DGRAM, None);
+                    refused_with(r, libc::EAFNOSUPPORT)
                 }),
                 Ended::Code(0),
             ),
             (
                 "socket(AF_INET)",
-                Box::new(|| unsafe {
-                    let rc = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-                    failed_with(rc.into(), libc::EAFNOSUPPORT)
+                Box::new(|| {
+                    let r = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None);
+                    refused_with(r, libc::EAFNOSUPPORT)
                 }),
                 Ended::Code(0),
             ),
             (
                 "socket(AF_NETLINK, NETLINK_NETFILTER)",
-                Box::new(|| unsafe {
-                    let rc =
-                        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_NETFILTER);
-                    failed_with(rc.into(), libc::EAFNOSUPPORT)
+                Box::new(|| {
+                    let r = rustix::net::socket(
+                        AddressFamily::NETLINK,
+                        SocketType::RAW,
+                        Some(netlink::NETFILTER),
+                    );
+                    refused_with(r, libc::EAFNOSUPPORT)
                 }),
                 Ended::Code(0),
             ),
             (
                 "bind of the channel to a path (a socket file)",
-                Box::new(move || unsafe {
-                    let mut addr: libc::sockaddr_un = std::mem::zeroed();
-                    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-                    for (d, s) in addr.sun_path.iter_mut().zip(sock_path.as_bytes()) {
-                        *d = *s as libc::c_char;
+                Box::new({
+                    let channel = std::rc::Rc::clone(&channel);
+                    move || {
+                        let r = rustix::net::bind(channel.as_fd(), &sock_path);
+                        refused_with(r, libc::EINVAL)
                     }
-                    let rc = libc::bind(
-                        channel,
-                        (&addr as *const libc::sockaddr_un).cast(),
-                        std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-                    );
-                    failed_with(rc.into(), libc::EINVAL)
                 }),
                 Ended::Code(0),
             ),
             (
                 "sendmsg",
-                Box::new(move || unsafe {
-                    let msg: libc::msghdr = std::mem::zeroed();
-                    libc::sendmsg(channel, &msg, libc::MSG_DONTWAIT);
+                Box::new(move || {
+                    let mut control = SendAncillaryBuffer::default();
+                    let _ = rustix::net::sendmsg(
+                        channel.as_fd(),
+                        &[],
+                        &mut control,
+                        SendFlags::DONTWAIT,
+                    );
                     0
                 }),
                 Ended::Signal(libc::SIGSYS),
             ),
             (
                 "openat (a path)",
-                Box::new(|| unsafe {
-                    let rc = libc::syscall(
-                        libc::SYS_openat,
-                        libc::AT_FDCWD,
-                        c"/etc/passwd".as_ptr(),
-                        libc::O_RDONLY,
-                    );
-                    failed_with(rc, libc::EACCES)
+                Box::new(|| {
+                    let r =
+                        rustix::fs::openat(CWD, "/etc/passwd", OFlags::RDONLY, FileMode::empty());
+                    refused_with(r, libc::EACCES)
                 }),
                 Ended::Code(0),
             ),
             (
                 "mkdirat (a path)",
-                Box::new(|| unsafe {
-                    libc::syscall(
-                        libc::SYS_mkdirat,
-                        libc::AT_FDCWD,
-                        c"/tmp/kw-x".as_ptr(),
-                        0o700,
-                    );
+                Box::new(|| {
+                    let _ = rustix::fs::mkdirat(CWD, "/tmp/kw-x", FileMode::from_raw_mode(0o700));
                     0
                 }),
                 Ended::Signal(libc::SIGSYS),
@@ -518,46 +530,52 @@ mod tests {
     #[test]
     fn what_the_child_does_still_works_in_the_sandbox() {
         let (parent_end, child_end) = crate::sys::process::seqpacket_pair().expect("socketpair");
-        let channel = child_end.as_raw_fd();
         let got = sandboxed(move || {
             if std::thread::spawn(|| 7).join().ok() != Some(7) {
                 return 10;
             }
-            // SAFETY: raw calls with valid arguments; descriptors are closed again.
-            unsafe {
-                let nl = libc::socket(
-                    libc::AF_NETLINK,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    libc::NETLINK_ROUTE,
-                );
-                if nl < 0 {
-                    return 11;
-                }
-                libc::close(nl);
-                let packet = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-                if packet < 0 && errno() != libc::EPERM {
-                    return 12;
-                }
-                if packet >= 0 {
-                    libc::close(packet);
-                }
-                if libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), 0) != 0 {
-                    return 14;
-                }
-                let mut old: libc::rlimit64 = std::mem::zeroed();
-                if libc::syscall(
+            let cloexec = SocketFlags::CLOEXEC;
+            // NETLINK_ROUTE is the default protocol (None).
+            if rustix::net::socket_with(AddressFamily::NETLINK, SocketType::RAW, cloexec, None)
+                .is_err()
+            {
+                return 11;
+            }
+            match rustix::net::socket_with(AddressFamily::PACKET, SocketType::RAW, cloexec, None) {
+                Ok(_) | Err(Errno::PERM) => {}
+                Err(_) => return 12,
+            }
+            let (pid, tid) = (rustix::process::getpid(), rustix::thread::gettid());
+            // SAFETY: tgkill(2) with signal 0 to this very thread (no wrapper sends it).
+            let rc =
+                unsafe { libc::syscall(libc::SYS_tgkill, pid.as_raw_pid(), tid.as_raw_pid(), 0) };
+            if rc != 0 {
+                return 14;
+            }
+            let mut old: libc::rlimit64 = libc::rlimit64 {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: prlimit64(2) reading this process's own limit into `old` (rustix's
+            // getrlimit makes the same call but cannot report a failure, which this checks).
+            let rc = unsafe {
+                libc::syscall(
                     libc::SYS_prlimit64,
                     0,
                     libc::RLIMIT_STACK,
                     std::ptr::null::<libc::rlimit64>(),
                     &mut old,
-                ) != 0
-                {
-                    return 15;
-                }
+                )
+            };
+            if rc != 0 {
+                return 15;
             }
             if crate::sys::ifaddrs::addresses().is_err() {
                 return 16;
+            }
+            // The event clock, as the loop reads it.
+            if ::clock::boot_ms() == 0 {
+                return 18;
             }
             // The capture as the child opens it: interface index, link type, filter, ring,
             // bind (needs CAP_NET_RAW: the test runs as root in CI).
@@ -568,14 +586,14 @@ mod tests {
                     if source.raw_os_error() == Some(libc::EPERM) => {}
                 Err(_) => return 13,
             }
-            if crate::sys::process::send(channel, b"alive", None).is_err() {
+            if crate::sys::process::send(child_end.as_fd(), b"alive", None).is_err() {
                 return 17;
             }
             0
         });
         assert_eq!(got, Ended::Code(0));
         let mut buf = [0u8; 16];
-        let n = crate::sys::process::recv(parent_end.as_raw_fd(), &mut buf).expect("recv");
+        let n = crate::sys::process::recv(parent_end.as_fd(), &mut buf).expect("recv");
         assert_eq!(n.map(|n| &buf[..n]), Some(&b"alive"[..]));
     }
 }

@@ -5,7 +5,6 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::AsRawFd;
 
 /// Identity and attributes of the file as read. Equal snapshots plus equal bytes mean nobody
 /// touched the file between our read and our re-check.
@@ -59,11 +58,11 @@ pub type Xattr = (CString, Vec<u8>);
 
 /// The `security.*` attributes of an open file. A file system without xattr support has none.
 pub fn security_xattrs(file: &File) -> io::Result<Vec<Xattr>> {
-    let fd = file.as_raw_fd();
-    // SAFETY: `read_sized` passes a buffer valid for `len` bytes, or null with `len` 0.
-    let names = read_sized(unsupported, |buf, len| unsafe {
-        libc::flistxattr(fd, buf.cast(), len)
-    })?;
+    let names = read_sized(
+        unsupported,
+        || rustix::fs::flistxattr_query(file),
+        |buf| rustix::fs::flistxattr(file, buf),
+    )?;
     let Some(names) = names else {
         return Ok(Vec::new());
     };
@@ -73,65 +72,60 @@ pub fn security_xattrs(file: &File) -> io::Result<Vec<Xattr>> {
             continue;
         }
         let name = CString::new(raw).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        if let Some(value) = get_xattr(fd, &name)? {
+        if let Some(value) = get_xattr(file, &name)? {
             out.push((name, value));
         }
     }
     Ok(out)
 }
 
-fn get_xattr(fd: i32, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+fn get_xattr(file: &File, name: &CStr) -> io::Result<Option<Vec<u8>>> {
     let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ENODATA);
-    // SAFETY: `name` is NUL-terminated; `read_sized` passes a buffer valid for `len` bytes, or
-    // null with `len` 0.
-    read_sized(gone, |buf, len| unsafe {
-        libc::fgetxattr(fd, name.as_ptr(), buf, len)
-    })
+    read_sized(
+        gone,
+        || rustix::fs::fgetxattr_query(file, name),
+        |buf| rustix::fs::fgetxattr(file, name, buf),
+    )
 }
 
-/// The size-then-fetch protocol of the xattr calls: `call` with a null buffer and size 0 asks
-/// for the length, then fetches; ERANGE on the fetch means the data grew in between, so it asks
-/// again. `Ok(None)` when the length query fails in a way `absent` accepts as "nothing there".
+/// The size-then-fetch protocol of the xattr calls: `query` asks for the length (a null
+/// buffer and size 0), then `fetch` fills a buffer of that length; ERANGE on the fetch means
+/// the data grew in between, so it asks again. `Ok(None)` when the length query fails in a way
+/// `absent` accepts as "nothing there".
 fn read_sized(
     absent: impl Fn(&io::Error) -> bool,
-    mut call: impl FnMut(*mut libc::c_void, usize) -> isize,
+    query: impl Fn() -> rustix::io::Result<usize>,
+    fetch: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
 ) -> io::Result<Option<Vec<u8>>> {
     loop {
-        let len = call(std::ptr::null_mut(), 0);
-        if len < 0 {
-            let e = io::Error::last_os_error();
-            return if absent(&e) { Ok(None) } else { Err(e) };
-        }
-        let mut buf = vec![0u8; len as usize];
-        let got = call(buf.as_mut_ptr().cast(), buf.len());
-        if got < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ERANGE) {
-                continue;
+        let len = match query() {
+            Ok(len) => len,
+            Err(e) => {
+                let e = io::Error::from(e);
+                return if absent(&e) { Ok(None) } else { Err(e) };
             }
-            return Err(e);
+        };
+        let mut buf = vec![0u8; len];
+        match fetch(&mut buf) {
+            Ok(got) => {
+                buf.truncate(got);
+                return Ok(Some(buf));
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
         }
-        buf.truncate(got as usize);
-        return Ok(Some(buf));
     }
 }
 
 /// Set the attributes on an open file (the replacement, before it is renamed into place).
 pub fn set_xattrs(file: &File, attrs: &[Xattr]) -> io::Result<()> {
     for (name, value) in attrs {
-        // SAFETY: name is NUL-terminated, value valid for its length.
-        let rc = unsafe {
-            libc::fsetxattr(
-                file.as_raw_fd(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        rustix::fs::fsetxattr(
+            file,
+            name.as_c_str(),
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )?;
     }
     Ok(())
 }
@@ -142,30 +136,20 @@ pub fn set_xattrs(file: &File, attrs: &[Xattr]) -> io::Result<()> {
 /// the first and not the second). With set-id bits the owner goes first, because chown clears
 /// them.
 pub fn set_owner_and_mode(file: &File, owner: Option<(u32, u32)>, mode: u32) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    let chmod = || {
-        // SAFETY: plain syscall on an owned descriptor.
-        if unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    let chown = || {
-        if let Some((uid, gid)) = owner {
-            // SAFETY: plain syscall on an owned descriptor.
-            if unsafe { libc::fchown(fd, uid, gid) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
+    use rustix::fs::{fchmod, fchown, Gid, Mode, Uid};
+    let chmod = || fchmod(file, Mode::from_raw_mode(mode & 0o7777));
+    let chown = || match owner {
+        Some((uid, gid)) => fchown(file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))),
+        None => Ok(()),
     };
     if mode & 0o6000 == 0 {
         chmod()?;
-        chown()
+        chown()?;
     } else {
         chown()?;
-        chmod()
+        chmod()?;
     }
+    Ok(())
 }
 
 fn unsupported(e: &io::Error) -> bool {

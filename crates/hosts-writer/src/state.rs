@@ -329,7 +329,7 @@ impl State {
                     JournalError::Corrupt { message, .. } => ("corrupt", message),
                     other => ("foreign", other.to_string()),
                 };
-                let secs = crate::time::now_ms() / 1000;
+                let secs = clock::wall_ms() / 1000;
                 let name = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())

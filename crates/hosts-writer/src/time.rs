@@ -1,15 +1,8 @@
 //! Lease times: when a lease ends, and RFC 3339 UTC timestamps from unix seconds
-//! (`list --format json`), without a date library.
+//! (`list --format json`), without a date library. What time it is now is the `clock`
+//! crate's ([`clock::wall_ms`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+use std::time::Duration;
 
 /// The Unix second at which a lease of `lease` granted at `now_ms` ends, rounded up so that a
 /// lease never ends early (expiry is checked in whole seconds).

@@ -25,8 +25,7 @@ fn append(line: &'static [u8]) -> impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, S
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 fn require_root(test: &str) -> bool {
@@ -92,8 +91,7 @@ fn missing_file_is_created_0644_and_no_backup_is_made() {
     assert!(!out.existed);
     let m = fs::metadata(&p).unwrap();
     assert_eq!(m.permissions().mode() & 0o7777, 0o644);
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(m.uid(), unsafe { libc::geteuid() });
+    assert_eq!(m.uid(), rustix::process::geteuid().as_raw());
     assert!(!dir.path().join("hosts.allow.bak").exists());
 }
 
@@ -146,33 +144,26 @@ fn security_xattrs_are_carried_over() {
     match st {
         Ok(s) if s.success() => {}
         other => {
-            // No setfattr, or a file system without security xattrs: set it through libc.
-            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-            let name = std::ffi::CString::new("security.knockwrap-test").unwrap();
-            // SAFETY: valid C strings and buffer.
-            let rc = unsafe {
-                libc::setxattr(c.as_ptr(), name.as_ptr(), b"label-1".as_ptr().cast(), 7, 0)
-            };
-            assert_eq!(
-                rc,
-                0,
-                "setxattr failed ({other:?}): {}",
-                std::io::Error::last_os_error()
+            // No setfattr, or a file system without security xattrs: set it through
+            // setxattr(2).
+            let set = rustix::fs::setxattr(
+                &p,
+                "security.knockwrap-test",
+                b"label-1",
+                rustix::fs::XattrFlags::empty(),
             );
+            if let Err(e) = set {
+                panic!("setxattr failed ({other:?}): {e}");
+            }
         }
     }
     update(&p, &opts(), append(b"SSHD: 192.0.2.1\n")).unwrap();
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    let name = std::ffi::CString::new("security.knockwrap-test").unwrap();
     let mut buf = [0u8; 64];
-    // SAFETY: valid C strings and buffer.
-    let n = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 64) };
-    assert!(
-        n >= 0,
-        "attribute lost: {}",
-        std::io::Error::last_os_error()
-    );
-    assert_eq!(&buf[..n as usize], b"label-1");
+    let n = match rustix::fs::getxattr(&p, "security.knockwrap-test", &mut buf[..]) {
+        Ok(n) => n,
+        Err(e) => panic!("attribute lost: {e}"),
+    };
+    assert_eq!(&buf[..n], b"label-1");
 }
 
 #[test]
@@ -373,9 +364,7 @@ fn a_directory_another_account_controls_is_refused() {
     std::fs::create_dir(&dir).unwrap();
     let file = dir.join("hosts.allow");
     std::fs::write(&file, "ALL: LOCAL\n").unwrap();
-    let c = std::ffi::CString::new(dir.to_string_lossy().into_owned()).unwrap();
-    // SAFETY: c is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let opts = Options {
         backup: true,
         ..Options::default()
@@ -392,8 +381,7 @@ fn a_directory_another_account_controls_is_refused() {
     let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(names.len(), 1, "nothing created beside it");
     // Root's again, but writable by others: refused too; sticky (like /tmp) is fine.
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::chown(c.as_ptr(), 0, 0) }, 0);
+    std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let msg = update(&file, &opts, append).unwrap_err().to_string();
     assert!(msg.contains("writable by group or others"), "{msg}");

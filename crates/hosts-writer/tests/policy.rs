@@ -198,8 +198,7 @@ fn tcpdmatch(dir: &Path, daemon: &str, client: &str) -> Option<bool> {
 }
 
 fn require_tcpdmatch(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     let present = Path::new("/usr/sbin/tcpdmatch").exists();
     if root && present {
         return true;

@@ -19,10 +19,11 @@
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use knock_match::KnockEvent;
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use thiserror::Error;
 
 use crate::batch::{Batch, Received, CTRL_WORDS, SLOTS, SLOT_BYTES};
@@ -244,31 +245,16 @@ fn ifindex(name: &str) -> Option<u32> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return None;
     }
-    // SAFETY: plain socket(2) call.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if raw == -1 {
-        return None;
-    }
-    // SAFETY: raw is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: ifreq is plain old data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: fd is an open socket and req a properly sized, NUL-terminated ifreq.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } == -1 {
-        return None;
-    }
-    // SAFETY: SIOCGIFINDEX fills the ifindex member of the union.
-    match unsafe { req.ifr_ifru.ifru_ifindex } {
-        i if i > 0 => Some(i as u32),
+    // NETLINK_ROUTE is netlink's default protocol (None).
+    let fd = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .ok()?;
+    match rustix::net::netdevice::name_to_index(&fd, name) {
+        Ok(i) if i > 0 && i <= i32::MAX as u32 => Some(i),
         _ => None,
     }
 }
@@ -337,20 +323,11 @@ fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> i
 }
 
 /// Read and clear the socket's pending error (`SO_ERROR`).
-fn take_socket_error(fd: RawFd) -> Option<io::Error> {
-    let mut v: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: v and len are valid for writes of their sizes.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && v != 0).then(|| io::Error::from_raw_os_error(v))
+fn take_socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
+    match rustix::net::sockopt::socket_error(fd) {
+        Ok(Err(pending)) => Some(pending.into()),
+        Ok(Ok(())) | Err(_) => None,
+    }
 }
 
 impl Capture {
@@ -371,13 +348,17 @@ impl Capture {
         let ifindex =
             ifindex(interface).ok_or_else(|| CaptureError::NoSuchInterface(interface.into()))?;
         // Protocol 0: no packet hook until bind, so nothing is queued before the filter.
-        // SAFETY: plain socket(2) call.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw == -1 {
-            return Err(os_err(interface, "socket(AF_PACKET)"));
-        }
-        // SAFETY: raw is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = rustix::net::socket_with(
+            AddressFamily::PACKET,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| CaptureError::Io {
+            interface: interface.to_string(),
+            op: "socket(AF_PACKET)",
+            source: e.into(),
+        })?;
         let hatype = hardware_type(fd.as_raw_fd(), interface)?;
         let link = LinkType::from_arphrd(hatype).ok_or_else(|| CaptureError::UnsupportedLink {
             name: interface.into(),
@@ -393,20 +374,14 @@ impl Capture {
             source,
         })?;
         // A bigger queue absorbs bursts; SO_RCVBUFFORCE needs CAP_NET_ADMIN, so fall back.
-        if set_int(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            RCVBUF_BYTES,
-        )
-        .is_err()
         {
-            let _ = set_int(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                RCVBUF_BYTES,
-            );
+            use rustix::net::sockopt::{
+                set_socket_recv_buffer_size, set_socket_recv_buffer_size_force,
+            };
+            let bytes = RCVBUF_BYTES as usize;
+            if set_socket_recv_buffer_size_force(&fd, bytes).is_err() {
+                let _ = set_socket_recv_buffer_size(&fd, bytes);
+            }
         }
         // Kernel receive timestamps, as control data with every frame, from the first frame.
         set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMP, 1).map_err(|source| {
@@ -488,7 +463,7 @@ impl Capture {
     /// frames were read (decodable or not; 0 on timeout). An error means the capture is
     /// unusable: reopen it ([`CaptureError::InterfaceDown`] excepted).
     ///
-    /// Each event's time is on the event clock ([`crate::clock::boot_ms`]): the kernel's
+    /// Each event's time is on the event clock ([`clock::boot_ms`]): the kernel's
     /// receive stamp (wall clock) turned into an age in the queue against one clock reading
     /// per batch, so frames read late under load keep their arrival time while a wall-clock
     /// jump moves nothing.
@@ -508,8 +483,8 @@ impl Capture {
         for _ in 0..MAX_ROUNDS {
             match self.recv_batch() {
                 Ok(n) => {
-                    let boot = crate::clock::boot_ms();
-                    let wall = crate::clock::wall_ms();
+                    let boot = clock::boot_ms();
+                    let wall = clock::wall_ms();
                     if let Reader::Recvmmsg(batch) = &self.reader {
                         batch.decode_into(n, self.link, self.loopback, wall, boot, out);
                     }
@@ -538,8 +513,8 @@ impl Capture {
         let (link, loopback) = (self.link, self.loopback);
         match &mut self.reader {
             Reader::Ring(ring) => {
-                let boot = crate::clock::boot_ms();
-                let wall = crate::clock::wall_ms();
+                let boot = clock::boot_ms();
+                let wall = clock::wall_ms();
                 ring.walk.drain(MAX_BATCH, link, loopback, wall, boot, out)
             }
             Reader::Recvmmsg(_) => 0,
@@ -550,25 +525,26 @@ impl Capture {
     /// non-blocking read that follows tells which); `Ok(true)`: the socket reported an error
     /// condition.
     fn wait_readable(&mut self) -> Result<bool, CaptureError> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        // Whole milliseconds, as poll(2) takes them.
+        let ms = READ_TIMEOUT.as_millis() as i64;
+        let timeout = Timespec {
+            tv_sec: ms / 1000,
+            tv_nsec: (ms % 1000) * 1_000_000,
         };
-        // SAFETY: pfd is one valid pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, READ_TIMEOUT.as_millis() as libc::c_int) };
-        if rc == -1 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(CaptureError::Io {
+        let mut pfd = [PollFd::new(&self.fd, PollFlags::IN)];
+        match rustix::event::poll(&mut pfd, Some(&timeout)) {
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(CaptureError::Io {
                 interface: self.name.clone(),
                 op: "poll",
-                source: e,
-            });
+                source: e.into(),
+            }),
+            Ok(n) => Ok(n > 0
+                && pfd[0]
+                    .revents()
+                    .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL)),
         }
-        Ok(rc > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0)
     }
 
     /// One non-blocking `recvmmsg` into the batch buffers; the number of frames read.
@@ -628,7 +604,7 @@ impl Capture {
     /// the pending socket error (ENETDOWN when the interface goes down or away), or every
     /// later poll would fail at once, and classify.
     fn receive_error<T>(&mut self, err: Option<io::Error>) -> Result<T, CaptureError> {
-        let pending = take_socket_error(self.fd.as_raw_fd()).or(err);
+        let pending = take_socket_error(self.fd.as_fd()).or(err);
         self.check_interface()?;
         // Down, not gone: the kernel re-arms the socket when the interface is up again.
         if pending.as_ref().and_then(io::Error::raw_os_error) == Some(libc::ENETDOWN) {

@@ -483,7 +483,7 @@ fn lone_knock(path: ReceivePath) {
         assert!(cap.next_batch(&mut out).unwrap() >= 1);
         worst = worst.max(sent.elapsed());
         assert_eq!(out.len(), 1, "{out:?}");
-        let age = knock_capture::clock::boot_ms().saturating_sub(out[0].time_ms);
+        let age = clock::boot_ms().saturating_sub(out[0].time_ms);
         assert!(age < 50, "event stamped {age} ms ago");
     }
     assert!(worst < Duration::from_millis(50), "slowest: {worst:?}");

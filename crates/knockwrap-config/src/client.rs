@@ -206,8 +206,7 @@ fn check_key_owner(file: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(file)
         .map_err(|e| format!("cannot read TOTP key `{}`: {e}", file.display()))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
         return Err(format!(
             "TOTP key `{}` belongs to uid {}, not to you (uid {me}): a key must be private to \

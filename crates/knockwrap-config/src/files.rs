@@ -117,8 +117,7 @@ pub(crate) fn read_private(
             "{what} `{shown}` is accessible by group or others (mode {mode:04o}): chmod 600 it"
         ));
     }
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != me {
         return Err(format!(
             "{what} `{shown}` belongs to uid {}, not to root or to this user (uid {me}): chown it",

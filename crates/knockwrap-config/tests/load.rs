@@ -108,18 +108,9 @@ fn file_problems_are_reported_where_they_are() {
     }
 
     // A key owned by another account is refused (checked on the opened descriptor).
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         let d = setup("1,3\n", KEY_B32, 0o600);
-        let key = std::ffi::CString::new(
-            d.path()
-                .join("keys/totp.key")
-                .to_string_lossy()
-                .into_owned(),
-        )
-        .unwrap();
-        // SAFETY: key is a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::chown(key.as_ptr(), 65534, 65534) }, 0);
+        std::os::unix::fs::chown(d.path().join("keys/totp.key"), Some(65534), Some(65534)).unwrap();
         let errs = check(cfg(&d));
         assert!(
             errs.iter()

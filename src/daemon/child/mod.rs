@@ -15,11 +15,13 @@
 //! opened through an [`Opener`] (the packet socket in the daemon), so the loop is tested
 //! without root on recorded frames.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
 
 use knock_capture::{
     spawn_capture_thread_with, Capture, CaptureError, CaptureThread, EventBatch, FilterSpec,
@@ -57,6 +59,8 @@ const STATS_WAIT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Error)]
 pub enum ChildError {
+    #[error("signal handlers: {0}")]
+    Signals(std::io::Error),
     #[error("descriptors: {0}")]
     Fds(std::io::Error),
     #[error("dying with the parent: {0}")]
@@ -109,11 +113,10 @@ fn run(
     mode: Mode,
     open: Opener,
 ) -> Result<(), ChildError> {
-    let fd = channel.as_raw_fd();
-    confine(fd, parent, account, mode)?;
+    confine(&channel, parent, account, mode)?;
     let mut reader = SetupReader::default();
-    let setup = wait_setup(fd, &mut reader)?;
-    let mut child = Child::start(fd, setup, open, reader)?;
+    let setup = wait_setup(channel.as_fd(), &mut reader)?;
+    let mut child = Child::start(channel, setup, open, reader)?;
     child.serve(process::term_requested)
 }
 
@@ -121,14 +124,14 @@ fn run(
 /// the capture account, die with the parent `parent` (set after the drop, which would clear
 /// it), enter the sandbox.
 fn confine(
-    fd: RawFd,
+    channel: &OwnedFd,
     parent: libc::pid_t,
     account: &Account,
     mode: Mode,
 ) -> Result<(), ChildError> {
-    process::child_signals();
-    process::sanitize_fds(&[fd]).map_err(ChildError::Fds)?;
-    crate::logging::forward_to(fd);
+    process::child_signals().map_err(ChildError::Signals)?;
+    process::sanitize_fds(&[channel.as_raw_fd()]).map_err(ChildError::Fds)?;
+    crate::logging::forward_to(channel.as_fd()).map_err(ChildError::Fds)?;
     privilege::drop_to(account, true)?;
     process::die_with_parent(parent).map_err(ChildError::ParentDeath)?;
     sandbox::enter(mode)?;
@@ -137,9 +140,9 @@ fn confine(
 }
 
 /// Waits for the first whole setup from the parent.
-fn wait_setup(fd: RawFd, reader: &mut SetupReader) -> Result<Setup, ChildError> {
+fn wait_setup(fd: BorrowedFd<'_>, reader: &mut SetupReader) -> Result<Setup, ChildError> {
     loop {
-        process::wait(fd, libc::POLLIN, Duration::from_secs(1)).map_err(ChildError::Channel)?;
+        process::wait(fd, PollFlags::IN, Duration::from_secs(1)).map_err(ChildError::Channel)?;
         match read_parent(fd, reader)? {
             Read::Message(ParentMessage::Setup(s)) => return Ok(*s),
             Read::Message(ParentMessage::Stop) | Read::Closed => std::process::exit(0),
@@ -157,7 +160,7 @@ enum Read {
 }
 
 /// Reads one message from the parent, if a whole one is queued.
-fn read_parent(fd: RawFd, reader: &mut SetupReader) -> Result<Read, ChildError> {
+fn read_parent(fd: BorrowedFd<'_>, reader: &mut SetupReader) -> Result<Read, ChildError> {
     let mut buf = vec![0u8; knockwrap_wire::FRAGMENT + 16];
     loop {
         match process::recv(fd, &mut buf).map_err(ChildError::Channel)? {
@@ -188,15 +191,16 @@ struct Inbox {
 /// parent closing the channel ends the process; once the loop has returned (`quit`, in tests)
 /// the thread just ends. It reads through its own duplicate of the channel descriptor.
 fn spawn_channel_thread(
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     mut reader: SetupReader,
     inbox: Arc<Mutex<Inbox>>,
     wake: SyncSender<EventBatch>,
     quit: Arc<AtomicBool>,
 ) -> Result<(), ChildError> {
-    let own = dup_cloexec(fd).map_err(ChildError::Channel)?;
+    // A close-on-exec duplicate (fcntl F_DUPFD_CLOEXEC).
+    let own = fd.try_clone_to_owned().map_err(ChildError::Channel)?;
     let body = move || {
-        let fd = own.as_raw_fd();
+        let fd = own.as_fd();
         let end = |code: i32, why: &dyn std::fmt::Display| {
             if !quit.load(Ordering::Relaxed) {
                 if code != 0 {
@@ -206,7 +210,7 @@ fn spawn_channel_thread(
             }
         };
         while !quit.load(Ordering::Relaxed) {
-            match process::wait(fd, libc::POLLIN, Duration::from_millis(500)) {
+            match process::wait(fd, PollFlags::IN, Duration::from_millis(500)) {
                 Ok(false) => continue,
                 Ok(true) => {}
                 Err(e) => return end(1, &e),
@@ -235,18 +239,6 @@ fn spawn_channel_thread(
         .spawn(body)
         .map(|_| ())
         .map_err(ChildError::Channel)
-}
-
-/// A close-on-exec duplicate of `fd` (fcntl F_DUPFD_CLOEXEC).
-fn dup_cloexec(fd: RawFd) -> std::io::Result<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: fcntl on a descriptor this process holds; the result is a new descriptor.
-    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if new < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `new` was just created and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// A capture source whose events say which interface they came from: its index in the
@@ -338,7 +330,8 @@ impl Captures {
 }
 
 struct Child {
-    fd: RawFd,
+    /// The channel to the parent.
+    fd: OwnedFd,
     /// The setup generation the matcher's doors come from.
     generation: u32,
     matcher: Matcher,
@@ -383,7 +376,7 @@ fn targets(setup: &Setup) -> Vec<std::net::IpAddr> {
 
 impl Child {
     fn start(
-        fd: RawFd,
+        fd: OwnedFd,
         setup: Setup,
         open: Opener,
         reader: SetupReader,
@@ -414,7 +407,7 @@ impl Child {
             quit: Arc::default(),
         };
         spawn_channel_thread(
-            fd,
+            child.fd.as_fd(),
             reader,
             Arc::clone(&child.inbox),
             child.tx.clone(),
@@ -434,7 +427,7 @@ impl Child {
             ChildMessage::Stats(_) => Some(STATS_WAIT),
             _ => None,
         };
-        if let Err(e) = process::send(self.fd, &m.encode(), wait) {
+        if let Err(e) = process::send(self.fd.as_fd(), &m.encode(), wait) {
             // The parent is gone or not reading: nothing else to tell it with.
             if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET) {
                 std::process::exit(0);
@@ -713,9 +706,9 @@ mod tests {
     ) -> (u64, Vec<ChildMessage>) {
         let (parent, theirs) = process::seqpacket_pair().unwrap();
         for f in wire::setup_fragments(&setup()).unwrap() {
-            process::send(parent.as_raw_fd(), &f, Some(Duration::from_secs(2))).unwrap();
+            process::send(parent.as_fd(), &f, Some(Duration::from_secs(2))).unwrap();
         }
-        let t0 = knock_capture::clock::boot_ms() + 5_000;
+        let t0 = ::clock::boot_ms() + 5_000;
         let frames: Vec<(Vec<u8>, u64)> = ports
             .iter()
             .enumerate()
@@ -726,10 +719,9 @@ mod tests {
             Ok(Box::new(source) as Box<dyn FrameSource>)
         });
         let child = thread::spawn(move || {
-            let fd = theirs.as_raw_fd();
             let mut reader = SetupReader::default();
-            let setup = wait_setup(fd, &mut reader)?;
-            let mut child = Child::start(fd, setup, open, reader)?;
+            let setup = wait_setup(theirs.as_fd(), &mut reader)?;
+            let mut child = Child::start(theirs, setup, open, reader)?;
             let served = child.serve(|| false);
             if let Some(c) = child.captures.take() {
                 c.shutdown();
@@ -740,11 +732,10 @@ mod tests {
         let mut buf = vec![0u8; 1 << 16];
         let deadline = Instant::now() + Duration::from_secs(10);
         while !enough(&got) && Instant::now() < deadline {
-            if !process::wait(parent.as_raw_fd(), libc::POLLIN, Duration::from_millis(50)).unwrap()
-            {
+            if !process::wait(parent.as_fd(), PollFlags::IN, Duration::from_millis(50)).unwrap() {
                 continue;
             }
-            while let Some(n) = process::recv(parent.as_raw_fd(), &mut buf).unwrap() {
+            while let Some(n) = process::recv(parent.as_fd(), &mut buf).unwrap() {
                 assert!(
                     n > 0 && n <= buf.len(),
                     "the child closed the channel ({n})"
@@ -752,7 +743,7 @@ mod tests {
                 got.push(ChildMessage::decode(&buf[..n]).unwrap());
             }
         }
-        process::send(parent.as_raw_fd(), &wire::stop_message(), None).unwrap();
+        process::send(parent.as_fd(), &wire::stop_message(), None).unwrap();
         child.join().unwrap().unwrap();
         (t0, got)
     }

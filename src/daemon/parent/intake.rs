@@ -4,10 +4,11 @@
 //! ([`super::judge`]); a message the parent refuses drops the whole drain and replaces the
 //! child. What passes waits in `pending` for [`super::apply`].
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use knockwrap_wire as wire;
+use rustix::event::PollFlags;
 use tracing::{error, warn};
 use wire::{ChildMessage, Knock};
 
@@ -23,17 +24,21 @@ pub(super) const DRAIN_MESSAGES: usize = 4096;
 impl Daemon {
     /// Waits up to `wait` for the child, then reads what it sent (bounded).
     pub(super) fn read_child(&mut self, wait: Duration) {
-        let Some(fd) = self.child.as_ref().map(|c| c.channel.as_raw_fd()) else {
+        let Some(child) = self.child.as_ref() else {
             std::thread::sleep(wait);
             return;
         };
-        if let Err(e) = process::wait(fd, libc::POLLIN, wait) {
+        if let Err(e) = process::wait(child.channel.as_fd(), PollFlags::IN, wait) {
             error!(error = %e, "poll on the capture channel failed");
             std::thread::sleep(wait.min(POLL));
         }
         let mut buf = [0u8; wire::MAX_CHILD_MESSAGE + 1];
         for _ in 0..DRAIN_MESSAGES {
-            match process::recv(fd, &mut buf) {
+            // The child is still there: only ending it (which ends this loop) takes it away.
+            let Some(child) = self.child.as_ref() else {
+                break;
+            };
+            match process::recv(child.channel.as_fd(), &mut buf) {
                 Ok(None) => break,
                 Ok(Some(0)) => {
                     self.end_child("closed its channel");

@@ -30,7 +30,7 @@ use knockwrap_wire as wire;
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,7 +72,7 @@ fn load(path: &Path) -> Result<Config, ConfigErrors> {
     Config::load(path)
 }
 
-use hosts_writer::time::now_ms;
+use ::clock::wall_ms;
 
 fn random_seed() -> [u64; 2] {
     let mut bytes = [0u8; 16];
@@ -80,7 +80,7 @@ fn random_seed() -> [u64; 2] {
     if let Err(e) = read {
         // Without randomness the table's hash is predictable: still correct, weaker under a flood.
         warn!(error = %e, "cannot read /dev/urandom; using a time-based hash seed");
-        bytes[..8].copy_from_slice(&now_ms().to_le_bytes());
+        bytes[..8].copy_from_slice(&wall_ms().to_le_bytes());
     }
     let (a, b) = bytes.split_at(8);
     [
@@ -182,8 +182,7 @@ impl Daemon {
         }
         // The parent must be root: it writes hosts.allow and drops the capture process to
         // `user` itself (setuid needs root's CAP_SETUID/CAP_SETGID).
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         if euid != 0 {
             return Err(Failure::failed(format!(
                 "knockwrap run must start as root (running as uid {euid}): it drops the process \
@@ -207,8 +206,8 @@ impl Daemon {
         // were stamped on a truer clock and cannot be judged on this one, and a later step to
         // the truth is indistinguishable from one that must move this boot's leases. Those
         // leases end now: cut short, never stretched by years (docs/lockout-safety.md).
-        if let Some(written) = grants.written_ms().filter(|&w| now_ms() < w) {
-            let behind_s = (written - now_ms()) / 1000;
+        if let Some(written) = grants.written_ms().filter(|&w| wall_ms() < w) {
+            let behind_s = (written - wall_ms()) / 1000;
             let ended = grants
                 .end_timed_leases()
                 .map_err(|e| Failure::failed(format!("reconciling leases: {e}")))?;
@@ -224,7 +223,7 @@ impl Daemon {
         }
         // Leases that ran out while the daemon was down end before it reports ready: all of
         // them, a bounded batch per transaction (`State::expire`).
-        let now = now_ms() / 1000;
+        let now = wall_ms() / 1000;
         while grants.wake_at().is_some_and(|t| t <= now) {
             let expired = grants
                 .expire(now)
@@ -270,7 +269,7 @@ impl Daemon {
             deferred: Vec::new(),
             lock_log: Throttle::default(),
             attack_log: Throttle::default(),
-            started_at: clock::real_wall_ms() / 1000,
+            started_at: wall_ms() / 1000,
             stats: Default::default(),
             last_error: None,
             published_at: None,
@@ -394,7 +393,7 @@ impl Daemon {
         if let Some(child) = &self.child {
             // The child's last refusal summaries and counters, then its exit.
             let _ = process::send(
-                child.channel.as_raw_fd(),
+                child.channel.as_fd(),
                 &wire::stop_message(),
                 Some(Duration::from_millis(200)),
             );
@@ -515,7 +514,7 @@ fn install_firewall(grants: &mut Grants, config: &Config) -> Result<(), String> 
     };
     let ensured = sink.ensure().map_err(|e| e.to_string())?;
     let (removed, admitted) = sink
-        .reconcile(grants.leases(), now_ms())
+        .reconcile(grants.leases(), wall_ms())
         .map_err(|e| e.to_string())?;
     info!(
         table = %sink.table(),

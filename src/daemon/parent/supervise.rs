@@ -3,7 +3,7 @@
 //! generation), its end (channel closed, SIGKILL as its own account, bounded reap) and its
 //! restart with backoff. Leases keep expiring while no child runs; only new knocks wait.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use knock_match::MatcherOptions;
@@ -52,7 +52,7 @@ impl Daemon {
 
     pub(super) fn send_setup(&self, child: &ChildProcess) -> Result<(), DaemonError> {
         for f in wire::setup_fragments(&self.setup())? {
-            process::send(child.channel.as_raw_fd(), &f, Some(Duration::from_secs(2)))
+            process::send(child.channel.as_fd(), &f, Some(Duration::from_secs(2)))
                 .map_err(DaemonError::Channel)?;
         }
         Ok(())

@@ -1,5 +1,5 @@
 //! The daemon's clocks. Knock timing and lease time run on the event clock (CLOCK_BOOTTIME,
-//! [`knock_capture::clock::boot_ms`]), which never jumps. Wall-clock time is needed for two
+//! [`::clock::boot_ms`]), which never jumps. Wall-clock time is needed for two
 //! things only: TOTP, and the lease journal's expiries (so a restart knows when a lease ends).
 //! Both read it through the anchor kept here: wall = anchor_wall + (boot - anchor_boot). When
 //! the real wall clock departs from that by more than [`JUMP_MS`] (settimeofday, an NTP step,
@@ -7,18 +7,10 @@
 //! the daemon can move the journal's expiries with it: a jump neither extends nor cuts a
 //! lease, and TOTP follows the new wall time.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use knock_capture::clock::boot_ms;
+use ::clock::{boot_ms, wall_ms};
 
 /// Departures smaller than this are drift (NTP slewing), not jumps.
 pub const JUMP_MS: i64 = 1_000;
-
-pub fn real_wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Wall-clock time derived from the event clock, re-anchored on jumps.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +21,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        Clock::at(boot_ms(), real_wall_ms())
+        Clock::at(boot_ms(), wall_ms())
     }
 
     fn at(boot: u64, wall: u64) -> Clock {
@@ -54,7 +46,7 @@ impl Clock {
     /// Compares with the real wall clock; on a jump, re-anchors and returns it (ms, positive
     /// when the wall clock moved forward).
     pub fn check_jump(&mut self) -> Option<i64> {
-        self.check_jump_at(boot_ms(), real_wall_ms())
+        self.check_jump_at(boot_ms(), wall_ms())
     }
 
     fn check_jump_at(&mut self, boot: u64, real_wall: u64) -> Option<i64> {
