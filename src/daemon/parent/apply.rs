@@ -20,7 +20,7 @@ impl Daemon {
     pub(super) fn apply_pending(&mut self) {
         self.judge.commit();
         let decisions = std::mem::take(&mut self.pending);
-        self.dirty |= !decisions.is_empty();
+        self.status.dirty |= !decisions.is_empty();
         let mut batch: Vec<Grant> = Vec::new();
         for judged in decisions {
             if !self.record_progress(&judged) {
@@ -119,7 +119,7 @@ impl Daemon {
             }
             Ok(results) => {
                 for (g, applied) in batch.iter().zip(results) {
-                    self.stats.grants += 1;
+                    self.status.stats.grants += 1;
                     match applied {
                         Applied::Granted { changed } => info!(
                             door = %g.door, addr = %g.addr, service = %g.service,
@@ -144,8 +144,8 @@ impl Daemon {
                 }
             }
             Err(e) => {
-                self.stats.write_failures += 1;
-                self.last_error = Some(format!("grant: {e}"));
+                self.status.stats.write_failures += 1;
+                self.status.last_error = Some(format!("grant: {e}"));
                 for g in &batch {
                     error!(
                         door = %g.door, addr = %g.addr, service = %g.service, error = %e,
@@ -161,10 +161,10 @@ impl Daemon {
     /// ends an admission on time.
     pub(super) fn report_sink_errors(&mut self) {
         for e in self.grants.take_sink_errors() {
-            self.stats.write_failures += 1;
+            self.status.stats.write_failures += 1;
             error!(error = %e, "the firewall door could not follow a grant, revoke or expiry");
-            self.last_error = Some(e);
-            self.dirty = true;
+            self.status.last_error = Some(e);
+            self.status.dirty = true;
         }
     }
 
@@ -175,7 +175,7 @@ impl Daemon {
                 "revoke refused: the line was not added by knockwrap"
             ),
             Ok(Applied::Revoked { changed }) => {
-                self.stats.revokes += 1;
+                self.status.stats.revokes += 1;
                 info!(
                     door = %d.door_name, addr = %d.addr, service = %d.service,
                     was_present = changed, "revoke"
@@ -183,8 +183,8 @@ impl Daemon {
             }
             Ok(other) => warn!(door = %d.door_name, addr = %d.addr, outcome = ?other, "revoke"),
             Err(e) => {
-                self.stats.write_failures += 1;
-                self.last_error = Some(format!("revoke: {e}"));
+                self.status.stats.write_failures += 1;
+                self.status.last_error = Some(format!("revoke: {e}"));
                 error!(
                     door = %d.door_name, addr = %d.addr, service = %d.service, error = %e,
                     "revoke failed"

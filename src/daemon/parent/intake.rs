@@ -24,7 +24,7 @@ pub(super) const DRAIN_MESSAGES: usize = 4096;
 impl Daemon {
     /// Waits up to `wait` for the child, then reads what it sent (bounded).
     pub(super) fn read_child(&mut self, wait: Duration) {
-        let Some(child) = self.child.as_ref() else {
+        let Some(child) = self.sup.child.as_ref() else {
             std::thread::sleep(wait);
             return;
         };
@@ -35,7 +35,7 @@ impl Daemon {
         let mut buf = [0u8; wire::MAX_CHILD_MESSAGE + 1];
         for _ in 0..DRAIN_MESSAGES {
             // The child is still there: only ending it (which ends this loop) takes it away.
-            let Some(child) = self.child.as_ref() else {
+            let Some(child) = self.sup.child.as_ref() else {
                 break;
             };
             match process::recv(child.channel.as_fd(), &mut buf) {
@@ -80,7 +80,7 @@ impl Daemon {
                 "refused a message from the capture process; treating it as compromised and replacing it"
             );
         }
-        self.stats.refused_messages += 1;
+        self.status.stats.refused_messages += 1;
         self.end_child("sent a message the parent refused");
     }
 
@@ -90,7 +90,7 @@ impl Daemon {
                 if self.child_logs.admit(self.clock.boot_ms()) {
                     logging::write_child_line(&logging::level_of(level), &text);
                 } else {
-                    self.stats.child_log_dropped += 1;
+                    self.status.stats.child_log_dropped += 1;
                 }
             }
             ChildMessage::Stats(s) => {
@@ -103,7 +103,7 @@ impl Daemon {
                 }
                 // Published at once when it changed (kernel counters arrive once a second):
                 // `knockwrap status` shows packets that arrived, not those of 5 s ago.
-                self.dirty |= s != self.child_stats;
+                self.status.dirty |= s != self.child_stats;
                 self.child_stats = s;
             }
             ChildMessage::Ready { generation } => {
@@ -125,8 +125,8 @@ impl Daemon {
     /// A knock matched against a setup generation the parent no longer keeps (more reloads
     /// than it keeps while the child had not caught up): dropped, logged at most once per 10 s.
     pub(super) fn stale_knock(&mut self, generation: u32, k: &Knock) {
-        self.stats.stale_knocks += 1;
-        self.dirty = true;
+        self.status.stats.stale_knocks += 1;
+        self.status.dirty = true;
         let now = self.clock.boot_ms();
         if self.stale_log.due(now) {
             warn!(

@@ -52,13 +52,14 @@ use judge::{Disabled, Generation, Judge, Judged};
 use refusals::{Refusals, Throttle};
 use wire::ChildStats;
 
-use crate::sys::privilege::{self, Account};
+use crate::sys::privilege;
 use crate::sys::process;
 
 /// Longest the loop sleeps without looking at signals.
 const POLL: Duration = Duration::from_millis(200);
 use super::shared::OPEN_WAIT;
-use supervise::{ChildProcess, Restart, RESTART_MIN};
+use snapshot::Published;
+use supervise::{Supervisor, RESTART_MIN};
 
 pub fn run(args: RunArgs) -> CliResult {
     let config = load(&args.config).map_err(|e| Failure::usage(e.to_string()))?;
@@ -122,12 +123,8 @@ struct Daemon {
     /// Which interfaces are loopback ones, as this process reads them.
     loopback: local::LoopbackInterfaces,
     hash_seed: [u64; 2],
-    account: Account,
-    child: Option<ChildProcess>,
-    restart: Option<Restart>,
-    /// Delay before the next restart; doubles per quick death, back to the minimum after a
-    /// child that ran for a while.
-    restart_delay: Duration,
+    /// The capture child: its account, the running one, when the next may start.
+    sup: Supervisor,
     child_stats: ChildStats,
     ready: bool,
     /// Shutting down: a child that ends is not replaced.
@@ -151,11 +148,7 @@ struct Daemon {
     /// The bound on the child's log lines.
     child_logs: child_log::ChildLogs,
     /// What `knockwrap status` shows: counts kept here, published by [`snapshot`].
-    started_at: u64,
-    stats: crate::status::Counters,
-    last_error: Option<String>,
-    published_at: Option<u64>,
-    dirty: bool,
+    status: Published,
 }
 
 fn interfaces_of(cli: &[String], config: &Config) -> Vec<String> {
@@ -269,19 +262,23 @@ impl Daemon {
             deferred: Vec::new(),
             lock_log: Throttle::default(),
             attack_log: Throttle::default(),
-            started_at: wall_ms() / 1000,
-            stats: Default::default(),
-            last_error: None,
-            published_at: None,
-            dirty: true,
+            status: Published {
+                started_at: wall_ms() / 1000,
+                stats: Default::default(),
+                last_error: None,
+                published_at: None,
+                dirty: true,
+            },
             config_path,
             cli_interfaces,
             config,
             hash_seed: random_seed(),
-            account,
-            child: None,
-            restart: None,
-            restart_delay: RESTART_MIN,
+            sup: Supervisor {
+                account,
+                child: None,
+                restart: None,
+                restart_delay: RESTART_MIN,
+            },
             child_stats: ChildStats::default(),
             ready: false,
             stopping: false,
@@ -292,10 +289,10 @@ impl Daemon {
         daemon.spawn_child()?;
         // Ready once the child has its captures open (or is retrying them in the background).
         let deadline = Instant::now() + OPEN_WAIT + Duration::from_secs(2);
-        while !daemon.ready && daemon.child.is_some() && Instant::now() < deadline {
+        while !daemon.ready && daemon.sup.child.is_some() && Instant::now() < deadline {
             daemon.read_child(Duration::from_millis(100));
         }
-        if daemon.child.is_none() {
+        if daemon.sup.child.is_none() {
             return Err(Failure::failed(
                 "the capture process ended during start-up (see the lines above)".to_owned(),
             ));
@@ -306,7 +303,7 @@ impl Daemon {
             hosts_allow = %daemon.config.hosts_allow.display(),
             interfaces = %daemon.judge.current().interfaces.join(","),
             doors = daemon.config.doors.len(),
-            capture_user = %daemon.account.name,
+            capture_user = %daemon.sup.account.name,
             "ready"
         );
         if let Err(e) = notify::notify("READY=1") {
@@ -337,8 +334,8 @@ impl Daemon {
             match self.grants.expire(wall / 1000) {
                 Ok(done) => {
                     if !done.is_empty() {
-                        self.stats.expiries += grants::log_expiries(done);
-                        self.dirty = true;
+                        self.status.stats.expiries += grants::log_expiries(done);
+                        self.status.dirty = true;
                     }
                 }
                 // hosts.allow locked elsewhere: the due leases end as soon as it is free (the
@@ -348,8 +345,9 @@ impl Daemon {
             }
             self.refusals.flush(now, false);
             self.child_logs.flush(now, false);
-            if self.dirty
+            if self.status.dirty
                 || self
+                    .status
                     .published_at
                     .is_none_or(|t| now.saturating_sub(t) >= 5_000)
             {
@@ -367,6 +365,7 @@ impl Daemon {
             }
             let retry = (!self.deferred.is_empty()).then_some(100);
             let restart = self
+                .sup
                 .restart
                 .as_ref()
                 .map(|r| r.at.saturating_duration_since(Instant::now()).as_millis() as u64);
@@ -390,7 +389,7 @@ impl Daemon {
         let _ = notify::notify("STOPPING=1");
         info!("stopping");
         self.stopping = true;
-        if let Some(child) = &self.child {
+        if let Some(child) = &self.sup.child {
             // The child's last refusal summaries and counters, then its exit.
             let _ = process::send(
                 child.channel.as_fd(),
@@ -398,7 +397,7 @@ impl Daemon {
                 Some(Duration::from_millis(200)),
             );
             let deadline = Instant::now() + Duration::from_secs(1);
-            while self.child.is_some() && Instant::now() < deadline {
+            while self.sup.child.is_some() && Instant::now() < deadline {
                 self.read_child(Duration::from_millis(50));
             }
         }
@@ -412,7 +411,7 @@ impl Daemon {
         }
         let c = &self.child_stats;
         info!(
-            grants = self.stats.grants,
+            grants = self.status.stats.grants,
             resets = c.resets,
             timeouts = c.timeouts,
             evictions = c.evictions,
@@ -473,7 +472,7 @@ impl Daemon {
             self.grants = g;
         }
         if let Err(e) = install_firewall(&mut self.grants, &config) {
-            self.last_error = Some(format!("firewall: {e}"));
+            self.status.last_error = Some(format!("firewall: {e}"));
             error!(error = %e, "the firewall door is not in place after the reload: guarded ports are NOT hidden");
         }
         if config.log != self.config.log {
@@ -490,10 +489,10 @@ impl Daemon {
             disabled,
             interfaces,
         });
-        self.dirty = true;
+        self.status.dirty = true;
         self.destinations = local::Destinations::new(targets(&config));
         self.config = config;
-        if let Some(child) = &self.child {
+        if let Some(child) = &self.sup.child {
             if let Err(e) = self.send_setup(child) {
                 self.end_child(&e.to_string());
             }

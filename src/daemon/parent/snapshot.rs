@@ -8,20 +8,32 @@ use tracing::warn;
 use super::Daemon;
 use crate::status::{DoorStatus, InterfaceStatus, LeaseStatus, Snapshot};
 
+/// What `knockwrap status` and the metrics show that only the parent counts, and when it was
+/// last published.
+pub(super) struct Published {
+    /// Wall-clock seconds at start.
+    pub(super) started_at: u64,
+    pub(super) stats: crate::status::Counters,
+    pub(super) last_error: Option<String>,
+    pub(super) published_at: Option<u64>,
+    /// Something changed since the last publication.
+    pub(super) dirty: bool,
+}
+
 impl Daemon {
     /// Writes the snapshot (and the metrics file); a failure is logged, never fatal.
     pub(super) fn publish(&mut self, now: u64) {
-        let first = self.published_at.is_none();
-        self.published_at = Some(now);
-        self.dirty = false;
+        let first = self.status.published_at.is_none();
+        self.status.published_at = Some(now);
+        self.status.dirty = false;
         let s = self.snapshot(now);
         let metrics = self.config.metrics_file.clone();
         if let Err(e) = crate::status::publish(&self.config.state_dir, metrics.as_deref(), &s) {
             // At most every 5 s (the publishing interval); the first time for sure.
-            if first || self.last_error.as_deref() != Some(&e) {
+            if first || self.status.last_error.as_deref() != Some(&e) {
                 warn!(error = %e, "cannot publish the status snapshot");
             }
-            self.last_error = Some(e);
+            self.status.last_error = Some(e);
         }
     }
 
@@ -91,7 +103,7 @@ impl Daemon {
             })
             .collect();
         let m = &self.child_stats;
-        let mut counters = self.stats.clone();
+        let mut counters = self.status.stats.clone();
         counters.packets = m.packets;
         counters.evictions = m.evictions;
         counters.resets = m.resets;
@@ -107,8 +119,8 @@ impl Daemon {
         }
         Snapshot {
             pid: std::process::id(),
-            capture_pid: self.child.as_ref().map(|c| c.pid as u32),
-            started_at: self.started_at,
+            capture_pid: self.sup.child.as_ref().map(|c| c.pid as u32),
+            started_at: self.status.started_at,
             updated_at: wall,
             config: self.config_path.display().to_string(),
             hosts_allow: self.config.hosts_allow.display().to_string(),
@@ -128,7 +140,7 @@ impl Daemon {
             doors,
             leases,
             counters,
-            last_error: self.last_error.clone(),
+            last_error: self.status.last_error.clone(),
         }
     }
 }

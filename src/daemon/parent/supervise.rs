@@ -18,6 +18,17 @@ use crate::failure::Failure;
 use crate::sys::{process, sandbox};
 
 /// The capture child as the parent sees it.
+/// The capture child as the parent supervises it.
+pub(super) struct Supervisor {
+    /// The account the child runs as (and is killed as, without CAP_KILL).
+    pub(super) account: crate::sys::privilege::Account,
+    pub(super) child: Option<ChildProcess>,
+    pub(super) restart: Option<Restart>,
+    /// Delay before the next restart; doubles per quick death, back to the minimum after a
+    /// child that ran for a while.
+    pub(super) restart_delay: Duration,
+}
+
 pub(super) struct ChildProcess {
     pub(super) pid: libc::pid_t,
     pub(super) channel: OwnedFd,
@@ -73,7 +84,7 @@ impl Daemon {
         match unsafe { process::fork() }.map_err(|e| Failure::failed(format!("fork: {e}")))? {
             process::Forked::Child => {
                 drop(mine);
-                child::main(theirs, &self.account, sandbox::Mode::Kill)
+                child::main(theirs, &self.sup.account, sandbox::Mode::Kill)
             }
             process::Forked::Parent(pid) => {
                 drop(theirs);
@@ -87,11 +98,11 @@ impl Daemon {
                 };
                 if let Err(e) = self.send_setup(&child) {
                     error!(error = %e, "capture process not set up; restarting it");
-                    self.child = Some(child);
+                    self.sup.child = Some(child);
                     self.end_child("not set up");
                     return Ok(());
                 }
-                self.child = Some(child);
+                self.sup.child = Some(child);
                 Ok(())
             }
         }
@@ -100,7 +111,7 @@ impl Daemon {
     /// The child is gone or must go: kill, reap, log, and schedule a new one with backoff.
     /// Leases keep expiring meanwhile; only new knocks wait.
     pub(super) fn end_child(&mut self, why: &str) {
-        let Some(child) = self.child.take() else {
+        let Some(child) = self.sup.child.take() else {
             return;
         };
         let ChildProcess {
@@ -113,7 +124,7 @@ impl Daemon {
         // The wait is bounded: a child that still did not end dies with this process (its
         // parent-death signal), never blocks it.
         drop(channel);
-        if let Err(e) = process::kill_child(pid, self.account.uid) {
+        if let Err(e) = process::kill_child(pid, self.sup.account.uid) {
             error!(pid, error = %e, "cannot signal the capture process");
         }
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -134,16 +145,16 @@ impl Daemon {
             return;
         }
         if started.elapsed() >= RESTART_RESET {
-            self.restart_delay = RESTART_MIN;
+            self.sup.restart_delay = RESTART_MIN;
         }
-        let delay = self.restart_delay;
-        self.restart_delay = (self.restart_delay * 2).min(RESTART_MAX);
-        self.restart = Some(Restart {
+        let delay = self.sup.restart_delay;
+        self.sup.restart_delay = (self.sup.restart_delay * 2).min(RESTART_MAX);
+        self.sup.restart = Some(Restart {
             at: Instant::now() + delay,
             delay,
         });
-        self.stats.child_restarts += 1;
-        self.dirty = true;
+        self.status.stats.child_restarts += 1;
+        self.status.dirty = true;
         error!(
             pid,
             why,
@@ -154,15 +165,21 @@ impl Daemon {
     }
 
     pub(super) fn maybe_restart(&mut self) {
-        if self.child.is_some() || self.restart.as_ref().is_none_or(|r| Instant::now() < r.at) {
+        if self.sup.child.is_some()
+            || self
+                .sup
+                .restart
+                .as_ref()
+                .is_none_or(|r| Instant::now() < r.at)
+        {
             return;
         }
-        let waited = self.restart.take().map(|r| r.delay);
+        let waited = self.sup.restart.take().map(|r| r.delay);
         if let Err(e) = self.spawn_child() {
             error!(error = %e.message, "cannot start the capture process; retrying");
-            self.restart = Some(Restart {
-                at: Instant::now() + self.restart_delay,
-                delay: self.restart_delay,
+            self.sup.restart = Some(Restart {
+                at: Instant::now() + self.sup.restart_delay,
+                delay: self.sup.restart_delay,
             });
         } else {
             info!(
