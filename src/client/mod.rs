@@ -20,6 +20,15 @@ use crate::failure::Failure;
 pub(crate) use plan::{Plan, Source};
 pub(crate) use send::Knocked;
 
+/// The hosts and the sequence to knock: from the command line's PORTs, a `--door` of the
+/// daemon's configuration, or else the client profile.
+pub(crate) fn plan(src: &Source) -> Result<Plan, Failure> {
+    match Plan::from_command_line(src)? {
+        Some(plan) => Ok(plan),
+        None => profile::plan(src),
+    }
+}
+
 /// Knocks as `plan` says: resolves every host first (`-4`/`-6` over the profile target's
 /// family), sends the sequence to every address (`--delay` over the target's delay), and
 /// records a one-time sequence as used once any of it went out. One result per address, in

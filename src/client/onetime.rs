@@ -1,8 +1,8 @@
 //! The client's one-time progress: for a profile target with one-time sequences, which
 //! sequence is next, kept in `$XDG_STATE_HOME/knockwrap/onetime-TARGET.json` as `{"next": N}`.
 //! A sequence that reached the wire is spent (as the daemon has it), so the count moves on
-//! once any of it went out. The file is written through the writer's atomic routine, as a
-//! private state file.
+//! once any of it went out. The file is written through the atomic file routine, as a
+//! private state file. Also where the client's XDG directories are ([`xdg_dir`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,21 @@ pub(super) struct OneTimeMark {
 }
 
 pub(super) fn one_time_state_path(target: &str) -> Option<PathBuf> {
-    super::profile::xdg_dir("XDG_STATE_HOME", ".local/state")
+    xdg_dir("XDG_STATE_HOME", ".local/state")
         .map(|d| d.join("knockwrap").join(format!("onetime-{target}.json")))
+}
+
+/// An XDG base directory: the variable when it holds an absolute path (the specification
+/// says to ignore a relative one), else `$HOME/<fallback>`.
+pub(super) fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os(var) {
+        let p = PathBuf::from(v);
+        if p.is_absolute() {
+            return Some(p);
+        }
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(PathBuf::from(home).join(fallback))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -43,7 +43,10 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    pub fn build(src: &Source) -> Result<Plan, Failure> {
+    /// The plan the command line gives by itself: its PORTs, or a `--door` of the daemon's
+    /// configuration. `None` when it names neither: the client profile plans then
+    /// ([`super::plan`]).
+    pub fn from_command_line(src: &Source) -> Result<Option<Plan>, Failure> {
         let cmd = src.cmd;
         if src.opts.door.is_some() && !src.ports.is_empty() {
             return Err(Failure::usage(format!(
@@ -51,13 +54,13 @@ impl Plan {
             )));
         }
         if !src.ports.is_empty() {
-            return Ok(Plan {
+            return Ok(Some(Plan {
                 hosts: parse_hosts(src.host)?,
                 steps: parse_steps(src.ports, src.opts.udp)?,
                 origin: "the command line".into(),
                 target: None,
                 one_time: None,
-            });
+            }));
         }
         if src.opts.udp {
             return Err(Failure::usage(format!(
@@ -69,15 +72,15 @@ impl Plan {
             let Some(path) = src.opts.config.as_deref() else {
                 return Err(Failure::usage(format!("{cmd}: --door needs --config PATH")));
             };
-            return Ok(Plan {
+            return Ok(Some(Plan {
                 hosts: parse_hosts(src.host)?,
                 steps: door_steps(name, path, wall_ms())?,
                 origin: format!("door `{name}` of {}", path.display()),
                 target: None,
                 one_time: None,
-            });
+            }));
         }
-        super::profile::plan(src)
+        Ok(None)
     }
 
     /// `-4` / `-6` win over the profile target's `family`.
@@ -241,7 +244,7 @@ service = "SSHD"
 
     /// What `knock` does with its arguments before it resolves or sends anything.
     fn build(a: KnockArgs) -> Result<(), Failure> {
-        Plan::build(&Source {
+        crate::client::plan(&Source {
             cmd: "knock",
             host: &a.host,
             ports: &a.ports,

@@ -10,7 +10,7 @@ use clock::wall_ms;
 use knock_match::DoorKind;
 use knockwrap_config::client::{ClientProfile, Pick};
 
-use super::onetime::{one_time_state_path, read_one_time_next, OneTimeMark};
+use super::onetime::{one_time_state_path, read_one_time_next, xdg_dir, OneTimeMark};
 use super::plan::{kind_steps, Plan, Source};
 use crate::failure::Failure;
 
@@ -106,17 +106,4 @@ pub(super) fn plan(src: &Source) -> Result<Plan, Failure> {
 /// `$XDG_CONFIG_HOME/knockwrap/client.toml`, else `$HOME/.config/knockwrap/client.toml`.
 fn default_profile_path() -> Option<PathBuf> {
     xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("knockwrap").join("client.toml"))
-}
-
-/// An XDG base directory: the variable when it holds an absolute path (the specification
-/// says to ignore a relative one), else `$HOME/<fallback>`.
-pub(super) fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
-    if let Some(v) = std::env::var_os(var) {
-        let p = PathBuf::from(v);
-        if p.is_absolute() {
-            return Some(p);
-        }
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(PathBuf::from(home).join(fallback))
 }

@@ -15,7 +15,7 @@ use knockwrap_config::client::{DEFAULT_CONNECT_PORT, DEFAULT_CONNECT_TIMEOUT};
 use knockwrap_config::parse_duration;
 
 use crate::cli::ConnectArgs;
-use crate::client::{self, Plan, Source};
+use crate::client::{self, Source};
 use crate::failure::{Failure, Outcome};
 
 /// Writes one line to standard error, for `connect`, whose stdout is the connection.
@@ -24,7 +24,7 @@ fn say_err(line: &str) {
 }
 
 pub fn run(args: ConnectArgs) -> Outcome {
-    let plan = Plan::build(&Source {
+    let plan = client::plan(&Source {
         cmd: "connect",
         host: &args.host,
         ports: &args.steps,

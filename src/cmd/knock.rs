@@ -16,7 +16,7 @@
 //! names (`knockwrap knock prod`), see `knockwrap_config::client`.
 
 use crate::cli::KnockArgs;
-use crate::client::{self, Plan, Source};
+use crate::client::{self, Source};
 use crate::failure::{Exit, Failure, Outcome};
 
 /// Writes one line to standard output; a closed or full stdout is not worth a panic.
@@ -25,7 +25,7 @@ fn say(line: &str) {
 }
 
 pub fn run(args: KnockArgs) -> Outcome {
-    let plan = Plan::build(&Source {
+    let plan = client::plan(&Source {
         cmd: "knock",
         host: &args.host,
         ports: &args.ports,

@@ -1,6 +1,5 @@
-//! Admissions as the API speaks of them ([`Admit`], [`Revoke`], [`Admitted`]), and the reading
-//! of nft's JSON listing of the table back into them: which admissions exist with how long
-//! they have left, and whether the table has the layout of [`crate::plan`] (or something of
+//! The reading of nft's JSON listing of the table back into admissions
+//! ([`crate::spec::Admitted`]): which admissions exist with how long they have left, and whether the table has the layout of [`crate::plan`] (or something of
 //! its own that an `ensure` must replace).
 
 use std::collections::HashSet;
@@ -11,41 +10,7 @@ use nftables::expr::{Expression, NamedExpression};
 use nftables::schema::{NfListObject, NfObject, Nftables, SetFlag};
 
 use crate::plan::{sets, CHAIN_GUARD, CHAIN_INPUT, SET_ADMIT4, SET_ADMIT6};
-use crate::spec::Proto;
-
-/// Admit `addr` to `port`/`proto` for `timeout` (rounded up to whole seconds, as nft takes
-/// it). Re-admitting a key sets its timeout to the new one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Admit {
-    pub addr: IpAddr,
-    pub proto: Proto,
-    pub port: u16,
-    pub timeout: Duration,
-}
-
-/// What to take away.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Revoke {
-    /// Every admission of this address (any port, any protocol).
-    Addr(IpAddr),
-    /// One admission.
-    Port {
-        addr: IpAddr,
-        proto: Proto,
-        port: u16,
-    },
-}
-
-/// An admission in the kernel's set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Admitted {
-    pub addr: IpAddr,
-    pub proto: Proto,
-    pub port: u16,
-    /// Time left, in whole seconds as nft reports it (rounded down); `None` for an element
-    /// without a timeout, which knockwrap never adds (someone else's, and permanent).
-    pub expires_in: Option<Duration>,
-}
+use crate::spec::Admitted;
 
 /// One element of an admitted set as listed: its address (when readable), the admission
 /// (when fully readable) and its value as nft printed it, to delete it by.
@@ -193,6 +158,7 @@ fn found(set: &'static str, e: &Expression<'static>) -> Found {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Proto;
 
     /// What nft 1.0.6 prints for a table of knockwrap's layout with two admissions.
     const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "kw", "handle": 1}}, {"set": {"family": "inet", "name": "guarded", "table": "kw", "type": ["inet_proto", "inet_service"], "handle": 1, "elem": [{"concat": ["tcp", 22]}]}}, {"set": {"family": "inet", "name": "allow4", "table": "kw", "type": "ipv4_addr", "handle": 2, "flags": ["interval"], "elem": [{"prefix": {"addr": "192.0.2.0", "len": 24}}, "198.51.100.7"]}}, {"set": {"family": "inet", "name": "allow6", "table": "kw", "type": "ipv6_addr", "handle": 3, "flags": ["interval"]}}, {"set": {"family": "inet", "name": "admit4", "table": "kw", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 4, "flags": ["timeout"], "elem": [{"elem": {"val": {"concat": ["198.18.0.2", "tcp", 22]}, "timeout": 30, "expires": 29}}, {"concat": ["198.18.0.9", "udp", 53]}, {"elem": {"val": {"concat": ["198.18.0.8", "sctp", 9]}, "timeout": 5, "expires": 4}}]}}, {"set": {"family": "inet", "name": "admit6", "table": "kw", "type": ["ipv6_addr", "inet_proto", "inet_service"], "handle": 5, "flags": ["timeout"], "elem": [{"elem": {"val": {"concat": ["fd00:4b57::2", "tcp", 22]}, "timeout": 3, "expires": 2}}]}}, {"chain": {"family": "inet", "table": "kw", "name": "guard", "handle": 6}}, {"chain": {"family": "inet", "table": "kw", "name": "input", "handle": 7, "type": "filter", "hook": "input", "prio": -10, "policy": "accept"}}, {"rule": {"family": "inet", "table": "kw", "chain": "input", "handle": 8, "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "kw", "chain": "guard", "handle": 9, "expr": [{"drop": null}]}}]}"#;

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
-use crate::spec::Proto;
+use knock_match::Proto;
 
 /// A failed firewall operation. nft applies a request as one transaction: after an error the
 /// table is as it was before the call.

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use nftables::schema::{NfObject, Nftables};
 
-use crate::elements::{parse_listing, Admit, Admitted, Listing, Revoke};
+use crate::elements::{parse_listing, Listing};
 use crate::error::Error;
 use crate::plan;
 use crate::runner::{RunError, Runner};
 use crate::spec::{canonical, Checked, Proto, Spec};
+use crate::spec::{Admit, Admitted, Revoke};
 
 /// What [`Firewall::ensure`] found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,8 +20,7 @@ pub mod plan;
 pub mod runner;
 pub mod spec;
 
-pub use elements::{Admit, Admitted, Revoke};
 pub use error::Error;
 pub use firewall::{Ensured, Firewall};
 pub use runner::Runner;
-pub use spec::{Checked, Proto, Spec, DEFAULT_TABLE};
+pub use spec::{Admit, Admitted, Checked, Proto, Revoke, Spec, DEFAULT_TABLE};

@@ -41,8 +41,7 @@ use nftables::schema::{
 use nftables::stmt::{Accept, JumpTarget, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use crate::elements::Admit;
-use crate::spec::{Checked, Proto};
+use crate::spec::{Admit, Checked, Proto};
 
 pub const SET_GUARDED: &str = "guarded";
 pub const SET_ALLOW4: &str = "allow4";

@@ -1,10 +1,12 @@
-//! What the table must say: its name, the sources never hidden and the guarded ports. A
+//! What the table must say: its name, the sources never hidden and the guarded ports; and
+//! the admissions that go into it ([`Admit`], [`Revoke`], [`Admitted`]). A
 //! [`Spec`] is checked once ([`Spec::check`]) into a [`Checked`] form, so that every command
 //! built from it is valid by construction: the name is one nft reads as a name, prefixes are
 //! masked, merged where nested and IPv4-mapped IPv6 forms folded into IPv4 (that is how the
 //! kernel sees such a client), ports are ports.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -34,6 +36,40 @@ pub(crate) fn proto_from_number(n: u32) -> Option<Proto> {
         17 => Some(Proto::Udp),
         _ => None,
     }
+}
+
+/// Admit `addr` to `port`/`proto` for `timeout` (rounded up to whole seconds, as nft takes
+/// it). Re-admitting a key sets its timeout to the new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admit {
+    pub addr: IpAddr,
+    pub proto: Proto,
+    pub port: u16,
+    pub timeout: Duration,
+}
+
+/// What to take away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoke {
+    /// Every admission of this address (any port, any protocol).
+    Addr(IpAddr),
+    /// One admission.
+    Port {
+        addr: IpAddr,
+        proto: Proto,
+        port: u16,
+    },
+}
+
+/// An admission in the kernel's set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    pub addr: IpAddr,
+    pub proto: Proto,
+    pub port: u16,
+    /// Time left, in whole seconds as nft reports it (rounded down); `None` for an element
+    /// without a timeout, which knockwrap never adds (someone else's, and permanent).
+    pub expires_in: Option<Duration>,
 }
 
 /// The table as the configuration asks for it.
