@@ -13,9 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use clock::wall_ms;
+use hosts_writer::progress::ProgressStore;
 use knock_match::{totp_counter, totp_sequence, DoorKind, Step, TcpFlags};
 use knockwrap_config::client::{ClientTarget, Family};
-use knockwrap_config::progress::ProgressStore;
 
 use super::onetime::OneTimeMark;
 use super::send::Knocked;

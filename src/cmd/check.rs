@@ -252,10 +252,10 @@ fn add_state_problems(config: &Path, out: &mut Vec<Checked>) {
         Ok(_) => {}
     }
     let mut doors = cfg.doors();
-    for e in knockwrap_config::progress::ProgressStore::new(&cfg.state_dir).apply(&mut doors) {
+    for e in hosts_writer::progress::ProgressStore::new(&cfg.state_dir).apply(&mut doors) {
         let path = match &e {
-            knockwrap_config::progress::ProgressError::Io { path, .. }
-            | knockwrap_config::progress::ProgressError::Invalid { path, .. } => path.clone(),
+            hosts_writer::progress::ProgressError::Io { path, .. }
+            | hosts_writer::progress::ProgressError::Invalid { path, .. } => path.clone(),
         };
         found.push((
             path.clone(),

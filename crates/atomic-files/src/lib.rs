@@ -10,9 +10,10 @@
 //!   checked on its descriptor (owner, mode, ancestors).
 //! - [`lock`]: the sidecar lock beside a file, and who holds it.
 //! - [`error`]: what went wrong, naming the file and the reason in operator words.
+//! - [`secret`]: reading a key or progress file only when it is private to root or to us.
 //!
 //! It knows nothing of hosts_access or leases: the hosts.allow writer and the state owner
-//! (`hosts-writer`), the configuration's progress files (`knockwrap-config`) and the binary's
+//! (`hosts-writer`), the configuration's key files (`knockwrap-config`) and the binary's
 //! status and client state build on it.
 
 pub mod atomic;
@@ -20,6 +21,7 @@ pub mod dirfd;
 pub mod error;
 mod fsmeta;
 pub mod lock;
+pub mod secret;
 
 pub use atomic::{preview, resolve_target, update, Options, Outcome};
 pub use error::{UpdateError, WriteError};

@@ -4,6 +4,7 @@
 //! - [`policy`]: add/remove a managed line with validation and the effective-grant check.
 //! - [`journal`]: leases in `state_dir`.
 //! - [`owner`]: one daemon per `state_dir` (a lock it holds for its life).
+//! - [`progress`]: durable one-time and TOTP progress in `state_dir`.
 //! - [`state`]: the state owner: grants, revokes and lease expiry as transactions, for the
 //!   daemon and the CLI alike.
 //! - [`diff`]: unified diffs for `--dry-run`.
@@ -15,6 +16,7 @@ pub mod diff;
 pub mod journal;
 pub mod owner;
 pub mod policy;
+pub mod progress;
 pub mod state;
 pub mod time;
 

@@ -42,7 +42,7 @@
 //! A [`Decision`] for a one-time or TOTP door carries [`Consume`]. The matcher has already
 //! advanced its in-memory state (the sequence or TOTP counter cannot be used again in this
 //! process). **The caller must make that progress durable (write and fsync, e.g. with
-//! `knockwrap_config::progress`) before acting on the decision**, and must drop the decision
+//! `hosts_writer::progress`) before acting on the decision**, and must drop the decision
 //! if persisting fails: a used sequence is then lost, never reusable. After a restart, pass
 //! the persisted progress back in when building doors: `DoorKind::OneTime { next, .. }` (the
 //! first unused index) and `TotpParams::used` (the counters used; each is refused). A one-time door whose `next` reaches the end is disabled

@@ -9,10 +9,12 @@
 //! - [`check`] is what `knockwrap check --config PATH` calls: every problem, as
 //!   `path:line:column: message`.
 //! - [`client`] is the knock client's profile (`client.toml`), read with the same rules.
-//! - [`progress`] is the durable store of one-time and TOTP progress in `state_dir`.
 //! - The firewall door: [`FirewallConfig`] (`[firewall]`), each door's `open_ports`
 //!   ([`PortSpec`]), `hosts_allow` and `knock_from` ([`Prefix`]), [`Config::guarded_ports`],
 //!   and [`lockout_warnings`] for `check --config` and `doctor`.
+//!
+//! It reads and nothing else: the durable one-time and TOTP progress in `state_dir` belongs to
+//! the state owner (`hosts_writer::progress`).
 //!
 //! Relative paths in the file (`hosts_allow`, `state_dir`, `log`, `one_time_sequences`,
 //! `totp_secret_file`) are relative to the directory holding the configuration file.
@@ -23,7 +25,6 @@ mod duration;
 mod error;
 mod files;
 mod firewall;
-pub mod progress;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -101,7 +102,7 @@ pub struct Config {
 pub struct DoorConfig {
     /// The door. For one-time and TOTP doors the sequences / secret are filled by
     /// [`Config::load`] (or [`DoorConfig::load_files`]); progress (`next`, `used`) by
-    /// [`progress::ProgressStore::apply`].
+    /// `hosts_writer::progress::ProgressStore::apply`.
     pub door: Door,
     pub one_time_file: Option<PathBuf>,
     pub totp_secret_file: Option<PathBuf>,

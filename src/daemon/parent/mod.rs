@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hosts_writer::progress::ProgressStore;
 use knock_match::{Door, DoorKind};
-use knockwrap_config::progress::ProgressStore;
 use knockwrap_config::{Config, ConfigErrors};
 use tracing::{error, info, warn};
 
@@ -558,8 +558,8 @@ fn prepare_doors(
     let mut disabled = Vec::new();
     for e in &errors {
         let (door, path) = match e {
-            knockwrap_config::progress::ProgressError::Io { door, path, .. }
-            | knockwrap_config::progress::ProgressError::Invalid { door, path, .. } => (door, path),
+            hosts_writer::progress::ProgressError::Io { door, path, .. }
+            | hosts_writer::progress::ProgressError::Invalid { door, path, .. } => (door, path),
         };
         error!(
             door = %door, error = %e,

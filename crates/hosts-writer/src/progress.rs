@@ -1,5 +1,5 @@
 //! Durable one-time and TOTP progress in `state_dir`: `onetime-<door>.json` and
-//! `totp-<door>.json`, each replaced through the writer's one atomic routine
+//! `totp-<door>.json`, each replaced through the one atomic routine
 //! (`atomic_files::update`: lock, temp file, fsync, rename, directory fsync; a state file is
 //! never written through a symlink and is always 0600).
 //! The operator's one-time sequences file is never written.
@@ -229,7 +229,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(
 ) -> Result<Option<T>, ProgressError> {
     // Owner root (or us), mode 0600/0400, no symlink: a progress file another account could
     // write would let it reuse one-time sequences or TOTP steps.
-    let bytes = match crate::files::read_private(path, "progress file", false) {
+    let bytes = match atomic_files::secret::read_secret(path, "progress file", false) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(None),
         Err(message) => {
