@@ -16,10 +16,10 @@ pub use knock_match::{PortSpec, PortSpecError};
 
 use crate::Config;
 
-/// The nftables table knockwrap owns when `[firewall]` names none.
-pub const DEFAULT_FIREWALL_TABLE: &str = "knockwrap";
-/// Longest `table` name accepted.
-pub const MAX_TABLE_NAME: usize = 64;
+/// The nftables table knockwrap owns when `[firewall]` names none, and the longest `table`
+/// name accepted: the firewall crate's, so that the configuration and the table agree.
+pub use knockwrap_firewall::spec::MAX_TABLE_NAME;
+pub use knockwrap_firewall::DEFAULT_TABLE as DEFAULT_FIREWALL_TABLE;
 
 /// The `[firewall]` table; its defaults when the file has none.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,11 +61,7 @@ impl FirewallConfig {
 
 /// `table`: an nftables identifier knockwrap can own without quoting.
 pub(crate) fn check_table_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= MAX_TABLE_NAME;
-    if ok {
+    if knockwrap_firewall::spec::check_table_name(name).is_ok() {
         Ok(())
     } else {
         Err(format!(

@@ -12,9 +12,9 @@ use knock_match::Proto;
 /// table is as it was before the call.
 #[derive(Debug, Error)]
 pub enum Error {
-    /// The table name is not one knockwrap accepts (letters, digits, `_` and `-`, starting
-    /// with a letter, at most 64 bytes).
-    #[error("nftables table {table:?}: not a valid table name (letters, digits, '_' and '-', starting with a letter, at most 64 bytes)")]
+    /// The table name is not one knockwrap accepts (an ASCII letter, then letters, digits or
+    /// `_`, at most 64 bytes).
+    #[error("nftables table {table:?}: not a valid table name (an ASCII letter, then letters, digits or '_', at most 64 bytes)")]
     TableName { table: String },
     /// An `always_allow` prefix longer than its address.
     #[error(

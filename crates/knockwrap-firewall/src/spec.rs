@@ -155,12 +155,13 @@ impl Checked {
     }
 }
 
-/// The names knockwrap accepts: nft's identifier rules, narrowed (no `/` or `.`).
+/// The names knockwrap accepts, the one rule for the configuration and the table alike: nft's
+/// identifier rules, narrowed to an ASCII letter, then letters, digits or `_`.
 pub fn check_table_name(table: &str) -> Result<(), Error> {
     let mut bytes = table.bytes();
     let ok = table.len() <= MAX_TABLE_NAME
         && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -220,12 +221,13 @@ mod tests {
 
     #[test]
     fn table_names() {
-        for ok in ["knockwrap", "k", "kw_2-test", &"a".repeat(64)] {
+        for ok in ["knockwrap", "k", "kw_2_test", &"a".repeat(64)] {
             assert!(check_table_name(ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
             "1abc",
+            "kw-x",
             "_x",
             "a b",
             "a;flush ruleset",
