@@ -4,17 +4,15 @@
 //! dual-stack server, `knockwrap knock` / `knockwrap connect` and the real OpenSSH client with
 //! `ProxyCommand knockwrap connect %h %p`. The profile tests at the end need no privilege.
 
-mod support;
-
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::client::ClientSide;
-use support::daemon::knockwrap_bin;
-use support::{require_root_or_skip, serial, Daemon, Door, NetPair, ServerRoot, Sshd};
+use test_support::client::ClientSide;
+use test_support::daemon::knockwrap_bin;
+use test_support::{serial, Daemon, Door, NetPair, ServerRoot, Sshd};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 /// RFC 6238's test secret "12345678901234567890" in base32 (160 bits).
@@ -47,7 +45,7 @@ impl Rig {
         ]);
         unlock_root(&root);
         let sshd = Sshd::start_with(&root, &net, &client.sshd_extra());
-        let daemon = support::rig::start_daemon(&root, &net, doors, extra);
+        let daemon = test_support::rig::start_daemon(&root, &net, doors, extra);
         Rig {
             daemon,
             sshd,
@@ -79,7 +77,8 @@ impl Rig {
     }
 
     fn expect_line(&self, line: &str) {
-        if support::wait_for_line(&self.root.hosts_allow(), line, Duration::from_secs(5)).is_none()
+        if test_support::wait_for_line(&self.root.hosts_allow(), line, Duration::from_secs(5))
+            .is_none()
         {
             panic!(
                 "expected hosts.allow line {line:?}; hosts.allow is {:?}\ndaemon log:\n{}",
@@ -136,11 +135,7 @@ fn ssh_options_note() -> &'static str {
 
 #[test]
 fn dual_stack_name_is_knocked_at_both_addresses_and_ssh_over_ipv6_gets_in() {
-    if !require_root_or_skip(
-        "dual_stack_name_is_knocked_at_both_addresses_and_ssh_over_ipv6_gets_in",
-    ) {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let rig = Rig::start("dual", vec![Door::allow("openSSH", &OPEN)], "");
     assert_eq!(
@@ -238,9 +233,7 @@ fn dual_stack_name_is_knocked_at_both_addresses_and_ssh_over_ipv6_gets_in() {
 
 #[test]
 fn ssh_proxycommand_with_a_static_door_runs_a_command() {
-    if !require_root_or_skip("ssh_proxycommand_with_a_static_door_runs_a_command") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let rig = Rig::start("pxs", vec![Door::allow("openSSH", &OPEN)], "");
     assert_eq!(rig.root.read_hosts_allow(), "");
@@ -295,9 +288,7 @@ fn ssh_proxycommand_with_a_static_door_runs_a_command() {
 
 #[test]
 fn ssh_proxycommand_with_a_totp_door_from_a_profile_runs_a_command() {
-    if !require_root_or_skip("ssh_proxycommand_with_a_totp_door_from_a_profile_runs_a_command") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let files = tempfile::tempdir().expect("tempdir");
     let server_key = files.path().join("server-totp.key");
@@ -352,9 +343,7 @@ fn ssh_proxycommand_with_a_totp_door_from_a_profile_runs_a_command() {
 
 #[test]
 fn a_door_that_never_opens_fails_within_the_bound_and_says_why() {
-    if !require_root_or_skip("a_door_that_never_opens_fails_within_the_bound_and_says_why") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let rig = Rig::start("shut", vec![Door::allow("openSSH", &OPEN)], "");
     let (s4, s6) = (rig.net.server_v4(), rig.net.server_v6());
@@ -600,15 +589,13 @@ fn a_profile_one_time_list_is_used_in_order_and_remembered() {
 /// from the knocker; no hosts.allow line is written. Needs root and nft.
 #[test]
 fn ssh_logs_in_through_a_firewall_door_only_after_the_knock() {
-    const NAME: &str = "ssh_logs_in_through_a_firewall_door_only_after_the_knock";
-    if !require_root_or_skip(NAME) {
-        return;
-    }
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
     if !["/usr/sbin/nft", "/sbin/nft"]
         .iter()
         .any(|p| Path::new(p).exists())
     {
-        test_support::skip_or_fail(NAME, "nft (Debian package nftables)");
+        test_support::skip_or_fail(name, "nft (Debian package nftables)");
         return;
     }
     let _serial = serial();
@@ -627,10 +614,11 @@ fn ssh_logs_in_through_a_firewall_door_only_after_the_knock() {
     );
     let out = rig.knockwrap(&["knock", "-4", "bastion.test", "7000", "8000", "9000"]);
     rig.expect_success("knockwrap knock", &out);
-    let got_in = support::wait_until(Duration::from_secs(5), Duration::from_millis(200), || {
-        let out = rig.ssh(&config, &["-4", "bastion.test", "echo in; exit 0"]);
-        out.status.success() && text(&out.stdout) == "in\n"
-    });
+    let got_in =
+        test_support::wait_until(Duration::from_secs(5), Duration::from_millis(200), || {
+            let out = rig.ssh(&config, &["-4", "bastion.test", "echo in; exit 0"]);
+            out.status.success() && text(&out.stdout) == "in\n"
+        });
     assert!(
         got_in,
         "ssh did not get in after the knock:\n{:?}\nsshd log:\n{}\ndaemon log:\n{}",

@@ -9,16 +9,14 @@
 //! (the real OpenSSH client's login: `tests/client.rs`). The sshd here ignores hosts.allow (its
 //! hosts.deny denies nothing), so only the firewall decides: `hosts_allow = false`. Needs root.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::daemon::knockwrap_bin;
-use support::rig::Rig;
-use support::{require_root_or_skip, serial, wait_until, Daemon, Door};
+use test_support::daemon::knockwrap_bin;
+use test_support::rig::Rig;
 use test_support::skip_or_fail;
+use test_support::{serial, wait_until, Daemon, Door};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 const CLOSE: [&str; 3] = ["9000", "8000", "7000"];
@@ -83,7 +81,7 @@ fn nft_present(test: &str) -> bool {
 }
 
 fn rig(tag: &str, doors: Vec<Door>, extra: &str) -> Rig {
-    let rig = Rig::start(tag, doors, extra, "", true);
+    let rig = Rig::builder(tag).doors(doors).config(extra).sshd().start();
     // libwrap lets everyone in: only the firewall decides.
     std::fs::write(rig.root.etc.join("hosts.deny"), "").expect("hosts.deny");
     rig
@@ -109,8 +107,9 @@ fn wait_reach(rig: &Rig, addr: IpAddr, want: Reach, within: Duration) -> bool {
 
 #[test]
 fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
-    const NAME: &str = "a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
@@ -152,14 +151,14 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
     // Another source on the client's link still finds the port hidden: the admission is the
     // knocker's address only.
     let other = rig.net.client_subnet_v4(70);
-    support::process::run_ok(std::process::Command::new("ip").args([
+    test_support::process::run_ok(std::process::Command::new("ip").args([
         "-n",
-        &rig.net.client_ns,
+        rig.net.client.name(),
         "addr",
         "add",
         &format!("{other}/24"),
         "dev",
-        support::net::CLIENT_IF,
+        test_support::net::CLIENT_IF,
     ]));
     assert!(
         !banner_from(&rig, other, rig.net.server_v4()),
@@ -193,9 +192,9 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
 
 #[test]
 fn the_kernel_ends_an_admission_with_the_daemon_killed_and_a_restart_reconciles() {
-    const NAME: &str =
-        "the_kernel_ends_an_admission_with_the_daemon_killed_and_a_restart_reconciles";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
@@ -271,8 +270,9 @@ fn the_kernel_ends_an_admission_with_the_daemon_killed_and_a_restart_reconciles(
 
 #[test]
 fn ipv6_knockers_get_a_v6_element_and_the_closing_sequence_removes_it() {
-    const NAME: &str = "ipv6_knockers_get_a_v6_element_and_the_closing_sequence_removes_it";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
@@ -306,8 +306,9 @@ fn ipv6_knockers_get_a_v6_element_and_the_closing_sequence_removes_it() {
 
 #[test]
 fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
-    const NAME: &str = "a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
@@ -339,12 +340,13 @@ fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
 
 #[test]
 fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
-    const NAME: &str = "an_always_allow_source_reaches_the_guarded_port_without_knocking";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
-    let net_probe = support::net::peek_subnet();
+    let net_probe = test_support::net::peek_subnet();
     // The client's address (the pair's .2) as the office network.
     let extra = format!("[firewall]\nalways_allow = [\"198.18.{net_probe}.2/32\"]\n");
     let open = Door::allow("openSSH", &OPEN)
@@ -371,9 +373,9 @@ fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
 
 #[test]
 fn a_stopped_daemon_leaves_admitted_knockers_admitted_and_guarded_ports_hidden() {
-    const NAME: &str =
-        "a_stopped_daemon_leaves_admitted_knockers_admitted_and_guarded_ports_hidden";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();

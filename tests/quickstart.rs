@@ -3,14 +3,12 @@
 //! `run/hosts.allow`, and the closing knock removing it. In a network namespace of its own (its
 //! `lo`), so nothing on the host is touched. Needs root.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::daemon::knockwrap_bin;
-use support::{lines_of, require_root_or_skip, wait_until, Proc};
+use test_support::daemon::knockwrap_bin;
+use test_support::{lines_of, wait_until, Proc};
 
 struct Netns(String);
 
@@ -27,9 +25,7 @@ fn ok(cmd: &mut Command) {
 
 #[test]
 fn the_quick_start_opens_and_closes_on_a_fresh_checkout() {
-    if !require_root_or_skip("the_quick_start_opens_and_closes_on_a_fresh_checkout") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let ns = Netns(format!("kw-quick-{}", std::process::id()));
     let _ = Command::new("ip").args(["netns", "del", &ns.0]).output();
     ok(Command::new("ip").args(["netns", "add", &ns.0]));

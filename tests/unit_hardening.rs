@@ -18,17 +18,15 @@
 //! Nothing on the host is written: the container's writes land in its overlay (a tmpfs), the
 //! bind mount of / lives in a private mount namespace, and the namespaces go away on drop.
 
-mod support;
-
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::daemon::knockwrap_bin;
-use support::{lines_of, require_root_or_skip, serial, wait_until, NetPair, Proc};
+use test_support::daemon::knockwrap_bin;
 use test_support::skip_or_fail;
+use test_support::{lines_of, require_root_or_skip, serial, wait_until, NetPair, Proc};
 
 /// The exposure the unit must not exceed (the issue's bar). What is left is what the
 /// two-process design needs (docs/security.md, "The systemd unit"): root on the host network
@@ -302,7 +300,7 @@ fn install(c: &Container) -> PathBuf {
              seq_timeout = \"5s\"\ntcp_flags = [\"syn\"]\naction = \"allow\"\nservice = \"SSHD\"\n\n\
              [[door]]\nname = \"close\"\nsequence = [\"9000\", \"8000\", \"7000\"]\n\
              seq_timeout = \"5s\"\ntcp_flags = [\"syn\"]\naction = \"revoke\"\nservice = \"SSHD\"\n",
-            support::net::SERVER_IF
+            test_support::net::SERVER_IF
         ),
     )
     .expect("writing the config");
@@ -328,7 +326,7 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
         .prefix("kw-unit-")
         .tempdir()
         .expect("tempdir");
-    let c = Container::boot(&net.server_ns, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    let c = Container::boot(net.server.name(), tmp.path()).unwrap_or_else(|e| panic!("{e}"));
     let hosts_allow = install(&c);
     let etc = c.path("/etc");
 
@@ -618,7 +616,7 @@ fn a_capture_process_that_ignores_its_channel_is_ended_under_the_unit() {
         .prefix("kw-unit-")
         .tempdir()
         .expect("tempdir");
-    let c = Container::boot(&net.server_ns, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    let c = Container::boot(net.server.name(), tmp.path()).unwrap_or_else(|e| panic!("{e}"));
     let hosts_allow = install(&c);
     let out = start_unit(&c, UNIT, |_, v| Some(v.to_owned()));
     assert!(

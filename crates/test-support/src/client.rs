@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
-use super::net::NetPair;
-use super::process::run_ok;
+use crate::net::NetPair;
+use crate::process::run_ok;
 
 pub struct ClientSide {
     dir: TempDir,

@@ -1,13 +1,22 @@
 //! The running daemon with its namespaces that most end-to-end tests start from, and the
 //! knocks they send through it.
+//!
+//! ```ignore
+//! let rig = Rig::builder("tag")
+//!     .doors(vec![Door::allow("openSSH", &["7000", "8000", "9000"])])
+//!     .config("max_leases = 3\n") // more top-level keys (or doors), verbatim
+//!     .hosts_allow("sshd: 198.18.0.9\n") // the private /etc/hosts.allow's first content
+//!     .sshd() // also start the real sshd
+//!     .start();
+//! ```
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::daemon::knockwrap_bin;
-use super::process::run_ok;
-use super::{
+use crate::daemon::knockwrap_bin;
+use crate::process::run_ok;
+use crate::{
     lines_of, tcpdmatch_verdict, wait_for_line, wait_until, Daemon, DaemonConfig, Door, NetPair,
     RawV4, ServerRoot, Sshd, Verdict,
 };
@@ -20,19 +29,73 @@ pub struct Rig {
     pub net: NetPair,
 }
 
-impl Rig {
-    /// `hosts_allow` is the initial content of the private /etc/hosts.allow.
-    pub fn start(tag: &str, doors: Vec<Door>, extra: &str, hosts_allow: &str, sshd: bool) -> Rig {
-        let net = NetPair::new(tag);
+/// What [`Rig::builder`] starts: doors, more config, the first hosts.allow, and sshd or not.
+#[must_use = "a RigBuilder does nothing until .start()"]
+pub struct RigBuilder {
+    tag: String,
+    doors: Vec<Door>,
+    config: String,
+    hosts_allow: String,
+    sshd: bool,
+}
+
+impl RigBuilder {
+    /// Adds one door.
+    pub fn door(mut self, door: Door) -> RigBuilder {
+        self.doors.push(door);
+        self
+    }
+
+    /// Adds these doors.
+    pub fn doors(mut self, doors: Vec<Door>) -> RigBuilder {
+        self.doors.extend(doors);
+        self
+    }
+
+    /// More top-level config keys (or `[[door]]` tables), appended verbatim.
+    pub fn config(mut self, extra: &str) -> RigBuilder {
+        self.config.push_str(extra);
+        self
+    }
+
+    /// The initial content of the private /etc/hosts.allow (empty otherwise).
+    pub fn hosts_allow(mut self, text: &str) -> RigBuilder {
+        self.hosts_allow = text.to_owned();
+        self
+    }
+
+    /// Also starts the real sshd on the server side.
+    pub fn sshd(mut self) -> RigBuilder {
+        self.sshd = true;
+        self
+    }
+
+    /// Creates the namespaces and the private root, then starts sshd (if asked) and the
+    /// daemon (ready).
+    pub fn start(self) -> Rig {
+        let net = NetPair::new(&self.tag);
         let root = ServerRoot::new(&net);
-        root.write_hosts_allow(hosts_allow);
-        let sshd = sshd.then(|| Sshd::start(&root, &net));
-        let daemon = start_daemon(&root, &net, doors, extra);
+        root.write_hosts_allow(&self.hosts_allow);
+        let sshd = self.sshd.then(|| Sshd::start(&root, &net));
+        let daemon = start_daemon(&root, &net, self.doors, &self.config);
         Rig {
             daemon,
             sshd,
             root,
             net,
+        }
+    }
+}
+
+impl Rig {
+    /// A rig named `tag` (in its namespaces' names), to be given doors and started.
+    pub fn builder(tag: &str) -> RigBuilder {
+        RigBuilder {
+            tag: tag.to_owned(),
+            doors: Vec::new(),
+            config: String::new(),
+            hosts_allow: String::new(),
+            sshd: false,
         }
     }
 
