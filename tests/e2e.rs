@@ -299,8 +299,7 @@ fn sshd_banner_only_while_the_lease_lasts() {
     let line = format!("SSHD: {}", rig.client());
 
     assert!(!ssh_banner(&rig.net, server), "banner before any knock");
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&line);
+    rig.knock_and_expect(&["7000", "8000", "9000"], &line);
     let opened = Instant::now();
     assert!(
         ssh_banner(&rig.net, server),
@@ -445,8 +444,7 @@ fn broken_config_on_sighup_is_refused_and_doors_keep_opening() {
         raw_knock(&raw, src, server, 46_000, &OPEN_PORTS);
         rig.expect_line(&format!("SSHD: {src}"));
     }
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 #[test]
@@ -567,8 +565,7 @@ fn spoofed_first_step_flood_keeps_memory_at_the_table_cap() {
         rss[1]
     );
     // Still serving: a real knock opens.
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 #[test]

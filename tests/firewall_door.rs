@@ -87,18 +87,6 @@ fn rig(tag: &str, doors: Vec<Door>, extra: &str) -> Rig {
     rig
 }
 
-fn status(rig: &Rig) -> serde_json::Value {
-    let out = rig
-        .root
-        .command(knockwrap_bin())
-        .args(["status", "--config"])
-        .arg(&rig.daemon.config)
-        .args(["--format", "json"])
-        .output()
-        .expect("status");
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
-}
-
 fn wait_reach(rig: &Rig, addr: IpAddr, want: Reach, within: Duration) -> bool {
     wait_until(within, Duration::from_millis(100), || {
         reach(rig, addr) == want
@@ -134,7 +122,7 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
     );
     // No hosts.allow line: a firewall-only door.
     assert_eq!(rig.hosts_allow(), "");
-    let s = status(&rig);
+    let s = rig.status();
     assert_eq!(s["leases"][0]["ports"][0], "22/tcp", "{s}");
     // A session made during the lease.
     let session = rig.net.in_client(|| {
@@ -321,11 +309,9 @@ fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
     let before = rig.frames_settled();
     rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
     let counted = wait_until(Duration::from_secs(6), Duration::from_millis(100), || {
-        status(&rig)["counters"]["refused"]["source outside the door's knock_from"]
-            .as_u64()
-            .is_some_and(|n| n >= 1)
+        rig.refused("source outside the door's knock_from") >= 1
     });
-    assert!(counted, "{}\n{}", status(&rig), rig.daemon.log());
+    assert!(counted, "{}\n{}", rig.status(), rig.daemon.log());
     rig.expect_refused(
         before,
         3,
@@ -333,7 +319,7 @@ fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
         "a knock from outside knock_from",
     );
     assert_eq!(reach(&rig, server), Reach::Filtered, "{}", rig.daemon.log());
-    assert!(status(&rig)["leases"]
+    assert!(rig.status()["leases"]
         .as_array()
         .is_none_or(|l| l.is_empty()));
 }
@@ -361,7 +347,7 @@ fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
         rig.daemon.log()
     );
     // No knock, so no lease and nothing admitted: always_allow alone let it in.
-    assert!(status(&rig)["leases"]
+    assert!(rig.status()["leases"]
         .as_array()
         .is_none_or(|l| l.is_empty()));
     // Over IPv6 the client is not in always_allow: still hidden.

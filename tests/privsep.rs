@@ -9,7 +9,7 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use test_support::process::children_of;
-use test_support::rig::Rig;
+use test_support::rig::{wait_counter, Rig};
 use test_support::{serial, wait_until, Door};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
@@ -132,8 +132,7 @@ fn the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket() {
         "the capture process holds no packet socket: {packet:?} vs {theirs:?}"
     );
 
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 #[test]
@@ -266,19 +265,11 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
     }
     rig.expect_line("SSHD: 198.18.0.66");
     // `knockwrap status` counts what happened (published every 5 s and after changes).
-    let config = rig.daemon.config.display().to_string();
     let counted = wait_until(Duration::from_secs(8), Duration::from_millis(100), || {
-        let out = rig
-            .root
-            .command(test_support::daemon::knockwrap_bin())
-            .args(["status", "--config", &config, "--format", "json"])
-            .output()
-            .expect("status");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
-            v["counters"]["refused_messages"] == 4
-                && v["counters"]["child_restarts"] == 4
-                && v["capture_pid"].as_u64().is_some()
-        })
+        let v = rig.status();
+        v["counters"]["refused_messages"] == 4
+            && v["counters"]["child_restarts"] == 4
+            && v["capture_pid"].as_u64().is_some()
     });
     assert!(
         counted,
@@ -451,46 +442,6 @@ fn child_of(daemon: u32) -> u32 {
     found[0]
 }
 
-/// `knockwrap status --format json` for the daemon's config.
-fn status_of(root: &test_support::ServerRoot, config: &std::path::Path) -> serde_json::Value {
-    let out = root
-        .command(test_support::daemon::knockwrap_bin())
-        .args([
-            "status",
-            "--config",
-            &config.display().to_string(),
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("status");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-/// Waits until the status counter `name` is at least `want`; its last value.
-fn wait_counter(
-    root: &test_support::ServerRoot,
-    config: &std::path::Path,
-    name: &str,
-    want: u64,
-    timeout: Duration,
-) -> u64 {
-    let mut last = 0;
-    wait_until(timeout, Duration::from_millis(100), || {
-        last = status_of(root, config)["counters"][name]
-            .as_u64()
-            .unwrap_or(0);
-        last >= want
-    });
-    last
-}
-
-fn refused_messages(rig: &Rig) -> u64 {
-    status_of(&rig.root, &rig.daemon.config)["counters"]["refused_messages"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// A capture process that captures only the veth cannot get a loopback source or one of the
 /// host's own addresses written by claiming the knock came in over `lo`; with `lo` among its
 /// interfaces, a knock from 127.0.0.1 on `lo` still opens (any local process can knock there).
@@ -510,13 +461,7 @@ fn a_capture_process_cannot_claim_loopback_for_the_wire() {
             rig.daemon.pid(),
             &[Claim::new(0, addr).on(interface).message()],
         );
-        let refused = wait_counter(
-            &rig.root,
-            &rig.daemon.config,
-            "refused_messages",
-            n as u64 + 1,
-            Duration::from_secs(5),
-        );
+        let refused = rig.wait_counter("refused_messages", n as u64 + 1, Duration::from_secs(5));
         assert_eq!(
             refused,
             n as u64 + 1,
@@ -623,13 +568,7 @@ fn a_refused_message_drops_the_whole_drain() {
             libc::kill(parent, libc::SIGCONT);
             libc::close(fd);
         }
-        let refused = wait_counter(
-            &rig.root,
-            &rig.daemon.config,
-            "refused_messages",
-            n as u64 + 1,
-            Duration::from_secs(5),
-        );
+        let refused = rig.wait_counter("refused_messages", n as u64 + 1, Duration::from_secs(5));
         assert_eq!(
             refused,
             n as u64 + 1,
@@ -746,7 +685,7 @@ fn a_knock_matched_before_a_reload_is_judged_by_its_own_doors() {
         libc::close(fd);
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(refused_messages(&rig), 0, "{}", rig.daemon.log());
+    assert_eq!(rig.counter("refused_messages"), 0, "{}", rig.daemon.log());
     assert_eq!(
         children_of(rig.daemon.pid()),
         [child],
@@ -772,7 +711,15 @@ fn a_link_local_knock_burns_no_one_time_sequence() {
             .one_time(0)
             .message()],
     );
-    std::thread::sleep(Duration::from_millis(1_000));
+    // The claim arrived and was refused (the parent refuses a link-local source on a door
+    // that does not take them, as a lie), and only then is the absence of progress a proof.
+    let refused = rig.wait_counter("refused_messages", 1, Duration::from_secs(5));
+    assert_eq!(
+        refused,
+        1,
+        "the link-local claim was not refused\n{}",
+        rig.daemon.log()
+    );
     assert!(
         !progress.exists(),
         "a link-local knock burnt one-time sequence 0: {}\n{}",
@@ -827,7 +774,7 @@ fn a_totp_knock_is_judged_at_its_own_time() {
     speak_as_child(rig.daemon.pid(), &[slow.message()]);
     let opened = rig.wait_line("SSHD: 198.18.200.95", Duration::from_secs(3));
     assert!(
-        opened.is_some() && refused_messages(&rig) == 0,
+        opened.is_some() && rig.counter("refused_messages") == 0,
         "a one-step-slow code matched before the boundary was refused\n{}",
         rig.daemon.log()
     );
@@ -839,13 +786,7 @@ fn a_totp_knock_is_judged_at_its_own_time() {
             .at(knock_time)
             .message()],
     );
-    let refused = wait_counter(
-        &rig.root,
-        &rig.daemon.config,
-        "refused_messages",
-        1,
-        Duration::from_secs(5),
-    );
+    let refused = rig.wait_counter("refused_messages", 1, Duration::from_secs(5));
     assert_eq!(refused, 1, "{}", rig.daemon.log());
     assert!(wait_until(
         Duration::from_secs(10),
@@ -882,9 +823,7 @@ fn a_log_flood_from_the_capture_process_is_bounded() {
             .lines()
             .filter(|l| l.contains("flood line"))
             .count() as u64;
-        dropped = status_of(&rig.root, &rig.daemon.config)["counters"]["child_log_dropped"]
-            .as_u64()
-            .unwrap_or(0);
+        dropped = rig.counter("child_log_dropped");
         written + dropped == 3_000
     });
     assert!(
@@ -905,7 +844,7 @@ fn a_log_flood_from_the_capture_process_is_bounded() {
     );
     // Log lines are no attack: the child stays.
     assert_eq!(children_of(rig.daemon.pid()), [child]);
-    assert_eq!(refused_messages(&rig), 0);
+    assert_eq!(rig.counter("refused_messages"), 0);
 }
 
 /// The capture process dies with its parent even when it has stopped listening: a child that

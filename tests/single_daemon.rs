@@ -72,8 +72,7 @@ fn a_second_daemon_on_the_same_state_refuses_and_a_killed_one_blocks_no_restart(
     );
     rig.daemon = third;
     let line = format!("SSHD: {}", rig.client());
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&line);
+    rig.knock_and_expect(&["7000", "8000", "9000"], &line);
 }
 
 /// Gone, or a zombie waiting to be reaped.

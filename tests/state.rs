@@ -124,8 +124,7 @@ fn a_corrupt_journal_at_start_is_set_aside_and_doors_open() {
         1,
         "the corrupt journal is kept for the operator"
     );
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 /// The journal truncated under the running daemon: one log line, no spin, the lease the
@@ -331,8 +330,7 @@ fn a_failed_startup_check_is_logged_and_the_daemon_serves() {
         .find(|l| l.contains("start-up check failed") && l.contains("hosts.deny"))
         .unwrap_or_else(|| panic!("no start-up warning about hosts.deny\n{log}"));
     assert!(line.contains("ALL"), "the fix is named: {line}");
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 /// `knockwrap status` shows the running daemon (doors, the lease just granted, counters) and
@@ -346,8 +344,7 @@ fn status_and_metrics_show_the_running_daemon() {
     let extra = format!("metrics_file = {:?}\n", metrics.display().to_string());
     let door = Door::allow("openSSH", &OPEN).lease("1h");
     let mut rig = Rig::builder("status").door(door).config(&extra).start();
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
     let config = rig.daemon.config.display().to_string();
     let status = |rig: &Rig| {
         rig.root

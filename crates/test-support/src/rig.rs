@@ -198,6 +198,80 @@ impl Rig {
     pub fn verdict(&self, daemon: &str, addr: &str) -> Verdict {
         tcpdmatch_verdict(&self.root.etc, daemon, addr)
     }
+
+    /// The line an SSHD door writes for the client's own IPv4 address.
+    pub fn client_line(&self) -> String {
+        format!("SSHD: {}", self.client())
+    }
+
+    /// Runs the real `knock` from the client's own address to the server's IPv4 address with
+    /// `ports` (knock's syntax: `7000`, `8000:udp`), and expects `line` within 5 s.
+    pub fn knock_and_expect(&self, ports: &[&str], line: &str) {
+        let server = self.server();
+        let mut args = vec![server.as_str()];
+        args.extend_from_slice(ports);
+        self.knock(&args);
+        self.expect_line(line);
+    }
+
+    /// The honest knock: [`Rig::knock_and_expect`] with the client's own SSHD line.
+    pub fn knock_opens(&self, ports: &[&str]) {
+        self.knock_and_expect(ports, &self.client_line());
+    }
+
+    /// `knockwrap status --format json` for this daemon (Null while it cannot be read).
+    pub fn status(&self) -> serde_json::Value {
+        status_of(&self.root, &self.daemon.config)
+    }
+
+    /// The status counter `name` (`counters.<name>`), 0 while it is absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.status()["counters"][name].as_u64().unwrap_or(0)
+    }
+
+    /// Knocks refused for `reason` (`counters.refused.<reason>`), 0 while there are none.
+    pub fn refused(&self, reason: &str) -> u64 {
+        self.status()["counters"]["refused"][reason]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until the status counter `name` is at least `want`; its last value.
+    pub fn wait_counter(&self, name: &str, want: u64, timeout: Duration) -> u64 {
+        wait_counter(&self.root, &self.daemon.config, name, want, timeout)
+    }
+}
+
+/// `knockwrap status --format json` for the daemon of `config`, run in the server's root (Null
+/// while it cannot be read).
+pub fn status_of(root: &ServerRoot, config: &Path) -> serde_json::Value {
+    let out = root
+        .command(knockwrap_bin())
+        .args(["status", "--config"])
+        .arg(config)
+        .args(["--format", "json"])
+        .output()
+        .expect("status");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until the status counter `name` of the daemon of `config` is at least `want`; its last
+/// value.
+pub fn wait_counter(
+    root: &ServerRoot,
+    config: &Path,
+    name: &str,
+    want: u64,
+    timeout: Duration,
+) -> u64 {
+    let mut last = 0;
+    wait_until(timeout, Duration::from_millis(100), || {
+        last = status_of(root, config)["counters"][name]
+            .as_u64()
+            .unwrap_or(0);
+        last >= want
+    });
+    last
 }
 
 /// Writes the daemon's config (`doors`, `extra` top-level keys or doors) into `root`, starts it
