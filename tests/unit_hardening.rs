@@ -317,7 +317,7 @@ fn install(c: &Container) -> PathBuf {
 
 #[test]
 fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
-    if !can_boot("the_daemon_knocks_and_writes_under_the_units_sandbox") {
+    if !can_boot(test_support::test_name!()) {
         return;
     }
     let _serial = serial();
@@ -607,7 +607,7 @@ fn hold(pid: u32) -> std::thread::JoinHandle<()> {
 ///    capture process with it, and the journal must have been folded into one document.
 #[test]
 fn a_capture_process_that_ignores_its_channel_is_ended_under_the_unit() {
-    if !can_boot("a_capture_process_that_ignores_its_channel_is_ended_under_the_unit") {
+    if !can_boot(test_support::test_name!()) {
         return;
     }
     let _serial = serial();
