@@ -451,14 +451,9 @@ fn kernel_retransmits_at_real_timing_do_not_break_a_slow_knock() {
     let rig = Rig::builder("retrans").door(door).start();
     let client = rig.net.client_v4();
     // The server's answers (RSTs) never reach the client: it keeps retransmitting.
-    run_ok(std::process::Command::new("ip").args([
-        "-n",
-        rig.net.server.name(),
-        "route",
-        "add",
-        "blackhole",
-        &format!("{client}/32"),
-    ]));
+    rig.net
+        .server
+        .ip(&["route", "add", "blackhole", &format!("{client}/32")]);
     let server = rig.net.server_v4();
     let started = Instant::now();
     rig.net.in_client(|| {

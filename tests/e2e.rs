@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use test_support::daemon::knockwrap_bin;
+use test_support::net::{CLIENT_IF, SERVER_IF};
 use test_support::packets::{pool_v4, tcp_syn_v4};
 use test_support::process::run_ok;
 use test_support::{
@@ -662,7 +663,7 @@ fn vanished_interface_is_reopened() {
     let log = rig.daemon.log();
     assert!(
         log.lines()
-            .any(|l| l.contains("kws") && (l.contains("WARN") || l.contains("ERROR"))),
+            .any(|l| l.contains(SERVER_IF) && (l.contains("WARN") || l.contains("ERROR"))),
         "no warning naming the vanished interface:\n{log}"
     );
     rig.net.create_link();
@@ -860,7 +861,7 @@ fn knocks_addressed_to_another_host_do_not_open() {
         "-o",
         "link",
         "show",
-        "kws",
+        SERVER_IF,
     ]));
     let show = String::from_utf8_lossy(&show.stdout).into_owned();
     let mac = show
@@ -869,19 +870,17 @@ fn knocks_addressed_to_another_host_do_not_open() {
         .nth(1)
         .expect("server MAC")
         .to_owned();
-    run_ok(std::process::Command::new("ip").args([
-        "-n",
-        rig.net.client.name(),
+    rig.net.client.ip(&[
         "neigh",
         "replace",
         &other.to_string(),
         "lladdr",
         &mac,
         "dev",
-        "kwc",
+        CLIENT_IF,
         "nud",
         "permanent",
-    ]));
+    ]);
     let raw = rig.net.in_client(RawV4::new);
     let src = rig.net.client_subnet_v4(31);
     let before = rig.frames_settled();

@@ -139,15 +139,7 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
     // Another source on the client's link still finds the port hidden: the admission is the
     // knocker's address only.
     let other = rig.net.client_subnet_v4(70);
-    test_support::process::run_ok(std::process::Command::new("ip").args([
-        "-n",
-        rig.net.client.name(),
-        "addr",
-        "add",
-        &format!("{other}/24"),
-        "dev",
-        test_support::net::CLIENT_IF,
-    ]));
+    rig.net.add_client_addr(IpAddr::V4(other));
     assert!(
         !banner_from(&rig, other, rig.net.server_v4()),
         "another source reached the guarded port after someone else's knock"

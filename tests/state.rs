@@ -376,7 +376,7 @@ fn status_and_metrics_show_the_running_daemon() {
     assert_eq!(v["doors"][0]["name"], "openSSH");
     assert_eq!(v["doors"][0]["state"], "active");
     assert_eq!(v["leases"][0]["ip"], rig.client());
-    assert_eq!(v["interfaces"][0]["name"], "kws");
+    assert_eq!(v["interfaces"][0]["name"], test_support::net::SERVER_IF);
     assert!(v["interfaces"][0]["received"].as_u64().unwrap() >= 3, "{v}");
     assert_eq!(v["interfaces"][0]["dropped"], 0);
     assert!(v["leases"][0]["seconds_left"].as_u64().unwrap() > 3500);
