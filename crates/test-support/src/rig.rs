@@ -36,8 +36,12 @@ pub struct RigBuilder {
     doors: Vec<Door>,
     config: String,
     hosts_allow: String,
-    sshd: bool,
+    sshd: Option<String>,
+    prepare: Vec<Prepare>,
 }
+
+/// A step run on the private root before sshd and the daemon start.
+type Prepare = Box<dyn FnOnce(&ServerRoot)>;
 
 impl RigBuilder {
     /// Adds one door.
@@ -66,7 +70,21 @@ impl RigBuilder {
 
     /// Also starts the real sshd on the server side.
     pub fn sshd(mut self) -> RigBuilder {
-        self.sshd = true;
+        self.sshd.get_or_insert_with(String::new);
+        self
+    }
+
+    /// Also starts the real sshd, with `extra` appended to its sshd_config
+    /// ([`Sshd::start_with`]).
+    pub fn sshd_config(mut self, extra: &str) -> RigBuilder {
+        self.sshd.get_or_insert_with(String::new).push_str(extra);
+        self
+    }
+
+    /// Runs `f` on the server's private root once it exists, before sshd and the daemon start
+    /// (e.g. to edit a file of its /etc).
+    pub fn prepare(mut self, f: impl FnOnce(&ServerRoot) + 'static) -> RigBuilder {
+        self.prepare.push(Box::new(f));
         self
     }
 
@@ -76,7 +94,10 @@ impl RigBuilder {
         let net = NetPair::new(&self.tag);
         let root = ServerRoot::new(&net);
         root.write_hosts_allow(&self.hosts_allow);
-        let sshd = self.sshd.then(|| Sshd::start(&root, &net));
+        for f in self.prepare {
+            f(&root);
+        }
+        let sshd = self.sshd.map(|extra| Sshd::start_with(&root, &net, &extra));
         let daemon = start_daemon(&root, &net, self.doors, &self.config);
         Rig {
             daemon,
@@ -95,7 +116,8 @@ impl Rig {
             doors: Vec::new(),
             config: String::new(),
             hosts_allow: String::new(),
-            sshd: false,
+            sshd: None,
+            prepare: Vec::new(),
         }
     }
 
