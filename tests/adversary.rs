@@ -4,18 +4,16 @@
 //! socket (so the client kernel's own checks never stop a spoofed source), and every test ends
 //! by showing that the honest knock still opens. Needs root.
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use support::daemon::knockwrap_bin;
-use support::net::CLIENT_IF;
-use support::process::run_ok;
-use support::rig::{count_lines_with, knock_door, Rig};
-use support::{lines_of, serial, wait_for_line, wait_until, Door};
+use test_support::daemon::knockwrap_bin;
 use test_support::frames::{read_mac, FrameWriter, ACK, FIN, L4, PSH, RST, SYN, URG};
-use test_support::{require_root_or_skip, skip_or_fail, Rng};
+use test_support::net::CLIENT_IF;
+use test_support::process::run_ok;
+use test_support::rig::{count_lines_with, knock_door, Rig};
+use test_support::{lines_of, serial, wait_for_line, wait_until, Door};
+use test_support::{skip_or_fail, Rng};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 const OPEN_PORTS: [u16; 3] = [7000, 8000, 9000];
@@ -30,7 +28,7 @@ impl Attacker {
     fn new(rig: &Rig) -> Attacker {
         let server_mac = rig
             .net
-            .in_server(|| read_mac(support::net::SERVER_IF))
+            .in_server(|| read_mac(test_support::net::SERVER_IF))
             .expect("server MAC");
         let w = rig
             .net
@@ -111,9 +109,7 @@ fn kernel_drops(log: &str) -> bool {
 /// (the TOTP one included: no sweep burned its time step).
 #[test]
 fn sweeps_of_every_flag_family_open_no_door() {
-    if !require_root_or_skip("sweeps_of_every_flag_family_open_no_door") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let files = tempfile::tempdir().expect("tempdir");
     let key = files.path().join("totp.key");
@@ -151,7 +147,8 @@ fn sweeps_of_every_flag_family_open_no_door() {
         key.display().to_string(),
         otp.display().to_string()
     );
-    let rig = Rig::start("sweeps", doors, &extra, "", false);
+    let rig = Rig::builder("sweeps").doors(doors).config(&extra).start();
+    let before = rig.frames_settled();
     let attacker = Attacker::new(&rig);
     let server = v4(rig.net.server_v4());
     let families: [(&str, u8); 9] = [
@@ -186,6 +183,20 @@ fn sweeps_of_every_flag_family_open_no_door() {
         attacker.udp(udp_src, server, port);
         attacker.tcp(udp_src, server, port, SYN);
     }
+    // The sweeps reached the daemon: the pure SYNs alone (two SYN sweeps and the interleaved
+    // one), which the kernel filter passes to every port, are 3 × 65,535 frames. Without this,
+    // no grant below would pass as well when the packets never arrived.
+    let syns = 3 * u64::from(u16::MAX);
+    let arrived = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        rig.frames_received() >= before + syns
+    });
+    assert!(
+        arrived,
+        "the sweeps never reached the daemon ({} frames received, {before} before, at least \
+         {syns} sent)\ndaemon log:\n{}",
+        rig.frames_received(),
+        rig.daemon.log()
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let log = rig.daemon.log();
     assert!(
@@ -222,22 +233,17 @@ fn sweeps_of_every_flag_family_open_no_door() {
 /// that allows link-local sources opens for one; honest knocks open.
 #[test]
 fn impossible_sources_are_never_granted_and_refusals_are_summarised() {
-    if !require_root_or_skip("impossible_sources_are_never_granted_and_refusals_are_summarised") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let mut strict = Door::allow("strict", &["7500", "8500", "9500"]);
     strict.tcp_flags = None;
     strict.service = "LL".to_owned();
     let link_local_door = "\n[[door]]\nname = \"ll\"\nsequence = [\"7600\", \"8600\", \"9600\"]\n\
                            service = \"LL\"\nlink_local_sources = true\n";
-    let mut rig = Rig::start(
-        "sources",
-        vec![Door::allow("openSSH", &OPEN), strict],
-        link_local_door,
-        "",
-        false,
-    );
+    let mut rig = Rig::builder("sources")
+        .doors(vec![Door::allow("openSSH", &OPEN), strict])
+        .config(link_local_door)
+        .start();
     let attacker = Attacker::new(&rig);
     let s4 = v4(rig.net.server_v4());
     let s6 = IpAddr::V6(rig.net.server_v6());
@@ -284,8 +290,7 @@ fn impossible_sources_are_never_granted_and_refusals_are_summarised() {
         rig.daemon.log()
     );
     // The honest knock opens.
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 
     // At shutdown the summaries are written: one per reason (and door), not one per packet.
     let (_, clean) = rig.daemon.stop(Duration::from_secs(5));
@@ -330,25 +335,20 @@ fn impossible_sources_are_never_granted_and_refusals_are_summarised() {
 /// door's target (an address this host does not have) opens the targeted door only.
 #[test]
 fn a_knock_for_another_doors_target_does_not_count() {
-    if !require_root_or_skip("a_knock_for_another_doors_target_does_not_count") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     // 198.18.X.77 (X: the pair's subnet, the next one to be handed out) is no address of
     // the server; door vip is for knocks sent to it.
-    let subnet = support::net::peek_subnet();
+    let subnet = test_support::net::peek_subnet();
     let other = Ipv4Addr::new(198, 18, subnet, 77);
     let vip = format!(
         "\n[[door]]\nname = \"vip\"\nsequence = [\"1000\", \"2000\", \"3000\"]\n\
          service = \"VIP\"\ntarget = \"{other}\"\n"
     );
-    let rig = Rig::start(
-        "targets",
-        vec![Door::allow("openSSH", &OPEN)],
-        &vip,
-        "",
-        false,
-    );
+    let rig = Rig::builder("targets")
+        .door(Door::allow("openSSH", &OPEN))
+        .config(&vip)
+        .start();
     assert_eq!(rig.net.subnet, subnet);
     let attacker = Attacker::new(&rig);
     let src = v4(rig.net.client_subnet_v4(40));
@@ -370,13 +370,14 @@ fn a_knock_for_another_doors_target_does_not_count() {
 /// sources: a full table evicts first-step-only sources first.
 #[test]
 fn a_first_step_flood_does_not_evict_an_honest_knock_under_way() {
-    if !require_root_or_skip("a_first_step_flood_does_not_evict_an_honest_knock_under_way") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let mut door = Door::allow("openSSH", &OPEN).seq_timeout("60s");
     door.tcp_flags = None;
-    let rig = Rig::start("evict", vec![door], "max_sources = 1024\n", "", false);
+    let rig = Rig::builder("evict")
+        .door(door)
+        .config("max_sources = 1024\n")
+        .start();
     let attacker = Attacker::new(&rig);
     let server = v4(rig.net.server_v4());
     let honest = v4(rig.net.client_v4());
@@ -398,17 +399,11 @@ fn a_first_step_flood_does_not_evict_an_honest_knock_under_way() {
 /// write and one hosts.allow edit.
 #[test]
 fn a_storm_of_spoofed_grants_does_not_delay_the_honest_knock() {
-    if !require_root_or_skip("a_storm_of_spoofed_grants_does_not_delay_the_honest_knock") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "storm",
-        vec![Door::allow("openSSH", &OPEN).lease("1h")],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("storm")
+        .door(Door::allow("openSSH", &OPEN).lease("1h"))
+        .start();
     let attacker = Attacker::new(&rig);
     let server = v4(rig.net.server_v4());
     for n in 0..4_000u32 {
@@ -448,24 +443,17 @@ fn a_storm_of_spoofed_grants_does_not_delay_the_honest_knock() {
 /// each step after later steps have been sent. The door still opens.
 #[test]
 fn kernel_retransmits_at_real_timing_do_not_break_a_slow_knock() {
-    if !require_root_or_skip("kernel_retransmits_at_real_timing_do_not_break_a_slow_knock") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let seq = ["7000", "8000", "9000", "10000"];
     let mut door = Door::allow("openSSH", &seq).seq_timeout("20s");
     door.tcp_flags = None;
-    let rig = Rig::start("retrans", vec![door], "", "", false);
+    let rig = Rig::builder("retrans").door(door).start();
     let client = rig.net.client_v4();
     // The server's answers (RSTs) never reach the client: it keeps retransmitting.
-    run_ok(std::process::Command::new("ip").args([
-        "-n",
-        &rig.net.server_ns,
-        "route",
-        "add",
-        "blackhole",
-        &format!("{client}/32"),
-    ]));
+    rig.net
+        .server
+        .ip(&["route", "add", "blackhole", &format!("{client}/32")]);
     let server = rig.net.server_v4();
     let started = Instant::now();
     rig.net.in_client(|| {
@@ -503,9 +491,7 @@ fn kernel_retransmits_at_real_timing_do_not_break_a_slow_knock() {
 /// an hour early (jump forward) nor an hour late (jump back).
 #[test]
 fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
-    if !require_root_or_skip("a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let lib = [
         "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
         "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
@@ -520,12 +506,12 @@ fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
         return;
     };
     let _serial = serial();
-    let net = support::NetPair::new("clock");
-    let root = support::ServerRoot::new(&net);
+    let net = test_support::NetPair::new("clock");
+    let root = test_support::ServerRoot::new(&net);
     root.write_hosts_allow("");
     let mut door = Door::allow("openSSH", &OPEN).lease("8s").seq_timeout("10s");
     door.tcp_flags = None;
-    let config = support::DaemonConfig::new(&root, vec![door]).write(&root);
+    let config = test_support::DaemonConfig::new(&root, vec![door]).write(&root);
     let stamp = root.dir().join("faketime");
     std::fs::write(&stamp, "+0\n").expect("faketime file");
     // The preload goes to knockwrap alone, through `env`: a wrapper that loads libfaketime
@@ -541,10 +527,11 @@ fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
         .env("FAKETIME_NO_CACHE", "1")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     let log = root.dir().join("daemon-faketime.log");
-    let mut daemon = support::Proc::spawn("knockwrap under faketime", &mut cmd, &log);
-    let ready = support::wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
-        daemon.log().contains("ready")
-    });
+    let mut daemon = test_support::Proc::spawn("knockwrap under faketime", &mut cmd, &log);
+    let ready =
+        test_support::wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+            daemon.log().contains("ready")
+        });
     assert!(ready, "daemon not ready\n{}", daemon.log());
     net.warm_neighbours();
     let hosts_allow = root.hosts_allow();
@@ -560,9 +547,10 @@ fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
         std::thread::sleep(Duration::from_millis(600));
     };
     let lease_lasts = |granted: Instant, what: &str| {
-        let gone = support::wait_until(Duration::from_secs(14), Duration::from_millis(20), || {
-            !lines_of(&hosts_allow).contains(&line)
-        });
+        let gone =
+            test_support::wait_until(Duration::from_secs(14), Duration::from_millis(20), || {
+                !lines_of(&hosts_allow).contains(&line)
+            });
         assert!(gone, "{what}: the lease never ended\n{}", daemon.log());
         let lasted = granted.elapsed();
         assert!(
@@ -629,19 +617,17 @@ fn libfaketime(test: &str) -> Option<&'static str> {
 /// READY. A lease without expiry stays.
 #[test]
 fn a_start_on_a_clock_behind_the_journal_ends_the_leases_from_before_it() {
-    const NAME: &str = "a_start_on_a_clock_behind_the_journal_ends_the_leases_from_before_it";
-    if !require_root_or_skip(NAME) {
-        return;
-    }
-    let Some(lib) = libfaketime(NAME) else {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    let Some(lib) = libfaketime(name) else {
         return;
     };
     let _serial = serial();
-    let net = support::NetPair::new("rtc");
-    let root = support::ServerRoot::new(&net);
+    let net = test_support::NetPair::new("rtc");
+    let root = test_support::ServerRoot::new(&net);
     root.write_hosts_allow("");
     let door = Door::allow("openSSH", &OPEN).lease("8s");
-    let config = support::DaemonConfig::new(&root, vec![door]).write(&root);
+    let config = test_support::DaemonConfig::new(&root, vec![door]).write(&root);
     let cli = |args: &[&str]| {
         run_ok(
             root.command(knockwrap_bin())
@@ -664,7 +650,7 @@ fn a_start_on_a_clock_behind_the_journal_ends_the_leases_from_before_it() {
         .env("FAKETIME_NO_CACHE", "1")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     let log = root.dir().join("daemon-rtc.log");
-    let mut daemon = support::Proc::spawn("knockwrap on a clock in 2001", &mut cmd, &log);
+    let mut daemon = test_support::Proc::spawn("knockwrap on a clock in 2001", &mut cmd, &log);
     let ready = wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
         daemon.log().contains("ready")
     });
@@ -707,13 +693,14 @@ fn a_start_on_a_clock_behind_the_journal_ends_the_leases_from_before_it() {
 /// keeps serving (a known address still re-grants).
 #[test]
 fn a_storm_beyond_max_leases_is_refused_and_counted() {
-    if !require_root_or_skip("a_storm_beyond_max_leases_is_refused_and_counted") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let mut door = Door::allow("openSSH", &OPEN).lease("1h");
     door.tcp_flags = None;
-    let rig = Rig::start("leasecap", vec![door], "max_leases = 3\n", "", false);
+    let rig = Rig::builder("leasecap")
+        .door(door)
+        .config("max_leases = 3\n")
+        .start();
     let attacker = Attacker::new(&rig);
     let server = v4(rig.net.server_v4());
     let sources: Vec<IpAddr> = (0..10u8)
@@ -722,20 +709,9 @@ fn a_storm_beyond_max_leases_is_refused_and_counted() {
     for src in &sources {
         attacker.knock(*src, server, &OPEN_PORTS);
     }
-    let config = rig.daemon.config.display().to_string();
-    let refused = || {
-        let out = rig
-            .root
-            .command(knockwrap_bin())
-            .args(["status", "--config", &config, "--format", "json"])
-            .output()
-            .expect("status");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v["counters"]["refused"]["lease limit reached"].as_u64())
-    };
+    let refused = || rig.refused("lease limit reached");
     let counted = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        refused() == Some(7)
+        refused() == 7
     });
     assert!(
         counted,
@@ -752,7 +728,7 @@ fn a_storm_beyond_max_leases_is_refused_and_counted() {
         .unwrap();
     attacker.knock(first, server, &OPEN_PORTS);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(refused(), Some(7), "{}", rig.daemon.log());
+    assert_eq!(refused(), 7, "{}", rig.daemon.log());
     // One summary line per reason and door per 10 s.
     let logged = wait_until(Duration::from_secs(12), Duration::from_millis(100), || {
         rig.daemon.log().contains("lease limit reached")

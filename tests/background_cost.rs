@@ -15,16 +15,14 @@
 //!
 //! The figures go to `docs/benchmarks.md`. Needs root.
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use support::daemon::knockwrap_bin;
-use support::net::{CLIENT_IF, SERVER_IF};
-use support::{wait_until, DaemonConfig, Door, NetPair, Proc, ServerRoot};
+use test_support::daemon::knockwrap_bin;
 use test_support::frames::{read_mac, FrameWriter, ACK, L4, PSH, SYN};
-use test_support::{require_root_or_skip, Rng};
+use test_support::net::{CLIENT_IF, SERVER_IF};
+use test_support::Rng;
+use test_support::{wait_until, DaemonConfig, Door, NetPair, Proc, ServerRoot};
 
 const FRAMES: u32 = 1_000_000;
 
@@ -32,7 +30,7 @@ const FRAMES: u32 = 1_000_000;
 /// which does the packet work, runs as the daemon's child.
 fn cpu_ticks(pid: u32) -> u64 {
     own_ticks(pid)
-        + support::process::children_of(pid)
+        + test_support::process::children_of(pid)
             .into_iter()
             .map(own_ticks)
             .sum::<u64>()
@@ -141,9 +139,10 @@ fn measure(bin: &str, class: &Class) -> Measured {
     cmd.args(["run", "--config"]).arg(&config);
     let log = root.dir().join("daemon.log");
     let mut daemon = Proc::spawn("knockwrap (background cost)", &mut cmd, &log);
-    let ready = support::wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
-        daemon.log().contains("ready")
-    });
+    let ready =
+        test_support::wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+            daemon.log().contains("ready")
+        });
     assert!(ready, "daemon not ready\n{}", daemon.log());
     net.warm_neighbours();
     let mac = net.in_server(|| read_mac(SERVER_IF)).expect("server MAC");
@@ -239,9 +238,7 @@ fn measure(bin: &str, class: &Class) -> Measured {
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture (see the module docs)"]
 fn background_cpu_per_million_packets() {
-    if !require_root_or_skip("background_cpu_per_million_packets") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let before = std::env::var("KNOCKWRAP_BEFORE_BIN").ok();
     println!("| background traffic | before: CPU s / M packets | after: CPU s / M packets | send rate (after) | kernel drops before / after | knocks during the flood before | after |");
     println!("|---|---|---|---|---|---|---|");

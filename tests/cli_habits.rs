@@ -84,7 +84,7 @@ fn check_piped_into_head_ends_quietly() {
 #[test]
 fn a_shell_pipeline_into_head() {
     if !Path::new("/bin/sh").exists() {
-        test_support::skip_or_fail("a_shell_pipeline_into_head", "/bin/sh");
+        test_support::skip_or_fail(test_support::test_name!(), "/bin/sh");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

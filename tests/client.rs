@@ -4,57 +4,64 @@
 //! dual-stack server, `knockwrap knock` / `knockwrap connect` and the real OpenSSH client with
 //! `ProxyCommand knockwrap connect %h %p`. The profile tests at the end need no privilege.
 
-mod support;
-
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::client::ClientSide;
-use support::daemon::knockwrap_bin;
-use support::{require_root_or_skip, serial, Daemon, Door, NetPair, ServerRoot, Sshd};
+use test_support::client::ClientSide;
+use test_support::daemon::knockwrap_bin;
+use test_support::{serial, Door, ServerRoot, Sshd};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 /// RFC 6238's test secret "12345678901234567890" in base32 (160 bits).
 const TOTP_KEY: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n";
 
-/// A running daemon and sshd with their namespaces, and the client side. Fields drop in
-/// order: daemon, sshd, client, root, net.
+/// The harness's rig with sshd, and the client side. Fields drop in order: the rig (daemon,
+/// sshd, root, net), then the client side.
 struct Rig {
-    daemon: Daemon,
-    sshd: Sshd,
+    rig: test_support::Rig,
     client: ClientSide,
-    root: ServerRoot,
-    net: NetPair,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = test_support::Rig;
+
+    fn deref(&self) -> &test_support::Rig {
+        &self.rig
+    }
 }
 
 impl Rig {
     /// `bastion.test` is the server's IPv4 and IPv6 address, `v6only.test` its IPv6 address,
     /// `mixed.test` an IPv4 address this client has no route to plus the server's IPv6.
     fn start(tag: &str, doors: Vec<Door>, extra: &str) -> Rig {
-        let net = NetPair::new(tag);
-        let root = ServerRoot::new(&net);
-        let (v4, v6) = (IpAddr::V4(net.server_v4()), IpAddr::V6(net.server_v6()));
+        // The key first: sshd is started with it authorized.
+        let client = ClientSide::new(&[]);
+        let rig = test_support::Rig::builder(tag)
+            .doors(doors)
+            .config(extra)
+            .prepare(unlock_root)
+            .sshd_config(&client.sshd_extra())
+            .start();
+        let (v4, v6) = (
+            IpAddr::V4(rig.net.server_v4()),
+            IpAddr::V6(rig.net.server_v6()),
+        );
         let unroutable: IpAddr = "198.19.0.9".parse().expect("literal");
-        let client = ClientSide::new(&[
+        client.set_hosts(&[
             (v4, "bastion.test"),
             (v6, "bastion.test"),
             (v6, "v6only.test"),
             (unroutable, "mixed.test"),
             (v6, "mixed.test"),
         ]);
-        unlock_root(&root);
-        let sshd = Sshd::start_with(&root, &net, &client.sshd_extra());
-        let daemon = support::rig::start_daemon(&root, &net, doors, extra);
-        Rig {
-            daemon,
-            sshd,
-            client,
-            root,
-            net,
-        }
+        Rig { rig, client }
+    }
+
+    fn sshd_log(&self) -> String {
+        self.rig.sshd.as_ref().map(Sshd::log).unwrap_or_default()
     }
 
     /// `knockwrap ARGS` on the client side.
@@ -78,17 +85,6 @@ impl Rig {
         ]
     }
 
-    fn expect_line(&self, line: &str) {
-        if support::wait_for_line(&self.root.hosts_allow(), line, Duration::from_secs(5)).is_none()
-        {
-            panic!(
-                "expected hosts.allow line {line:?}; hosts.allow is {:?}\ndaemon log:\n{}",
-                self.root.read_hosts_allow(),
-                self.daemon.log()
-            );
-        }
-    }
-
     /// Panics with everything worth seeing when `out` is not a success.
     fn expect_success(&self, what: &str, out: &Output) {
         if !out.status.success() {
@@ -99,7 +95,7 @@ impl Rig {
                 text(&out.stdout),
                 text(&out.stderr),
                 self.root.read_hosts_allow(),
-                self.sshd.log(),
+                self.sshd_log(),
                 self.daemon.log()
             );
         }
@@ -136,11 +132,7 @@ fn ssh_options_note() -> &'static str {
 
 #[test]
 fn dual_stack_name_is_knocked_at_both_addresses_and_ssh_over_ipv6_gets_in() {
-    if !require_root_or_skip(
-        "dual_stack_name_is_knocked_at_both_addresses_and_ssh_over_ipv6_gets_in",
-    ) {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let rig = Rig::start("dual", vec![Door::allow("openSSH", &OPEN)], "");
     assert_eq!(
@@ -175,12 +167,11 @@ fn dual_stack_name_is_knocked_at_both_addresses_and_ssh_over_ipv6_gets_in() {
     assert_eq!(text(&out.stdout), "in-over-ipv6\n");
     let client6 = rig.net.client_v6().to_string();
     assert!(
-        rig.sshd
-            .log()
+        rig.sshd_log()
             .lines()
             .any(|l| l.contains("Accepted publickey for root from") && l.contains(&client6)),
         "sshd did not log an IPv6 login from {client6}:\n{}",
-        rig.sshd.log()
+        rig.sshd_log()
     );
     // And over IPv4 too.
     let out = rig.ssh(&config, &["-4", "bastion.test", "echo in-over-ipv4"]);
@@ -238,9 +229,7 @@ fn dual_stack_name_is_knocked_at_both_addresses_and_ssh_over_ipv6_gets_in() {
 
 #[test]
 fn ssh_proxycommand_with_a_static_door_runs_a_command() {
-    if !require_root_or_skip("ssh_proxycommand_with_a_static_door_runs_a_command") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let rig = Rig::start("pxs", vec![Door::allow("openSSH", &OPEN)], "");
     assert_eq!(rig.root.read_hosts_allow(), "");
@@ -295,9 +284,7 @@ fn ssh_proxycommand_with_a_static_door_runs_a_command() {
 
 #[test]
 fn ssh_proxycommand_with_a_totp_door_from_a_profile_runs_a_command() {
-    if !require_root_or_skip("ssh_proxycommand_with_a_totp_door_from_a_profile_runs_a_command") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let files = tempfile::tempdir().expect("tempdir");
     let server_key = files.path().join("server-totp.key");
@@ -352,9 +339,7 @@ fn ssh_proxycommand_with_a_totp_door_from_a_profile_runs_a_command() {
 
 #[test]
 fn a_door_that_never_opens_fails_within_the_bound_and_says_why() {
-    if !require_root_or_skip("a_door_that_never_opens_fails_within_the_bound_and_says_why") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let rig = Rig::start("shut", vec![Door::allow("openSSH", &OPEN)], "");
     let (s4, s6) = (rig.net.server_v4(), rig.net.server_v6());
@@ -600,15 +585,13 @@ fn a_profile_one_time_list_is_used_in_order_and_remembered() {
 /// from the knocker; no hosts.allow line is written. Needs root and nft.
 #[test]
 fn ssh_logs_in_through_a_firewall_door_only_after_the_knock() {
-    const NAME: &str = "ssh_logs_in_through_a_firewall_door_only_after_the_knock";
-    if !require_root_or_skip(NAME) {
-        return;
-    }
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
     if !["/usr/sbin/nft", "/sbin/nft"]
         .iter()
         .any(|p| Path::new(p).exists())
     {
-        test_support::skip_or_fail(NAME, "nft (Debian package nftables)");
+        test_support::skip_or_fail(name, "nft (Debian package nftables)");
         return;
     }
     let _serial = serial();
@@ -627,15 +610,16 @@ fn ssh_logs_in_through_a_firewall_door_only_after_the_knock() {
     );
     let out = rig.knockwrap(&["knock", "-4", "bastion.test", "7000", "8000", "9000"]);
     rig.expect_success("knockwrap knock", &out);
-    let got_in = support::wait_until(Duration::from_secs(5), Duration::from_millis(200), || {
-        let out = rig.ssh(&config, &["-4", "bastion.test", "echo in; exit 0"]);
-        out.status.success() && text(&out.stdout) == "in\n"
-    });
+    let got_in =
+        test_support::wait_until(Duration::from_secs(5), Duration::from_millis(200), || {
+            let out = rig.ssh(&config, &["-4", "bastion.test", "echo in; exit 0"]);
+            out.status.success() && text(&out.stdout) == "in\n"
+        });
     assert!(
         got_in,
         "ssh did not get in after the knock:\n{:?}\nsshd log:\n{}\ndaemon log:\n{}",
         rig.ssh(&config, &["-4", "bastion.test", "true"]),
-        rig.sshd.log(),
+        rig.sshd_log(),
         rig.daemon.log()
     );
     assert_eq!(

@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use test_support::net::Netns;
+
 struct Report {
     code: i32,
     out: String,
@@ -341,38 +343,14 @@ fn doctor_and_check_give_the_same_lockout_warnings() {
     );
 }
 
-/// A network namespace of the test's own, deleted on drop (also on a panic).
-struct Netns(String);
+/// nft and `knockwrap doctor` in a network namespace of the test's own (`test_support::net`,
+/// deleted on drop, also on a panic).
+trait InNetns {
+    fn nft(&self, ruleset: &str);
+    fn doctor(&self, config: &Path) -> Report;
+}
 
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("kwdoc-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let o = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let ns = Netns(name);
-        ns.run("ip", &["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let o = self.cmd(program).args(args).output().unwrap();
-        assert!(
-            o.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-
+impl InNetns for Netns {
     fn nft(&self, ruleset: &str) {
         use std::io::Write;
         let mut child = self
@@ -407,27 +385,9 @@ impl Netns {
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
 #[test]
 fn another_table_that_drops_the_guarded_port_is_named() {
-    let test = "doctor names another table that drops the guarded port";
-    if !test_support::require_root_or_skip(test) {
-        return;
-    }
-    let tools = [("ip", "-V"), ("nft", "--version")].iter().all(|(t, v)| {
-        Command::new(t)
-            .arg(v)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !tools && !test_support::skip_or_fail(test, "ip and nft (iproute2, nftables)") {
-        return;
-    }
+    test_support::skip_unless_root!("ip", "nft");
     let ns = Netns::new("drop");
     let (_d, config) = setup(FIREWALL_DOOR, "", "");
     // knockwrap's own table, with its drop: never reported.

@@ -4,19 +4,18 @@
 //! (the real `knock`, knockwrap's own client, or crafted SYNs with spoofed sources); access
 //! is judged by the real tcpdmatch and the real sshd (libwrap). Needs root.
 
-mod support;
-
-use support::rig::{count_lines_with, knock_door, raw_knock, Rig};
+use test_support::rig::{count_lines_with, knock_door, raw_knock, Rig};
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use support::daemon::knockwrap_bin;
-use support::packets::{pool_v4, tcp_syn_v4};
-use support::process::run_ok;
-use support::{
-    lines_of, require_root_or_skip, serial, ssh_banner, summarize_ms, wait_for_line, wait_until,
-    Daemon, DaemonConfig, Door, NetPair, RawV4, ServerRoot, Sshd, Verdict,
+use test_support::daemon::knockwrap_bin;
+use test_support::net::{CLIENT_IF, SERVER_IF};
+use test_support::packets::{pool_v4, tcp_syn_v4};
+use test_support::process::run_ok;
+use test_support::{
+    lines_of, serial, ssh_banner, summarize_ms, wait_for_line, wait_until, Daemon, DaemonConfig,
+    Door, NetPair, RawV4, ServerRoot, Sshd, Verdict,
 };
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
@@ -28,20 +27,15 @@ const FOREIGN: &str = "# hand-written rules stay as they are\r\nsendmail: 198.19
 
 #[test]
 fn real_knock_opens_and_close_door_revokes() {
-    if !require_root_or_skip("real_knock_opens_and_close_door_revokes") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "openclose",
-        vec![
+    let rig = Rig::builder("openclose")
+        .doors(vec![
             Door::allow("openSSH", &OPEN),
             Door::revoke("closeSSH", &["9000", "8000", "7000"]),
-        ],
-        "",
-        FOREIGN,
-        false,
-    );
+        ])
+        .hosts_allow(FOREIGN)
+        .start();
     let (server, client) = (rig.server(), rig.client());
     let line = format!("SSHD: {client}");
     assert_eq!(rig.verdict("sshd", &client), Verdict::Denied);
@@ -79,15 +73,13 @@ fn real_knock_opens_and_close_door_revokes() {
 
 #[test]
 fn udp_and_mixed_doors_open() {
-    if !require_root_or_skip("udp_and_mixed_doors_open") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let mut udp = Door::allow("udpDoor", &["7100:udp", "8100:udp", "9100:udp"]);
     udp.service = "in.udpd".to_owned();
     let mut mixed = Door::allow("mixedDoor", &["7200:tcp", "8200:udp", "9200"]);
     mixed.service = "in.mixedd".to_owned();
-    let rig = Rig::start("udpmix", vec![udp, mixed], "", "", false);
+    let rig = Rig::builder("udpmix").doors(vec![udp, mixed]).start();
     // Deny by default for every service, so tcpdmatch's "granted" is the door's doing.
     std::fs::write(rig.root.etc.join("hosts.deny"), "sshd: ALL\nALL: ALL\n").expect("hosts.deny");
     let (server, client) = (rig.server(), rig.client());
@@ -115,13 +107,11 @@ fn udp_and_mixed_doors_open() {
 
 #[test]
 fn udp_sweep_through_a_udp_door_does_not_open() {
-    if !require_root_or_skip("udp_sweep_through_a_udp_door_does_not_open") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let mut udp = Door::allow("udpDoor", &["7100:udp", "8100:udp", "9100:udp"]);
     udp.service = "in.udpd".to_owned();
-    let rig = Rig::start("udpsweep", vec![udp], "", "", false);
+    let rig = Rig::builder("udpsweep").door(udp).start();
     let (server, client) = (rig.net.server_v4(), rig.client());
     let line = format!("in.udpd: {client}");
 
@@ -149,11 +139,11 @@ fn udp_sweep_through_a_udp_door_does_not_open() {
 
 #[test]
 fn ipv6_knock_writes_bracketed_address() {
-    if !require_root_or_skip("ipv6_knock_writes_bracketed_address") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start("v6", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::builder("v6")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let client6 = rig.net.client_v6().to_string();
     rig.knock(&[
         "-6",
@@ -171,12 +161,10 @@ fn ipv6_knock_writes_bracketed_address() {
 
 #[test]
 fn wrong_order_timeout_and_fast_sweep_do_not_open() {
-    if !require_root_or_skip("wrong_order_timeout_and_fast_sweep_do_not_open") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let door = Door::allow("openSSH", &OPEN).seq_timeout("2s");
-    let rig = Rig::start("negative", vec![door], "", "", false);
+    let rig = Rig::builder("negative").door(door).start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     let line = |a: Ipv4Addr| format!("SSHD: {a}");
@@ -222,17 +210,11 @@ fn wrong_order_timeout_and_fast_sweep_do_not_open() {
 
 #[test]
 fn retransmitted_step_does_not_break_a_knock() {
-    if !require_root_or_skip("retransmitted_step_does_not_break_a_knock") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "retrans",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("retrans")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     // Byte-identical SYNs, as a TCP retransmission sends them: first, middle and last step.
@@ -256,11 +238,11 @@ fn retransmitted_step_does_not_break_a_knock() {
 
 #[test]
 fn eight_and_two_hundred_simultaneous_sources_all_open() {
-    if !require_root_or_skip("eight_and_two_hundred_simultaneous_sources_all_open") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start("crowd", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::builder("crowd")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     let eight: Vec<Ipv4Addr> = (30..38).map(|h| rig.net.client_subnet_v4(h)).collect();
@@ -310,18 +292,15 @@ fn eight_and_two_hundred_simultaneous_sources_all_open() {
 
 #[test]
 fn sshd_banner_only_while_the_lease_lasts() {
-    if !require_root_or_skip("sshd_banner_only_while_the_lease_lasts") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let door = Door::allow("openSSH", &OPEN).lease("3s");
-    let rig = Rig::start("sshd", vec![door], "", "", true);
+    let rig = Rig::builder("sshd").door(door).sshd().start();
     let server = IpAddr::V4(rig.net.server_v4());
     let line = format!("SSHD: {}", rig.client());
 
     assert!(!ssh_banner(&rig.net, server), "banner before any knock");
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&line);
+    rig.knock_and_expect(&["7000", "8000", "9000"], &line);
     let opened = Instant::now();
     assert!(
         ssh_banner(&rig.net, server),
@@ -349,12 +328,10 @@ fn sshd_banner_only_while_the_lease_lasts() {
 /// measurement slack: the clock starts when the line is seen, after the grant).
 #[test]
 fn lease_is_never_shorter_than_configured() {
-    if !require_root_or_skip("lease_is_never_shorter_than_configured") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let door = Door::allow("openSSH", &OPEN).lease("2s");
-    let rig = Rig::start("leaselen", vec![door], "", "", false);
+    let rig = Rig::builder("leaselen").door(door).start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     let sources: Vec<Ipv4Addr> = (60..63).map(|h| rig.net.client_subnet_v4(h)).collect();
@@ -389,13 +366,11 @@ fn lease_is_never_shorter_than_configured() {
 
 #[test]
 fn crash_then_restart_revokes_expired_lease_before_ready() {
-    if !require_root_or_skip("crash_then_restart_revokes_expired_lease_before_ready") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let short = Door::allow("shortSSH", &OPEN).lease("2s");
     let long = Door::allow("longSSH", &["7300", "8300", "9300"]).lease("1h");
-    let mut rig = Rig::start("crash", vec![short, long], "", "", false);
+    let mut rig = Rig::builder("crash").doors(vec![short, long]).start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     let short_line = format!("SSHD: {}", rig.client());
@@ -433,11 +408,11 @@ fn crash_then_restart_revokes_expired_lease_before_ready() {
 
 #[test]
 fn broken_config_on_sighup_is_refused_and_doors_keep_opening() {
-    if !require_root_or_skip("broken_config_on_sighup_is_refused_and_doors_keep_opening") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start("reload", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::builder("reload")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let config = rig.daemon.config.clone();
     let good = std::fs::read_to_string(&config).expect("reading config");
     let server = rig.net.server_v4();
@@ -470,25 +445,18 @@ fn broken_config_on_sighup_is_refused_and_doors_keep_opening() {
         raw_knock(&raw, src, server, 46_000, &OPEN_PORTS);
         rig.expect_line(&format!("SSHD: {src}"));
     }
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 #[test]
 fn knockwrap_client_opens_tcp_and_udp_doors() {
-    if !require_root_or_skip("knockwrap_client_opens_tcp_and_udp_doors") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let mut udp = Door::allow("udpDoor", &["7100:udp", "8100:udp", "9100:udp"]);
     udp.service = "in.udpd".to_owned();
-    let rig = Rig::start(
-        "ourclient",
-        vec![Door::allow("openSSH", &OPEN), udp],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("ourclient")
+        .doors(vec![Door::allow("openSSH", &OPEN), udp])
+        .start();
     let server = rig.server();
     run_ok(
         rig.net
@@ -515,17 +483,11 @@ fn knockwrap_client_opens_tcp_and_udp_doors() {
 
 #[test]
 fn knock_to_open_latency() {
-    if !require_root_or_skip("knock_to_open_latency") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "latency",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("latency")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     let mut samples = Vec::new();
@@ -555,17 +517,12 @@ fn knock_to_open_latency() {
 /// full) and stay within a few MiB of the idle figure. The door must still open afterwards.
 #[test]
 fn spoofed_first_step_flood_keeps_memory_at_the_table_cap() {
-    if !require_root_or_skip("spoofed_first_step_flood_keeps_memory_at_the_table_cap") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let mut rig = Rig::start(
-        "flood",
-        vec![Door::allow("openSSH", &OPEN)],
-        "max_sources = 1024\n",
-        "",
-        false,
-    );
+    let mut rig = Rig::builder("flood")
+        .door(Door::allow("openSSH", &OPEN))
+        .config("max_sources = 1024\n")
+        .start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     let rss_idle = rig.daemon.rss_kib();
@@ -609,23 +566,16 @@ fn spoofed_first_step_flood_keeps_memory_at_the_table_cap() {
         rss[1]
     );
     // Still serving: a real knock opens.
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 #[test]
 fn sigterm_stops_cleanly_with_stopping_notice() {
-    if !require_root_or_skip("sigterm_stops_cleanly_with_stopping_notice") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let mut rig = Rig::start(
-        "sigterm",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let mut rig = Rig::builder("sigterm")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let started = Instant::now();
     let (status, on_its_own) = rig.daemon.stop(Duration::from_secs(5));
     assert!(
@@ -651,12 +601,10 @@ fn sigterm_stops_cleanly_with_stopping_notice() {
 /// source half-way through an unchanged door.
 #[test]
 fn valid_reload_applies_and_keeps_progress_on_unchanged_doors() {
-    if !require_root_or_skip("valid_reload_applies_and_keeps_progress_on_unchanged_doors") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let door = Door::allow("openSSH", &OPEN).seq_timeout("20s");
-    let rig = Rig::start("reloadok", vec![door.clone()], "", "", false);
+    let rig = Rig::builder("reloadok").door(door.clone()).start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     let halfway = rig.net.client_subnet_v4(70);
@@ -704,18 +652,18 @@ fn valid_reload_applies_and_keeps_progress_on_unchanged_doors() {
 /// daemon reopens it by itself and opens doors again.
 #[test]
 fn vanished_interface_is_reopened() {
-    if !require_root_or_skip("vanished_interface_is_reopened") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start("vanish", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::builder("vanish")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let server = rig.net.server_v4();
     rig.net.delete_link();
     std::thread::sleep(Duration::from_millis(1_500));
     let log = rig.daemon.log();
     assert!(
         log.lines()
-            .any(|l| l.contains("kws") && (l.contains("WARN") || l.contains("ERROR"))),
+            .any(|l| l.contains(SERVER_IF) && (l.contains("WARN") || l.contains("ERROR"))),
         "no warning naming the vanished interface:\n{log}"
     );
     rig.net.create_link();
@@ -747,12 +695,12 @@ fn vanished_interface_is_reopened() {
 /// then destination options) open like plain ones: the decoder walks the chain.
 #[test]
 fn ipv6_knock_behind_extension_headers_opens() {
-    if !require_root_or_skip("ipv6_knock_behind_extension_headers_opens") {
-        return;
-    }
-    use support::packets::{tcp_syn_v6, RawV6, DEST_OPTIONS, HOP_BY_HOP};
+    test_support::skip_unless_root!();
+    use test_support::packets::{tcp_syn_v6, RawV6, DEST_OPTIONS, HOP_BY_HOP};
     let _serial = serial();
-    let rig = Rig::start("v6ext", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::builder("v6ext")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let raw = rig.net.in_client(RawV6::new);
     let server = rig.net.server_v6();
     let chains: [(&str, &[u8]); 2] = [
@@ -771,11 +719,7 @@ fn ipv6_knock_behind_extension_headers_opens() {
 
 #[test]
 fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
-    if !require_root_or_skip(
-        "one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart",
-    ) {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let files = tempfile::tempdir().expect("tempdir");
     // RFC 6238's test secret "12345678901234567890" in base32 (160 bits).
@@ -795,7 +739,7 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
         key.display().to_string(),
         otp.display().to_string()
     );
-    let mut rig = Rig::start("otp", vec![], &extra, "", false);
+    let mut rig = Rig::builder("otp").doors(vec![]).config(&extra).start();
     let server = rig.net.server_v4();
     let raw = rig.net.in_client(RawV4::new);
     let client = rig.client();
@@ -860,9 +804,7 @@ fn one_time_and_totp_doors_open_once_each_and_remember_it_across_a_restart() {
 
 #[test]
 fn one_daemon_listens_on_several_interfaces() {
-    if !require_root_or_skip("one_daemon_listens_on_several_interfaces") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let net = NetPair::new("multi");
     let root = ServerRoot::new(&net);
@@ -905,21 +847,21 @@ fn one_daemon_listens_on_several_interfaces() {
 
 #[test]
 fn knocks_addressed_to_another_host_do_not_open() {
-    if !require_root_or_skip("knocks_addressed_to_another_host_do_not_open") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start("notme", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let rig = Rig::builder("notme")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     // Frames to the server's MAC but for an IP address it does not have, as a router sees
     // traffic it forwards: the sniffer sees them, and they must not count as knocks.
     let other = Ipv4Addr::new(198, 18, rig.net.subnet, 99);
     let show = run_ok(std::process::Command::new("ip").args([
         "-n",
-        &rig.net.server_ns,
+        rig.net.server.name(),
         "-o",
         "link",
         "show",
-        "kws",
+        SERVER_IF,
     ]));
     let show = String::from_utf8_lossy(&show.stdout).into_owned();
     let mac = show
@@ -928,19 +870,17 @@ fn knocks_addressed_to_another_host_do_not_open() {
         .nth(1)
         .expect("server MAC")
         .to_owned();
-    run_ok(std::process::Command::new("ip").args([
-        "-n",
-        &rig.net.client_ns,
+    rig.net.client.ip(&[
         "neigh",
         "replace",
         &other.to_string(),
         "lladdr",
         &mac,
         "dev",
-        "kwc",
+        CLIENT_IF,
         "nud",
         "permanent",
-    ]));
+    ]);
     let raw = rig.net.in_client(RawV4::new);
     let src = rig.net.client_subnet_v4(31);
     let before = rig.frames_settled();

@@ -9,16 +9,14 @@
 //! (the real OpenSSH client's login: `tests/client.rs`). The sshd here ignores hosts.allow (its
 //! hosts.deny denies nothing), so only the firewall decides: `hosts_allow = false`. Needs root.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::daemon::knockwrap_bin;
-use support::rig::Rig;
-use support::{require_root_or_skip, serial, wait_until, Daemon, Door};
+use test_support::daemon::knockwrap_bin;
+use test_support::rig::Rig;
 use test_support::skip_or_fail;
+use test_support::{serial, wait_until, Daemon, Door};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 const CLOSE: [&str; 3] = ["9000", "8000", "7000"];
@@ -83,22 +81,10 @@ fn nft_present(test: &str) -> bool {
 }
 
 fn rig(tag: &str, doors: Vec<Door>, extra: &str) -> Rig {
-    let rig = Rig::start(tag, doors, extra, "", true);
+    let rig = Rig::builder(tag).doors(doors).config(extra).sshd().start();
     // libwrap lets everyone in: only the firewall decides.
     std::fs::write(rig.root.etc.join("hosts.deny"), "").expect("hosts.deny");
     rig
-}
-
-fn status(rig: &Rig) -> serde_json::Value {
-    let out = rig
-        .root
-        .command(knockwrap_bin())
-        .args(["status", "--config"])
-        .arg(&rig.daemon.config)
-        .args(["--format", "json"])
-        .output()
-        .expect("status");
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
 fn wait_reach(rig: &Rig, addr: IpAddr, want: Reach, within: Duration) -> bool {
@@ -109,8 +95,9 @@ fn wait_reach(rig: &Rig, addr: IpAddr, want: Reach, within: Duration) -> bool {
 
 #[test]
 fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
-    const NAME: &str = "a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
@@ -135,7 +122,7 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
     );
     // No hosts.allow line: a firewall-only door.
     assert_eq!(rig.hosts_allow(), "");
-    let s = status(&rig);
+    let s = rig.status();
     assert_eq!(s["leases"][0]["ports"][0], "22/tcp", "{s}");
     // A session made during the lease.
     let session = rig.net.in_client(|| {
@@ -152,15 +139,7 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
     // Another source on the client's link still finds the port hidden: the admission is the
     // knocker's address only.
     let other = rig.net.client_subnet_v4(70);
-    support::process::run_ok(std::process::Command::new("ip").args([
-        "-n",
-        &rig.net.client_ns,
-        "addr",
-        "add",
-        &format!("{other}/24"),
-        "dev",
-        support::net::CLIENT_IF,
-    ]));
+    rig.net.add_client_addr(IpAddr::V4(other));
     assert!(
         !banner_from(&rig, other, rig.net.server_v4()),
         "another source reached the guarded port after someone else's knock"
@@ -193,9 +172,9 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
 
 #[test]
 fn the_kernel_ends_an_admission_with_the_daemon_killed_and_a_restart_reconciles() {
-    const NAME: &str =
-        "the_kernel_ends_an_admission_with_the_daemon_killed_and_a_restart_reconciles";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
@@ -271,8 +250,9 @@ fn the_kernel_ends_an_admission_with_the_daemon_killed_and_a_restart_reconciles(
 
 #[test]
 fn ipv6_knockers_get_a_v6_element_and_the_closing_sequence_removes_it() {
-    const NAME: &str = "ipv6_knockers_get_a_v6_element_and_the_closing_sequence_removes_it";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
@@ -306,8 +286,9 @@ fn ipv6_knockers_get_a_v6_element_and_the_closing_sequence_removes_it() {
 
 #[test]
 fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
-    const NAME: &str = "a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
@@ -320,11 +301,9 @@ fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
     let before = rig.frames_settled();
     rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
     let counted = wait_until(Duration::from_secs(6), Duration::from_millis(100), || {
-        status(&rig)["counters"]["refused"]["source outside the door's knock_from"]
-            .as_u64()
-            .is_some_and(|n| n >= 1)
+        rig.refused("source outside the door's knock_from") >= 1
     });
-    assert!(counted, "{}\n{}", status(&rig), rig.daemon.log());
+    assert!(counted, "{}\n{}", rig.status(), rig.daemon.log());
     rig.expect_refused(
         before,
         3,
@@ -332,19 +311,20 @@ fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
         "a knock from outside knock_from",
     );
     assert_eq!(reach(&rig, server), Reach::Filtered, "{}", rig.daemon.log());
-    assert!(status(&rig)["leases"]
+    assert!(rig.status()["leases"]
         .as_array()
         .is_none_or(|l| l.is_empty()));
 }
 
 #[test]
 fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
-    const NAME: &str = "an_always_allow_source_reaches_the_guarded_port_without_knocking";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();
-    let net_probe = support::net::peek_subnet();
+    let net_probe = test_support::net::peek_subnet();
     // The client's address (the pair's .2) as the office network.
     let extra = format!("[firewall]\nalways_allow = [\"198.18.{net_probe}.2/32\"]\n");
     let open = Door::allow("openSSH", &OPEN)
@@ -359,7 +339,7 @@ fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
         rig.daemon.log()
     );
     // No knock, so no lease and nothing admitted: always_allow alone let it in.
-    assert!(status(&rig)["leases"]
+    assert!(rig.status()["leases"]
         .as_array()
         .is_none_or(|l| l.is_empty()));
     // Over IPv6 the client is not in always_allow: still hidden.
@@ -371,9 +351,9 @@ fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
 
 #[test]
 fn a_stopped_daemon_leaves_admitted_knockers_admitted_and_guarded_ports_hidden() {
-    const NAME: &str =
-        "a_stopped_daemon_leaves_admitted_knockers_admitted_and_guarded_ports_hidden";
-    if !require_root_or_skip(NAME) || !nft_present(NAME) {
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
+    if !nft_present(name) {
         return;
     }
     let _serial = serial();

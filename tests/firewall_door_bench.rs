@@ -10,7 +10,7 @@
 //!
 //! `KNOCKWRAP_BENCH_ROUNDS` (default 40) sets the number of single-knock rounds.
 //!
-//! Each daemon gets its own copy of the end-to-end topology (`tests/support/`): a server and a
+//! Each daemon gets its own copy of the end-to-end topology (`crates/test-support/`): a server and a
 //! client network namespace joined by a veth pair (198.18.0.0/15 and fd00:4b57::/64 only, no
 //! default route), a listener on port 22 in the server namespace, and a firewall that hides
 //! it:
@@ -46,8 +46,6 @@
 //! bursts is admitted); no timing is asserted. The figures go to `docs/benchmarks.md`
 //! ("The firewall door"). Needs root, `ip`, `nft` and knockd.
 
-mod support;
-
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
@@ -55,15 +53,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::net::{CLIENT_IF, SERVER_IF};
-use support::packets::pool_v4;
-use support::process::run_ok;
-use support::{
-    require_root_or_skip, serial, summarize_ms, Daemon, DaemonConfig, Door, Knockd, NetPair, RawV4,
-    ServerRoot,
-};
 use test_support::frames::read_mac;
+use test_support::net::{CLIENT_IF, SERVER_IF};
+use test_support::packets::pool_v4;
+use test_support::process::run_ok;
 use test_support::skip_or_fail;
+use test_support::{
+    serial, summarize_ms, Daemon, DaemonConfig, Door, Knockd, NetPair, RawV4, ServerRoot,
+};
 
 const DOOR_PORTS: [u16; 3] = [7000, 8000, 9000];
 const GUARDED: u16 = 22;
@@ -164,8 +161,8 @@ impl Side {
             ));
         }
         for (ns, batch, file) in [
-            (&net.client_ns, client, "client.batch"),
-            (&net.server_ns, server, "server.batch"),
+            (net.client.name(), client, "client.batch"),
+            (net.server.name(), server, "server.batch"),
         ] {
             let path = root.dir().join(file);
             std::fs::write(&path, batch).expect("writing an ip batch");
@@ -228,7 +225,7 @@ impl Side {
     fn cpu_ticks(&self) -> u64 {
         let pid = self.pid();
         let own = stat(pid).map_or(0, |f| f.ticks + f.children_ticks);
-        own + support::process::children_of(pid)
+        own + test_support::process::children_of(pid)
             .into_iter()
             .filter_map(stat)
             .map(|f| f.ticks)
@@ -564,12 +561,10 @@ fn loadavg() -> String {
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture (see the module docs)"]
 fn firewall_door_against_knockd_with_nft() {
-    const NAME: &str = "firewall_door_against_knockd_with_nft";
-    if !require_root_or_skip(NAME) {
-        return;
-    }
+    let name = test_support::test_name!();
+    test_support::skip_unless_root!();
     let Some(nft) = nft_path() else {
-        skip_or_fail(NAME, "nft (Debian package nftables)");
+        skip_or_fail(name, "nft (Debian package nftables)");
         return;
     };
     let _serial = serial();

@@ -3,15 +3,13 @@
 //! /etc/hosts.allow), tcpdmatch agrees, and the real sshd shows its banner after the knock
 //! and not before. Also measures knockd's knock-to-open latency, the baseline for knockwrap.
 
-mod support;
-
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use support::process::run_ok;
-use support::{
-    require_root_or_skip, serial, ssh_banner, summarize_ms, tcpdmatch_verdict, wait_for_line,
-    Knockd, NetPair, RawV4, ServerRoot, Sshd, Verdict,
+use test_support::process::run_ok;
+use test_support::{
+    serial, ssh_banner, summarize_ms, tcpdmatch_verdict, wait_for_line, Knockd, NetPair, RawV4,
+    ServerRoot, Sshd, Verdict,
 };
 
 const DOOR: &str =
@@ -20,9 +18,7 @@ const DOOR: &str =
 
 #[test]
 fn knockd_opens_for_real_knock_and_sshd_follows() {
-    if !require_root_or_skip("knockd_opens_for_real_knock_and_sshd_follows") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let net = NetPair::new("kdopen");
     let root = ServerRoot::new(&net);
@@ -74,9 +70,7 @@ fn knockd_opens_for_real_knock_and_sshd_follows() {
 
 #[test]
 fn knockd_knock_to_open_latency() {
-    if !require_root_or_skip("knockd_knock_to_open_latency") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let net = NetPair::new("kdlat");
     let root = ServerRoot::new(&net);
@@ -114,9 +108,7 @@ fn knockd_knock_to_open_latency() {
 /// that the sweep never delivered the door ports.
 #[test]
 fn knockd_is_opened_by_a_fast_sweep() {
-    if !require_root_or_skip("knockd_is_opened_by_a_fast_sweep") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let net = NetPair::new("kdsweep");
     let root = ServerRoot::new(&net);
@@ -145,9 +137,7 @@ fn knockd_is_opened_by_a_fast_sweep() {
 /// printed, not asserted: it is knockd's behaviour, not the harness's.)
 #[test]
 fn knockd_sees_two_hundred_spoofed_sources() {
-    if !require_root_or_skip("knockd_sees_two_hundred_spoofed_sources") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let net = NetPair::new("kdcrowd");
     let root = ServerRoot::new(&net);
@@ -155,14 +145,14 @@ fn knockd_sees_two_hundred_spoofed_sources() {
     net.warm_neighbours();
     let raw = net.in_client(RawV4::new);
     let server = net.server_v4();
-    let crowd: Vec<_> = (0..200).map(support::packets::pool_v4).collect();
+    let crowd: Vec<_> = (0..200).map(test_support::packets::pool_v4).collect();
     for port in [7000, 8000, 9000] {
         for (i, &src) in crowd.iter().enumerate() {
             raw.syn(src, server, 44_000 + i as u16, port);
         }
     }
     let stage2 = |src: &std::net::Ipv4Addr| format!("{src}: openSSH: Stage 2");
-    let all = support::wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+    let all = test_support::wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
         let log = knockd.log();
         crowd.iter().all(|s| log.contains(&stage2(s)))
     });

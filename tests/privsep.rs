@@ -5,14 +5,12 @@
 //! capture channel (random bytes, a door out of range, an IPv4-mapped source) is refused,
 //! logged, and writes nothing.
 
-mod support;
-
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use support::process::children_of;
-use support::rig::Rig;
-use support::{require_root_or_skip, serial, wait_until, Door};
+use test_support::process::children_of;
+use test_support::rig::{wait_counter, Rig};
+use test_support::{serial, wait_until, Door};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 const CAP_NET_RAW: u64 = 1 << 13;
@@ -78,19 +76,11 @@ fn socket_inode(target: &str) -> Option<&str> {
 
 #[test]
 fn the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket() {
-    if !require_root_or_skip(
-        "the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket",
-    ) {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "privsep",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("privsep")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let child = capture_pid(&rig);
     let parent = rig.daemon.pid();
 
@@ -142,23 +132,16 @@ fn the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket() {
         "the capture process holds no packet socket: {packet:?} vs {theirs:?}"
     );
 
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 #[test]
 fn a_killed_capture_process_is_replaced_and_knocks_open() {
-    if !require_root_or_skip("a_killed_capture_process_is_replaced_and_knocks_open") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "respawn",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("respawn")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let first = capture_pid(&rig);
     // SAFETY: plain kill(2) of the daemon's child.
     unsafe { libc::kill(first as i32, libc::SIGKILL) };
@@ -220,18 +203,11 @@ fn steal_channel(child: u32) -> RawFd {
 
 #[test]
 fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
-    if !require_root_or_skip("garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing")
-    {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "garbage",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("garbage")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let mut rng = test_support::Rng::new(0x6a7b);
     let random: Vec<u8> = (0..64).map(|_| rng.next_u64() as u8).collect();
     let good_addr: std::net::IpAddr = "198.18.0.66".parse().unwrap();
@@ -289,19 +265,11 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
     }
     rig.expect_line("SSHD: 198.18.0.66");
     // `knockwrap status` counts what happened (published every 5 s and after changes).
-    let config = rig.daemon.config.display().to_string();
     let counted = wait_until(Duration::from_secs(8), Duration::from_millis(100), || {
-        let out = rig
-            .root
-            .command(support::daemon::knockwrap_bin())
-            .args(["status", "--config", &config, "--format", "json"])
-            .output()
-            .expect("status");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
-            v["counters"]["refused_messages"] == 4
-                && v["counters"]["child_restarts"] == 4
-                && v["capture_pid"].as_u64().is_some()
-        })
+        let v = rig.status();
+        v["counters"]["refused_messages"] == 4
+            && v["counters"]["child_restarts"] == 4
+            && v["capture_pid"].as_u64().is_some()
     });
     assert!(
         counted,
@@ -313,17 +281,12 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
 /// The configured `user` is the capture process's account.
 #[test]
 fn the_configured_user_runs_the_capture_process() {
-    if !require_root_or_skip("the_configured_user_runs_the_capture_process") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "privuser",
-        vec![Door::allow("openSSH", &OPEN)],
-        "user = \"daemon\"\n",
-        "",
-        false,
-    );
+    let rig = Rig::builder("privuser")
+        .door(Door::allow("openSSH", &OPEN))
+        .config("user = \"daemon\"\n")
+        .start();
     let child = capture_pid(&rig);
     // Debian's `daemon` account is uid 1, gid 1.
     assert_eq!(status_field(child, "Uid"), "1\t1\t1\t1");
@@ -339,9 +302,7 @@ fn the_configured_user_runs_the_capture_process() {
 /// process to `user`, nor write hosts.allow), instead of a capture process failing later.
 #[test]
 fn run_refuses_to_start_without_root() {
-    if !require_root_or_skip("run_refuses_to_start_without_root") {
-        return;
-    }
+    test_support::skip_unless_root!();
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -355,7 +316,7 @@ fn run_refuses_to_start_without_root() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(support::daemon::knockwrap_bin())
+        .arg(test_support::daemon::knockwrap_bin())
         .arg("run")
         .arg("--config")
         .arg(&config)
@@ -481,62 +442,16 @@ fn child_of(daemon: u32) -> u32 {
     found[0]
 }
 
-/// `knockwrap status --format json` for the daemon's config.
-fn status_of(root: &support::ServerRoot, config: &std::path::Path) -> serde_json::Value {
-    let out = root
-        .command(support::daemon::knockwrap_bin())
-        .args([
-            "status",
-            "--config",
-            &config.display().to_string(),
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("status");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-/// Waits until the status counter `name` is at least `want`; its last value.
-fn wait_counter(
-    root: &support::ServerRoot,
-    config: &std::path::Path,
-    name: &str,
-    want: u64,
-    timeout: Duration,
-) -> u64 {
-    let mut last = 0;
-    wait_until(timeout, Duration::from_millis(100), || {
-        last = status_of(root, config)["counters"][name]
-            .as_u64()
-            .unwrap_or(0);
-        last >= want
-    });
-    last
-}
-
-fn refused_messages(rig: &Rig) -> u64 {
-    status_of(&rig.root, &rig.daemon.config)["counters"]["refused_messages"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// A capture process that captures only the veth cannot get a loopback source or one of the
 /// host's own addresses written by claiming the knock came in over `lo`; with `lo` among its
 /// interfaces, a knock from 127.0.0.1 on `lo` still opens (any local process can knock there).
 #[test]
 fn a_capture_process_cannot_claim_loopback_for_the_wire() {
-    if !require_root_or_skip("a_capture_process_cannot_claim_loopback_for_the_wire") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "claimlo",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("claimlo")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let own: std::net::IpAddr = rig.net.server_v4().into();
     let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     // On its one interface (the veth), or on one the setup does not have.
@@ -546,13 +461,7 @@ fn a_capture_process_cannot_claim_loopback_for_the_wire() {
             rig.daemon.pid(),
             &[Claim::new(0, addr).on(interface).message()],
         );
-        let refused = wait_counter(
-            &rig.root,
-            &rig.daemon.config,
-            "refused_messages",
-            n as u64 + 1,
-            Duration::from_secs(5),
-        );
+        let refused = rig.wait_counter("refused_messages", n as u64 + 1, Duration::from_secs(5));
         assert_eq!(
             refused,
             n as u64 + 1,
@@ -577,14 +486,12 @@ fn a_capture_process_cannot_claim_loopback_for_the_wire() {
 /// to come in on the veth is refused, the same knock said to come in on `lo` opens.
 #[test]
 fn the_parent_judges_a_loopback_source_by_its_own_interface_list() {
-    if !require_root_or_skip("the_parent_judges_a_loopback_source_by_its_own_interface_list") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let net = support::NetPair::new("ifjudge");
-    let root = support::ServerRoot::new(&net);
+    let net = test_support::NetPair::new("ifjudge");
+    let root = test_support::ServerRoot::new(&net);
     root.write_hosts_allow("");
-    let config = support::DaemonConfig::new(&root, vec![Door::allow("openSSH", &OPEN)]);
+    let config = test_support::DaemonConfig::new(&root, vec![Door::allow("openSSH", &OPEN)]);
     let one = format!("interface = {:?}\n", config.interface);
     let text = config.render().replace(
         &one,
@@ -592,7 +499,7 @@ fn the_parent_judges_a_loopback_source_by_its_own_interface_list() {
     );
     let path = root.dir().join("knockwrap.toml");
     std::fs::write(&path, text).expect("config");
-    let daemon = support::Daemon::start(&root, &path, "1");
+    let daemon = test_support::Daemon::start(&root, &path, "1");
     let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     // Claimed on the veth (interface 0).
     let child = speak_as_child(daemon.pid(), &[Claim::new(0, lo).on(0).message()]);
@@ -616,7 +523,7 @@ fn the_parent_judges_a_loopback_source_by_its_own_interface_list() {
     // Claimed on lo (interface 1): what a local process knocking on lo gets.
     speak_as_child(daemon.pid(), &[Claim::new(0, lo).on(1).message()]);
     assert!(
-        support::wait_for_line(
+        test_support::wait_for_line(
             &root.hosts_allow(),
             "SSHD: 127.0.0.1",
             Duration::from_secs(5)
@@ -632,17 +539,11 @@ fn the_parent_judges_a_loopback_source_by_its_own_interface_list() {
 /// messages read in the same drain (the parent is stopped while both are queued).
 #[test]
 fn a_refused_message_drops_the_whole_drain() {
-    if !require_root_or_skip("a_refused_message_drops_the_whole_drain") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "dropdrain",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("dropdrain")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let a: std::net::IpAddr = "198.18.200.70".parse().unwrap();
     let b: std::net::IpAddr = "198.18.200.71".parse().unwrap();
     let bad = Claim::new(99, "198.18.200.79".parse().unwrap());
@@ -667,13 +568,7 @@ fn a_refused_message_drops_the_whole_drain() {
             libc::kill(parent, libc::SIGCONT);
             libc::close(fd);
         }
-        let refused = wait_counter(
-            &rig.root,
-            &rig.daemon.config,
-            "refused_messages",
-            n as u64 + 1,
-            Duration::from_secs(5),
-        );
+        let refused = rig.wait_counter("refused_messages", n as u64 + 1, Duration::from_secs(5));
         assert_eq!(
             refused,
             n as u64 + 1,
@@ -735,23 +630,18 @@ fn reload_doors(files: &std::path::Path, order: &[usize]) -> String {
 /// by that door instead of getting the child killed.
 #[test]
 fn a_knock_matched_before_a_reload_is_judged_by_its_own_doors() {
-    if !require_root_or_skip("a_knock_matched_before_a_reload_is_judged_by_its_own_doors") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let files = tempfile::tempdir().expect("tempdir");
-    let rig = Rig::start(
-        "reloadrace",
-        vec![],
-        &reload_doors(files.path(), &[0, 1, 2]),
-        "",
-        false,
-    );
+    let rig = Rig::builder("reloadrace")
+        .doors(vec![])
+        .config(&reload_doors(files.path(), &[0, 1, 2]))
+        .start();
     let child = child_of(rig.daemon.pid());
     // SAFETY: plain kill(2) of the daemon's child.
     unsafe { libc::kill(child as libc::pid_t, libc::SIGSTOP) };
     let fd = steal_channel(child);
-    let mut config = support::DaemonConfig::new(&rig.root, vec![]);
+    let mut config = test_support::DaemonConfig::new(&rig.root, vec![]);
     config.extra = reload_doors(files.path(), &[1, 0]);
     std::fs::write(&rig.daemon.config, config.render()).expect("new config");
     rig.daemon.sighup();
@@ -795,7 +685,7 @@ fn a_knock_matched_before_a_reload_is_judged_by_its_own_doors() {
         libc::close(fd);
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(refused_messages(&rig), 0, "{}", rig.daemon.log());
+    assert_eq!(rig.counter("refused_messages"), 0, "{}", rig.daemon.log());
     assert_eq!(
         children_of(rig.daemon.pid()),
         [child],
@@ -807,18 +697,13 @@ fn a_knock_matched_before_a_reload_is_judged_by_its_own_doors() {
 /// one-time sequence it names stays unused, and the honest client's knock with it opens.
 #[test]
 fn a_link_local_knock_burns_no_one_time_sequence() {
-    if !require_root_or_skip("a_link_local_knock_burns_no_one_time_sequence") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let files = tempfile::tempdir().expect("tempdir");
-    let rig = Rig::start(
-        "llburn",
-        vec![],
-        &reload_doors(files.path(), &[0]),
-        "",
-        false,
-    );
+    let rig = Rig::builder("llburn")
+        .doors(vec![])
+        .config(&reload_doors(files.path(), &[0]))
+        .start();
     let progress = rig.root.dir().join("state").join("onetime-otA.json");
     speak_as_child(
         rig.daemon.pid(),
@@ -826,7 +711,15 @@ fn a_link_local_knock_burns_no_one_time_sequence() {
             .one_time(0)
             .message()],
     );
-    std::thread::sleep(Duration::from_millis(1_000));
+    // The claim arrived and was refused (the parent refuses a link-local source on a door
+    // that does not take them, as a lie), and only then is the absence of progress a proof.
+    let refused = rig.wait_counter("refused_messages", 1, Duration::from_secs(5));
+    assert_eq!(
+        refused,
+        1,
+        "the link-local claim was not refused\n{}",
+        rig.daemon.log()
+    );
     assert!(
         !progress.exists(),
         "a link-local knock burnt one-time sequence 0: {}\n{}",
@@ -847,9 +740,7 @@ fn a_link_local_knock_burns_no_one_time_sequence() {
 /// completed just before a step boundary opens although the parent reads it just after.
 #[test]
 fn a_totp_knock_is_judged_at_its_own_time() {
-    if !require_root_or_skip("a_totp_knock_is_judged_at_its_own_time") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let files = tempfile::tempdir().expect("tempdir");
     let key = files.path().join("totp.key");
@@ -863,7 +754,10 @@ fn a_totp_knock_is_judged_at_its_own_time() {
          tcp_flags = [\"syn\"]\nservice = \"SSHD\"\n",
         key.display().to_string()
     );
-    let rig = Rig::start("totpedge", vec![], &extra, "", false);
+    let rig = Rig::builder("totpedge")
+        .doors(vec![])
+        .config(&extra)
+        .start();
     let wall = || clock::wall_ms();
     // Into the first second of a step (c + 1).
     while !(300..900).contains(&(wall() % step_ms)) {
@@ -880,7 +774,7 @@ fn a_totp_knock_is_judged_at_its_own_time() {
     speak_as_child(rig.daemon.pid(), &[slow.message()]);
     let opened = rig.wait_line("SSHD: 198.18.200.95", Duration::from_secs(3));
     assert!(
-        opened.is_some() && refused_messages(&rig) == 0,
+        opened.is_some() && rig.counter("refused_messages") == 0,
         "a one-step-slow code matched before the boundary was refused\n{}",
         rig.daemon.log()
     );
@@ -892,13 +786,7 @@ fn a_totp_knock_is_judged_at_its_own_time() {
             .at(knock_time)
             .message()],
     );
-    let refused = wait_counter(
-        &rig.root,
-        &rig.daemon.config,
-        "refused_messages",
-        1,
-        Duration::from_secs(5),
-    );
+    let refused = rig.wait_counter("refused_messages", 1, Duration::from_secs(5));
     assert_eq!(refused, 1, "{}", rig.daemon.log());
     assert!(wait_until(
         Duration::from_secs(10),
@@ -916,17 +804,11 @@ fn a_totp_knock_is_judged_at_its_own_time() {
 /// summary of what was dropped, and the count in `knockwrap status`.
 #[test]
 fn a_log_flood_from_the_capture_process_is_bounded() {
-    if !require_root_or_skip("a_log_flood_from_the_capture_process_is_bounded") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "logflood",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("logflood")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let flood: Vec<Vec<u8>> = (0..3_000)
         .map(|i| log_message(&format!("flood line {i}")))
         .collect();
@@ -941,9 +823,7 @@ fn a_log_flood_from_the_capture_process_is_bounded() {
             .lines()
             .filter(|l| l.contains("flood line"))
             .count() as u64;
-        dropped = status_of(&rig.root, &rig.daemon.config)["counters"]["child_log_dropped"]
-            .as_u64()
-            .unwrap_or(0);
+        dropped = rig.counter("child_log_dropped");
         written + dropped == 3_000
     });
     assert!(
@@ -964,7 +844,7 @@ fn a_log_flood_from_the_capture_process_is_bounded() {
     );
     // Log lines are no attack: the child stays.
     assert_eq!(children_of(rig.daemon.pid()), [child]);
-    assert_eq!(refused_messages(&rig), 0);
+    assert_eq!(rig.counter("refused_messages"), 0);
 }
 
 /// The capture process dies with its parent even when it has stopped listening: a child that
@@ -973,11 +853,11 @@ fn a_log_flood_from_the_capture_process_is_bounded() {
 /// by a uid change, so it must be set after the drop to the capture account.
 #[test]
 fn a_stopped_capture_process_dies_with_its_killed_parent() {
-    if !require_root_or_skip("a_stopped_capture_process_dies_with_its_killed_parent") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let mut rig = Rig::start("pdeath", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let mut rig = Rig::builder("pdeath")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let child = capture_pid(&rig);
     // SAFETY: plain kill(2) of the daemon's child, then of the daemon.
     unsafe { libc::kill(child as i32, libc::SIGSTOP) };

@@ -3,45 +3,25 @@
 //! `run/hosts.allow`, and the closing knock removing it. In a network namespace of its own (its
 //! `lo`), so nothing on the host is touched. Needs root.
 
-mod support;
-
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use support::daemon::knockwrap_bin;
-use support::{lines_of, require_root_or_skip, wait_until, Proc};
-
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-fn ok(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?}: {out:?}");
-}
+use test_support::daemon::knockwrap_bin;
+use test_support::net::Netns;
+use test_support::{lines_of, run_ok, wait_until, Proc};
 
 #[test]
 fn the_quick_start_opens_and_closes_on_a_fresh_checkout() {
-    if !require_root_or_skip("the_quick_start_opens_and_closes_on_a_fresh_checkout") {
-        return;
-    }
-    let ns = Netns(format!("kw-quick-{}", std::process::id()));
-    let _ = Command::new("ip").args(["netns", "del", &ns.0]).output();
-    ok(Command::new("ip").args(["netns", "add", &ns.0]));
-    ok(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"]));
+    test_support::skip_unless_root!();
+    let ns = Netns::new("quick");
     let top = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(top.path().join("config")).expect("mkdir");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quickstart.toml");
     std::fs::copy(&shipped, top.path().join("config/quickstart.toml")).expect("copy config");
     assert!(!top.path().join("run").exists());
 
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns.0, knockwrap_bin(), "run", "--config"])
+    let mut cmd = ns.cmd(knockwrap_bin());
+    cmd.args(["run", "--config"])
         .arg("config/quickstart.toml")
         .current_dir(top.path());
     let mut daemon = Proc::spawn(
@@ -54,16 +34,11 @@ fn the_quick_start_opens_and_closes_on_a_fresh_checkout() {
     });
     assert!(ready, "not ready\n{}", daemon.log());
     let knock = |ports: &[&str]| {
-        ok(Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.0,
-                knockwrap_bin(),
-                "knock",
-                "127.0.0.1",
-            ])
-            .args(ports));
+        run_ok(
+            ns.cmd(knockwrap_bin())
+                .args(["knock", "127.0.0.1"])
+                .args(ports),
+        );
     };
     let hosts_allow = top.path().join("run/hosts.allow");
     knock(&["7000", "8000", "9000"]);

@@ -9,17 +9,15 @@
 //! all 200 interleaved sources open, the sweep does not open, memory stays bounded under a
 //! spoofed flood and the door still opens afterwards. No timing is asserted.
 
-mod support;
-
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::packets::{pool_v4, tcp_syn_v4};
-use support::{
-    lines_of, require_root_or_skip, serial, summarize_ms, wait_for_line, wait_until, Daemon,
-    DaemonConfig, Door, Knockd, NetPair, RawV4, ServerRoot,
+use test_support::packets::{pool_v4, tcp_syn_v4};
+use test_support::{
+    lines_of, serial, summarize_ms, wait_for_line, wait_until, Daemon, DaemonConfig, Door, Knockd,
+    NetPair, RawV4, ServerRoot,
 };
 
 const KNOCKD_DOOR: &str =
@@ -290,9 +288,7 @@ fn ratio(a: f64, b: f64) -> String {
 
 #[test]
 fn side_by_side_knockd_and_knockwrap() {
-    if !require_root_or_skip("side_by_side_knockd_and_knockwrap") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let run_started = Instant::now();
     let mut kd = Side::knockd();

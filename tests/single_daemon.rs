@@ -2,32 +2,22 @@
 //! state refuses at once and names the running one; the lock it refuses on is held for the
 //! first daemon's life, not a pid file, so a daemon killed with SIGKILL blocks no restart.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::daemon::Daemon;
-use support::process::children_of;
-use support::rig::Rig;
-use support::{require_root_or_skip, serial, wait_until, Door};
+use test_support::daemon::Daemon;
+use test_support::process::children_of;
+use test_support::rig::Rig;
+use test_support::{serial, wait_until, Door};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 
 #[test]
 fn a_second_daemon_on_the_same_state_refuses_and_a_killed_one_blocks_no_restart() {
-    if !require_root_or_skip(
-        "a_second_daemon_on_the_same_state_refuses_and_a_killed_one_blocks_no_restart",
-    ) {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let mut rig = Rig::start(
-        "onedaemon",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let mut rig = Rig::builder("onedaemon")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let first = rig.daemon.pid();
     let config = rig.daemon.config.clone();
 
@@ -82,8 +72,7 @@ fn a_second_daemon_on_the_same_state_refuses_and_a_killed_one_blocks_no_restart(
     );
     rig.daemon = third;
     let line = format!("SSHD: {}", rig.client());
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&line);
+    rig.knock_and_expect(&["7000", "8000", "9000"], &line);
 }
 
 /// Gone, or a zombie waiting to be reaped.

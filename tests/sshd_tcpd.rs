@@ -23,17 +23,15 @@
 //! Nothing on the host is written: the units, the hosts files and the binaries land in the
 //! container's overlay, and the namespaces and the container go away on drop.
 
-mod support;
-
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::container::{can_boot, have, output, text, Container};
-use support::daemon::knockwrap_bin;
-use support::{lines_of, serial, wait_until, NetPair};
+use test_support::container::{can_boot, have, output, text, Container};
+use test_support::daemon::knockwrap_bin;
 use test_support::skip_or_fail;
+use test_support::{lines_of, serial, wait_until, NetPair};
 
 /// The heading of the doc's section.
 const SECTION: &str = "### sshd without libwrap, hosts.allow kept";
@@ -274,7 +272,7 @@ impl Bastion {
             .prefix("kw-tcpd-")
             .tempdir()
             .expect("tempdir");
-        let c = Container::boot(&net.server_ns, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Container::boot(net.server.name(), tmp.path()).unwrap_or_else(|e| panic!("{e}"));
         let bin = c.path("/usr/local/bin/knockwrap");
         std::fs::create_dir_all(bin.parent().expect("a parent")).expect("mkdir /usr/local/bin");
         std::fs::copy(knockwrap_bin(), &bin).expect("copying the binary into the container");
@@ -332,7 +330,7 @@ impl Bastion {
 
 #[test]
 fn the_documented_units_let_tcpd_gate_sshd_by_the_managed_line() {
-    let name = "the_documented_units_let_tcpd_gate_sshd_by_the_managed_line";
+    let name = test_support::test_name!();
     if !can_run(name) {
         return;
     }
@@ -534,7 +532,7 @@ fn the_documented_units_let_tcpd_gate_sshd_by_the_managed_line() {
 
 #[test]
 fn max_connections_per_source_bounds_one_sources_parallel_connections() {
-    let name = "max_connections_per_source_bounds_one_sources_parallel_connections";
+    let name = test_support::test_name!();
     if !can_run(name) {
         return;
     }

@@ -4,14 +4,12 @@
 //! serving. Also: the state directory swapped for a symlink under a paused journal write
 //! redirects nothing. Needs root.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::daemon::knockwrap_bin;
-use support::process::run_ok;
-use support::rig::Rig;
-use support::{lines_of, require_root_or_skip, serial, wait_until, Daemon, Door};
+use test_support::daemon::knockwrap_bin;
+use test_support::process::run_ok;
+use test_support::rig::Rig;
+use test_support::{lines_of, serial, wait_until, Daemon, Door};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
 
@@ -23,17 +21,11 @@ fn journal(rig: &Rig) -> std::path::PathBuf {
 /// changed and ends the lease on time, without a knock.
 #[test]
 fn a_cli_lease_ends_on_time_under_a_running_daemon() {
-    if !require_root_or_skip("a_cli_lease_ends_on_time_under_a_running_daemon") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let rig = Rig::start(
-        "clilease",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let rig = Rig::builder("clilease")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let config = rig.daemon.config.display().to_string();
     let started = Instant::now();
     run_ok(rig.root.command(knockwrap_bin()).args([
@@ -68,17 +60,11 @@ fn a_cli_lease_ends_on_time_under_a_running_daemon() {
 /// reads as earlier builds wrote it (a downgrade keeps its leases).
 #[test]
 fn a_daemon_stopping_leaves_the_journal_one_document() {
-    if !require_root_or_skip("a_daemon_stopping_leaves_the_journal_one_document") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let mut rig = Rig::start(
-        "compact",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let mut rig = Rig::builder("compact")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     let config = rig.daemon.config.display().to_string();
     for addr in ["198.18.0.78", "198.18.0.79"] {
         run_ok(
@@ -114,17 +100,11 @@ fn a_daemon_stopping_leaves_the_journal_one_document() {
 /// A corrupt journal at start-up is moved aside and logged; the daemon starts and doors open.
 #[test]
 fn a_corrupt_journal_at_start_is_set_aside_and_doors_open() {
-    if !require_root_or_skip("a_corrupt_journal_at_start_is_set_aside_and_doors_open") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let mut rig = Rig::start(
-        "corrupt",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let mut rig = Rig::builder("corrupt")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     rig.daemon.stop(Duration::from_secs(5));
     std::fs::write(journal(&rig), "{\"version\": 1, \"leases\": [ {").expect("corrupt journal");
     rig.daemon = Daemon::start(&rig.root, &rig.daemon.config.clone(), "2");
@@ -144,20 +124,17 @@ fn a_corrupt_journal_at_start_is_set_aside_and_doors_open() {
         1,
         "the corrupt journal is kept for the operator"
     );
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 /// The journal truncated under the running daemon: one log line, no spin, the lease the
 /// daemon knew still ends on time, and new knocks still open.
 #[test]
 fn a_journal_broken_under_the_daemon_is_rebuilt_and_leases_still_end() {
-    if !require_root_or_skip("a_journal_broken_under_the_daemon_is_rebuilt_and_leases_still_end") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let door = Door::allow("openSSH", &OPEN).lease("6s");
-    let rig = Rig::start("truncate", vec![door], "", "", false);
+    let rig = Rig::builder("truncate").door(door).start();
     rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
     let line = format!("SSHD: {}", rig.client());
     rig.expect_line(&line);
@@ -180,8 +157,8 @@ fn a_journal_broken_under_the_daemon_is_rebuilt_and_leases_still_end() {
     );
     // New knocks still open.
     let other = rig.net.client_subnet_v4(50);
-    let raw = rig.net.in_client(support::RawV4::new);
-    support::rig::raw_knock(
+    let raw = rig.net.in_client(test_support::RawV4::new);
+    test_support::rig::raw_knock(
         &raw,
         other,
         rig.net.server_v4(),
@@ -195,9 +172,7 @@ fn a_journal_broken_under_the_daemon_is_rebuilt_and_leases_still_end() {
 /// door opens; the log says what to do.
 #[test]
 fn an_edited_one_time_list_disables_only_its_door() {
-    if !require_root_or_skip("an_edited_one_time_list_disables_only_its_door") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let files = tempfile::tempdir().expect("tempdir");
     let otp = files.path().join("open.otp");
@@ -207,14 +182,11 @@ fn an_edited_one_time_list_disables_only_its_door() {
          service = \"in.otpd\"\n",
         otp.display().to_string()
     );
-    let mut rig = Rig::start(
-        "otpedit",
-        vec![Door::allow("openSSH", &OPEN)],
-        &extra,
-        "",
-        false,
-    );
-    support::rig::knock_door(&rig, "otpSSH");
+    let mut rig = Rig::builder("otpedit")
+        .door(Door::allow("openSSH", &OPEN))
+        .config(&extra)
+        .start();
+    test_support::rig::knock_door(&rig, "otpSSH");
     rig.expect_line(&format!("in.otpd: {}", rig.client()));
     rig.daemon.stop(Duration::from_secs(5));
     // The used first line is changed: which sequences were used can no longer be trusted.
@@ -227,9 +199,9 @@ fn an_edited_one_time_list_disables_only_its_door() {
     );
     assert!(log.contains("onetime-otpSSH.json"), "{log}");
     let other = rig.net.client_subnet_v4(51);
-    let raw = rig.net.in_client(support::RawV4::new);
+    let raw = rig.net.in_client(test_support::RawV4::new);
     let before = rig.frames_settled();
-    support::rig::raw_knock(
+    test_support::rig::raw_knock(
         &raw,
         other,
         rig.net.server_v4(),
@@ -242,7 +214,7 @@ fn an_edited_one_time_list_disables_only_its_door() {
         &format!("in.otpd: {other}"),
         "a disabled door opened",
     );
-    support::rig::raw_knock(
+    test_support::rig::raw_knock(
         &raw,
         other,
         rig.net.server_v4(),
@@ -257,12 +229,10 @@ fn an_edited_one_time_list_disables_only_its_door() {
 /// hold), logs the holder's PID, and applies the waiting grant and the due expiry right after.
 #[test]
 fn a_lock_held_elsewhere_stalls_neither_matching_nor_expiry() {
-    if !require_root_or_skip("a_lock_held_elsewhere_stalls_neither_matching_nor_expiry") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let door = Door::allow("openSSH", &OPEN).lease("2s");
-    let mut rig = Rig::start("lockheld", vec![door], "", "", false);
+    let mut rig = Rig::builder("lockheld").door(door).start();
     rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
     let first = format!("SSHD: {}", rig.client());
     rig.expect_line(&first);
@@ -275,8 +245,8 @@ fn a_lock_held_elsewhere_stalls_neither_matching_nor_expiry() {
     let held_at = Instant::now();
     // A knock during the hold: matched now, written when the lock is free.
     let other = rig.net.client_subnet_v4(52);
-    let raw = rig.net.in_client(support::RawV4::new);
-    support::rig::raw_knock(
+    let raw = rig.net.in_client(test_support::RawV4::new);
+    test_support::rig::raw_knock(
         &raw,
         other,
         rig.net.server_v4(),
@@ -341,17 +311,11 @@ fn a_lock_held_elsewhere_stalls_neither_matching_nor_expiry() {
 /// way in away).
 #[test]
 fn a_failed_startup_check_is_logged_and_the_daemon_serves() {
-    if !require_root_or_skip("a_failed_startup_check_is_logged_and_the_daemon_serves") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let mut rig = Rig::start(
-        "startup",
-        vec![Door::allow("openSSH", &OPEN)],
-        "",
-        "",
-        false,
-    );
+    let mut rig = Rig::builder("startup")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     assert!(
         !rig.daemon.log().contains("start-up check failed"),
         "{}",
@@ -366,25 +330,21 @@ fn a_failed_startup_check_is_logged_and_the_daemon_serves() {
         .find(|l| l.contains("start-up check failed") && l.contains("hosts.deny"))
         .unwrap_or_else(|| panic!("no start-up warning about hosts.deny\n{log}"));
     assert!(line.contains("ALL"), "the fix is named: {line}");
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    rig.knock_opens(&["7000", "8000", "9000"]);
 }
 
 /// `knockwrap status` shows the running daemon (doors, the lease just granted, counters) and
 /// the metrics file holds the same counters; once the daemon is gone, status says so (exit 1).
 #[test]
 fn status_and_metrics_show_the_running_daemon() {
-    if !require_root_or_skip("status_and_metrics_show_the_running_daemon") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
     let metrics_dir = tempfile::tempdir().expect("tempdir");
     let metrics = metrics_dir.path().join("knockwrap.prom");
     let extra = format!("metrics_file = {:?}\n", metrics.display().to_string());
     let door = Door::allow("openSSH", &OPEN).lease("1h");
-    let mut rig = Rig::start("status", vec![door], &extra, "", false);
-    rig.knock(&[&rig.server(), "7000", "8000", "9000"]);
-    rig.expect_line(&format!("SSHD: {}", rig.client()));
+    let mut rig = Rig::builder("status").door(door).config(&extra).start();
+    rig.knock_opens(&["7000", "8000", "9000"]);
     let config = rig.daemon.config.display().to_string();
     let status = |rig: &Rig| {
         rig.root
@@ -416,7 +376,7 @@ fn status_and_metrics_show_the_running_daemon() {
     assert_eq!(v["doors"][0]["name"], "openSSH");
     assert_eq!(v["doors"][0]["state"], "active");
     assert_eq!(v["leases"][0]["ip"], rig.client());
-    assert_eq!(v["interfaces"][0]["name"], "kws");
+    assert_eq!(v["interfaces"][0]["name"], test_support::net::SERVER_IF);
     assert!(v["interfaces"][0]["received"].as_u64().unwrap() >= 3, "{v}");
     assert_eq!(v["interfaces"][0]["dropped"], 0);
     assert!(v["leases"][0]["seconds_left"].as_u64().unwrap() > 3500);
@@ -455,9 +415,7 @@ fn status_and_metrics_show_the_running_daemon() {
 fn a_state_dir_swapped_for_a_symlink_mid_write_redirects_nothing() {
     use std::os::unix::fs::PermissionsExt;
     use test_support::swap;
-    if !require_root_or_skip("a_state_dir_swapped_for_a_symlink_mid_write_redirects_nothing") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let victim = "{\"version\": 1, \"leases\": [{\"ip\": \"203.0.113.66\", \"service\": \"sshd\", \
                   \"door\": \"manual\", \"expires_at\": null, \"added_line\": true}]}\n";
     let mut redirected = Vec::new();
@@ -564,13 +522,11 @@ fn unix_now() -> u64 {
 /// The figures (time after the end, SIGTERM time) are printed for docs/benchmarks.md.
 #[test]
 fn four_thousand_leases_ending_together_end_in_one_rewrite_and_before_ready() {
-    if !require_root_or_skip(
-        "four_thousand_leases_ending_together_end_in_one_rewrite_and_before_ready",
-    ) {
-        return;
-    }
+    test_support::skip_unless_root!();
     let _serial = serial();
-    let mut rig = Rig::start("mass", vec![Door::allow("openSSH", &OPEN)], "", "", false);
+    let mut rig = Rig::builder("mass")
+        .door(Door::allow("openSSH", &OPEN))
+        .start();
     rig.daemon.stop(Duration::from_secs(5));
     let config = rig.daemon.config.clone();
 

@@ -18,18 +18,16 @@
 //! Nothing on the host is written: the container's writes land in its overlay (a tmpfs), the
 //! bind mount of / lives in a private mount namespace, and the namespaces go away on drop.
 
-mod support;
-
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::container::{can_boot, have, output, text, Container};
-use support::daemon::knockwrap_bin;
-use support::{lines_of, serial, wait_until, NetPair};
+use test_support::container::{can_boot, have, output, text, Container};
+use test_support::daemon::knockwrap_bin;
 use test_support::skip_or_fail;
+use test_support::{lines_of, serial, wait_until, NetPair};
 
 /// The exposure the unit must not exceed (the issue's bar). What is left is what the
 /// two-process design needs (docs/security.md, "The systemd unit"): root on the host network
@@ -163,7 +161,7 @@ fn install(c: &Container) -> PathBuf {
              seq_timeout = \"5s\"\ntcp_flags = [\"syn\"]\naction = \"allow\"\nservice = \"SSHD\"\n\n\
              [[door]]\nname = \"close\"\nsequence = [\"9000\", \"8000\", \"7000\"]\n\
              seq_timeout = \"5s\"\ntcp_flags = [\"syn\"]\naction = \"revoke\"\nservice = \"SSHD\"\n",
-            support::net::SERVER_IF
+            test_support::net::SERVER_IF
         ),
     )
     .expect("writing the config");
@@ -180,7 +178,7 @@ fn install(c: &Container) -> PathBuf {
 
 #[test]
 fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
-    if !can_boot("the_daemon_knocks_and_writes_under_the_units_sandbox") {
+    if !can_boot(test_support::test_name!()) {
         return;
     }
     let _serial = serial();
@@ -189,7 +187,7 @@ fn the_daemon_knocks_and_writes_under_the_units_sandbox() {
         .prefix("kw-unit-")
         .tempdir()
         .expect("tempdir");
-    let c = Container::boot(&net.server_ns, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    let c = Container::boot(net.server.name(), tmp.path()).unwrap_or_else(|e| panic!("{e}"));
     let hosts_allow = install(&c);
     let etc = c.path("/etc");
 
@@ -470,7 +468,7 @@ fn hold(pid: u32) -> std::thread::JoinHandle<()> {
 ///    capture process with it, and the journal must have been folded into one document.
 #[test]
 fn a_capture_process_that_ignores_its_channel_is_ended_under_the_unit() {
-    if !can_boot("a_capture_process_that_ignores_its_channel_is_ended_under_the_unit") {
+    if !can_boot(test_support::test_name!()) {
         return;
     }
     let _serial = serial();
@@ -479,7 +477,7 @@ fn a_capture_process_that_ignores_its_channel_is_ended_under_the_unit() {
         .prefix("kw-unit-")
         .tempdir()
         .expect("tempdir");
-    let c = Container::boot(&net.server_ns, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    let c = Container::boot(net.server.name(), tmp.path()).unwrap_or_else(|e| panic!("{e}"));
     let hosts_allow = install(&c);
     let out = start_unit(&c, UNIT, |_, v| Some(v.to_owned()));
     assert!(

@@ -9,8 +9,6 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use test_support::require_root_or_skip as require_root;
-
 const ORIGINAL: &[u8] = b"# production hosts.allow\r\nsshd: 10.0.0.0/8\r\nSSHD: 203.0.113.45\r\n";
 
 /// Run `script` under `unshare -m` with $BIN, $WORK set; returns (rc of knockwrap, stderr).
@@ -37,9 +35,7 @@ fn in_mount_ns(work: &Path, script: &str) -> (i32, String) {
 
 #[test]
 fn full_file_system_fails_cleanly() {
-    if !require_root("full_file_system_fails_cleanly") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let work = tempfile::tempdir().unwrap();
     fs::write(work.path().join("original"), ORIGINAL).unwrap();
     fs::create_dir(work.path().join("mnt")).unwrap();
@@ -71,9 +67,7 @@ fn full_file_system_fails_cleanly() {
 
 #[test]
 fn read_only_bind_mount_fails_cleanly() {
-    if !require_root("read_only_bind_mount_fails_cleanly") {
-        return;
-    }
+    test_support::skip_unless_root!();
     for lock_exists in [false, true] {
         let work = tempfile::tempdir().unwrap();
         let src = work.path().join("src");
@@ -117,9 +111,7 @@ fn read_only_bind_mount_fails_cleanly() {
 
 #[test]
 fn unwritable_directory_as_non_root_user_says_permission_denied() {
-    if !require_root("unwritable_directory_as_non_root_user_says_permission_denied") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("etc");
     fs::create_dir(&dir).unwrap();
@@ -152,9 +144,7 @@ fn unwritable_directory_as_non_root_user_says_permission_denied() {
 /// with no lease: access for ever.
 #[test]
 fn allow_for_on_a_full_state_fs_leaves_no_line_without_its_lease() {
-    if !require_root("allow_for_on_a_full_state_fs_leaves_no_line_without_its_lease") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let work = tempfile::tempdir().unwrap();
     fs::write(work.path().join("hosts.allow"), ORIGINAL).unwrap();
     fs::create_dir(work.path().join("state")).unwrap();
@@ -189,9 +179,7 @@ fn allow_for_on_a_full_state_fs_leaves_no_line_without_its_lease() {
 /// journal is byte-identical (the torn part is cut off again), so the lease before it reads.
 #[test]
 fn allow_for_appending_to_a_journal_on_a_full_state_fs_writes_nothing() {
-    if !require_root("allow_for_appending_to_a_journal_on_a_full_state_fs_writes_nothing") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let work = tempfile::tempdir().unwrap();
     fs::write(work.path().join("hosts.allow"), ORIGINAL).unwrap();
     fs::create_dir(work.path().join("state")).unwrap();
@@ -249,9 +237,7 @@ fn a_directory_swapped_for_a_symlink_mid_write_redirects_nothing() {
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
     use test_support::swap;
-    if !require_root("a_directory_swapped_for_a_symlink_mid_write_redirects_nothing") {
-        return;
-    }
+    test_support::skip_unless_root!();
     let mut redirected = Vec::new();
     for step in ["locked", "backup-kept", "checked"] {
         let p = tempfile::tempdir().unwrap();

@@ -64,9 +64,10 @@ mod tests {
     use crate::client::plan::tests::{args, door_config};
     use crate::failure::{FAILED, USAGE};
     use clock::wall_ms;
-    use knock_capture::{testns, Capture, FilterSpec};
+    use knock_capture::{Capture, FilterSpec};
     use knock_match::Proto;
     use std::time::{Duration, Instant};
+    use test_support::net::{NetPair, SERVER_IF};
 
     #[test]
     fn usage_errors() {
@@ -82,16 +83,13 @@ mod tests {
 
     /// (proto, port, pure SYN) in arrival order, and the receipt times.
     fn capture_knocks(
-        pair: &testns::VethPair,
+        pair: &NetPair,
         send: impl FnOnce() + Send,
     ) -> (Vec<(Proto, u16, bool)>, Vec<u64>) {
         let mut spec = FilterSpec::new();
         spec.udp(1..=65535);
         spec.pass_pure_syn_any_port = true;
-        let mut cap = pair
-            .server
-            .run(|| Capture::open(testns::SERVER_IF, &spec))
-            .unwrap();
+        let mut cap = pair.server.run(|| Capture::open(SERVER_IF, &spec)).unwrap();
         // The kernel turns receive timestamps on from a work queue shortly after the first
         // socket asks: give it that moment so the first knock is stamped too.
         std::thread::sleep(Duration::from_millis(100));
@@ -110,11 +108,13 @@ mod tests {
 
     #[test]
     fn knocks_on_the_wire_match_the_real_knock_client() {
-        if !testns::privileged("knocks_on_the_wire_match_the_real_knock_client") {
-            return;
-        }
-        let pair = testns::VethPair::new("knock").unwrap();
-        let mut a = args("198.18.0.1,fd00:4b57::1", &["7000", "8000:udp", "9000"]);
+        test_support::skip_unless_root!("ip");
+        let pair = NetPair::new("knock");
+        let server = pair.server_v4().to_string();
+        let mut a = args(
+            &format!("{server},{}", pair.server_v6()),
+            &["7000", "8000:udp", "9000"],
+        );
         a.knock.delay_ms = Some(30);
         let (ours, times) = capture_knocks(&pair, || {
             run(a).unwrap();
@@ -128,7 +128,7 @@ mod tests {
         for w in times.windows(2) {
             assert!(w[1] >= w[0] + 25, "-d 30 between knocks: {times:?}");
         }
-        let mut a = args("198.18.0.1", &["7000", "8000:tcp"]);
+        let mut a = args(&server, &["7000", "8000:tcp"]);
         a.knock.udp = true;
         let (ours_u, _) = capture_knocks(&pair, || {
             run(a).unwrap();
@@ -140,7 +140,7 @@ mod tests {
 
         // --door: the TOTP door's current sequence, as TCP SYNs.
         let dir = tempfile::tempdir().unwrap();
-        let mut a = args("198.18.0.1", &[]);
+        let mut a = args(&server, &[]);
         a.knock.door = Some("totp".into());
         a.knock.config = Some(door_config(dir.path()));
         let before = wall_ms();
@@ -168,16 +168,13 @@ mod tests {
             .output()
             .is_err()
         {
-            test_support::skip_or_fail(
-                "knocks_on_the_wire_match_the_real_knock_client",
-                "knock (Debian: knockd)",
-            );
+            test_support::skip_or_fail(test_support::test_name!(), "knock (Debian: knockd)");
             return;
         }
         let (theirs, _) = capture_knocks(&pair, || {
-            for host in ["198.18.0.1", "fd00:4b57::1"] {
+            for host in [server.clone(), pair.server_v6().to_string()] {
                 let st = std::process::Command::new("knock")
-                    .args([host, "7000", "8000:udp", "9000"])
+                    .args([host.as_str(), "7000", "8000:udp", "9000"])
                     .status()
                     .unwrap();
                 assert!(st.success());

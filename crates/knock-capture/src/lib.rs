@@ -22,8 +22,6 @@ pub mod ring;
 pub mod socket;
 pub mod source;
 pub mod supervisor;
-#[cfg(feature = "testns")]
-pub mod testns;
 
 #[cfg(test)]
 mod testframes;

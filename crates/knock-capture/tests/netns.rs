@@ -1,5 +1,5 @@
 //! Privileged end-to-end tests of the capture: real sockets in network namespaces joined by a
-//! veth pair, and `lo` in a fresh namespace. Root only (see `testns::privileged`).
+//! veth pair, and `lo` in a fresh namespace. Root and `ip` only (`test_support::skip_unless_root!`).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -8,10 +8,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knock_capture::testns::{self, Netns, VethPair};
 use knock_capture::{spawn_capture_thread, Capture, FilterSpec, FlagRule, LinkType, ReceivePath};
 use knock_match::{KnockEvent, Proto};
 use test_support::frames::{self, FrameWriter, L4};
+use test_support::net::{self, NetPair, Netns};
 
 const DOOR_TCP: u16 = 7000;
 const DOOR_UDP: u16 = 9000;
@@ -65,13 +65,11 @@ fn summary(evs: &[KnockEvent]) -> Vec<(IpAddr, IpAddr, Proto, u16, bool)> {
 
 #[test]
 fn veth_doors_syns_and_no_established_traffic() {
-    if !testns::privileged("veth_doors_syns_and_no_established_traffic") {
-        return;
-    }
-    let pair = VethPair::new("veth").unwrap();
+    test_support::skip_unless_root!("ip");
+    let pair = NetPair::new("veth");
     let mut cap = pair
         .server
-        .run(|| Capture::open(testns::SERVER_IF, &spec()))
+        .run(|| Capture::open(net::SERVER_IF, &spec()))
         .unwrap();
     assert_eq!(cap.link(), LinkType::Ethernet);
 
@@ -94,7 +92,7 @@ fn veth_doors_syns_and_no_established_traffic() {
 
     pair.client.run(|| {
         for v6 in [false, true] {
-            let dst = VethPair::server_addr(v6);
+            let dst = pair.server_addr(v6);
             tcp_knock(dst, DOOR_TCP);
             udp_knock(dst, DOOR_UDP);
             udp_knock(dst, OTHER_UDP);
@@ -112,7 +110,7 @@ fn veth_doors_syns_and_no_established_traffic() {
     let got = collect(&mut cap, Duration::from_millis(800));
     let mut want = Vec::new();
     for v6 in [false, true] {
-        let (src, dst) = (VethPair::client_addr(v6), VethPair::server_addr(v6));
+        let (src, dst) = (pair.client_addr(v6), pair.server_addr(v6));
         want.push((src, dst, Proto::Tcp, DOOR_TCP, true));
         want.push((src, dst, Proto::Udp, DOOR_UDP, false));
         want.push((src, dst, Proto::Tcp, OTHER_TCP, true));
@@ -129,10 +127,8 @@ fn veth_doors_syns_and_no_established_traffic() {
 
 #[test]
 fn loopback_sees_each_knock_once() {
-    if !testns::privileged("loopback_sees_each_knock_once") {
-        return;
-    }
-    let ns = Netns::new("lo").unwrap();
+    test_support::skip_unless_root!("ip");
+    let ns = Netns::new("lo");
     let mut cap = ns.run(|| Capture::open("lo", &spec())).unwrap();
     assert_eq!(cap.link(), LinkType::Ethernet);
     ns.run(|| {
@@ -155,33 +151,31 @@ fn loopback_sees_each_knock_once() {
 
 #[test]
 fn reopens_after_the_interface_vanishes_and_stops_promptly() {
-    if !testns::privileged("reopens_after_the_interface_vanishes_and_stops_promptly") {
-        return;
-    }
-    let pair = VethPair::new("gone").unwrap();
+    test_support::skip_unless_root!("ip");
+    let pair = NetPair::new("gone");
     let (tx, rx) = mpsc::sync_channel(64);
     let stop = Arc::new(AtomicBool::new(false));
     let t = pair
         .server
-        .run(|| spawn_capture_thread(testns::SERVER_IF, spec(), tx, Arc::clone(&stop)))
+        .run(|| spawn_capture_thread(net::SERVER_IF, spec(), tx, Arc::clone(&stop)))
         .unwrap();
     assert!(t.wait_opens(1, Duration::from_secs(5)));
 
     let knock = |v6: bool| {
         pair.client
-            .run(|| udp_knock(VethPair::server_addr(v6), DOOR_UDP));
+            .run(|| udp_knock(pair.server_addr(v6), DOOR_UDP));
         let batch: Vec<_> = rx.recv_timeout(Duration::from_secs(5)).expect("event");
         let e = batch.first().expect("a batch is never empty");
         assert_eq!(
             (e.proto, e.dport, e.src),
-            (Proto::Udp, DOOR_UDP, VethPair::client_addr(v6))
+            (Proto::Udp, DOOR_UDP, pair.client_addr(v6))
         );
     };
     knock(false);
 
-    pair.unlink().unwrap();
+    pair.delete_link();
     std::thread::sleep(Duration::from_millis(300));
-    pair.link().unwrap();
+    pair.create_link();
     assert!(t.wait_opens(2, Duration::from_secs(10)), "reopened");
     knock(true);
     assert_eq!(t.opens(), 2);
@@ -197,33 +191,27 @@ fn reopens_after_the_interface_vanishes_and_stops_promptly() {
 
 #[test]
 fn interface_down_and_up_keeps_the_same_capture() {
-    if !testns::privileged("interface_down_and_up_keeps_the_same_capture") {
-        return;
-    }
-    let pair = VethPair::new("down").unwrap();
+    test_support::skip_unless_root!("ip");
+    let pair = NetPair::new("down");
     let (tx, rx) = mpsc::sync_channel(64);
     let stop = Arc::new(AtomicBool::new(false));
     let t = pair
         .server
-        .run(|| spawn_capture_thread(testns::SERVER_IF, spec(), tx, Arc::clone(&stop)))
+        .run(|| spawn_capture_thread(net::SERVER_IF, spec(), tx, Arc::clone(&stop)))
         .unwrap();
     assert!(t.wait_opens(1, Duration::from_secs(5)));
     // IPv4 only: IPv6 addresses are flushed when an interface goes down.
     let knock = || {
         pair.client
-            .run(|| udp_knock(VethPair::server_addr(false), DOOR_UDP));
+            .run(|| udp_knock(pair.server_addr(false), DOOR_UDP));
         let batch: Vec<_> = rx.recv_timeout(Duration::from_secs(5)).expect("event");
         let e = batch.first().expect("a batch is never empty");
         assert_eq!((e.proto, e.dport), (Proto::Udp, DOOR_UDP));
     };
     knock();
-    pair.server
-        .ip(&["link", "set", testns::SERVER_IF, "down"])
-        .unwrap();
+    pair.server.ip(&["link", "set", net::SERVER_IF, "down"]);
     std::thread::sleep(Duration::from_millis(500));
-    pair.server
-        .ip(&["link", "set", testns::SERVER_IF, "up"])
-        .unwrap();
+    pair.server.ip(&["link", "set", net::SERVER_IF, "up"]);
     std::thread::sleep(Duration::from_millis(200));
     knock();
     assert_eq!(t.opens(), 1, "the socket resumed without a reopen");
@@ -235,14 +223,12 @@ fn interface_down_and_up_keeps_the_same_capture() {
 /// the kernel (the counter of frames that passed the filter says so), and none is lost.
 #[test]
 fn non_door_flood_stays_in_the_kernel() {
-    if !testns::privileged("non_door_flood_stays_in_the_kernel") {
-        return;
-    }
-    let pair = VethPair::new("flood").unwrap();
-    pair.without_ipv6().unwrap();
+    test_support::skip_unless_root!("ip");
+    let pair = NetPair::new("flood");
+    pair.without_ipv6();
     let mut cap = pair
         .server
-        .run(|| Capture::open(testns::SERVER_IF, &spec()))
+        .run(|| Capture::open(net::SERVER_IF, &spec()))
         .unwrap();
     let (total, knocks) = (100_000u32, 1_000u32);
     let reader = std::thread::spawn(move || {
@@ -260,7 +246,7 @@ fn non_door_flood_stays_in_the_kernel() {
     let started = Instant::now();
     pair.client.run(|| {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let dst = VethPair::server_addr(false);
+        let dst = pair.server_addr(false);
         for i in 0..total {
             let port = if i % (total / knocks) == 0 {
                 DOOR_UDP
@@ -282,10 +268,8 @@ fn non_door_flood_stays_in_the_kernel() {
 /// descriptor arrive on the interface as received traffic.
 #[test]
 fn tun_device_raw_ip() {
-    if !testns::privileged("tun_device_raw_ip") {
-        return;
-    }
-    let ns = Netns::new("tun").unwrap();
+    test_support::skip_unless_root!("ip");
+    let ns = Netns::new("tun");
     let tun = ns.run(|| {
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -308,9 +292,8 @@ fn tun_device_raw_ip() {
         }
         f
     });
-    ns.ip(&["addr", "add", "198.18.3.1/24", "dev", "kwtun0"])
-        .unwrap();
-    ns.ip(&["link", "set", "kwtun0", "up"]).unwrap();
+    ns.ip(&["addr", "add", "198.18.3.1/24", "dev", "kwtun0"]);
+    ns.ip(&["link", "set", "kwtun0", "up"]);
     let mut cap = ns.run(|| Capture::open("kwtun0", &spec())).unwrap();
     assert_eq!(cap.link(), LinkType::RawIp);
     let v4 = |dport: u16| {
@@ -330,7 +313,7 @@ fn tun_device_raw_ip() {
             flags: frames::SYN,
             seq: 0,
         };
-        frames::ip_packet(testns::CLIENT_V6.into(), testns::SERVER_V6.into(), l4)
+        frames::ip_packet(net::CLIENT_V6.into(), net::SERVER_V6.into(), l4)
     };
     let mut w = &tun;
     for pkt in [v4(DOOR_UDP), v4(OTHER_UDP), v6(OTHER_TCP)] {
@@ -342,8 +325,8 @@ fn tun_device_raw_ip() {
     let mut want = vec![
         (s4, d4, Proto::Udp, DOOR_UDP, false),
         (
-            VethPair::client_addr(true),
-            VethPair::server_addr(true),
+            IpAddr::from(net::CLIENT_V6),
+            IpAddr::from(net::SERVER_V6),
             Proto::Tcp,
             OTHER_TCP,
             true,
@@ -355,10 +338,8 @@ fn tun_device_raw_ip() {
 
 #[test]
 fn missing_interface_is_a_clear_error() {
-    if !testns::privileged("missing_interface_is_a_clear_error") {
-        return;
-    }
-    let ns = Netns::new("none").unwrap();
+    test_support::skip_unless_root!("ip");
+    let ns = Netns::new("none");
     let err = ns.run(|| Capture::open("kw-nope", &spec())).unwrap_err();
     assert!(err.to_string().contains("kw-nope"), "{err}");
 }
@@ -403,32 +384,28 @@ fn tagged_frame(tags: &[u16], tcp: bool, dport: u16) -> Vec<u8> {
 /// because test kernels often lack the 8021q module.)
 #[test]
 fn vlan_and_qinq_frames() {
-    if !testns::privileged("vlan_and_qinq_frames") {
-        return;
-    }
-    let pair = VethPair::new("vlan").unwrap();
+    test_support::skip_unless_root!("ip");
+    let pair = NetPair::new("vlan");
     // No IPv6 here: this test counts exactly what the kernel let through.
-    pair.without_ipv6().unwrap();
-    pair.server
-        .ip(&[
-            "link",
-            "set",
-            testns::SERVER_IF,
-            "address",
-            "02:00:00:00:00:01",
-        ])
-        .unwrap();
+    pair.without_ipv6();
+    pair.server.ip(&[
+        "link",
+        "set",
+        net::SERVER_IF,
+        "address",
+        "02:00:00:00:00:01",
+    ]);
     let mut cap = pair
         .server
-        .run(|| Capture::open(testns::SERVER_IF, &spec()))
+        .run(|| Capture::open(net::SERVER_IF, &spec()))
         .unwrap();
     let tag_sets: [&[u16]; 3] = [&[0x8100], &[0x88a8, 0x8100], &[0x8100, 0x8100]];
     pair.client.run(|| {
         for tags in tag_sets {
-            send_raw(testns::CLIENT_IF, &tagged_frame(tags, true, DOOR_TCP));
-            send_raw(testns::CLIENT_IF, &tagged_frame(tags, false, DOOR_UDP));
+            send_raw(net::CLIENT_IF, &tagged_frame(tags, true, DOOR_TCP));
+            send_raw(net::CLIENT_IF, &tagged_frame(tags, false, DOOR_UDP));
             // Not a door, not a SYN: dropped by the filter.
-            send_raw(testns::CLIENT_IF, &tagged_frame(tags, false, OTHER_UDP));
+            send_raw(net::CLIENT_IF, &tagged_frame(tags, false, OTHER_UDP));
         }
     });
     let got = collect(&mut cap, Duration::from_millis(600));
@@ -449,27 +426,23 @@ fn vlan_and_qinq_frames() {
 /// event's age from the kernel stamp is within that too.
 #[test]
 fn ring_delivers_a_lone_knock_at_once() {
-    if !testns::privileged("ring_delivers_a_lone_knock_at_once") {
-        return;
-    }
+    test_support::skip_unless_root!("ip");
     lone_knock(ReceivePath::Ring);
 }
 
 /// The same on the fallback path.
 #[test]
 fn recvmmsg_delivers_a_lone_knock_at_once() {
-    if !testns::privileged("recvmmsg_delivers_a_lone_knock_at_once") {
-        return;
-    }
+    test_support::skip_unless_root!("ip");
     lone_knock(ReceivePath::Recvmmsg);
 }
 
 fn lone_knock(path: ReceivePath) {
-    let pair = VethPair::new("lone").unwrap();
-    pair.without_ipv6().unwrap();
+    let pair = NetPair::new("lone");
+    pair.without_ipv6();
     let mut cap = pair
         .server
-        .run(|| Capture::open_with(testns::SERVER_IF, &spec(), path))
+        .run(|| Capture::open_with(net::SERVER_IF, &spec(), path))
         .unwrap();
     assert_eq!(cap.receive_path(), path);
     let mut worst = Duration::ZERO;
@@ -479,7 +452,7 @@ fn lone_knock(path: ReceivePath) {
         assert_eq!(cap.next_batch(&mut out).unwrap(), 0);
         let sent = Instant::now();
         pair.client
-            .run(|| udp_knock(VethPair::server_addr(false), DOOR_UDP));
+            .run(|| udp_knock(pair.server_addr(false), DOOR_UDP));
         assert!(cap.next_batch(&mut out).unwrap() >= 1);
         worst = worst.max(sent.elapsed());
         assert_eq!(out.len(), 1, "{out:?}");
@@ -493,35 +466,31 @@ fn lone_knock(path: ReceivePath) {
 /// reads, arrives whole, in order, with no kernel drop.
 #[test]
 fn ring_burst_arrives_whole_and_in_order() {
-    if !testns::privileged("ring_burst_arrives_whole_and_in_order") {
-        return;
-    }
+    test_support::skip_unless_root!("ip");
     burst(ReceivePath::Ring);
 }
 
 /// The same on the fallback path (1500 frames: many `recvmmsg` calls and several wake-ups).
 #[test]
 fn recvmmsg_burst_arrives_whole_and_in_order() {
-    if !testns::privileged("recvmmsg_burst_arrives_whole_and_in_order") {
-        return;
-    }
+    test_support::skip_unless_root!("ip");
     burst(ReceivePath::Recvmmsg);
 }
 
 fn burst(path: ReceivePath) {
-    let pair = VethPair::new("burst").unwrap();
-    pair.without_ipv6().unwrap();
+    let pair = NetPair::new("burst");
+    pair.without_ipv6();
     let mut s = FilterSpec::new();
     s.udp(10_000..=11_999);
     let mut cap = pair
         .server
-        .run(|| Capture::open_with(testns::SERVER_IF, &s, path))
+        .run(|| Capture::open_with(net::SERVER_IF, &s, path))
         .unwrap();
     assert_eq!(cap.receive_path(), path);
     let n = 1500u16;
     pair.client.run(|| {
         let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let dst = VethPair::server_addr(false);
+        let dst = pair.server_addr(false);
         for i in 0..n {
             sock.send_to(&[0], SocketAddr::new(dst, 10_000 + i))
                 .unwrap();
@@ -543,39 +512,29 @@ fn burst(path: ReceivePath) {
 /// the ring, the headers survive, the knock is decoded; a truncated IP header is not.
 #[test]
 fn ring_oversized_and_truncated_frames() {
-    if !testns::privileged("ring_oversized_and_truncated_frames") {
-        return;
-    }
-    let pair = VethPair::new("jumbo").unwrap();
-    pair.without_ipv6().unwrap();
+    test_support::skip_unless_root!("ip");
+    let pair = NetPair::new("jumbo");
+    pair.without_ipv6();
     pair.server
-        .ip(&["link", "set", testns::SERVER_IF, "mtu", "9000"])
-        .unwrap();
+        .ip(&["link", "set", net::SERVER_IF, "mtu", "9000"]);
     pair.client
-        .ip(&["link", "set", testns::CLIENT_IF, "mtu", "9000"])
-        .unwrap();
+        .ip(&["link", "set", net::CLIENT_IF, "mtu", "9000"]);
     let mut cap = pair
         .server
-        .run(|| Capture::open(testns::SERVER_IF, &spec()))
+        .run(|| Capture::open(net::SERVER_IF, &spec()))
         .unwrap();
     pair.client.run(|| {
         let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
         let big = vec![0x5a; 8000];
-        sock.send_to(
-            &big,
-            SocketAddr::new(VethPair::server_addr(false), DOOR_UDP),
-        )
-        .unwrap();
+        sock.send_to(&big, SocketAddr::new(pair.server_addr(false), DOOR_UDP))
+            .unwrap();
         // An Ethernet frame whose IPv4 header is cut short: dropped by the filter (a load
         // past the end) or refused by the decoder, never an event.
         let mut short = tagged_frame(&[], false, DOOR_UDP);
         short.truncate(14 + 12);
-        send_raw(testns::CLIENT_IF, &short);
-        sock.send_to(
-            &[1],
-            SocketAddr::new(VethPair::server_addr(false), DOOR_UDP),
-        )
-        .unwrap();
+        send_raw(net::CLIENT_IF, &short);
+        sock.send_to(&[1], SocketAddr::new(pair.server_addr(false), DOOR_UDP))
+            .unwrap();
     });
     let got = collect(&mut cap, Duration::from_millis(500));
     let summary: Vec<_> = got.iter().map(|e| (e.proto, e.dport)).collect();

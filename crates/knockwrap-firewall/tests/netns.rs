@@ -23,7 +23,7 @@ fn spec(allow: &[(IpAddr, u8)]) -> Spec {
 }
 
 /// A dual-stack listener on `port` in the server namespace.
-fn listen(pair: &Pair, port: u16) -> TcpListener {
+fn listen(pair: &NetPair, port: u16) -> TcpListener {
     pair.in_server(|| TcpListener::bind(("::", port)).unwrap())
 }
 
@@ -37,11 +37,9 @@ fn v6(a: std::net::Ipv6Addr) -> IpAddr {
 
 #[test]
 fn guarded_port_is_hidden_until_admitted_and_again_after_the_timeout() {
-    if !privileged("guarded_port_is_hidden_until_admitted_and_again_after_the_timeout") {
-        return;
-    }
-    let pair = Pair::new("v4");
-    let fw = Firewall::new(spec(&[]), pair.runner()).unwrap();
+    test_support::skip_unless_root!("ip", "nft");
+    let pair = pair("v4");
+    let fw = Firewall::new(spec(&[]), runner(&pair)).unwrap();
     assert_eq!(fw.ensure().unwrap(), Ensured::Created);
     let listener = listen(&pair, SSH);
     let _open = listen(&pair, 8080);
@@ -49,27 +47,40 @@ fn guarded_port_is_hidden_until_admitted_and_again_after_the_timeout() {
     // Before a knock: nothing comes back from the guarded port although it listens; other
     // ports are untouched (a closed one refuses at once, an open one accepts).
     assert_filtered(
-        pair.connect(v4(CLIENT4), v4(SERVER4), SSH),
+        pair.connect(pair.client_addr(false), pair.server_addr(false), SSH),
         "before admission",
     );
-    let refused = pair.connect(v4(CLIENT4), v4(SERVER4), 81).unwrap_err();
+    let refused = pair
+        .connect(pair.client_addr(false), pair.server_addr(false), 81)
+        .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
-    pair.connect(v4(CLIENT4), v4(SERVER4), 8080).unwrap();
-
-    fw.admit(v4(CLIENT4), Proto::Tcp, SSH, Duration::from_secs(3))
+    pair.connect(pair.client_addr(false), pair.server_addr(false), 8080)
         .unwrap();
+
+    fw.admit(
+        pair.client_addr(false),
+        Proto::Tcp,
+        SSH,
+        Duration::from_secs(3),
+    )
+    .unwrap();
     let admitted_at = Instant::now();
-    let mut est = pair.connect(v4(CLIENT4), v4(SERVER4), SSH).unwrap();
+    let mut est = pair
+        .connect(pair.client_addr(false), pair.server_addr(false), SSH)
+        .unwrap();
     let (mut srv, peer) = listener.accept().unwrap();
-    assert_eq!(peer.ip().to_canonical(), v4(CLIENT4));
+    assert_eq!(peer.ip().to_canonical(), pair.client_addr(false));
     // Another source on the client's side still sees nothing.
-    assert_filtered(pair.connect(v4(OTHER4), v4(SERVER4), SSH), "other source");
+    assert_filtered(
+        pair.connect(v4(other4(&pair)), pair.server_addr(false), SSH),
+        "other source",
+    );
 
     let els = fw.elements().unwrap();
     assert_eq!(els.len(), 1, "{els:?}");
     assert_eq!(
         (els[0].addr, els[0].proto, els[0].port),
-        (v4(CLIENT4), Proto::Tcp, SSH)
+        (pair.client_addr(false), Proto::Tcp, SSH)
     );
     let left = els[0].expires_in.unwrap();
     assert!(
@@ -82,7 +93,7 @@ fn guarded_port_is_hidden_until_admitted_and_again_after_the_timeout() {
         (admitted_at + Duration::from_millis(3_300)).saturating_duration_since(Instant::now()),
     );
     assert_filtered(
-        pair.connect(v4(CLIENT4), v4(SERVER4), SSH),
+        pair.connect(pair.client_addr(false), pair.server_addr(false), SSH),
         "after the timeout",
     );
     assert!(fw.elements().unwrap().is_empty());
@@ -101,31 +112,29 @@ fn guarded_port_is_hidden_until_admitted_and_again_after_the_timeout() {
 
 #[test]
 fn ipv6_knocker_is_admitted_by_a_v6_element_and_revoke_removes_it() {
-    if !privileged("ipv6_knocker_is_admitted_by_a_v6_element_and_revoke_removes_it") {
-        return;
-    }
-    let pair = Pair::new("v6");
-    let fw = Firewall::new(spec(&[]), pair.runner()).unwrap();
+    test_support::skip_unless_root!("ip", "nft");
+    let pair = pair("v6");
+    let fw = Firewall::new(spec(&[]), runner(&pair)).unwrap();
     fw.ensure().unwrap();
     let _l = listen(&pair, SSH);
 
     assert_filtered(
-        pair.connect(v6(CLIENT6), v6(SERVER6), SSH),
+        pair.connect(v6(CLIENT_V6), v6(SERVER_V6), SSH),
         "v6 before admission",
     );
-    fw.admit(v6(CLIENT6), Proto::Tcp, SSH, Duration::from_secs(30))
+    fw.admit(v6(CLIENT_V6), Proto::Tcp, SSH, Duration::from_secs(30))
         .unwrap();
     // An admission for IPv4 port 2222 too: the revoke takes every element of the address.
-    fw.admit(v6(CLIENT6), Proto::Udp, 2222, Duration::from_secs(30))
+    fw.admit(v6(CLIENT_V6), Proto::Udp, 2222, Duration::from_secs(30))
         .unwrap();
-    pair.connect(v6(CLIENT6), v6(SERVER6), SSH).unwrap();
+    pair.connect(v6(CLIENT_V6), v6(SERVER_V6), SSH).unwrap();
     assert_filtered(
-        pair.connect(v6(OTHER6), v6(SERVER6), SSH),
+        pair.connect(v6(OTHER6), v6(SERVER_V6), SSH),
         "v6 other source",
     );
     // The v6 admission does not admit the same host's IPv4 address.
     assert_filtered(
-        pair.connect(v4(CLIENT4), v4(SERVER4), SSH),
+        pair.connect(pair.client_addr(false), pair.server_addr(false), SSH),
         "v4 of a v6 knocker",
     );
 
@@ -134,57 +143,54 @@ fn ipv6_knocker_is_admitted_by_a_v6_element_and_revoke_removes_it() {
     assert_eq!(els.len(), 2, "{els:?}");
     assert_eq!(
         (els[0].addr, els[0].proto, els[0].port),
-        (v6(CLIENT6), Proto::Tcp, SSH)
+        (v6(CLIENT_V6), Proto::Tcp, SSH)
     );
     assert_eq!((els[1].proto, els[1].port), (Proto::Udp, 2222));
     assert!(els[0].expires_in.unwrap() >= Duration::from_secs(28));
 
-    assert_eq!(fw.revoke(v6(CLIENT6)).unwrap(), 2);
+    assert_eq!(fw.revoke(v6(CLIENT_V6)).unwrap(), 2);
     assert!(fw.elements().unwrap().is_empty());
     assert_filtered(
-        pair.connect(v6(CLIENT6), v6(SERVER6), SSH),
+        pair.connect(v6(CLIENT_V6), v6(SERVER_V6), SSH),
         "v6 after revoke",
     );
     // Revoking what is not there is not an error.
-    assert_eq!(fw.revoke(v6(CLIENT6)).unwrap(), 0);
+    assert_eq!(fw.revoke(v6(CLIENT_V6)).unwrap(), 0);
 }
 
 #[test]
 fn always_allow_sources_connect_without_admission() {
-    if !privileged("always_allow_sources_connect_without_admission") {
-        return;
-    }
-    let pair = Pair::new("allow");
+    test_support::skip_unless_root!("ip", "nft");
+    let pair = pair("allow");
     let fw = Firewall::new(
         spec(&[
-            (v4(OTHER4), 32),
+            (v4(other4(&pair)), 32),
             (v6(OTHER6), 128),
             ("203.0.113.0".parse().unwrap(), 24),
         ]),
-        pair.runner(),
+        runner(&pair),
     )
     .unwrap();
     fw.ensure().unwrap();
     let _l = listen(&pair, SSH);
-    pair.connect(v4(OTHER4), v4(SERVER4), SSH).unwrap();
-    pair.connect(v6(OTHER6), v6(SERVER6), SSH).unwrap();
+    pair.connect(v4(other4(&pair)), pair.server_addr(false), SSH)
+        .unwrap();
+    pair.connect(v6(OTHER6), v6(SERVER_V6), SSH).unwrap();
     assert_filtered(
-        pair.connect(v4(CLIENT4), v4(SERVER4), SSH),
+        pair.connect(pair.client_addr(false), pair.server_addr(false), SSH),
         "v4 not allowed",
     );
     assert_filtered(
-        pair.connect(v6(CLIENT6), v6(SERVER6), SSH),
+        pair.connect(v6(CLIENT_V6), v6(SERVER_V6), SSH),
         "v6 not allowed",
     );
 }
 
 #[test]
 fn loopback_is_never_hidden() {
-    if !privileged("loopback_is_never_hidden") {
-        return;
-    }
-    let pair = Pair::new("lo");
-    let fw = Firewall::new(spec(&[]), pair.runner()).unwrap();
+    test_support::skip_unless_root!("ip", "nft");
+    let pair = pair("lo");
+    let fw = Firewall::new(spec(&[]), runner(&pair)).unwrap();
     fw.ensure().unwrap();
     let _l = listen(&pair, SSH);
     // A local process, to 127.0.0.1, ::1 or the host's own address (which goes through lo).
@@ -192,8 +198,8 @@ fn loopback_is_never_hidden() {
         for dst in [
             "127.0.0.1".parse().unwrap(),
             "::1".parse().unwrap(),
-            v4(SERVER4),
-            v6(SERVER6),
+            pair.server_addr(false),
+            v6(SERVER_V6),
         ] {
             connect_from(None, SocketAddr::new(dst, SSH), FILTERED_AFTER)
                 .unwrap_or_else(|e| panic!("local connect to {dst}: {e}"));
@@ -203,27 +209,30 @@ fn loopback_is_never_hidden() {
 
 #[test]
 fn ensure_again_keeps_admissions_and_replaces_a_foreign_shape() {
-    if !privileged("ensure_again_keeps_admissions_and_replaces_a_foreign_shape") {
-        return;
-    }
-    let pair = Pair::new("ensure");
-    let fw = Firewall::new(spec(&[]), pair.runner()).unwrap();
+    test_support::skip_unless_root!("ip", "nft");
+    let pair = pair("ensure");
+    let fw = Firewall::new(spec(&[]), runner(&pair)).unwrap();
     assert!(!fw.exists().unwrap());
     assert_eq!(fw.ensure().unwrap(), Ensured::Created);
     assert!(fw.exists().unwrap());
     let _l = listen(&pair, SSH);
     let _l2 = listen(&pair, 2222);
-    fw.admit(v4(CLIENT4), Proto::Tcp, SSH, Duration::from_secs(60))
-        .unwrap();
-    fw.admit(v6(CLIENT6), Proto::Tcp, SSH, Duration::from_secs(60))
+    fw.admit(
+        pair.client_addr(false),
+        Proto::Tcp,
+        SSH,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    fw.admit(v6(CLIENT_V6), Proto::Tcp, SSH, Duration::from_secs(60))
         .unwrap();
     let before = fw.elements().unwrap();
 
     // The same spec again, then a changed one (a reload): admissions untouched.
     assert_eq!(fw.ensure().unwrap(), Ensured::Updated);
-    let mut changed = spec(&[(v4(OTHER4), 32)]);
+    let mut changed = spec(&[(v4(other4(&pair)), 32)]);
     changed.guarded.push((Proto::Tcp, 2222));
-    let fw2 = Firewall::new(changed, pair.runner()).unwrap();
+    let fw2 = Firewall::new(changed, runner(&pair)).unwrap();
     assert_eq!(fw2.ensure().unwrap(), Ensured::Updated);
     let after = fw2.elements().unwrap();
     assert_eq!(after.len(), 2, "{after:?}");
@@ -231,16 +240,18 @@ fn ensure_again_keeps_admissions_and_replaces_a_foreign_shape() {
         assert_eq!((b.addr, b.proto, b.port), (a.addr, a.proto, a.port));
         assert!(a.expires_in.unwrap() >= Duration::from_secs(57), "{a:?}");
     }
-    pair.connect(v4(CLIENT4), v4(SERVER4), SSH).unwrap();
+    pair.connect(pair.client_addr(false), pair.server_addr(false), SSH)
+        .unwrap();
     // The new spec holds: 2222 is now hidden, OTHER4 always allowed.
     assert_filtered(
-        pair.connect(v4(CLIENT4), v4(SERVER4), 2222),
+        pair.connect(pair.client_addr(false), pair.server_addr(false), 2222),
         "newly guarded port",
     );
-    pair.connect(v4(OTHER4), v4(SERVER4), 2222).unwrap();
+    pair.connect(v4(other4(&pair)), pair.server_addr(false), 2222)
+        .unwrap();
 
     // Something of its own in the table: replaced whole, admissions re-added.
-    pair.nft(&["add", "chain", "inet", "knockwrap", "extra"]);
+    nft(&pair, &["add", "chain", "inet", "knockwrap", "extra"]);
     match fw2.ensure().unwrap() {
         Ensured::Replaced {
             kept: 2,
@@ -260,17 +271,17 @@ fn ensure_again_keeps_admissions_and_replaces_a_foreign_shape() {
         Ensured::Updated,
         "extra chain is gone"
     );
-    pair.connect(v4(CLIENT4), v4(SERVER4), SSH).unwrap();
-    pair.connect(v4(OTHER4), v4(SERVER4), SSH).unwrap();
+    pair.connect(pair.client_addr(false), pair.server_addr(false), SSH)
+        .unwrap();
+    pair.connect(v4(other4(&pair)), pair.server_addr(false), SSH)
+        .unwrap();
 }
 
 #[test]
 fn apply_changes_many_admissions_in_one_transaction() {
-    if !privileged("apply_changes_many_admissions_in_one_transaction") {
-        return;
-    }
-    let pair = Pair::new("apply");
-    let fw = Firewall::new(spec(&[]), pair.runner()).unwrap();
+    test_support::skip_unless_root!("ip", "nft");
+    let pair = pair("apply");
+    let fw = Firewall::new(spec(&[]), runner(&pair)).unwrap();
     fw.ensure().unwrap();
     let t = Duration::from_secs(60);
     let admits: Vec<Admit> = (0..200u16)
@@ -298,7 +309,7 @@ fn apply_changes_many_admissions_in_one_transaction() {
 
     // Revokes (a whole address, one element, one that is not there) and new admissions,
     // among them an IPv4-mapped IPv6 address, together.
-    let mapped: IpAddr = "::ffff:198.18.0.2".parse().unwrap();
+    let mapped: IpAddr = IpAddr::V6(pair.client_v4().to_ipv6_mapped());
     fw.apply(
         &[
             Admit {
@@ -334,17 +345,18 @@ fn apply_changes_many_admissions_in_one_transaction() {
     assert_eq!(els.len(), 200 - 2 + 2, "{els:?}");
     assert!(els
         .iter()
-        .any(|e| e.addr == v4(CLIENT4) && e.proto == Proto::Udp && e.port == 53));
+        .any(|e| e.addr == pair.client_addr(false) && e.proto == Proto::Udp && e.port == 53));
     assert!(!els
         .iter()
         .any(|e| e.addr == admits[0].addr || e.addr == admits[1].addr));
     let _l = listen(&pair, SSH);
-    pair.connect(v4(CLIENT4), v4(SERVER4), SSH).unwrap();
+    pair.connect(pair.client_addr(false), pair.server_addr(false), SSH)
+        .unwrap();
 
     // Nothing happens unless all of it does: with the IPv6 set gone (by hand), a batch of an
     // IPv4 and an IPv6 admission fails and leaves the IPv4 one out too.
-    pair.nft(&["flush", "chain", "inet", "knockwrap", "guard"]);
-    pair.nft(&["delete", "set", "inet", "knockwrap", "admit6"]);
+    nft(&pair, &["flush", "chain", "inet", "knockwrap", "guard"]);
+    nft(&pair, &["delete", "set", "inet", "knockwrap", "admit6"]);
     let lone: IpAddr = "198.18.7.7".parse().unwrap();
     let e = fw
         .apply(
@@ -356,7 +368,7 @@ fn apply_changes_many_admissions_in_one_transaction() {
                     timeout: t,
                 },
                 Admit {
-                    addr: v6(CLIENT6),
+                    addr: v6(CLIENT_V6),
                     proto: Proto::Tcp,
                     port: SSH,
                     timeout: t,
@@ -375,16 +387,14 @@ fn apply_changes_many_admissions_in_one_transaction() {
 
 #[test]
 fn errors_name_the_table_and_what_nft_said() {
-    if !privileged("errors_name_the_table_and_what_nft_said") {
-        return;
-    }
-    let pair = Pair::new("err");
+    test_support::skip_unless_root!("ip", "nft");
+    let pair = pair("err");
     let fw = Firewall::new(
         Spec {
             table: "kw_missing".into(),
             ..spec(&[])
         },
-        pair.runner(),
+        runner(&pair),
     )
     .unwrap();
     match fw.elements() {
@@ -392,7 +402,12 @@ fn errors_name_the_table_and_what_nft_said() {
         other => panic!("{other:?}"),
     }
     let e = fw
-        .admit(v4(CLIENT4), Proto::Tcp, SSH, Duration::from_secs(5))
+        .admit(
+            pair.client_addr(false),
+            Proto::Tcp,
+            SSH,
+            Duration::from_secs(5),
+        )
         .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Nft { .. }), "{e:?}");
@@ -409,6 +424,7 @@ fn errors_name_the_table_and_what_nft_said() {
 fn a_missing_nft_and_bad_admissions_are_typed_errors() {
     // No root needed: nothing reaches the kernel.
     let fw = Firewall::new(spec(&[]), Runner::new("/nonexistent/nft")).unwrap();
+    let client: IpAddr = "198.18.0.2".parse().unwrap();
     let e = fw.ensure().unwrap_err();
     assert!(matches!(e, Error::Spawn { .. }), "{e:?}");
     assert!(
@@ -417,11 +433,11 @@ fn a_missing_nft_and_bad_admissions_are_typed_errors() {
         "{e}"
     );
     assert!(matches!(
-        fw.admit(v4(CLIENT4), Proto::Tcp, SSH, Duration::ZERO),
+        fw.admit(client, Proto::Tcp, SSH, Duration::ZERO),
         Err(Error::ZeroTimeout { .. })
     ));
     assert!(matches!(
-        fw.admit(v4(CLIENT4), Proto::Udp, 0, Duration::from_secs(1)),
+        fw.admit(client, Proto::Udp, 0, Duration::from_secs(1)),
         Err(Error::PortZero { .. })
     ));
     assert!(matches!(

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use super::net::SERVER_IF;
-use super::process::Proc;
-use super::server::ServerRoot;
-use super::wait_until;
+use crate::net::SERVER_IF;
+use crate::process::Proc;
+use crate::server::ServerRoot;
+use crate::wait_until;
 
 pub struct Knockd {
     proc: Proc,

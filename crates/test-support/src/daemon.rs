@@ -2,14 +2,19 @@
 //! private root with NOTIFY_SOCKET pointing at a datagram socket the test owns, so that
 //! readiness is the daemon's own READY=1 and not a guess. Stderr goes to a log file that is
 //! printed when a test fails.
+//!
+//! The binary is found at run time ([`knockwrap_bin`]): `env!("CARGO_BIN_EXE_knockwrap")` is
+//! set only while cargo compiles the root package's integration tests, and this crate is
+//! compiled on its own. Cargo puts those tests in `target/<profile>/deps/` and the binary,
+//! which it builds before running them, in `target/<profile>/`.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::net::SERVER_IF;
-use super::process::Proc;
-use super::server::ServerRoot;
+use crate::net::SERVER_IF;
+use crate::process::Proc;
+use crate::server::ServerRoot;
 
 /// One `[[door]]`.
 #[derive(Clone, Debug)]
@@ -137,15 +142,32 @@ impl DaemonConfig {
     }
 }
 
-/// The binary under test: this build's, or `KNOCKWRAP_BIN` when set (to run a suite against
-/// an earlier build and see which attacks it lets through).
+/// The binary under test: `knockwrap` in the directory above the running test executable's
+/// (`target/<profile>/knockwrap` for `target/<profile>/deps/<test>-<hash>`), or `KNOCKWRAP_BIN`
+/// when set (to run a suite against an earlier build and see which attacks it lets through).
 pub fn knockwrap_bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        std::env::var("KNOCKWRAP_BIN")
+        if let Some(bin) = std::env::var("KNOCKWRAP_BIN")
             .ok()
             .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_knockwrap").to_owned())
+        {
+            return bin;
+        }
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|profile| profile.join("knockwrap"))
+            .filter(|bin| bin.is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no knockwrap binary beside {} (run the root package's integration tests \
+                     with cargo, or set KNOCKWRAP_BIN)",
+                    exe.display()
+                )
+            });
+        bin.to_str().expect("a UTF-8 target path").to_owned()
     })
 }
 

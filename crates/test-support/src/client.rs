@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
-use super::net::NetPair;
-use super::process::run_ok;
+use crate::net::NetPair;
+use crate::process::run_ok;
 
 pub struct ClientSide {
     dir: TempDir,
@@ -29,11 +29,7 @@ impl ClientSide {
             .tempdir()
             .expect("creating a temp dir");
         let hosts = dir.path().join("hosts");
-        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
-        for (ip, name) in names {
-            text += &format!("{ip} {name}\n");
-        }
-        std::fs::write(&hosts, text).expect("writing the private hosts file");
+        write_hosts(&hosts, names);
         let key = dir.path().join("id_ed25519");
         run_ok(
             Command::new("ssh-keygen")
@@ -54,6 +50,12 @@ impl ClientSide {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Rewrites the private /etc/hosts with `names` (besides localhost), for names whose
+    /// addresses are known only once the client's key has been made.
+    pub fn set_hosts(&self, names: &[(IpAddr, &str)]) {
+        write_hosts(&self.hosts, names);
     }
 
     /// sshd_config lines that let this client's key in as root (the file lives in a
@@ -113,4 +115,12 @@ impl ClientSide {
             .output()
             .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
     }
+}
+
+fn write_hosts(path: &Path, names: &[(IpAddr, &str)]) {
+    let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+    for (ip, name) in names {
+        text += &format!("{ip} {name}\n");
+    }
+    std::fs::write(path, text).expect("writing the private hosts file");
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::net::NetPair;
-use super::process::run_ok;
+use crate::net::NetPair;
+use crate::process::run_ok;
 
 /// Connects from the client namespace to `addr`:22 and reads. libwrap's refusal closes the
 /// connection without a word (after a 5 s pause in tcpd's clean_exit), while a granted

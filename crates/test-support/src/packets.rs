@@ -10,6 +10,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use crate::frames::{tcp_header, SYN, WINDOW};
 use etherparse::{
     IpHeaders, Ipv4Header, Ipv6Extensions, Ipv6FlowLabel, Ipv6Header, Ipv6RawExtHeader,
     PacketBuilder,
@@ -19,7 +20,6 @@ use nix::sys::socket::{
     self, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6,
     SockaddrLike,
 };
-use test_support::frames::{tcp_header, SYN, WINDOW};
 
 /// A raw socket of `family` that takes whole IP packets (IPPROTO_RAW implies HDRINCL).
 fn raw_socket(family: AddressFamily) -> OwnedFd {

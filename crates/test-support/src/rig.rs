@@ -1,13 +1,22 @@
 //! The running daemon with its namespaces that most end-to-end tests start from, and the
 //! knocks they send through it.
+//!
+//! ```ignore
+//! let rig = Rig::builder("tag")
+//!     .doors(vec![Door::allow("openSSH", &["7000", "8000", "9000"])])
+//!     .config("max_leases = 3\n") // more top-level keys (or doors), verbatim
+//!     .hosts_allow("sshd: 198.18.0.9\n") // the private /etc/hosts.allow's first content
+//!     .sshd() // also start the real sshd
+//!     .start();
+//! ```
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::daemon::knockwrap_bin;
-use super::process::run_ok;
-use super::{
+use crate::daemon::knockwrap_bin;
+use crate::process::run_ok;
+use crate::{
     lines_of, tcpdmatch_verdict, wait_for_line, wait_until, Daemon, DaemonConfig, Door, NetPair,
     RawV4, ServerRoot, Sshd, Verdict,
 };
@@ -20,19 +29,95 @@ pub struct Rig {
     pub net: NetPair,
 }
 
-impl Rig {
-    /// `hosts_allow` is the initial content of the private /etc/hosts.allow.
-    pub fn start(tag: &str, doors: Vec<Door>, extra: &str, hosts_allow: &str, sshd: bool) -> Rig {
-        let net = NetPair::new(tag);
+/// What [`Rig::builder`] starts: doors, more config, the first hosts.allow, and sshd or not.
+#[must_use = "a RigBuilder does nothing until .start()"]
+pub struct RigBuilder {
+    tag: String,
+    doors: Vec<Door>,
+    config: String,
+    hosts_allow: String,
+    sshd: Option<String>,
+    prepare: Vec<Prepare>,
+}
+
+/// A step run on the private root before sshd and the daemon start.
+type Prepare = Box<dyn FnOnce(&ServerRoot)>;
+
+impl RigBuilder {
+    /// Adds one door.
+    pub fn door(mut self, door: Door) -> RigBuilder {
+        self.doors.push(door);
+        self
+    }
+
+    /// Adds these doors.
+    pub fn doors(mut self, doors: Vec<Door>) -> RigBuilder {
+        self.doors.extend(doors);
+        self
+    }
+
+    /// More top-level config keys (or `[[door]]` tables), appended verbatim.
+    pub fn config(mut self, extra: &str) -> RigBuilder {
+        self.config.push_str(extra);
+        self
+    }
+
+    /// The initial content of the private /etc/hosts.allow (empty otherwise).
+    pub fn hosts_allow(mut self, text: &str) -> RigBuilder {
+        self.hosts_allow = text.to_owned();
+        self
+    }
+
+    /// Also starts the real sshd on the server side.
+    pub fn sshd(mut self) -> RigBuilder {
+        self.sshd.get_or_insert_with(String::new);
+        self
+    }
+
+    /// Also starts the real sshd, with `extra` appended to its sshd_config
+    /// ([`Sshd::start_with`]).
+    pub fn sshd_config(mut self, extra: &str) -> RigBuilder {
+        self.sshd.get_or_insert_with(String::new).push_str(extra);
+        self
+    }
+
+    /// Runs `f` on the server's private root once it exists, before sshd and the daemon start
+    /// (e.g. to edit a file of its /etc).
+    pub fn prepare(mut self, f: impl FnOnce(&ServerRoot) + 'static) -> RigBuilder {
+        self.prepare.push(Box::new(f));
+        self
+    }
+
+    /// Creates the namespaces and the private root, then starts sshd (if asked) and the
+    /// daemon (ready).
+    pub fn start(self) -> Rig {
+        let net = NetPair::new(&self.tag);
         let root = ServerRoot::new(&net);
-        root.write_hosts_allow(hosts_allow);
-        let sshd = sshd.then(|| Sshd::start(&root, &net));
-        let daemon = start_daemon(&root, &net, doors, extra);
+        root.write_hosts_allow(&self.hosts_allow);
+        for f in self.prepare {
+            f(&root);
+        }
+        let sshd = self.sshd.map(|extra| Sshd::start_with(&root, &net, &extra));
+        let daemon = start_daemon(&root, &net, self.doors, &self.config);
         Rig {
             daemon,
             sshd,
             root,
             net,
+        }
+    }
+}
+
+impl Rig {
+    /// A rig named `tag` (in its namespaces' names), to be given doors and started.
+    pub fn builder(tag: &str) -> RigBuilder {
+        RigBuilder {
+            tag: tag.to_owned(),
+            doors: Vec::new(),
+            config: String::new(),
+            hosts_allow: String::new(),
+            sshd: None,
+            prepare: Vec::new(),
         }
     }
 
@@ -135,6 +220,80 @@ impl Rig {
     pub fn verdict(&self, daemon: &str, addr: &str) -> Verdict {
         tcpdmatch_verdict(&self.root.etc, daemon, addr)
     }
+
+    /// The line an SSHD door writes for the client's own IPv4 address.
+    pub fn client_line(&self) -> String {
+        format!("SSHD: {}", self.client())
+    }
+
+    /// Runs the real `knock` from the client's own address to the server's IPv4 address with
+    /// `ports` (knock's syntax: `7000`, `8000:udp`), and expects `line` within 5 s.
+    pub fn knock_and_expect(&self, ports: &[&str], line: &str) {
+        let server = self.server();
+        let mut args = vec![server.as_str()];
+        args.extend_from_slice(ports);
+        self.knock(&args);
+        self.expect_line(line);
+    }
+
+    /// The honest knock: [`Rig::knock_and_expect`] with the client's own SSHD line.
+    pub fn knock_opens(&self, ports: &[&str]) {
+        self.knock_and_expect(ports, &self.client_line());
+    }
+
+    /// `knockwrap status --format json` for this daemon (Null while it cannot be read).
+    pub fn status(&self) -> serde_json::Value {
+        status_of(&self.root, &self.daemon.config)
+    }
+
+    /// The status counter `name` (`counters.<name>`), 0 while it is absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.status()["counters"][name].as_u64().unwrap_or(0)
+    }
+
+    /// Knocks refused for `reason` (`counters.refused.<reason>`), 0 while there are none.
+    pub fn refused(&self, reason: &str) -> u64 {
+        self.status()["counters"]["refused"][reason]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until the status counter `name` is at least `want`; its last value.
+    pub fn wait_counter(&self, name: &str, want: u64, timeout: Duration) -> u64 {
+        wait_counter(&self.root, &self.daemon.config, name, want, timeout)
+    }
+}
+
+/// `knockwrap status --format json` for the daemon of `config`, run in the server's root (Null
+/// while it cannot be read).
+pub fn status_of(root: &ServerRoot, config: &Path) -> serde_json::Value {
+    let out = root
+        .command(knockwrap_bin())
+        .args(["status", "--config"])
+        .arg(config)
+        .args(["--format", "json"])
+        .output()
+        .expect("status");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until the status counter `name` of the daemon of `config` is at least `want`; its last
+/// value.
+pub fn wait_counter(
+    root: &ServerRoot,
+    config: &Path,
+    name: &str,
+    want: u64,
+    timeout: Duration,
+) -> u64 {
+    let mut last = 0;
+    wait_until(timeout, Duration::from_millis(100), || {
+        last = status_of(root, config)["counters"][name]
+            .as_u64()
+            .unwrap_or(0);
+        last >= want
+    });
+    last
 }
 
 /// Writes the daemon's config (`doors`, `extra` top-level keys or doors) into `root`, starts it

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::process::Proc;
 use super::wait_until;
-use test_support::{require_root_or_skip, skip_or_fail};
+use crate::{require_root_or_skip, skip_or_fail};
 
 /// Whether `tool` is on PATH.
 pub fn have(tool: &str) -> bool {

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::net::NetPair;
-use super::process::{run_ok, Proc};
-use super::wait_until;
+use crate::net::NetPair;
+use crate::process::{run_ok, Proc};
+use crate::wait_until;
 
 pub struct ServerRoot {
     holder: Proc,
