@@ -492,17 +492,7 @@ fn kernel_retransmits_at_real_timing_do_not_break_a_slow_knock() {
 #[test]
 fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
     test_support::skip_unless_root!();
-    let lib = [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists());
-    let Some(lib) = lib else {
-        skip_or_fail(
-            "a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock",
-            "libfaketime (Debian package libfaketime)",
-        );
+    let Some(lib) = libfaketime(test_support::test_name!()) else {
         return;
     };
     let _serial = serial();
@@ -514,25 +504,7 @@ fn a_wall_clock_jump_neither_cuts_nor_extends_a_lease_or_a_knock() {
     let config = test_support::DaemonConfig::new(&root, vec![door]).write(&root);
     let stamp = root.dir().join("faketime");
     std::fs::write(&stamp, "+0\n").expect("faketime file");
-    // The preload goes to knockwrap alone, through `env`: a wrapper that loads libfaketime
-    // and then execs (nsenter here) creates libfaketime's shared memory segment and never
-    // removes it, and the program it execs then only attaches to it; one leaked
-    // /dev/shm/faketime_{shm,sem}_<pid> pair per run.
-    let mut cmd = root.command("env");
-    cmd.arg(format!("LD_PRELOAD={lib}"))
-        .arg(knockwrap_bin())
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("FAKETIME_TIMESTAMP_FILE", &stamp)
-        .env("FAKETIME_NO_CACHE", "1")
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-    let log = root.dir().join("daemon-faketime.log");
-    let mut daemon = test_support::Proc::spawn("knockwrap under faketime", &mut cmd, &log);
-    let ready =
-        test_support::wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
-            daemon.log().contains("ready")
-        });
-    assert!(ready, "daemon not ready\n{}", daemon.log());
+    let mut daemon = start_on_faketime(&root, lib, &config, &stamp, "daemon-faketime.log");
     net.warm_neighbours();
     let hosts_allow = root.hosts_allow();
     let knock = |ports: &[&str]| {
@@ -610,6 +582,35 @@ fn libfaketime(test: &str) -> Option<&'static str> {
     lib
 }
 
+/// The daemon on `config` with libfaketime reading its clock from the file `stamp`, ready. The
+/// preload goes to knockwrap alone, through `env`: a wrapper that loads libfaketime and then
+/// execs (nsenter here) creates libfaketime's shared memory segment and never removes it, and
+/// the program it execs then only attaches to it; one leaked /dev/shm/faketime_{shm,sem}_<pid>
+/// pair per run. The monotonic clocks stay true.
+fn start_on_faketime(
+    root: &test_support::ServerRoot,
+    lib: &str,
+    config: &std::path::Path,
+    stamp: &std::path::Path,
+    log_name: &str,
+) -> test_support::Proc {
+    let mut cmd = root.command("env");
+    cmd.arg(format!("LD_PRELOAD={lib}"))
+        .arg(knockwrap_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("FAKETIME_TIMESTAMP_FILE", stamp)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    let log = root.dir().join(log_name);
+    let daemon = test_support::Proc::spawn("knockwrap under libfaketime", &mut cmd, &log);
+    let ready = wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+        daemon.log().contains("ready")
+    });
+    assert!(ready, "daemon not ready\n{}", daemon.log());
+    daemon
+}
+
 /// Issue point 2: a lease written before the start (a 15 s CLI lease), then a daemon started
 /// on a clock years behind (an RTC-less board booting in 2001), then time sync steps the
 /// clock to the truth. The old daemon shifted that lease by the step and kept it for years;
@@ -641,20 +642,7 @@ fn a_start_on_a_clock_behind_the_journal_ends_the_leases_from_before_it() {
     let written = Instant::now();
     let stamp = root.dir().join("faketime");
     std::fs::write(&stamp, "@2001-01-01 00:00:00\n").expect("faketime file");
-    let mut cmd = root.command("env");
-    cmd.arg(format!("LD_PRELOAD={lib}"))
-        .arg(knockwrap_bin())
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("FAKETIME_TIMESTAMP_FILE", &stamp)
-        .env("FAKETIME_NO_CACHE", "1")
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-    let log = root.dir().join("daemon-rtc.log");
-    let mut daemon = test_support::Proc::spawn("knockwrap on a clock in 2001", &mut cmd, &log);
-    let ready = wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
-        daemon.log().contains("ready")
-    });
-    assert!(ready, "daemon not ready\n{}", daemon.log());
+    let mut daemon = start_on_faketime(&root, lib, &config, &stamp, "daemon-rtc.log");
     let at_ready = lines_of(&root.hosts_allow());
     // Time sync steps the clock to the truth.
     std::fs::write(&stamp, "+0\n").expect("faketime file");

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use test_support::daemon::knockwrap_bin;
 use test_support::rig::Rig;
-use test_support::skip_or_fail;
 use test_support::{serial, wait_until, Daemon, Door};
 
 const OPEN: [&str; 3] = ["7000", "8000", "9000"];
@@ -70,16 +69,6 @@ except Exception as e:\n    print('no:', type(e).__name__)\n";
     String::from_utf8_lossy(&out.stdout).starts_with("SSH-2.0")
 }
 
-fn nft_present(test: &str) -> bool {
-    let found = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists());
-    if !found {
-        skip_or_fail(test, "nft (Debian package nftables)");
-    }
-    found
-}
-
 fn rig(tag: &str, doors: Vec<Door>, extra: &str) -> Rig {
     let rig = Rig::builder(tag).doors(doors).config(extra).sshd().start();
     // libwrap lets everyone in: only the firewall decides.
@@ -95,11 +84,7 @@ fn wait_reach(rig: &Rig, addr: IpAddr, want: Reach, within: Duration) -> bool {
 
 #[test]
 fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
-    let name = test_support::test_name!();
-    test_support::skip_unless_root!();
-    if !nft_present(name) {
-        return;
-    }
+    test_support::skip_unless_root!("nft");
     let _serial = serial();
     let open = Door::allow("openSSH", &OPEN)
         .lease("6s")
@@ -172,11 +157,7 @@ fn a_guarded_port_is_filtered_until_the_knock_and_for_the_lease_only() {
 
 #[test]
 fn the_kernel_ends_an_admission_with_the_daemon_killed_and_a_restart_reconciles() {
-    let name = test_support::test_name!();
-    test_support::skip_unless_root!();
-    if !nft_present(name) {
-        return;
-    }
+    test_support::skip_unless_root!("nft");
     let _serial = serial();
     let open = Door::allow("openSSH", &OPEN)
         .lease("4s")
@@ -250,11 +231,7 @@ fn the_kernel_ends_an_admission_with_the_daemon_killed_and_a_restart_reconciles(
 
 #[test]
 fn ipv6_knockers_get_a_v6_element_and_the_closing_sequence_removes_it() {
-    let name = test_support::test_name!();
-    test_support::skip_unless_root!();
-    if !nft_present(name) {
-        return;
-    }
+    test_support::skip_unless_root!("nft");
     let _serial = serial();
     let open = Door::allow("openSSH", &OPEN)
         .lease("1h")
@@ -286,11 +263,7 @@ fn ipv6_knockers_get_a_v6_element_and_the_closing_sequence_removes_it() {
 
 #[test]
 fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
-    let name = test_support::test_name!();
-    test_support::skip_unless_root!();
-    if !nft_present(name) {
-        return;
-    }
+    test_support::skip_unless_root!("nft");
     let _serial = serial();
     let open = Door::allow("openSSH", &OPEN)
         .lease("1h")
@@ -318,11 +291,7 @@ fn a_complete_knock_from_outside_knock_from_opens_nothing_and_is_counted() {
 
 #[test]
 fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
-    let name = test_support::test_name!();
-    test_support::skip_unless_root!();
-    if !nft_present(name) {
-        return;
-    }
+    test_support::skip_unless_root!("nft");
     let _serial = serial();
     let net_probe = test_support::net::peek_subnet();
     // The client's address (the pair's .2) as the office network.
@@ -351,11 +320,7 @@ fn an_always_allow_source_reaches_the_guarded_port_without_knocking() {
 
 #[test]
 fn a_stopped_daemon_leaves_admitted_knockers_admitted_and_guarded_ports_hidden() {
-    let name = test_support::test_name!();
-    test_support::skip_unless_root!();
-    if !nft_present(name) {
-        return;
-    }
+    test_support::skip_unless_root!("nft");
     let _serial = serial();
     let open = Door::allow("openSSH", &OPEN)
         .lease("1h")

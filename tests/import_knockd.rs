@@ -389,22 +389,9 @@ fn writes_to_standard_output_without_o() {
 /// output written loads.
 #[test]
 fn the_shared_corpus_in_place() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/knockd-conf");
-    if !corpus.is_dir()
-        && !test_support::skip_missing_fixture(
-            "the_shared_corpus_in_place",
-            "the corpus ../shared/corpus/knockd-conf",
-        )
-    {
+    let Some(files) = test_support::knockd_corpus(test_support::test_name!()) else {
         return;
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no .conf file in {}", corpus.display());
+    };
     let dir = tempfile::tempdir().unwrap();
     let (mut full, mut partial, mut refused) = (Vec::new(), Vec::new(), Vec::new());
     for f in &files {

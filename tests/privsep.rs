@@ -74,6 +74,13 @@ fn socket_inode(target: &str) -> Option<&str> {
     target.strip_prefix("socket:[")?.strip_suffix(']')
 }
 
+/// Waits (10 s at most) until the daemon `daemon` has a capture process other than `child`.
+fn replaced(daemon: u32, child: u32) -> bool {
+    wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        children_of(daemon).first().is_some_and(|&p| p != child)
+    })
+}
+
 #[test]
 fn the_capture_process_holds_no_root_no_file_and_the_parent_no_packet_socket() {
     test_support::skip_unless_root!();
@@ -240,11 +247,7 @@ fn garbage_on_the_capture_channel_is_refused_logged_and_writes_nothing() {
                 > n
         });
         assert!(logged, "{what}: not refused\n{}", rig.daemon.log());
-        let replaced = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-            children_of(rig.daemon.pid())
-                .first()
-                .is_some_and(|&p| p != child)
-        });
+        let replaced = replaced(rig.daemon.pid(), child);
         assert!(
             replaced,
             "{what}: capture process not replaced\n{}",
@@ -469,15 +472,7 @@ fn a_capture_process_cannot_claim_loopback_for_the_wire() {
             rig.hosts_allow(),
             rig.daemon.log()
         );
-        assert!(wait_until(
-            Duration::from_secs(10),
-            Duration::from_millis(20),
-            || {
-                children_of(rig.daemon.pid())
-                    .first()
-                    .is_some_and(|&p| p != child)
-            }
-        ));
+        assert!(replaced(rig.daemon.pid(), child));
         assert_eq!(rig.hosts_allow(), "", "{addr}: something was written");
     }
 }
@@ -511,15 +506,7 @@ fn the_parent_judges_a_loopback_source_by_its_own_interface_list() {
         daemon.log()
     );
     assert_eq!(root.read_hosts_allow(), "", "written for a veth claim");
-    assert!(wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || {
-            children_of(daemon.pid())
-                .first()
-                .is_some_and(|&p| p != child)
-        }
-    ));
+    assert!(replaced(daemon.pid(), child));
     // Claimed on lo (interface 1): what a local process knocking on lo gets.
     speak_as_child(daemon.pid(), &[Claim::new(0, lo).on(1).message()]);
     assert!(
@@ -575,15 +562,7 @@ fn a_refused_message_drops_the_whole_drain() {
             "{what}: not refused\n{}",
             rig.daemon.log()
         );
-        assert!(wait_until(
-            Duration::from_secs(10),
-            Duration::from_millis(20),
-            || {
-                children_of(rig.daemon.pid())
-                    .first()
-                    .is_some_and(|&p| p != child)
-            }
-        ));
+        assert!(replaced(rig.daemon.pid(), child));
     }
     // A good message through the same route now writes; by then anything from the refused
     // drains would have been written too.
@@ -788,15 +767,7 @@ fn a_totp_knock_is_judged_at_its_own_time() {
     );
     let refused = rig.wait_counter("refused_messages", 1, Duration::from_secs(5));
     assert_eq!(refused, 1, "{}", rig.daemon.log());
-    assert!(wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || {
-            children_of(rig.daemon.pid())
-                .first()
-                .is_some_and(|&p| p != child)
-        }
-    ));
+    assert!(replaced(rig.daemon.pid(), child));
     assert_eq!(rig.hosts_allow(), "SSHD: 198.18.200.95\n");
 }
 

@@ -9,42 +9,7 @@ use std::path::Path;
 use hosts_writer::progress::ProgressStore;
 use knock_match::{Consume, KnockEvent, Matcher, MatcherOptions, Proto, TcpFlags};
 use knockwrap_config::Config;
-
-const KEY_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n";
-
-fn write(dir: &Path, name: &str, text: &str, mode: u32) {
-    let p = dir.join(name);
-    fs::write(&p, text).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn config_text() -> String {
-    r#"
-state_dir = "state"
-
-[[door]]
-name = "otp"
-one_time_sequences = "open.otp"
-service = "SSHD"
-seq_timeout = 10
-
-[[door]]
-name = "totp"
-totp_secret_file = "keys/totp.key"
-totp_ports = "20000-40000"
-service = "SSHD"
-"#
-    .to_string()
-}
-
-fn setup(otp: &str, key: &str, key_mode: u32) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::create_dir(dir.path().join("keys")).unwrap();
-    write(dir.path(), "knockwrap.toml", &config_text(), 0o644);
-    write(dir.path(), "open.otp", otp, 0o644);
-    write(&dir.path().join("keys"), "totp.key", key, key_mode);
-    dir
-}
+use test_support::doors::{setup, KEY_B32};
 
 fn ev(t: u64, port: u16, proto: Proto) -> KnockEvent {
     KnockEvent {

@@ -3,7 +3,6 @@
 //! knockd.conf files (read in place, never copied) every emitted configuration loads with
 //! knockwrap's own rules, with the figures of what the firewall files keep.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use knock_match::Action;
@@ -162,21 +161,9 @@ fn firewall_doors(text: &str) -> Vec<String> {
 /// ports (`open_ports`, `hosts_allow = false`), and what is left out says why at a line.
 #[test]
 fn the_corpus_keeps_the_ports() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/knockd-conf");
-    if !corpus.is_dir()
-        && !test_support::skip_missing_fixture(
-            "the_corpus_keeps_the_ports",
-            "the corpus ../shared/corpus/knockd-conf",
-        )
-    {
+    let Some(files) = test_support::knockd_corpus(test_support::test_name!()) else {
         return;
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-        .collect();
-    files.sort();
+    };
     let (mut fw_files, mut kept_all, mut kept_some, mut fw_doors, mut fw_kept) = (0, 0, 0, 0, 0);
     let mut report = String::new();
     for f in &files {

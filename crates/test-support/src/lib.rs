@@ -21,6 +21,8 @@
 //! - [`daemon`] and [`rig`]: knockwrap's daemon under test (config, sd_notify readiness, log)
 //!   and the [`rig::Rig`] most end-to-end tests start from ([`rig::Rig::builder`]).
 //! - [`packets`]: crafted IPv4/IPv6 packets through raw sockets.
+//! - [`doors`]: a one-time and a TOTP door on real files, for the configuration's and the
+//!   progress store's tests.
 //! - [`container`]: a real systemd as PID 1 in systemd-nspawn, in the server namespace, for
 //!   the tests of the shipped units.
 //!
@@ -33,6 +35,7 @@
 pub mod client;
 pub mod container;
 pub mod daemon;
+pub mod doors;
 pub mod frames;
 pub mod knockd;
 pub mod net;
@@ -152,6 +155,25 @@ pub fn require_tool_or_skip(test: &str, program: &str) -> bool {
 pub fn skip_missing_fixture(test: &str, what: &str) -> bool {
     let _ = writeln!(std::io::stderr().lock(), "{SKIP_MARK}{what}): {test}");
     false
+}
+
+/// The `.conf` files of the shared knockd.conf corpus beside the checkout
+/// (`../shared/corpus/knockd-conf`), sorted, read in place; `None` (reported as a skip by
+/// [`skip_missing_fixture`]) when a clean clone lacks it.
+pub fn knockd_corpus(test: &str) -> Option<Vec<std::path::PathBuf>> {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/knockd-conf");
+    if !corpus.is_dir() {
+        skip_missing_fixture(test, "the corpus ../shared/corpus/knockd-conf");
+        return None;
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&corpus)
+        .unwrap_or_else(|e| panic!("{}: {e}", corpus.display()))
+        .map(|e| e.expect("a corpus entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .conf file in {}", corpus.display());
+    Some(files)
 }
 
 /// xorshift64* with a fixed seed: the same sequence on every run, for tests and benches.
