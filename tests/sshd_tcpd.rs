@@ -6,7 +6,7 @@
 //! - `the_doc_holds_the_two_units` (no root): the section has both units with the settings the
 //!   privileged tests rely on.
 //! - `the_documented_units_let_tcpd_gate_sshd_by_the_managed_line` (root): a real systemd
-//!   (PID 1 of a `systemd-nspawn` container, tests/support/container.rs) in the server
+//!   (PID 1 of a `systemd-nspawn` container, crates/test-support/src/container.rs) in the server
 //!   namespace of a veth pair runs the units as written, with the real tcpd and sshd, under
 //!   `hosts.deny` = `ALL: ALL`. From the client namespace: a connection is accepted by systemd
 //!   and closed without a banner, and tcpd logs the refusal; after `knockwrap allow` (the real

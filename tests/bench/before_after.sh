@@ -2,7 +2,7 @@
 # The daemon's end-to-end figures for two builds side by side, in one run: knock-to-open
 # latency, the 200-knocker burst, the 4,000-knock storm and the CPU per million flood
 # packets. Each round runs every measure once per build, alternating which build goes first,
-# so both see the same machine. Needs root (network namespaces; see tests/support).
+# so both see the same machine. Needs root (network namespaces; see crates/test-support).
 # Prints the figures' own lines, tagged with the build; no pass/fail. The figures go to
 # docs/benchmarks.md.
 #
