@@ -68,8 +68,7 @@ pub fn run(args: ListArgs) -> Outcome {
                     let ports = if l.ports.is_empty() {
                         String::new()
                     } else {
-                        let p: Vec<String> = l.ports.iter().map(|p| p.to_string()).collect();
-                        format!("  firewall {}", p.join(","))
+                        format!("  firewall {}", knock_match::PortSpec::join(&l.ports, ","))
                     };
                     outln!(
                         "{:<40} {:<12} {:<16} {exp}{ports}",

@@ -121,14 +121,6 @@ pub fn table_names(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn ports_text(ports: &[PortSpec]) -> String {
-    ports
-        .iter()
-        .map(PortSpec::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The allow doors with `open_ports`, by name.
 pub fn firewall_doors(c: &Config) -> Vec<&knockwrap_config::DoorConfig> {
     c.doors
@@ -165,7 +157,7 @@ pub fn nft_check(nft: Option<&Path>, guarded: &[PortSpec]) -> Check {
                 "nft is not installed (looked in {} and PATH): the firewall door cannot guard \
                  {}, and its doors admit no one",
                 SBIN_DIRS.join(", "),
-                ports_text(guarded)
+                PortSpec::join(guarded, ", ")
             ),
             "apt-get install nftables",
         ),
@@ -258,7 +250,7 @@ pub fn report_checks(
     if report.dropping.is_empty() {
         checks.push(ok(format!(
             "no other nftables table drops {} on the input hook ({} base chain{} read{})",
-            ports_text(guarded),
+            PortSpec::join(guarded, ", "),
             report.input_chains,
             if report.input_chains == 1 { "" } else { "s" },
             if report.own_table {

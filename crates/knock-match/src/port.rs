@@ -19,6 +19,16 @@ pub struct PortSpec {
 }
 
 impl PortSpec {
+    /// `ports` in their text form (`22/tcp`), joined by `sep`: how logs, listings and messages
+    /// name a set of ports.
+    pub fn join(ports: &[PortSpec], sep: &str) -> String {
+        ports
+            .iter()
+            .map(PortSpec::to_string)
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+
     pub fn tcp(port: u16) -> PortSpec {
         PortSpec {
             proto: Proto::Tcp,

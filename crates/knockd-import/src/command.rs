@@ -410,14 +410,6 @@ fn firewall(effect: Effect, what: String, ports: Vec<PortSpec>, lease: Option<Du
     }
 }
 
-fn ports_text(ports: &[PortSpec]) -> String {
-    ports
-        .iter()
-        .map(PortSpec::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Every port: a rule without one lets the knocker reach all of them.
 const EVERY_PORT: &str = "it admits the knocker to every port; knockwrap guards and opens \
                           named ports only (`open_ports`): list the ports you need by hand";
@@ -545,7 +537,7 @@ fn iptables(prog: &str, args: &[String]) -> Result<Mapped, String> {
         } else {
             "deletes the rule accepting"
         },
-        ports_text(&ports)
+        PortSpec::join(&ports, ", ")
     );
     Ok(firewall(effect, what, ports, None))
 }
@@ -617,7 +609,7 @@ fn ufw(args: &[String]) -> Result<Mapped, String> {
         } else {
             "deletes the rule allowing"
         },
-        ports_text(&ports)
+        PortSpec::join(&ports, ", ")
     );
     let mut m = firewall(effect, what, ports, None);
     m.assumed = assumed;
@@ -723,7 +715,7 @@ fn nft_rule(args: &[String]) -> Result<Mapped, String> {
     let ports = ports.ok_or_else(|| format!("the nft rule has no dport: {EVERY_PORT}"))?;
     let what = format!(
         "nft adds a rule accepting the knocker on {}",
-        ports_text(&ports)
+        PortSpec::join(&ports, ", ")
     );
     Ok(firewall(Effect::Grant, what, ports, None))
 }

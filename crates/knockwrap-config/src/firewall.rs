@@ -174,11 +174,7 @@ pub fn lockout_warnings(config: &Config, session: Option<&SshSession>) -> Vec<Co
         }
         return out;
     };
-    let list = guarded
-        .iter()
-        .map(PortSpec::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = PortSpec::join(&guarded, ", ");
     if fw.always_allow.is_empty() {
         warn(
             fw.header_pos.unwrap_or(first_door.open_ports_pos),

@@ -134,7 +134,7 @@ impl Daemon {
                         Applied::Admitted => info!(
                             door = %g.door, addr = %g.addr, service = %g.service,
                             lease_s = g.lease.map(|l| l.as_secs()),
-                            ports = %g.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+                            ports = %knock_match::PortSpec::join(&g.ports, ","),
                             "grant: admitted through the firewall"
                         ),
                         other => {

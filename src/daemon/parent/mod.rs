@@ -518,7 +518,7 @@ fn install_firewall(grants: &mut Grants, config: &Config) -> Result<(), String> 
     info!(
         table = %sink.table(),
         ensured = ?ensured,
-        guarded = %config.guarded_ports().iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        guarded = %knock_match::PortSpec::join(&config.guarded_ports(), ","),
         stray_removed = removed,
         leases_admitted = admitted,
         "firewall door in place"
