@@ -232,11 +232,11 @@ fn read_json<T: for<'de> Deserialize<'de>>(
     let bytes = match atomic_files::secret::read_secret(path, "progress file", false) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(None),
-        Err(message) => {
+        Err(e) => {
             return Err(ProgressError::Invalid {
                 door: door.into(),
                 path: path.into(),
-                message,
+                message: e.to_string(),
             })
         }
     };

@@ -81,9 +81,11 @@ pub(crate) fn load_sequence_files(
 /// belongs to another account (`atomic_files::secret::read_secret`).
 pub(crate) fn read_totp_key(file: &Path) -> Result<Vec<u8>, String> {
     let shown = file.display();
-    let bytes = atomic_files::secret::read_secret(file, "TOTP key", true)?.ok_or_else(|| {
-        format!("cannot read TOTP key `{shown}`: No such file or directory (os error 2)")
-    })?;
+    let bytes = atomic_files::secret::read_secret(file, "TOTP key", true)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!("cannot read TOTP key `{shown}`: No such file or directory (os error 2)")
+        })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| format!("TOTP key `{shown}` is not base32: not UTF-8"))?;
     let secret =
